@@ -1,0 +1,61 @@
+"""Typed settings: environment variables with the `OFFERRANK_` prefix, local defaults, CLI overrides.
+
+Every path default lives under `OFFERRANK_HOME` (default `./var`), so one variable moves a whole
+local installation; any single setting can point elsewhere (a Spark cluster, object storage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All of offerrank's knobs; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFERRANK_", extra="forbid")
+
+    home: Path = Field(Path("var"), description="Root folder of the local defaults below.")
+    warehouse: str = Field("", description="Root of the Delta tables: a folder or an s3a://, abfss://, gs:// URI.")
+    events_root: str = Field("", description="Landing root of event files, one folder per UTC date.")
+    catalog_file: Path | None = Field(None, description="Catalog YAML (offers, placements, decisions, models).")
+
+    spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
+    spark_driver_memory: str = Field("2g", description="spark.driver.memory for sessions offerrank starts.")
+    spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions; small for 2-core machines.")
+    spark_ui_enabled: bool = Field(False, description="Start the Spark UI (off by default: no port clashes in tests).")
+    spark_local_ip: str = Field("127.0.0.1", description="SPARK_LOCAL_IP for local masters when the env does not set it.")
+    spark_extra_packages: list[str] = Field(
+        default_factory=list, description="Extra Maven coordinates, e.g. org.apache.hadoop:hadoop-aws:3.4.1 for S3."
+    )
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings as a JSON object.")
+    jars_cache: Path = Field(
+        Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."
+    )
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if not self.warehouse:
+            self.warehouse = str(self.home / "warehouse")
+        if not self.events_root:
+            self.events_root = str(self.home / "sample" / "events")
+        if self.catalog_file is None:
+            self.catalog_file = self.home / "sample" / "catalog.yaml"
+        self.jars_cache = self.jars_cache.expanduser().resolve()
+        return self
+
+    def table_path(self, name: str) -> str:
+        """Location of the Delta table `name` under the warehouse root."""
+        return f"{self.warehouse.rstrip('/')}/{name}"
+
+    @property
+    def spark_is_local(self) -> bool:
+        return self.spark_master.startswith("local")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None keyword overrides (CLI flags) taking precedence."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

@@ -1,0 +1,130 @@
+"""Sample data generator: determinism, the event contract, ground truth against what was emitted."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from datetime import date
+
+import pytest
+import yaml
+
+from offerrank.generator import CHANNEL_TYPE_PREFIX, FAULT_KINDS, generate
+
+START = date(2026, 11, 1)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    return generate(out, START, days=3, seed=11, events_per_day=6_000)
+
+
+def read_lines(out):
+    for path in sorted((out / "events").glob("*/*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            yield path.parent.name, line
+
+
+def test_same_seed_gives_identical_files(tmp_path, sample):
+    again = generate(tmp_path, START, days=3, seed=11, events_per_day=6_000)
+    files = sorted(p.relative_to(sample.out) for p in sample.out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again.out) for p in again.out.rglob("*") if p.is_file())
+    for relative in files:
+        assert (sample.out / relative).read_bytes() == (again.out / relative).read_bytes(), relative
+    other = generate(tmp_path / "other", START, days=1, seed=12, events_per_day=200)
+    assert (other.out / "events/2026-11-01/events-2026-11-01.jsonl").read_bytes()[:500] != \
+        (sample.out / "events/2026-11-01/events-2026-11-01.jsonl").read_bytes()[:500]
+
+
+def test_events_follow_the_contract(sample):
+    counted = Counter()
+    for folder, line in read_lines(sample.out):
+        event = json.loads(line)
+        assert event["timestamp"].startswith(folder), "an event lands in the folder of its UTC date"
+        decisioning = event["_experience"]["decisioning"]
+        kind = {"decisioning.propositionDisplay": "display", "decisioning.propositionInteract": "interact"}[event["eventType"]]
+        assert decisioning["propositionEventType"] == {kind: 1}
+        assert event["identityMap"]["ECID"][0]["primary"] is True
+        assert event["channel"]["_type"].startswith(CHANNEL_TYPE_PREFIX)
+        for proposition in decisioning["propositions"]:
+            assert proposition["id"] and proposition["scopeDetails"]["placement"]["id"] == proposition["scope"]
+            assert all(item["id"] and item["itemSelection"]["rankingDetail"]["trafficType"] in ("model", "random")
+                       for item in proposition["items"])
+        counted[(kind, event["channel"]["_type"].rsplit("/", 1)[1])] += 1
+    assert sum(counted.values()) == sample.events_written == sum(sample.lines_per_date.values())
+    assert {channel for _, channel in counted} == {"web", "email", "push", "mobileApp"}
+    assert 0.005 < sum(v for (k, _), v in counted.items() if k == "interact") / sample.events_written < 0.1
+
+
+def test_email_shows_several_items_and_some_clicks_land_next_day(sample):
+    items_per_email = set()
+    next_day_clicks = 0
+    for folder, line in read_lines(sample.out):
+        event = json.loads(line)
+        proposition = event["_experience"]["decisioning"]["propositions"][0]
+        if event["eventType"].endswith("Display") and event["channel"]["_type"].endswith("email"):
+            items_per_email.add(len(proposition["items"]))
+        if event["eventType"].endswith("Interact") and "T00:" in event["timestamp"]:
+            next_day_clicks += 1
+    assert items_per_email >= {2, 3}
+    assert next_day_clicks > 0
+
+
+def test_ground_truth_matches_emitted_counts_and_true_rates(sample):
+    impressions, clicked_items = Counter(), set()
+    for _, line in read_lines(sample.out):
+        event = json.loads(line)
+        channel = event["channel"]["_type"].rsplit("/", 1)[1]
+        for proposition in event["_experience"]["decisioning"]["propositions"]:
+            for item in proposition["items"]:
+                key = (item["id"], proposition["scope"], channel)
+                if event["eventType"].endswith("Display"):
+                    impressions[key] += 1
+                else:
+                    clicked_items.add((proposition["id"], key))
+    conversions = Counter(key for _, key in clicked_items)
+
+    with open(sample.out / "ground_truth.csv", encoding="utf-8") as handle:
+        truth = list(csv.DictReader(handle))
+    truth_impressions, truth_conversions = Counter(), Counter()
+    for row in truth:
+        key = (row["offer_id"], row["placement_id"], row["channel"])
+        truth_impressions[key] += int(row["impressions"])
+        truth_conversions[key] += int(row["conversions"])
+        n, rate = int(row["impressions"]), float(row["true_conversion_rate"])
+        if n >= 300:  # a generous 5-sigma band keeps this test stable yet catches a wrong rate model
+            observed = int(row["conversions"]) / n
+            assert abs(observed - rate) <= 5 * math.sqrt(rate * (1 - rate) / n) + 1 / n, row
+    assert truth_impressions == impressions
+    assert truth_conversions == conversions
+
+
+def test_injected_faults_are_counted_per_folder(tmp_path):
+    result = generate(tmp_path, START, days=2, seed=3, events_per_day=3_000, fault_rate=0.05)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["faults"] == {day: dict(kinds) for day, kinds in result.faults.items()}
+    kinds_seen = {kind for kinds in manifest["faults"].values() for kind in kinds}
+    assert kinds_seen == set(FAULT_KINDS)
+    malformed = 0
+    for _, line in read_lines(tmp_path):
+        try:
+            if not isinstance(json.loads(line), dict):
+                malformed += 1
+        except json.JSONDecodeError:
+            malformed += 1
+    assert malformed == sum(kinds.get("malformed_json", 0) + kinds.get("not_an_object", 0)
+                            for kinds in manifest["faults"].values())
+
+
+def test_catalog_covers_every_ranking_method(sample):
+    catalog = yaml.safe_load((sample.out / "catalog.yaml").read_text())
+    methods = {p["ranking"].split(":")[0] for d in catalog["decisions"] for p in d["placements"]}
+    assert methods == {"ai_model", "priority", "formula"}
+    offer_ids = {o["id"] for o in catalog["offers"]}
+    for decision in catalog["decisions"]:
+        for placement in decision["placements"]:
+            assert placement["fallback_offer"] in placement["eligible_offers"]
+            assert set(placement["eligible_offers"]) <= offer_ids
