@@ -33,6 +33,15 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.jobs.ingest import run_ingest
+    from offerrank.spark import build_spark
+
+    result = run_ingest(build_spark(settings, "offerrank-ingest"), settings, args.date, args.run_id, args.events)
+    print(result.summary())
+    return 0 if result.success else 1
+
+
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.spark import build_spark, cached_jars
 
@@ -67,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--fault-rate", type=float, default=0.0,
                           help="share of events followed by an injected bad record (default 0)")
     generate.set_defaults(handler=cmd_generate)
+
+    ingest = commands.add_parser("ingest", help="ingest and validate one landing date of events into Delta")
+    ingest.add_argument("--date", type=_iso_date, required=True, help="landing date, YYYY-MM-DD")
+    ingest.add_argument("--events", help="landing root holding YYYY-MM-DD folders (default OFFERRANK_EVENTS_ROOT)")
+    ingest.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
+    ingest.set_defaults(handler=cmd_ingest)
 
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)

@@ -31,6 +31,22 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra Maven coordinates, e.g. org.apache.hadoop:hadoop-aws:3.4.1 for S3."
     )
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings as a JSON object.")
+    expectations_dir: Path = Field(
+        Path(__file__).resolve().parents[2] / "expectations", description="Folder of the versioned GX suites."
+    )
+    dq_docs_dir: str = Field("", description="Folder of the Great Expectations data docs (default: <warehouse>/dq_docs).")
+
+    lateness_days: int = Field(3, ge=0, description="How many days after its UTC date an event may still land.")
+    future_tolerance_minutes: int = Field(10, ge=0, description="Clock skew allowed past the end of the landing date.")
+    max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records are quarantined as oversized.")
+    max_quarantine_share: float = Field(0.05, ge=0, le=1, description="Largest share of quarantined records a valid day may have.")
+    min_events_per_day: int = Field(1, ge=0, description="Fewest accepted events a valid day may have.")
+    volume_trailing_days: int = Field(7, ge=1, description="Trailing days whose mean volume the day is compared with.")
+    min_volume_ratio: float = Field(0.2, ge=0, description="Lowest accepted-events ratio to the trailing mean.")
+    max_volume_ratio: float = Field(5.0, ge=0, description="Highest accepted-events ratio to the trailing mean.")
+    conversion_tolerance: float = Field(0.1, ge=0, description="An offer's conversions may exceed its impressions by this share.")
+    conversion_check_min: int = Field(20, ge=0, description="Conversions an offer needs on the day before that check applies.")
+
     jars_cache: Path = Field(
         Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."
     )
@@ -44,6 +60,8 @@ class Settings(BaseSettings):
             self.events_root = str(self.home / "sample" / "events")
         if self.catalog_file is None:
             self.catalog_file = self.home / "sample" / "catalog.yaml"
+        if not self.dq_docs_dir:
+            self.dq_docs_dir = self.table_path("dq_docs")
         self.jars_cache = self.jars_cache.expanduser().resolve()
         return self
 

@@ -1,0 +1,178 @@
+"""Record-level outcomes of the ingest job, one bad-input class at a time, on a handful of inline records."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from offerrank.jobs.ingest import (
+    label_records,
+    parse_records,
+    read_records,
+    record_parameters,
+    route_records,
+    to_interactions,
+)
+from offerrank.quality import load_suite
+
+RUN_DATE = date(2026, 11, 22)
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "events" / "examples.jsonl"
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[dict]:
+    return [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+
+
+@pytest.fixture
+def event(examples):
+    """A fresh copy of the first example (a web impression) to break in one way."""
+    return copy.deepcopy(examples[0])
+
+
+@pytest.fixture
+def classify(spark, settings, tmp_path):
+    """Run records through parse -> route -> label; returns {record: (outcome, reason codes)} in input order."""
+    suite = load_suite(settings.expectations_dir, "events_records")
+
+    def run(lines: list, earlier_ids: list[str] | None = None, max_record_bytes: int = 1_000_000):
+        path = tmp_path / f"part-{len(list(tmp_path.iterdir()))}.jsonl"
+        path.write_bytes(b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n")
+        records = read_records(spark, {"json": [str(path)], "parquet": []})
+        routed = route_records(parse_records(records, max_record_bytes), suite, record_parameters(settings, RUN_DATE))
+        earlier = spark.createDataFrame([(i,) for i in earlier_ids], "event_id string") if earlier_ids else None
+        labelled = label_records(routed, earlier)
+        rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
+        return [rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")] for line in lines
+                if not isinstance(line, bytes)], labelled
+
+    return run
+
+
+def _text(line) -> str:
+    return line if isinstance(line, str) else json.dumps(line, separators=(",", ":"))
+
+
+def outcome(classify, broken: dict | str, *others):
+    (result, *_), _ = classify([broken, *others])
+    return result
+
+
+def test_valid_examples_are_accepted_and_flattened_per_item(classify, examples):
+    results, labelled = classify(examples)
+    assert results == [("accepted", [])] * 4
+    interactions = to_interactions(labelled.filter("outcome = 'accepted'"), RUN_DATE, "run-1").collect()
+    assert len(interactions) == 5  # the email impression carries two offers
+    click = next(r for r in interactions if r.interaction == "conversion")
+    assert (click.offer_id, click.placement_id, click.channel, click.decision_id, click.traffic_type) == (
+        "offer-spring-10", "home-hero", "web", "dp-spring-sale", "model")
+    assert click.profile_id == "41520911863207584021459103812775114701"
+    assert click.event_date == date(2026, 11, 22) and click.landing_date == RUN_DATE
+    assert sorted(r.offer_id for r in interactions if r.channel == "email") == ["offer-free-shipping", "offer-loyalty-2x"]
+
+
+@pytest.mark.parametrize("line, code", [
+    ('{"_id": "x", "timestamp": ', "malformed_json"),
+    ('[{"_id": "x"}]', "not_an_object"),
+    ("42", "not_an_object"),
+    ('{"_id": "x", "_experience": {"decisioning": {"propositions": {"id": "p"}}}}', "wrong_field_type"),
+])
+def test_unreadable_records_are_quarantined_with_why(classify, examples, line, code):
+    assert outcome(classify, line, examples[1]) == ("quarantined", [code])
+
+
+def test_items_that_are_not_an_array(classify, event):
+    event["_experience"]["decisioning"]["propositions"][0]["items"] = {"id": "offer-spring-10"}
+    assert outcome(classify, event) == ("quarantined", ["wrong_field_type"])
+
+
+def test_invalid_utf8_is_quarantined_and_the_rest_of_the_file_kept(classify, examples):
+    bad = b'{"_id":"caf\xe9-1","timestamp":"2026-11-22T08:00:00Z"}'
+    results, labelled = classify([bad, examples[0]])
+    assert results == [("accepted", [])]
+    quarantined = labelled.filter("outcome = 'quarantined'").collect()
+    assert [r.reason_codes for r in quarantined] == [["invalid_utf8"]]
+
+
+def test_a_line_of_several_megabytes_is_quarantined_as_oversized(classify, event, examples):
+    event["padding"] = "x" * 3_000_000
+    results, _ = classify([event, examples[1]], max_record_bytes=1_000_000)
+    assert results == [("quarantined", ["oversized_record"]), ("accepted", [])]
+
+
+@pytest.mark.parametrize("mutate, code", [
+    (lambda e: e.pop("_id"), "missing_event_id"),
+    (lambda e: e.update(_id="has spaces/and slashes"), "invalid_event_id"),
+    (lambda e: e.pop("timestamp"), "missing_timestamp"),
+    (lambda e: e.update(timestamp="yesterday at noon"), "unparseable_timestamp"),
+    (lambda e: e.update(timestamp="2026-11-23T00:30:00Z"), "future_timestamp"),
+    (lambda e: e.update(timestamp="2026-11-18T23:59:59Z"), "beyond_lateness_window"),
+    (lambda e: e["_experience"]["decisioning"].update(propositionEventType={"interact": 1}), "event_type_mismatch"),
+    (lambda e: e.update(eventType="commerce.purchases"), "unknown_event_type"),
+    (lambda e: e.pop("eventType"), "missing_event_type"),
+    (lambda e: e["_experience"]["decisioning"].update(propositions=[]), "no_propositions"),
+    (lambda e: e["_experience"]["decisioning"].pop("propositions"), "no_propositions"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(items=[]), "proposition_without_items"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].pop("id"), "proposition_without_id"),
+    (lambda e: [e["_experience"]["decisioning"]["propositions"][0].pop(k) for k in ("scope", "scopeDetails")],
+     "proposition_without_placement"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id"), "item_without_id"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"), "invalid_id_format"),
+    (lambda e: e.pop("identityMap"), "missing_identity"),
+    (lambda e: e.pop("channel"), "missing_channel"),
+    (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
+])
+def test_record_level_rules(classify, event, examples, mutate, code):
+    mutate(event)
+    assert outcome(classify, event, examples[1]) == ("quarantined", [code])
+
+
+def test_late_events_within_the_window_and_other_decisioning_types_are_accepted(classify, event, examples):
+    event["timestamp"] = "2026-11-19T00:00:00Z"  # three days late: the edge of the default window
+    dismiss = copy.deepcopy(examples[3])
+    dismiss["eventType"] = "decisioning.propositionDismiss"
+    dismiss["_experience"]["decisioning"]["propositionEventType"] = {"dismiss": 1}
+    results, labelled = classify([event, dismiss])
+    assert results == [("accepted", []), ("accepted", [])]
+    interactions = to_interactions(labelled.filter("outcome = 'accepted'"), RUN_DATE, "r").collect()
+    assert [(r.event_id, r.event_date) for r in interactions] == [(event["_id"], date(2026, 11, 19))]
+
+
+def test_channel_type_stands_in_and_primary_identity_wins(classify, event):
+    event.pop("channel")
+    event["_experience"]["decisioning"]["channelType"] = "email"
+    event["identityMap"] = {"ECID": [{"id": "ecid-1"}], "Email": [{"id": "crm-9", "primary": True}]}
+    results, labelled = classify([event])
+    assert results == [("accepted", [])]
+    (row,) = to_interactions(labelled, RUN_DATE, "r").collect()
+    assert (row.channel, row.profile_id) == ("email", "crm-9")
+
+
+def test_exact_duplicates_count_once(classify, event):
+    results, labelled = classify([event, event, event])
+    assert sorted(r.outcome for r in labelled.collect()) == ["accepted", "exact_duplicate", "exact_duplicate"]
+
+
+def test_conflicting_duplicates_keep_the_earliest_and_quarantine_the_other(classify, event):
+    later = copy.deepcopy(event)
+    later["timestamp"] = "2026-11-22T09:00:00.000Z"
+    results, _ = classify([later, event])
+    assert results == [("quarantined", ["conflicting_duplicate"]), ("accepted", [])]
+
+
+def test_conflicting_duplicates_with_equal_timestamps_are_decided_by_content(classify, event):
+    other = copy.deepcopy(event)
+    other["_experience"]["decisioning"]["propositions"][0]["items"][0]["name"] = "A different name"
+    first = classify([event, other])[0]
+    second = classify([other, event])[0]
+    assert sorted(first) == sorted(second) == [("accepted", []), ("quarantined", ["conflicting_duplicate"])]
+    assert first == list(reversed(second))
+
+
+def test_an_event_ingested_on_an_earlier_day_is_not_counted_again(classify, event, examples):
+    results, _ = classify([event, examples[1]], earlier_ids=[event["_id"]])
+    assert results == [("quarantined", ["duplicate_of_earlier_day"]), ("accepted", [])]

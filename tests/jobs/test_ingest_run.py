@@ -1,0 +1,145 @@
+"""The whole ingest job on generated data: exact reconciliation, reruns, a failing day, Parquet input, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+
+from offerrank.cli import main as cli_main
+from offerrank.generator import generate
+from offerrank.jobs.ingest import EVENT_SCHEMA, run_ingest
+from offerrank.settings import load_settings
+
+DAY = date(2026, 11, 1)
+# generator fault kind -> the quarantine code it must end up under (exact duplicates are dropped, not quarantined)
+FAULT_CODES = {
+    "conflicting_duplicate": "conflicting_duplicate",
+    "malformed_json": "malformed_json",
+    "not_an_object": "not_an_object",
+    "missing_id": "missing_event_id",
+    "missing_timestamp": "missing_timestamp",
+    "future_timestamp": "future_timestamp",
+    "event_type_mismatch": "event_type_mismatch",
+    "unknown_event_type": "unknown_event_type",
+    "no_propositions": "no_propositions",
+    "item_without_id": "item_without_id",
+    "missing_identity": "missing_identity",
+}
+TABLES = ("events_raw", "interactions", "quarantine", "dq_results")
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory):
+    out = tmp_path_factory.mktemp("landing")
+    generate(out, DAY, days=1, seed=5, events_per_day=4_000, fault_rate=0.03)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_settings(settings, landing, tmp_path_factory):
+    home = tmp_path_factory.mktemp("ingest-home")
+    return load_settings(home=home, events_root=str(landing / "events"), spark_shuffle_partitions=2)
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, run_settings):
+    return run_ingest(spark, run_settings, DAY)
+
+
+def table(spark, settings, name):
+    return spark.read.format("delta").load(settings.table_path(name))
+
+
+def snapshot(spark, settings):
+    return {name: sorted(map(tuple, table(spark, settings, name).drop("expectations").collect()), key=repr) for name in TABLES}
+
+
+def test_every_record_is_accounted_for_exactly(first_run, landing):
+    manifest = json.loads((landing / "manifest.json").read_text())
+    faults = manifest["faults"][DAY.isoformat()]
+    assert first_run.success, first_run.failure_message
+    assert first_run.records_read == manifest["lines_per_date"][DAY.isoformat()]
+    assert first_run.exact_duplicates == faults["exact_duplicate"]
+    expected_codes = Counter()
+    for kind, code in FAULT_CODES.items():
+        expected_codes[code] += faults.get(kind, 0)
+    assert first_run.quarantined_by_reason == {code: n for code, n in expected_codes.items() if n}
+    assert first_run.quarantined == sum(expected_codes.values())
+    assert first_run.events_accepted == first_run.records_read - first_run.exact_duplicates - first_run.quarantined
+
+
+def test_interactions_match_the_generators_truth(spark, run_settings, first_run, landing):
+    rows = table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY)
+    impressions = Counter({(r.offer_id, r.placement_id, r.channel): r["count"] for r in
+                           rows.filter("interaction = 'impression'").groupBy("offer_id", "placement_id", "channel").count().collect()})
+    conversions = Counter({(r.offer_id, r.placement_id, r.channel): r.n for r in
+                           rows.filter("interaction = 'conversion'").groupBy("offer_id", "placement_id", "channel")
+                           .agg(F.countDistinct("proposition_id").alias("n")).collect()})
+    truth_impressions, truth_conversions = Counter(), Counter()
+    with open(landing / "ground_truth.csv") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["offer_id"], row["placement_id"], row["channel"])
+            truth_impressions[key] += int(row["impressions"])
+            truth_conversions[key] += int(row["conversions"])
+    assert impressions == truth_impressions
+    assert conversions == +truth_conversions
+    assert first_run.interactions_written == rows.count()
+
+
+def test_tables_hold_the_run(spark, run_settings, first_run):
+    raw = table(spark, run_settings, "events_raw")
+    assert raw.count() == first_run.records_read
+    quarantine = table(spark, run_settings, "quarantine").collect()
+    assert len(quarantine) == first_run.quarantined
+    malformed = next(r for r in quarantine if r.reason_codes == ["malformed_json"])
+    assert malformed.reasons == "the record is not valid JSON" and malformed.raw and malformed.source_file.endswith(".jsonl")
+    (dq,) = table(spark, run_settings, "dq_results").collect()
+    assert dq.success and dq.records_read == first_run.records_read and dq.run_id == "manual__2026-11-01"
+    outcomes = {(e.suite, e.column, e.quarantine_code): e for e in dq.expectations}
+    assert outcomes[("events_records", "event_id", "missing_event_id")].unexpected_count == first_run.quarantined_by_reason["missing_event_id"]
+    assert all(e.success for e in dq.expectations if e.suite == "events_dataset")
+    docs = (run_settings.warehouse + "/dq_docs/index.html")
+    assert "events_records" in open(docs).read() or any((run_settings.home / "warehouse/dq_docs/validations").rglob("*.html"))
+
+
+def test_rerunning_a_date_gives_identical_tables(spark, run_settings, first_run):
+    before = snapshot(spark, run_settings)
+    again = run_ingest(spark, run_settings, DAY)
+    assert again.summary() == first_run.summary()
+    assert snapshot(spark, run_settings) == before
+
+
+def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_interactions(spark, run_settings, first_run, capsys):
+    strict = run_settings.model_copy(update={"max_quarantine_share": 0.001})
+    failed = run_ingest(spark, strict, DAY, run_id="strict")
+    assert not failed.success
+    assert "of records quarantined, more than the allowed 0.10%" in failed.failure_message
+    assert table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count() == 0
+    (dq,) = table(spark, run_settings, "dq_results").collect()
+    assert (dq.success, dq.run_id) == (False, "strict")
+
+    code = cli_main(["--home", str(run_settings.home), "--events-root", run_settings.events_root, "ingest", "--date", "2026-11-01"])
+    assert code == 0 and "validation passed" in capsys.readouterr().out
+    assert table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count() == first_run.interactions_written
+
+
+def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_run, landing, tmp_path):
+    folder = tmp_path / "events" / DAY.isoformat()
+    valid = spark.read.schema(EVENT_SCHEMA).json(str(landing / "events" / DAY.isoformat())).filter("_id IS NOT NULL")
+    valid.coalesce(1).write.parquet(str(folder / "export"))
+    for part in (folder / "export").glob("*.parquet"):
+        part.rename(folder / f"export-{part.name}")
+    parquet_settings = load_settings(home=tmp_path / "home", events_root=str(tmp_path / "events"))
+    result = run_ingest(spark, parquet_settings, DAY)
+    assert result.records_read == valid.count()
+    assert result.interactions_written > 0.9 * first_run.interactions_written
+
+
+def test_a_missing_landing_folder_is_a_clear_error(spark, run_settings):
+    with pytest.raises(FileNotFoundError, match="no event files .* for 2026-10-01"):
+        run_ingest(spark, run_settings, date(2026, 10, 1))
