@@ -27,7 +27,8 @@ setup() {
 case "${1:-}" in
     demo)
         setup
-        "$VENV/bin/offerrank" generate --start 2026-11-01 --days 14 --events-per-day 20000 --fault-rate 0.002
+        "$VENV/bin/offerrank" generate --start 2026-11-01 --days 7 --events-per-day 20000 --fault-rate 0.002
+        "$VENV/bin/offerrank" ingest --date 2026-11-01 --through 2026-11-07
         ;;
     test)
         shift

@@ -367,7 +367,6 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
     if earlier is not None and settings.lateness_days:
         earlier = earlier.filter(F.col("landing_date").between(run_date - timedelta(days=settings.lateness_days), run_date - timedelta(days=1)))
     labelled = label_records(routed, earlier).persist()
-    routed.unpersist()
 
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
     by_reason = {r.code: r["count"] for r in labelled.filter(F.col("outcome") == "quarantined")
@@ -420,8 +419,8 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
         data_docs=quality.index_page, expectations=record_outcomes + dataset_outcomes, **counts,
     )
     replace_partition(_dq_row(spark, result), dq_path, "run_date", run_date)
-    labelled.unpersist()
-    interactions.unpersist()
+    for cached in (routed, labelled, interactions):
+        cached.unpersist()
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from offerrank.settings import Settings, load_settings
@@ -37,9 +37,17 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.ingest import run_ingest
     from offerrank.spark import build_spark
 
-    result = run_ingest(build_spark(settings, "offerrank-ingest"), settings, args.date, args.run_id, args.events)
-    print(result.summary())
-    return 0 if result.success else 1
+    spark = build_spark(settings, "offerrank-ingest")
+    last = args.through or args.date
+    if last < args.date:
+        raise SystemExit(f"offerrank ingest: --through {last} is before --date {args.date}")
+    failed = 0
+    for offset in range((last - args.date).days + 1):
+        run_date = args.date + timedelta(days=offset)
+        result = run_ingest(spark, settings, run_date, args.run_id, args.events)
+        print(result.summary(), flush=True)
+        failed += not result.success
+    return 1 if failed else 0
 
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="ingest and validate one landing date of events into Delta")
     ingest.add_argument("--date", type=_iso_date, required=True, help="landing date, YYYY-MM-DD")
+    ingest.add_argument("--through", type=_iso_date, help="also ingest every later date up to this one, in order")
     ingest.add_argument("--events", help="landing root holding YYYY-MM-DD folders (default OFFERRANK_EVENTS_ROOT)")
     ingest.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     ingest.set_defaults(handler=cmd_ingest)

@@ -127,7 +127,8 @@ class DataQualityRun:
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-        self.source = self.context.data_sources.add_spark("offerrank")
+        # The job caches what it validates already; GX persisting it again would double the memory.
+        self.source = self.context.data_sources.add_spark("offerrank", persist=False)
 
     @property
     def index_page(self) -> str:
