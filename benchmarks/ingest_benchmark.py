@@ -56,9 +56,10 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
         out.seek(0), err.seek(0)
-        if process.returncode not in (0, 1):
-            sys.exit(f"{' '.join(command)} failed:\n{err.read()[-3000:]}")
-        return elapsed, peak / 2**20, out.read()
+        stdout = out.read()
+        if process.returncode not in (0, 1) or not stdout.strip():
+            sys.exit(f"{' '.join(command)} failed (exit {process.returncode}):\n{err.read()[-5000:]}")
+        return elapsed, peak / 2**20, stdout
 
 
 def duckdb_child(files: str) -> None:

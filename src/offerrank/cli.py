@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date, timedelta
+import json
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from offerrank.settings import Settings, load_settings
 
@@ -48,6 +51,112 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         print(result.summary(), flush=True)
         failed += not result.success
     return 1 if failed else 0
+
+
+def _registry(settings: Settings):
+    from offerrank.registry import Registry
+    from offerrank.spark import build_spark
+
+    return Registry(build_spark(settings, "offerrank-registry"), settings)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.catalog import load_catalog
+
+    desired = load_catalog(args.file)
+    print(_registry(settings).commit(desired, _now()).summary())
+    return 0
+
+
+def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.catalog import check_dataset_layout, load_catalog
+
+    path = args.file or settings.catalog_file
+    catalog = load_catalog(path)
+    for dataset in catalog.datasets:
+        check_dataset_layout(dataset)
+    counts = ", ".join(f"{len(getattr(catalog, kind))} {kind}" for kind in ("datasets", "placements", "offers", "formulas", "ai_models", "decisions"))
+    print(f"{path}: valid ({counts})")
+    return 0
+
+
+def cmd_catalog_show(args: argparse.Namespace, settings: Settings) -> int:
+    catalog = _registry(settings).catalog(args.version)
+    for decision in catalog.decisions:
+        print(f"decision {decision.id} ({decision.status}): {decision.name}")
+        for assignment in decision.placements:
+            placement = catalog.get("placements", assignment.placement)
+            offers = catalog.eligible_offers(assignment)
+            print(f"  {assignment.placement} on {placement.channel}: {len(offers)} eligible offers, ranked by "
+                  f"{assignment.ranking}, fallback {assignment.fallback_offer}")
+    for model in catalog.ai_models:
+        print(f"AI model {model.name} ({model.type.value}, {model.status.value}): datasets {', '.join(model.datasets)}")
+    return 0
+
+
+MODEL_OPTIONS = ("description", "type", "datasets", "lookback_days", "exploration_share", "half_life_days", "segments", "attributes")
+
+
+def _model_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
+    spec = dict(base or {})
+    for name in MODEL_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            spec[name] = value
+    cold_start = dict(spec.get("cold_start") or {})
+    for name in ("min_impressions", "min_conversions"):
+        if getattr(args, name, None) is not None:
+            cold_start[name] = getattr(args, name)
+    spec["cold_start"] = cold_start
+    return spec
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.catalog import AIModel, CatalogError, ModelStatus
+    from offerrank.registry import refuse_if_in_use, with_model
+
+    registry = _registry(settings)
+    catalog = registry.catalog()
+    if args.action == "list":
+        print(f"{'name':<24} {'type':<18} {'status':<9} {'lookback':>8} {'explore':>7}  datasets")
+        for m in catalog.ai_models:
+            print(f"{m.name:<24} {m.type.value:<18} {m.status.value:<9} {m.lookback_days:>7}d {m.exploration_share:>7.2f}  {', '.join(m.datasets)}")
+        return 0
+    if args.action == "history":  # also for deleted models
+        entries = registry.history("ai_models", args.name)
+        if not entries:
+            raise CatalogError(f"the registry never held an AI model named {args.name!r}")
+        for entry in entries:
+            state = entry["spec"]["status"] if entry["spec"] else "deleted"
+            print(f"version {entry['version']:>3}  {entry['timestamp']}  {entry['operation']:<6} {state}")
+        return 0
+    current = catalog.get("ai_models", args.name)
+    if args.action == "create":
+        if current is not None:
+            raise CatalogError(f"an AI model named {args.name!r} already exists")
+        model = AIModel.model_validate({"name": args.name, **_model_spec(args)})
+    elif current is None:
+        raise CatalogError(f"no AI model named {args.name!r}")
+    elif args.action == "show":
+        print(json.dumps(current.model_dump(mode="json"), indent=2))
+        return 0
+    elif args.action == "update":
+        model = AIModel.model_validate(_model_spec(args, current.model_dump(mode="json")))
+    elif args.action == "activate":
+        model = current.model_copy(update={"status": ModelStatus.active})
+    elif args.action == "deactivate":
+        refuse_if_in_use(catalog, args.name, "deactivate")
+        model = current.model_copy(update={"status": ModelStatus.inactive})
+    else:  # delete
+        refuse_if_in_use(catalog, args.name, "delete")
+        model = None
+    changes = registry.commit(with_model(catalog, model, args.name), _now())
+    print(f"AI model {args.name}: {args.action} done (registry version {changes.version})")
+    return 0
 
 
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
@@ -95,6 +204,43 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)
 
+    apply = commands.add_parser("apply", help="make the registry match a catalog YAML file (idempotent)")
+    apply.add_argument("-f", "--file", type=Path, required=True, help="catalog YAML")
+    apply.set_defaults(handler=cmd_apply)
+
+    catalog = commands.add_parser("catalog", help="validate a catalog file or show the registry's catalog")
+    catalog_actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
+    validate = catalog_actions.add_parser("validate", help="validate a catalog YAML file (default OFFERRANK_CATALOG_FILE)")
+    validate.add_argument("-f", "--file", type=Path)
+    validate.set_defaults(handler=cmd_catalog_validate)
+    show_catalog = catalog_actions.add_parser("show", help="show the registry's decisions and models")
+    show_catalog.add_argument("--version", type=int, help="registry version (time travel)")
+    show_catalog.set_defaults(handler=cmd_catalog_show)
+
+    models = commands.add_parser("models", help="create, list, show, update, activate, deactivate, delete AI models")
+    model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    model_actions.add_parser("list", help="list AI models").set_defaults(handler=cmd_models)
+    for action, text in (("show", "show one model"), ("history", "versions in which the model changed"),
+                         ("activate", "activate a model"), ("deactivate", "deactivate a model"), ("delete", "delete a model")):
+        sub = model_actions.add_parser(action, help=text)
+        sub.add_argument("name")
+        sub.set_defaults(handler=cmd_models)
+    for action, text in (("create", "create a model (status draft)"), ("update", "change a model's settings")):
+        sub = model_actions.add_parser(action, help=text)
+        sub.add_argument("name")
+        sub.add_argument("--description")
+        sub.add_argument("--type", choices=["auto_optimization", "personalized"], required=action == "create")
+        sub.add_argument("--dataset", dest="datasets", action="append", required=action == "create",
+                         help="event dataset name (repeatable)")
+        sub.add_argument("--lookback-days", type=int)
+        sub.add_argument("--exploration-share", type=float)
+        sub.add_argument("--min-impressions", type=int, help="cold start: impressions needed in the window")
+        sub.add_argument("--min-conversions", type=int, help="cold start: conversions needed in the window")
+        sub.add_argument("--half-life-days", type=float, help="exponential time decay of old traffic")
+        sub.add_argument("--segment", dest="segments", action="append", help="personalized: a segment (repeatable, at most 50)")
+        sub.add_argument("--attribute", dest="attributes", action="append", help="personalized: a profile attribute (repeatable)")
+        sub.set_defaults(handler=cmd_models)
+
     show = commands.add_parser("settings", help="print the effective settings as environment variables")
     show.set_defaults(handler=cmd_settings)
     return parser
@@ -105,7 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings(home=args.home, warehouse=args.warehouse, events_root=args.events_root,
                              catalog_file=args.catalog_file, spark_master=args.spark_master)
-    return args.handler(args, settings)
+    from offerrank.catalog import CatalogError
+
+    try:
+        return args.handler(args, settings)
+    except (CatalogError, FileNotFoundError, ValidationError) as error:
+        print(f"offerrank {args.command}: {_message(error)}", file=sys.stderr)
+        return 2
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+    return str(error)
 
 
 if __name__ == "__main__":

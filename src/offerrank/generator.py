@@ -135,6 +135,7 @@ def build_catalog(offers: list[Offer], start: date, days: int) -> dict:
     model_common = {"metric": "conversion_rate", "datasets": ["events"], "lookback_days": 14, "exploration_share": 0.1,
                     "cold_start": {"min_impressions": 100, "min_conversions": 5}, "status": "active"}
     return {
+        "datasets": [{"name": "events", "path": "events"}],
         "placements": [{"id": pid, "name": name, "channel": channel} for pid, name, channel, _ in PLACEMENTS],
         "offers": [
             {

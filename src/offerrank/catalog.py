@@ -1,0 +1,306 @@
+"""The decisioning catalog: datasets, placements, offers, ranking formulas, AI models and decisions.
+
+A catalog is read from YAML (`load_catalog`) or from the registry, and validated as a whole: every entity
+by its fields, then every reference between them. Errors name the file, the entity and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from offerrank.formula import Formula, FormulaError
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+MAX_SEGMENTS = 50
+CHANNELS = ("web", "email", "push", "sms", "mobileApp", "inApp", "directMail", "code")
+
+
+class CatalogError(ValueError):
+    """A catalog that is not valid; the message names file, entity and field."""
+
+
+class _Entity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dataset(_Entity):
+    """An event dataset: a landing root with one folder per UTC date, in the proposition-interactions layout."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    path: str = Field(min_length=1)
+
+
+class Placement(_Entity):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class Offer(_Entity):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    priority: int = Field(ge=0)
+    start_date: date
+    end_date: date
+    placements: tuple[str, ...] = Field(min_length=1)
+    characteristics: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    segments: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _date_range(self) -> Offer:
+        if self.end_date < self.start_date:
+            raise ValueError(f"the date range is empty: end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        """What a ranking formula may read: the priority and the characteristics."""
+        return {**self.characteristics, "priority": self.priority}
+
+    def is_live(self, on: date) -> bool:
+        return self.start_date <= on <= self.end_date
+
+
+class RankingFormula(_Entity):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    expression: str
+
+    @field_validator("expression")
+    @classmethod
+    def _parses(cls, expression: str) -> str:
+        try:
+            Formula(expression)
+        except FormulaError as error:
+            raise ValueError(str(error)) from None
+        return expression
+
+    def compiled(self) -> Formula:
+        return Formula(self.expression)
+
+
+class ModelType(str, Enum):
+    auto_optimization = "auto_optimization"
+    personalized = "personalized"
+
+
+class ModelStatus(str, Enum):
+    draft = "draft"
+    active = "active"
+    inactive = "inactive"
+
+
+class ColdStart(_Entity):
+    """Traffic an offer needs within the look-back window before the model ranks it on its own data."""
+
+    min_impressions: int = Field(100, ge=0)
+    min_conversions: int = Field(5, ge=0)
+
+
+class AIModel(_Entity):
+    name: str = Field(pattern=ID_PATTERN)
+    description: str = ""
+    type: ModelType
+    metric: Literal["conversion_rate"] = "conversion_rate"
+    datasets: tuple[str, ...] = Field(min_length=1)
+    lookback_days: int = Field(14, ge=1, le=365)
+    exploration_share: float = Field(0.1, ge=0.0, le=1.0)
+    cold_start: ColdStart = ColdStart()
+    half_life_days: float | None = Field(None, gt=0)
+    segments: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+    status: ModelStatus = ModelStatus.draft
+
+    @model_validator(mode="after")
+    def _personalization(self) -> AIModel:
+        if len(self.segments) > MAX_SEGMENTS:
+            raise ValueError(f"{len(self.segments)} segments given; a model may use at most {MAX_SEGMENTS}")
+        if self.type is ModelType.personalized and not (self.segments or self.attributes):
+            raise ValueError("a personalized model needs segments or profile attributes")
+        if self.type is ModelType.auto_optimization and (self.segments or self.attributes):
+            raise ValueError("an auto-optimization model is not personalized: it takes no segments or attributes")
+        return self
+
+
+class DecisionPlacement(_Entity):
+    placement: str
+    eligible_offers: tuple[str, ...] = ()
+    eligible_filter: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    ranking: str = Field(pattern=r"^(priority|formula:.+|ai_model:.+)$")
+    fallback_offer: str
+
+    @model_validator(mode="after")
+    def _one_eligibility_rule(self) -> DecisionPlacement:
+        if bool(self.eligible_offers) == bool(self.eligible_filter):
+            raise ValueError("give either eligible_offers (explicit ids) or eligible_filter (characteristics), not both or neither")
+        return self
+
+    @property
+    def method(self) -> tuple[str, str | None]:
+        """('priority', None), ('formula', id) or ('ai_model', name)."""
+        kind, _, ref = self.ranking.partition(":")
+        return kind, ref or None
+
+
+class Decision(_Entity):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str
+    status: Literal["active", "draft"] = "active"
+    placements: tuple[DecisionPlacement, ...] = Field(min_length=1)
+
+
+class Catalog(_Entity):
+    datasets: tuple[Dataset, ...] = ()
+    placements: tuple[Placement, ...] = ()
+    offers: tuple[Offer, ...] = ()
+    formulas: tuple[RankingFormula, ...] = ()
+    ai_models: tuple[AIModel, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Catalog:
+        problems = []
+        for kind, key in KINDS.items():
+            seen: set[str] = set()
+            for entity in getattr(self, kind):
+                ident = getattr(entity, key)
+                if ident in seen:
+                    problems.append(f"{kind}[{ident}]: duplicate {key} {ident!r}")
+                seen.add(ident)
+        placements = {p.id for p in self.placements}
+        offers = {o.id: o for o in self.offers}
+        formulas = {f.id for f in self.formulas}
+        models = {m.name: m for m in self.ai_models}
+        datasets = {d.name for d in self.datasets}
+        for offer in self.offers:
+            for placement in offer.placements:
+                if placement not in placements:
+                    problems.append(f"offers[{offer.id}].placements: unknown placement {placement!r}")
+        for model in self.ai_models:
+            for dataset in model.datasets:
+                if dataset not in datasets:
+                    problems.append(f"ai_models[{model.name}].datasets: unknown dataset {dataset!r}")
+        for decision in self.decisions:
+            for assignment in decision.placements:
+                where = f"decisions[{decision.id}].placements[{assignment.placement}]"
+                if assignment.placement not in placements:
+                    problems.append(f"{where}.placement: unknown placement {assignment.placement!r}")
+                for offer_id in (*assignment.eligible_offers, assignment.fallback_offer):
+                    if offer_id not in offers:
+                        problems.append(f"{where}: unknown offer {offer_id!r}")
+                kind, ref = assignment.method
+                if kind == "formula" and ref not in formulas:
+                    problems.append(f"{where}.ranking: unknown formula {ref!r}")
+                if kind == "ai_model":
+                    if ref not in models:
+                        problems.append(f"{where}.ranking: unknown AI model {ref!r}")
+                    elif decision.status == "active" and models[ref].status is not ModelStatus.active:
+                        problems.append(f"{where}.ranking: AI model {ref!r} is {models[ref].status.value}; activate it first")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def get(self, kind: str, ident: str) -> Any:
+        key = KINDS[kind]
+        return next((e for e in getattr(self, kind) if getattr(e, key) == ident), None)
+
+    def eligible_offers(self, assignment: DecisionPlacement) -> list[Offer]:
+        """The offers a decision placement may rank: its explicit ids, or those matching its filter."""
+        if assignment.eligible_offers:
+            return [self.get("offers", i) for i in assignment.eligible_offers]
+        return [o for o in self.offers if all(o.characteristics.get(k) == v for k, v in assignment.eligible_filter.items())]
+
+    def models_in_use(self) -> dict[str, list[str]]:
+        """AI model name -> the active decisions' placements that rank with it."""
+        used: dict[str, list[str]] = {}
+        for decision in self.decisions:
+            for assignment in decision.placements:
+                kind, ref = assignment.method
+                if kind == "ai_model" and decision.status == "active":
+                    used.setdefault(ref, []).append(f"{decision.id}/{assignment.placement}")
+        return used
+
+
+KINDS = {"datasets": "name", "placements": "id", "offers": "id", "formulas": "id", "ai_models": "name", "decisions": "id"}
+
+
+def build_catalog(data: dict[str, Any], source: str) -> Catalog:
+    """Validate catalog data; a CatalogError names `source`, the entity and the field of every problem."""
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as error:
+        raise CatalogError("\n".join(f"{source}: {_where(data, e['loc'])}: {e['msg']}" for e in error.errors())) from None
+
+
+def _where(data: dict[str, Any], loc: tuple) -> str:
+    """('offers', 3, 'end_date') -> 'offers[offer-004].end_date' (entities named by id, not position)."""
+    parts, node = [], data
+    for step in loc:
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            node = node[step]
+            ident = next((node.get(k) for k in ("id", "name", "placement") if isinstance(node, dict) and node.get(k)), step)
+            parts[-1] = f"{parts[-1]}[{ident}]" if parts else f"[{ident}]"
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+            parts.append(str(step))
+    return ".".join(parts) or "catalog"
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate a catalog YAML file; dataset paths are resolved against the file's folder."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such catalog file") from None
+    except yaml.YAMLError as error:
+        raise CatalogError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: a catalog is a mapping of entity lists, not {type(data).__name__}")
+    for dataset in data.get("datasets") or []:
+        if isinstance(dataset, dict) and isinstance(dataset.get("path"), str) and "://" not in dataset["path"]:
+            dataset["path"] = str((path.parent / dataset["path"]).resolve())
+    return build_catalog(data, str(path))
+
+
+def entity_json(entity: _Entity) -> str:
+    """Canonical JSON of an entity: equal entities give equal text (used to detect changes)."""
+    return json.dumps(entity.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
+    """Refuse a dataset whose actual files lack the proposition-interactions layout."""
+    root = Path(dataset.path)
+    files = sorted(p for pattern in ("*/*.json*", "*/*.parquet") for p in root.glob(pattern))
+    if not files:
+        raise CatalogError(f"datasets[{dataset.name}]: no event files under {root} (expected <date>/*.jsonl or *.parquet)")
+    newest = files[-1]
+    if newest.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(newest)
+        names = set(schema.names)
+        decisioning = schema.field("_experience").type if "_experience" in names else None
+        has_propositions = decisioning is not None and "decisioning" in str(decisioning) and "propositions" in str(decisioning)
+    else:
+        names, has_propositions = set(), False
+        with open(newest, encoding="utf-8", errors="replace") as handle:
+            for _, line in zip(range(sample_lines), handle):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    names |= set(record)
+                    has_propositions |= "propositions" in (record.get("_experience") or {}).get("decisioning", {})
+    missing = [f for f in ("_id", "timestamp", "eventType") if f not in names]
+    if missing or not has_propositions:
+        lacking = ", ".join(missing + ([] if has_propositions else ["_experience.decisioning.propositions"]))
+        raise CatalogError(
+            f"datasets[{dataset.name}]: {newest} does not have the proposition-interactions layout (missing {lacking})"
+        )

@@ -1,0 +1,95 @@
+"""Catalog validation: the generated catalog is valid; every refusal names the file, entity and field."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+
+import pytest
+import yaml
+
+from offerrank.catalog import CatalogError, Dataset, build_catalog, check_dataset_layout, load_catalog
+from offerrank.generator import generate
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("catalog-sample")
+    generate(out, date(2026, 11, 1), days=1, events_per_day=300)
+    return out
+
+
+@pytest.fixture
+def data(sample):
+    return yaml.safe_load((sample / "catalog.yaml").read_text())
+
+
+def test_the_generated_catalog_is_valid_and_covers_every_ranking_method(sample):
+    catalog = load_catalog(sample / "catalog.yaml")
+    methods = {a.method[0] for d in catalog.decisions for a in d.placements}
+    assert methods == {"ai_model", "priority", "formula"}
+    assert catalog.datasets[0].path == str(sample / "events")
+    home = catalog.get("decisions", "dp-web-home").placements[0]
+    assert [o.id for o in catalog.eligible_offers(home)] == list(home.eligible_offers)
+    assert catalog.models_in_use()["auto-web"] == ["dp-web-home/home-hero", "dp-app-reengage/app-home-card"]
+
+
+def refused(data, match):
+    with pytest.raises(CatalogError, match=match):
+        build_catalog(data, "catalog.yaml")
+
+
+def test_an_offer_with_an_empty_date_range(data):
+    data["offers"][3]["end_date"] = "2020-01-01"
+    refused(data, r"catalog.yaml: offers\[offer-004\]: Value error, the date range is empty")
+
+
+def test_more_than_fifty_segments(data):
+    model = next(m for m in data["ai_models"] if m["type"] == "personalized")
+    model["segments"] = [f"segment-{i}" for i in range(51)]
+    refused(data, r"ai_models\[personalized-mobile\]: Value error, 51 segments given; a model may use at most 50")
+
+
+def test_a_formula_that_does_not_parse_or_breaks_the_limits(data):
+    data["formulas"][0]["expression"] = "priority.__class__"
+    refused(data, r"formulas\[margin-boost\].expression: Value error, formula does not parse")
+    data["formulas"][0]["expression"] = "(" * 20 + "1" + ")" * 20
+    refused(data, r"formulas\[margin-boost\].expression: .*nests parentheses 20 levels")
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d["decisions"][0]["placements"][0].update(eligible_offers=["offer-999"]), r"unknown offer 'offer-999'"),
+    (lambda d: d["decisions"][0]["placements"][0].update(placement="nowhere"), r"placement: unknown placement 'nowhere'"),
+    (lambda d: d["decisions"][1]["placements"][0].update(ranking="formula:nope"), r"ranking: unknown formula 'nope'"),
+    (lambda d: d["decisions"][0]["placements"][0].update(ranking="ai_model:ghost"), r"ranking: unknown AI model 'ghost'"),
+    (lambda d: d["decisions"][0]["placements"][0].update(ranking="random"), r"ranking: String should match pattern"),
+    (lambda d: d["offers"][0].update(placements=["nowhere"]), r"offers\[offer-001\].placements: unknown placement"),
+    (lambda d: d["ai_models"][0].update(datasets=["clicks"]), r"ai_models\[auto-web\].datasets: unknown dataset 'clicks'"),
+    (lambda d: d["offers"].append(copy.deepcopy(d["offers"][0])), r"offers\[offer-001\]: duplicate id"),
+    (lambda d: d["ai_models"][0].update(status="draft"), r"AI model 'auto-web' is draft; activate it first"),
+    (lambda d: d["placements"][0].update(channel="fax"), r"placements\[home-hero\].channel: Input should be"),
+    (lambda d: d["ai_models"][0].update(exploration_share=1.5), r"ai_models\[auto-web\].exploration_share"),
+    (lambda d: d["ai_models"][0].update(segments=["vip"]), r"auto-optimization model is not personalized"),
+])
+def test_decisions_and_entities_must_reference_what_exists(data, mutate, match):
+    mutate(data)
+    refused(data, match)
+
+
+def test_a_dataset_without_the_proposition_interactions_layout(tmp_path, sample):
+    check_dataset_layout(Dataset(name="events", path=str(sample / "events")))
+    (tmp_path / "2026-11-01").mkdir()
+    (tmp_path / "2026-11-01" / "orders.jsonl").write_text('{"order_id": 1, "timestamp": "2026-11-01T00:00:00Z"}\n')
+    with pytest.raises(CatalogError, match=r"datasets\[orders\]: .*orders.jsonl does not have the proposition-interactions "
+                                           r"layout \(missing _id, eventType, _experience.decisioning.propositions\)"):
+        check_dataset_layout(Dataset(name="orders", path=str(tmp_path)))
+    with pytest.raises(CatalogError, match="no event files"):
+        check_dataset_layout(Dataset(name="empty", path=str(tmp_path / "nothing")))
+
+
+def test_unreadable_files_are_clear_errors(tmp_path):
+    with pytest.raises(CatalogError, match="no such catalog file"):
+        load_catalog(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(CatalogError, match="a catalog is a mapping"):
+        load_catalog(tmp_path / "list.yaml")
