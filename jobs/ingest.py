@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -27,6 +28,8 @@ from offerrank.quality import DataQualityRun, ExpectationOutcome, failure_predic
 from offerrank.settings import Settings, load_settings
 from offerrank.storage import read_table, replace_partition
 
+# Serialized, so Spark accounts the cached bytes exactly and spills a large day to disk instead of running out of heap.
+CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK
 RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
 EVENT_KINDS = {
@@ -149,8 +152,11 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
 
 # --- pure transformations -----------------------------------------------------------------------------------
 
-def parse_records(records: DataFrame, max_record_bytes: int) -> DataFrame:
-    """Parse each record with the explicit event schema and derive the columns the record-level suite checks."""
+def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
+    """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
+
+    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
+    """
     raw = F.col("raw")
     parsed = records.withColumn("j", F.from_json(raw, _PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
     is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
@@ -193,6 +199,9 @@ def parse_records(records: DataFrame, max_record_bytes: int) -> DataFrame:
         F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias("propositions_without_items"),
         F.size(F.filter(items, lambda i: i["id"].isNull())).alias("items_without_id"),
         F.size(F.filter(ids, lambda i: i.isNotNull() & ~i.rlike(ID_PATTERN))).alias("ids_with_invalid_format"),
+        (F.size(F.array_except(F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
+                               F.array(*map(F.lit, known_offers))))
+         if known_offers is not None else F.lit(None).cast("int")).alias("unknown_offers"),
         propositions.alias("propositions"),
     )
 
@@ -307,6 +316,14 @@ def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]
     }
 
 
+def catalog_offer_ids(spark: SparkSession, settings: Settings) -> list[str] | None:
+    """The registry's offer ids, or None before any catalog was applied."""
+    from offerrank.registry import Registry
+
+    catalog = Registry(spark, settings).catalog()
+    return [offer.id for offer in catalog.offers] if catalog.offers else None
+
+
 def label_records(routed: DataFrame, earlier_event_ids: DataFrame | None) -> DataFrame:
     """Every record with its `outcome` (accepted, exact_duplicate, quarantined) and final `reason_codes`."""
     valid = routed.filter(F.size("reason_codes") == 0)
@@ -356,7 +373,9 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
 
     records = read_records(spark, files)
     blank = F.trim(F.col("raw")) == ""
-    routed = route_records(parse_records(records.filter(~blank), settings.max_record_bytes), record_suite, parameters).persist()
+    known_offers = catalog_offer_ids(spark, settings)
+    routed = route_records(parse_records(records.filter(~blank), settings.max_record_bytes, known_offers),
+                           record_suite, parameters).persist(CACHE_LEVEL)
     quality = DataQualityRun(settings.dq_docs_dir)
     record_outcomes = quality.validate(routed.drop("raw", "propositions"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}")
     routed_counts = {r.code: r["count"] for r in routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
@@ -366,7 +385,7 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
     earlier = read_table(spark, interactions_path)
     if earlier is not None and settings.lateness_days:
         earlier = earlier.filter(F.col("landing_date").between(run_date - timedelta(days=settings.lateness_days), run_date - timedelta(days=1)))
-    labelled = label_records(routed, earlier).persist()
+    labelled = label_records(routed, earlier).persist(CACHE_LEVEL)
 
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
     by_reason = {r.code: r["count"] for r in labelled.filter(F.col("outcome") == "quarantined")
@@ -377,7 +396,7 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
         "exact_duplicates": outcome_counts.get("exact_duplicate", 0),
         "quarantined": outcome_counts.get("quarantined", 0),
     }
-    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id).persist()
+    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id).persist(CACHE_LEVEL)
     over_limit = offers_over_conversion_limit(interactions, settings.conversion_tolerance, settings.conversion_check_min).count()
 
     dq_path = settings.table_path("dq_results")

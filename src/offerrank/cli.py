@@ -53,6 +53,92 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def _spark(settings: Settings, name: str):
+    from offerrank.spark import build_spark
+
+    return build_spark(settings, f"offerrank-{name}")
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.pipeline import run_day
+
+    spark = _spark(settings, "run")
+    report = run_day(spark, settings, args.date, args.run_id, _now())
+    print(report.summary())
+    if report.success:
+        _print_top(spark, settings, args.top)
+    return 0 if report.success else 1
+
+
+def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.jobs.aggregate import run_aggregate
+    from offerrank.registry import Registry
+
+    spark = _spark(settings, "aggregate")
+    print(run_aggregate(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.jobs.rank import PublishRefused, run_rank
+    from offerrank.registry import Registry
+
+    spark = _spark(settings, "rank")
+    try:
+        result = run_rank(spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(), args.dry_run)
+    except PublishRefused as refused:
+        print(f"offerrank rank: ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.storage import read_table
+
+    spark = _spark(settings, "rankings")
+    if args.action == "show":
+        _print_top(spark, settings, args.top)
+    elif args.action == "history":
+        runs = read_table(spark, settings.table_path("ranking_runs"))
+        if runs is None:
+            print("no ranking was published yet")
+            return 0
+        for run in runs.orderBy("published_at", "rankings_table_version").collect():
+            version = run.ranking_version if run.ranking_version is not None else "-"
+            print(f"{str(run.published_at):<20} {run.status:<12} version {version!s:<4} date {run.run_date}  "
+                  f"{run.placements} placements, {run.offers} offers  {run.reason or ''}")
+    else:
+        from offerrank.jobs.rank import PublishRefused, rollback
+
+        try:
+            result = rollback(spark, settings, args.to_version, f"rollback__{_now().isoformat()}", _now())
+        except PublishRefused as refused:
+            print(f"offerrank rankings: {refused}", file=sys.stderr)
+            return 2
+        print(result.summary())
+    return 0
+
+
+def _print_top(spark, settings: Settings, top: int) -> None:
+    from pyspark.sql import functions as F
+
+    from offerrank.storage import read_table
+
+    rankings = read_table(spark, settings.table_path("offer_rankings"))
+    if rankings is None:
+        print("no ranking was published yet")
+        return
+    rows = rankings.filter(F.col("rank") <= top).orderBy("decision_id", "placement_id", "channel", "rank").collect()
+    if rows:
+        print(f"published ranking version {rows[0].ranking_version} (as of {rows[0].as_of_date}): top {top} offers per placement")
+    for row in rows:
+        share = f"{row.traffic_share:6.1%}" if row.traffic_share is not None else "     -"
+        score = f"{row.score:.4f}" if row.score is not None else "-"
+        print(f"  {row.decision_id:<16} {row.placement_id:<18} {row.channel:<9} #{row.rank} {row.offer_id:<10} "
+              f"score {score:<8} traffic {share}  {row.reason}")
+
+
 def _registry(settings: Settings):
     from offerrank.registry import Registry
     from offerrank.spark import build_spark
@@ -193,6 +279,33 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--fault-rate", type=float, default=0.0,
                           help="share of events followed by an injected bad record (default 0)")
     generate.set_defaults(handler=cmd_generate)
+
+    run = commands.add_parser("run", help="the whole nightly chain for a date: ingest, validate, aggregate, rank, publish")
+    run.add_argument("--date", type=_iso_date, required=True, help="run date, YYYY-MM-DD")
+    run.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
+    run.add_argument("--top", type=int, default=3, help="offers per placement to print at the end (default 3)")
+    run.set_defaults(handler=cmd_run)
+
+    aggregate = commands.add_parser("aggregate", help="daily offer facts and conversion rates for a date")
+    aggregate.add_argument("--date", type=_iso_date, required=True)
+    aggregate.add_argument("--full-refresh", action="store_true", help="recompute the facts of the whole look-back window")
+    aggregate.set_defaults(handler=cmd_aggregate)
+
+    rank = commands.add_parser("rank", help="rank every decision placement and publish (behind the publish gate)")
+    rank.add_argument("--date", type=_iso_date, required=True)
+    rank.add_argument("--run-id")
+    rank.add_argument("--dry-run", action="store_true", help="rank and check the gate without publishing")
+    rank.set_defaults(handler=cmd_rank)
+
+    rankings = commands.add_parser("rankings", help="show, list or roll back published rankings")
+    ranking_actions = rankings.add_subparsers(dest="action", required=True, metavar="ACTION")
+    top = ranking_actions.add_parser("show", help="top offers of each placement in the current ranking")
+    top.add_argument("--top", type=int, default=3)
+    top.set_defaults(handler=cmd_rankings)
+    ranking_actions.add_parser("history", help="every publish attempt").set_defaults(handler=cmd_rankings)
+    back = ranking_actions.add_parser("rollback", help="publish an earlier ranking version again (a new commit)")
+    back.add_argument("--to-version", type=int, required=True)
+    back.set_defaults(handler=cmd_rankings)
 
     ingest = commands.add_parser("ingest", help="ingest and validate one landing date of events into Delta")
     ingest.add_argument("--date", type=_iso_date, required=True, help="landing date, YYYY-MM-DD")

@@ -6,6 +6,7 @@ local installation; any single setting can point elsewhere (a Spark cluster, obj
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -27,6 +28,7 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions; small for 2-core machines.")
     spark_ui_enabled: bool = Field(False, description="Start the Spark UI (off by default: no port clashes in tests).")
     spark_local_ip: str = Field("127.0.0.1", description="SPARK_LOCAL_IP for local masters when the env does not set it.")
+    spark_python: str = Field(sys.executable, description="Python of Spark's Python workers (pandas UDFs); default: this one.")
     spark_extra_packages: list[str] = Field(
         default_factory=list, description="Extra Maven coordinates, e.g. org.apache.hadoop:hadoop-aws:3.4.1 for S3."
     )
@@ -46,6 +48,9 @@ class Settings(BaseSettings):
     max_volume_ratio: float = Field(5.0, ge=0, description="Highest accepted-events ratio to the trailing mean.")
     conversion_tolerance: float = Field(0.1, ge=0, description="An offer's conversions may exceed its impressions by this share.")
     conversion_check_min: int = Field(20, ge=0, description="Conversions an offer needs on the day before that check applies.")
+
+    prior_alpha: float = Field(1.0, gt=0, description="Beta prior alpha of every offer's conversion rate.")
+    prior_beta: float = Field(1.0, gt=0, description="Beta prior beta of every offer's conversion rate.")
 
     jars_cache: Path = Field(
         Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."

@@ -37,6 +37,8 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
     """Get or create the SparkSession for `settings` (fetches Delta's jars on first use only)."""
     if settings.spark_is_local:
         os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_local_ip)
+    # PySpark starts its Python workers with PYSPARK_PYTHON (else whatever `python3` is on PATH).
+    os.environ.setdefault("PYSPARK_PYTHON", settings.spark_python)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
@@ -47,6 +49,7 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
         .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.pyspark.python", settings.spark_python)
         # Delta's default of 50 partitions for log replay dominates small-table latency on 2 cores.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )

@@ -22,3 +22,13 @@ def replace_partition(frame: DataFrame, path: str, column: str, value: object, p
     if partitioned:
         writer = writer.partitionBy(column)
     writer.save(path)
+
+
+def replace_range(frame: DataFrame, path: str, column: str, first: object, last: object) -> None:
+    """Atomically replace the rows with `first <= column <= last` by `frame`, partitioned by `column`."""
+    (
+        frame.write.format("delta").mode("overwrite")
+        .option("replaceWhere", f"{column} >= '{first}' AND {column} <= '{last}'")
+        .partitionBy(column)
+        .save(path)
+    )

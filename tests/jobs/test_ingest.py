@@ -39,11 +39,11 @@ def classify(spark, settings, tmp_path):
     """Run records through parse -> route -> label; returns {record: (outcome, reason codes)} in input order."""
     suite = load_suite(settings.expectations_dir, "events_records")
 
-    def run(lines: list, earlier_ids: list[str] | None = None, max_record_bytes: int = 1_000_000):
+    def run(lines: list, earlier_ids: list[str] | None = None, max_record_bytes: int = 1_000_000, known_offers=None):
         path = tmp_path / f"part-{len(list(tmp_path.iterdir()))}.jsonl"
         path.write_bytes(b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n")
         records = read_records(spark, {"json": [str(path)], "parquet": []})
-        routed = route_records(parse_records(records, max_record_bytes), suite, record_parameters(settings, RUN_DATE))
+        routed = route_records(parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE))
         earlier = spark.createDataFrame([(i,) for i in earlier_ids], "event_id string") if earlier_ids else None
         labelled = label_records(routed, earlier)
         rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
@@ -176,3 +176,10 @@ def test_conflicting_duplicates_with_equal_timestamps_are_decided_by_content(cla
 def test_an_event_ingested_on_an_earlier_day_is_not_counted_again(classify, event, examples):
     results, _ = classify([event, examples[1]], earlier_ids=[event["_id"]])
     assert results == [("quarantined", ["duplicate_of_earlier_day"]), ("accepted", [])]
+
+
+def test_an_offer_unknown_to_the_catalog_is_quarantined_once_a_catalog_exists(classify, examples):
+    known = ["offer-spring-10", "offer-free-shipping", "offer-app-5"]  # no offer-loyalty-2x
+    results, _ = classify(examples, known_offers=known)
+    assert results == [("accepted", []), ("accepted", []), ("quarantined", ["unknown_offer"]), ("accepted", [])]
+    assert classify(examples)[0] == [("accepted", [])] * 4

@@ -1,0 +1,168 @@
+"""Daily offer facts and per-model conversion rates.
+
+Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
+       event dates [D - L, D] and their clicks) and `offer_stats_daily` (the models' look-back windows).
+Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment: impressions,
+                                conversions (one per clicked proposition item, on its impression's date),
+                                distinct profiles, orphan conversions (clicks whose impression is unknown);
+                                replaces event dates [D - L, D], so late clicks update their impression's day;
+       `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel: counts in the
+                                look-back window (optionally decayed), rate, Beta posterior, 95% credible
+                                interval, cold start; replaces as_of_date = D.
+Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.settings import Settings, load_settings
+from offerrank.storage import read_table, replace_partition, replace_range
+
+ALL_SEGMENTS = "*"
+STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment"]
+RATE_KEYS = ["offer_id", "placement_id", "channel"]
+
+
+def daily_stats(interactions: DataFrame, first_date: date, last_date: date) -> DataFrame:
+    """Facts per event date in [first_date, last_date]; conversions are attributed to their impression's date."""
+    impressions = interactions.filter(F.col("interaction") == "impression")
+    clicks = interactions.filter(F.col("interaction") == "conversion")
+    shown = impressions.groupBy("proposition_id", "offer_id").agg(
+        F.min("event_date").alias("event_date"), F.first("placement_id").alias("placement_id"), F.first("channel").alias("channel")
+    )
+    clicked = clicks.groupBy("proposition_id", "offer_id").agg(
+        F.min("event_date").alias("click_date"), F.first("placement_id").alias("click_placement"), F.first("channel").alias("click_channel")
+    )
+    attributed = clicked.join(shown, ["proposition_id", "offer_id"], "left")
+    conversions = attributed.filter(F.col("event_date").isNotNull()).groupBy("event_date", "offer_id", "placement_id", "channel").agg(
+        F.count("*").alias("conversions"))
+    orphans = attributed.filter(F.col("event_date").isNull()).groupBy(
+        F.col("click_date").alias("event_date"), "offer_id", F.col("click_placement").alias("placement_id"),
+        F.col("click_channel").alias("channel"),
+    ).agg(F.count("*").alias("orphan_conversions"))
+    shown_counts = impressions.groupBy("event_date", "offer_id", "placement_id", "channel").agg(
+        F.count("*").alias("impressions"), F.countDistinct("profile_id").alias("profiles"))
+    keys = ["event_date", "offer_id", "placement_id", "channel"]
+    return (
+        shown_counts.join(conversions, keys, "full").join(orphans, keys, "full")
+        .filter(F.col("event_date").between(first_date, last_date))
+        .select(
+            *keys[:1], *keys[1:], F.lit(ALL_SEGMENTS).alias("segment"),
+            *[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c) for c in ("impressions", "conversions", "profiles", "orphan_conversions")],
+        )
+    )
+
+
+def window_totals(stats: DataFrame, model: AIModel, as_of: date) -> DataFrame:
+    """Counts per offer x placement x channel over the model's look-back window, raw and time-decayed."""
+    first = as_of - timedelta(days=model.lookback_days - 1)
+    age = F.datediff(F.lit(as_of), F.col("event_date"))
+    weight = F.pow(F.lit(0.5), age / F.lit(model.half_life_days)) if model.half_life_days else F.lit(1.0)
+    return (
+        stats.filter(F.col("event_date").between(first, as_of))
+        .groupBy(*RATE_KEYS)
+        .agg(
+            F.sum("impressions").alias("impressions"),
+            F.sum("conversions").alias("conversions"),
+            F.sum(F.col("impressions") * weight).alias("effective_impressions"),
+            F.sum(F.col("conversions") * weight).alias("effective_conversions"),
+        )
+    )
+
+
+@F.pandas_udf("double")
+def _beta_quantile(alpha: pd.Series, beta: pd.Series, q: pd.Series) -> pd.Series:
+    from scipy.stats import beta as beta_distribution
+
+    return pd.Series(beta_distribution.ppf(q, alpha, beta))
+
+
+def conversion_rates(totals: DataFrame, model: AIModel, as_of: date, prior_alpha: float, prior_beta: float) -> DataFrame:
+    """Beta posteriors from window totals: alpha = prior + conversions, beta = prior + non-converting impressions."""
+    alpha = F.lit(prior_alpha) + F.col("effective_conversions")
+    beta = F.lit(prior_beta) + F.greatest(F.col("effective_impressions") - F.col("effective_conversions"), F.lit(0.0))
+    return totals.select(
+        F.lit(as_of).alias("as_of_date"),
+        F.lit(model.name).alias("model_name"),
+        *RATE_KEYS,
+        "impressions",
+        "conversions",
+        "effective_impressions",
+        "effective_conversions",
+        F.when(F.col("impressions") > 0, F.col("conversions") / F.col("impressions")).alias("conversion_rate"),
+        alpha.alias("alpha"),
+        beta.alias("beta"),
+        _beta_quantile(alpha, beta, F.lit(0.025)).alias("ci_low"),
+        _beta_quantile(alpha, beta, F.lit(0.975)).alias("ci_high"),
+        ((F.col("impressions") < model.cold_start.min_impressions) | (F.col("conversions") < model.cold_start.min_conversions)).alias("cold_start"),
+    )
+
+
+def model_placements(catalog: Catalog, model: AIModel) -> list[tuple[str, str]]:
+    """The (placement id, channel) pairs that active decisions rank with `model`."""
+    pairs = set()
+    for decision in catalog.decisions:
+        for assignment in decision.placements:
+            if decision.status == "active" and assignment.method == ("ai_model", model.name):
+                pairs.add((assignment.placement, catalog.get("placements", assignment.placement).channel))
+    return sorted(pairs)
+
+
+def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
+    """Write the date's facts and every active model's rates; returns counts for the run summary."""
+    interactions = read_table(spark, settings.table_path("interactions"))
+    if interactions is None:
+        raise FileNotFoundError("no interactions table yet: ingest a date first")
+    lateness = settings.lateness_days
+    longest = max((m.lookback_days for m in catalog.ai_models), default=1)
+    first = run_date - timedelta(days=(longest - 1) if full_refresh else lateness)
+    window = interactions.filter(F.col("landing_date").between(first, run_date + timedelta(days=lateness)))
+    stats_path = settings.table_path("offer_stats_daily")
+    replace_range(daily_stats(window, first, run_date), stats_path, "event_date", first, run_date)
+
+    stats = spark.read.format("delta").load(stats_path)
+    rates = None
+    for model in catalog.ai_models:
+        placements = model_placements(catalog, model)
+        if model.status is not ModelStatus.active or not placements:
+            continue
+        assigned = spark.createDataFrame(placements, "placement_id string, channel string")
+        totals = window_totals(stats, model, run_date).join(assigned, ["placement_id", "channel"])
+        model_rates = conversion_rates(totals, model, run_date, settings.prior_alpha, settings.prior_beta)
+        rates = model_rates if rates is None else rates.unionByName(model_rates)
+    rates_path = settings.table_path("offer_conversion_rates")
+    if rates is not None:
+        replace_partition(rates, rates_path, "as_of_date", run_date)
+    written = spark.read.format("delta").load(rates_path).filter(F.col("as_of_date") == run_date) if rates is not None else None
+    return {
+        "stats_dates": f"{first}..{run_date}",
+        "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
+        "rate_rows": written.count() if written is not None else 0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: `jobs/aggregate.py --date YYYY-MM-DD [--full-refresh]`."""
+    from offerrank.registry import Registry
+    from offerrank.spark import build_spark
+
+    parser = argparse.ArgumentParser(prog="aggregate", description=__doc__.splitlines()[0])
+    parser.add_argument("--date", type=date.fromisoformat, required=True)
+    parser.add_argument("--full-refresh", action="store_true")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    spark = build_spark(settings, "offerrank-aggregate")
+    print(run_aggregate(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
