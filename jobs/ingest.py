@@ -85,7 +85,7 @@ PARSE_REASONS = {
     "wrong_field_type": "a field has the wrong JSON type (e.g. propositions or items not an array)",
 }
 DEDUP_REASONS = {
-    "conflicting_duplicate": "another record with the same _id and different content won (earliest timestamp, then content order)",
+    "conflicting_duplicate": "another record with the same _id and different content won (earliest timestamp, then content hash order)",
     "duplicate_of_earlier_day": "the _id was already ingested from an earlier landing date",
 }
 
@@ -182,6 +182,7 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
     return parsed.select(
         "source_file",
         "raw",
+        _record_hash(raw).alias("record_hash"),
         F.when(parse_status.isNull(), "malformed_json").otherwise(parse_status).alias("parse_status"),
         F.col("j._id").alias("event_id"),
         F.col("j.timestamp").alias("timestamp_text"),
@@ -206,6 +207,11 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
     )
 
 
+def _record_hash(raw: Column) -> Column:
+    """Identity of a record's content: equal text, equal hash (SHA-256, so distinct records never collide)."""
+    return F.sha2(raw, 256)
+
+
 def _map_values(column: Column, mapping: dict[str, str]) -> Column:
     return F.try_element_at(F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair]), column)
 
@@ -227,19 +233,19 @@ def deduplicate(valid: DataFrame) -> DataFrame:
     """Label valid records `accepted`, `exact_duplicate` or `conflicting_duplicate` per event id.
 
     Identical copies of one record collapse to one; of differing records with the same id the earliest
-    timestamp wins, then the smallest raw text, so the choice is the same on every run.
+    timestamp wins, then the smallest content hash, so the choice is the same on every run.
     """
-    by_id = Window.partitionBy("event_id").orderBy("event_ts", "raw")
+    by_id = Window.partitionBy("event_id").orderBy("event_ts", "record_hash")
     return (
-        valid.withColumn("_previous_raw", F.lag("raw").over(by_id))
+        valid.withColumn("_previous_hash", F.lag("record_hash").over(by_id))
         .withColumn("_version", F.dense_rank().over(by_id))
         .withColumn(
             "outcome",
-            F.when(F.col("_previous_raw") == F.col("raw"), "exact_duplicate")
+            F.when(F.col("_previous_hash") == F.col("record_hash"), "exact_duplicate")
             .when(F.col("_version") == 1, "accepted")
             .otherwise("conflicting_duplicate"),
         )
-        .drop("_previous_raw", "_version")
+        .drop("_previous_hash", "_version")
     )
 
 
@@ -264,6 +270,17 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         F.lit(run_id).alias("run_id"),
         F.lit(run_date).alias("landing_date"),
     )
+
+
+def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
+    """Join the raw text back to rejected records by (source file, content hash)."""
+    keys = rejected.select("source_file", "record_hash").distinct()
+    texts = (
+        records.withColumn("record_hash", _record_hash(F.col("raw")))
+        .join(F.broadcast(keys), ["source_file", "record_hash"], "left_semi")
+        .dropDuplicates(["source_file", "record_hash"])
+    )
+    return rejected.join(texts, ["source_file", "record_hash"], "left")
 
 
 def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
@@ -374,10 +391,13 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
     records = read_records(spark, files)
     blank = F.trim(F.col("raw")) == ""
     known_offers = catalog_offer_ids(spark, settings)
-    routed = route_records(parse_records(records.filter(~blank), settings.max_record_bytes, known_offers),
-                           record_suite, parameters).persist(CACHE_LEVEL)
+    blank_lines = records.filter(blank).count()
+    records = records.filter(~blank)
+    # The raw text is the bulk of a day: the cache keeps its hash, and the text is read again where it is written.
+    routed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters) \
+        .drop("raw").persist(CACHE_LEVEL)
     quality = DataQualityRun(settings.dq_docs_dir)
-    record_outcomes = quality.validate(routed.drop("raw", "propositions"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}")
+    record_outcomes = quality.validate(routed.drop("propositions", "record_hash"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}")
     routed_counts = {r.code: r["count"] for r in routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
     _check_routing_agrees(record_outcomes, routed_counts)
 
@@ -422,18 +442,20 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
     success = failure is None
 
     replace_partition(
-        labelled.select(F.lit(run_date).alias("landing_date"), "source_file", "event_id", "raw", F.lit(run_id).alias("run_id")),
+        records.select(F.lit(run_date).alias("landing_date"), "source_file", F.get_json_object("raw", "$._id").alias("event_id"),
+                       "raw", F.lit(run_id).alias("run_id")),
         settings.table_path("events_raw"), "landing_date", run_date,
     )
     reasons = {**PARSE_REASONS, **DEDUP_REASONS, **{e["meta"]["quarantine_code"]: e["meta"]["reason"] for e in record_suite["expectations"]}}
-    replace_partition(to_quarantine(labelled.filter(F.col("outcome") == "quarantined"), reasons, run_date, run_id),
+    quarantined = with_raw_text(labelled.filter(F.col("outcome") == "quarantined"), records)
+    replace_partition(to_quarantine(quarantined, reasons, run_date, run_id),
                       settings.table_path("quarantine"), "run_date", run_date)
     published = interactions if success else interactions.limit(0)
     replace_partition(published, interactions_path, "landing_date", run_date)
     interactions_written = interactions.count() if success else 0
 
     result = IngestResult(
-        run_date=run_date, run_id=run_id, blank_lines=records.filter(blank).count(), quarantined_by_reason=by_reason,
+        run_date=run_date, run_id=run_id, blank_lines=blank_lines, quarantined_by_reason=by_reason,
         interactions_written=interactions_written, success=success, failure_message=failure,
         data_docs=quality.index_page, expectations=record_outcomes + dataset_outcomes, **counts,
     )
