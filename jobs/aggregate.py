@@ -21,6 +21,7 @@ from datetime import date, timedelta
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from offerrank.catalog import AIModel, Catalog, ModelStatus
 from offerrank.settings import Settings, load_settings
@@ -78,7 +79,7 @@ def window_totals(stats: DataFrame, model: AIModel, as_of: date) -> DataFrame:
     )
 
 
-@F.pandas_udf("double")
+@F.pandas_udf(T.DoubleType())
 def _beta_quantile(alpha: pd.Series, beta: pd.Series, q: pd.Series) -> pd.Series:
     from scipy.stats import beta as beta_distribution
 

@@ -1,0 +1,130 @@
+"""The nightly chain end to end on generated data: publish, cold start, reruns, the publish gate, readers, rollback."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import yaml
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from offerrank.catalog import load_catalog
+from offerrank.generator import generate
+from offerrank.jobs.ingest import run_ingest
+from offerrank.jobs.rank import PublishRefused, rollback, run_rank
+from offerrank.pipeline import run_day
+from offerrank.registry import Registry
+from offerrank.settings import load_settings
+
+START = date(2026, 11, 1)
+DAYS = [START + timedelta(days=i) for i in range(3)]
+AT = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    home = tmp_path_factory.mktemp("pipeline-home")
+    generate(home / "sample", START, days=3, seed=21, events_per_day=6_000)
+    catalog_file = home / "sample" / "catalog.yaml"
+    data = yaml.safe_load(catalog_file.read_text())
+    data["offers"].append({**data["offers"][0], "id": "offer-new", "name": "Brand new", "placements": ["home-hero"]})
+    hero = next(p for d in data["decisions"] for p in d["placements"] if p["placement"] == "home-hero")
+    hero["eligible_offers"].append("offer-new")
+    catalog_file.write_text(yaml.safe_dump(data))
+    settings = load_settings(home=home, spark_shuffle_partitions=2)
+    Registry(spark, settings).commit(load_catalog(catalog_file), AT)
+    reports = [run_day(spark, settings, day, published_at=AT, echo=lambda _: None) for day in DAYS]
+    return settings, reports
+
+
+def rankings(spark, settings, version=None):
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(settings.table_path("offer_rankings"))
+
+
+def table_version(spark, settings, name="offer_rankings"):
+    return DeltaTable.forPath(spark, settings.table_path(name)).history(1).first().version
+
+
+def test_every_day_publishes_a_complete_ranking(spark, world):
+    settings, reports = world
+    assert [r.success for r in reports] == [True, True, True]
+    assert [name for name, _, _ in reports[-1].steps] == ["ingest", "aggregate", "publish"]
+    current = rankings(spark, settings).toPandas()
+    assert set(current["ranking_version"]) == {3} and set(current["as_of_date"]) == {DAYS[-1]}
+    assert current.groupby(["decision_id", "placement_id"]).ngroups == 7
+    assert set(current["reason"]) >= {"model", "priority", "formula"}
+    for _, group in current.groupby(["decision_id", "placement_id"]):
+        assert sorted(group["rank"]) == list(range(1, len(group) + 1))
+    ai = current[current["reason"].isin(["model", "cold_start"])]
+    assert ai.groupby(["decision_id", "placement_id"])["traffic_share"].sum().round(6).eq(1.0).all()
+
+
+def test_a_new_offer_without_data_is_published_in_cold_start(spark, world):
+    settings, _ = world
+    (new,) = rankings(spark, settings).filter(F.col("offer_id") == "offer-new").collect()
+    assert (new.reason, new.impressions, new.alpha, new.beta) == ("cold_start", 0, 1.0, 1.0)
+    assert new.traffic_share > 0
+
+
+def test_rates_and_facts_come_from_the_days_data(spark, world):
+    settings, _ = world
+    rates = spark.read.format("delta").load(settings.table_path("offer_conversion_rates")).filter(F.col("as_of_date") == DAYS[-1])
+    assert set(r.model_name for r in rates.select("model_name").distinct().collect()) == {"auto-web", "auto-email", "personalized-mobile"}
+    facts = spark.read.format("delta").load(settings.table_path("offer_stats_daily"))
+    assert {r.event_date for r in facts.select("event_date").distinct().collect()} == set(DAYS)
+    interactions = spark.read.format("delta").load(settings.table_path("interactions"))
+    assert facts.agg(F.sum("impressions")).first()[0] == interactions.filter("interaction = 'impression'").count()
+
+
+def test_rerunning_the_last_date_changes_nothing(spark, world):
+    settings, _ = world
+    before_version = table_version(spark, settings)
+    before = {name: sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr)
+              for name in ("offer_stats_daily", "offer_conversion_rates", "offer_rankings")}
+    report = run_day(spark, settings, DAYS[-1], published_at=AT, echo=lambda _: None)
+    assert "ranking unchanged: version 3" in report.steps[-1][2]
+    assert table_version(spark, settings) == before_version
+    for name, rows in before.items():
+        assert sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr) == rows, name
+
+
+def test_failed_validation_leaves_the_last_good_ranking(spark, world):
+    settings, _ = world
+    before_version = table_version(spark, settings)
+    strict = settings.model_copy(update={"max_quarantine_share": -1.0})  # every day now fails validation
+    assert not run_ingest(spark, strict, DAYS[-1]).success
+    with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):
+        run_rank(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
+    assert table_version(spark, settings) == before_version
+    refused = spark.read.format("delta").load(settings.table_path("ranking_runs")).filter(F.col("status") == "refused").collect()
+    assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)]
+    assert refused[0].reason.startswith("validation of 2026-11-03 did not pass (")
+    assert run_ingest(spark, settings, DAYS[-1]).success  # back to a good day for the tests that follow
+
+
+def test_readers_see_one_complete_version_while_publishing(spark, world):
+    settings, _ = world
+    sizes = {row.ranking_version: row["count"] for v in range(table_version(spark, settings) + 1)
+             for row in rankings(spark, settings, v).groupBy("ranking_version").count().collect()}
+    seen, stop = [], threading.Event()
+
+    def read_continuously():
+        while not stop.is_set():
+            seen.append({r.ranking_version: r["count"] for r in rankings(spark, settings).groupBy("ranking_version").count().collect()})
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        result = rollback(spark, settings, 1, "rollback-test", AT)
+    finally:
+        stop.set()
+        reader.join()
+    assert result.status == "rolled_back"
+    assert set(rankings(spark, settings).toPandas()["ranking_version"]) == {1}
+    assert seen and all(len(snapshot) == 1 for snapshot in seen)
+    assert all(count == sizes[version] for snapshot in seen for version, count in snapshot.items())
