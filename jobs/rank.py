@@ -1,7 +1,8 @@
 """Rank every active decision placement's eligible offers and publish the ranked lists atomically.
 
 Reads  the registry's catalog, `offer_conversion_rates` (as_of_date = D), `dq_results` (D's validation).
-Writes `offer_rankings` — the complete current ranking, replaced in one Delta commit per publish, so a reader
+Writes `ranking_stage`  — each ranking method's ranked lists of a run (one task per method in Airflow);
+       `offer_rankings` — the complete current ranking, replaced in one Delta commit per publish, so a reader
                          sees the previous complete ranking or the new one, never a mix; every earlier
                          ranking stays readable by time travel;
        `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
@@ -153,10 +154,36 @@ def content_hash(ranked: pd.DataFrame) -> str:
 
 # --- I/O edge -----------------------------------------------------------------------------------------------
 
-def run_rank(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str | None = None,
-             published_at: datetime | None = None, dry_run: bool = False) -> PublishResult:
-    """Rank and publish `run_date`; a refused publish is recorded and raised as PublishRefused."""
-    run_id = run_id or f"manual__{run_date.isoformat()}"
+def ranking_units(catalog: Catalog) -> list[str]:
+    """The ranking methods in use by active decisions (`ai_model:<name>`, `formula:<id>`, `priority`): one task each."""
+    return sorted({a.ranking for d in catalog.decisions if d.status == "active" for a in d.placements})
+
+
+def stage_unit(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str) -> int:
+    """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit)."""
+    rows = [row for row in candidates(catalog, run_date) if _unit(row) == unit]
+    if not rows:
+        raise ValueError(f"no active decision placement ranks with {unit!r}")
+    rates = read_table(spark, settings.table_path("offer_conversion_rates"))
+    if rates is not None:
+        rates = rates.filter(F.col("as_of_date") == run_date)
+    frame = with_posteriors(spark.createDataFrame(rows, CANDIDATE_SCHEMA), rates, settings.prior_alpha, settings.prior_beta)
+    staged = rank_all(frame, run_date).select("*", F.lit(unit).alias("unit"), F.lit(run_id).alias("run_id"),
+                                              F.lit(run_date).alias("as_of_date"))
+    path = settings.table_path("ranking_stage")
+    staged.write.format("delta").mode("overwrite").option("replaceWhere", f"as_of_date = '{run_date}' AND unit = '{unit}'") \
+        .partitionBy("as_of_date").save(path)
+    return spark.read.format("delta").load(path).filter((F.col("as_of_date") == run_date) & (F.col("unit") == unit)).count()
+
+
+def _unit(candidate_row: tuple) -> str:
+    method, ref = candidate_row[3], candidate_row[4]
+    return method if method == "priority" else f"{method}:{ref}"
+
+
+def publish(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str,
+            published_at: datetime | None = None, dry_run: bool = False) -> PublishResult:
+    """Publish this run's staged rankings as one commit of `offer_rankings`, behind the publish gate."""
     published_at = published_at or datetime.combine(run_date, time.max, tzinfo=timezone.utc).replace(microsecond=0)
     runs_path, rankings_path = settings.table_path("ranking_runs"), settings.table_path("offer_rankings")
     validation = _validation(spark, settings, run_date)
@@ -174,11 +201,10 @@ def run_rank(spark: SparkSession, settings: Settings, catalog: Catalog, run_date
         rows = candidates(catalog, run_date)
     except PublishRefused as error:
         return refuse(str(error))
-    rates = read_table(spark, settings.table_path("offer_conversion_rates"))
-    if rates is not None:
-        rates = rates.filter(F.col("as_of_date") == run_date)
-    frame = with_posteriors(spark.createDataFrame(rows, CANDIDATE_SCHEMA), rates, settings.prior_alpha, settings.prior_beta)
-    ranked = rank_all(frame, run_date).toPandas()
+    stage = read_table(spark, settings.table_path("ranking_stage"))
+    columns = [c.split()[0] for c in RANKED_COLUMNS.split(", ")]
+    ranked = (stage.filter((F.col("as_of_date") == run_date) & (F.col("run_id") == run_id)).select(*columns).toPandas()
+              if stage is not None else pd.DataFrame(columns=columns))
     placements = ranked[["decision_id", "placement_id", "channel"]].drop_duplicates().shape[0]
     problems = gate_problems(ranked, rows)
     if problems:
@@ -200,6 +226,20 @@ def run_rank(spark: SparkSession, settings: Settings, catalog: Catalog, run_date
     _record_run(spark, runs_path, version, run_date, run_id, "published", None, validation, placements, len(ranked),
                 fingerprint, _table_version(spark, rankings_path), published_at)
     return PublishResult("published", version, placements, len(ranked))
+
+
+def run_rank(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str | None = None,
+             published_at: datetime | None = None, dry_run: bool = False) -> PublishResult:
+    """Rank every unit, then publish; a refused publish is recorded and raised as PublishRefused."""
+    run_id = run_id or f"manual__{run_date.isoformat()}"
+    validation = _validation(spark, settings, run_date)
+    if validation is not None and validation.success:
+        for unit in ranking_units(catalog):
+            try:
+                stage_unit(spark, settings, catalog, run_date, run_id, unit)
+            except PublishRefused:
+                break  # publish() records and raises the same refusal
+    return publish(spark, settings, catalog, run_date, run_id, published_at, dry_run)
 
 
 def rollback(spark: SparkSession, settings: Settings, to_version: int, run_id: str, published_at: datetime) -> PublishResult:
@@ -237,23 +277,29 @@ def _record_run(spark, path, version, run_date, run_id, status, reason, validati
 
 
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `jobs/rank.py --date YYYY-MM-DD [--run-id ID] [--dry-run]`."""
+    """spark-submit entry point: `jobs/rank.py --date D --run-id ID (--unit UNIT | --publish) [--dry-run]`."""
     from offerrank.registry import Registry
     from offerrank.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="rank", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--run-id")
+    parser.add_argument("--run-id", required=True)
+    step = parser.add_mutually_exclusive_group(required=True)
+    step.add_argument("--unit", help="rank the placements of one ranking method into ranking_stage")
+    step.add_argument("--publish", action="store_true", help="publish the run's staged rankings")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     settings = load_settings()
     spark = build_spark(settings, "offerrank-rank")
+    catalog = Registry(spark, settings).catalog()
     try:
-        result = run_rank(spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, dry_run=args.dry_run)
+        if args.unit:
+            print(f"ranked {stage_unit(spark, settings, catalog, args.date, args.run_id, args.unit)} offers with {args.unit}")
+        else:
+            print(publish(spark, settings, catalog, args.date, args.run_id, dry_run=args.dry_run).summary())
     except PublishRefused as refused:
-        print(f"ranking refused: {refused}", file=sys.stderr)
+        print(f"ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
         return 1
-    print(result.summary())
     return 0
 
 
