@@ -2,6 +2,7 @@
 # Set-up plus the two entry points of the README:
 #   ./dev.sh demo            set up, then run the main job on the embedded default (generated sample data)
 #   ./dev.sh test [ARGS...]  set up, then run the test suite (extra ARGS go to pytest)
+#   ./dev.sh airflow         set up, then start the full local Airflow (UI on http://localhost:8080)
 # Set-up is idempotent: a virtualenv in .venv (re-installed when pyproject.toml changes) and Delta's jars
 # fetched once into OFFERRANK_JARS_CACHE (default ~/.cache/offerrank/jars).
 set -euo pipefail
@@ -24,11 +25,34 @@ setup() {
     "$VENV/bin/offerrank" setup
 }
 
+# Embedded Airflow: SQLite metadata under var/airflow, the DAGs of this repo, Spark on local[*].
+airflow_env() {
+    export PATH="$PWD/$VENV/bin:$PATH"
+    export AIRFLOW_HOME=${AIRFLOW_HOME:-$PWD/var/airflow}
+    export AIRFLOW__CORE__DAGS_FOLDER=${AIRFLOW__CORE__DAGS_FOLDER:-$PWD/dags}
+    export AIRFLOW__CORE__LOAD_EXAMPLES=${AIRFLOW__CORE__LOAD_EXAMPLES:-False}
+    export AIRFLOW_CONN_SPARK_DEFAULT=${AIRFLOW_CONN_SPARK_DEFAULT:-'{"conn_type": "spark", "host": "local[*]"}'}
+    export OFFERRANK_HOME=${OFFERRANK_HOME:-$PWD/var}
+    "$VENV/bin/airflow" db migrate >/dev/null
+}
+
 case "${1:-}" in
     demo)
         setup
+        airflow_env
         "$VENV/bin/offerrank" generate --start 2026-11-01 --days 7 --events-per-day 20000 --fault-rate 0.002
-        "$VENV/bin/offerrank" ingest --date 2026-11-01 --through 2026-11-07
+        "$VENV/bin/offerrank" apply -f "$OFFERRANK_HOME/sample/catalog.yaml"
+        "$VENV/bin/offerrank" ingest --date 2026-11-01 --through 2026-11-06
+        # The nightly DAG, through Airflow itself, for the last day.
+        "$VENV/bin/airflow" dags test offer_ranking 2026-11-08 -c '{"run_date": "2026-11-07"}' >"$AIRFLOW_HOME/demo-run.log" 2>&1 \
+            || { tail -40 "$AIRFLOW_HOME/demo-run.log"; exit 1; }
+        echo "Airflow run of offer_ranking for 2026-11-07 succeeded (log: $AIRFLOW_HOME/demo-run.log)"
+        "$VENV/bin/offerrank" rankings show --top 3
+        ;;
+    airflow)
+        setup
+        airflow_env
+        exec "$VENV/bin/airflow" standalone
         ;;
     test)
         shift
@@ -36,7 +60,7 @@ case "${1:-}" in
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
-        echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2
+        echo "usage: ./dev.sh demo | ./dev.sh test [pytest args] | ./dev.sh airflow" >&2
         exit 2
         ;;
 esac

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from offerrank.catalog import AIModel, Catalog, ModelStatus
-from offerrank.settings import Settings, load_settings
+from offerrank.settings import Settings, load_settings, parse_flag
 from offerrank.storage import read_table, replace_partition, replace_range
 
 ALL_SEGMENTS = "*"
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="aggregate", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--full-refresh", type=parse_flag, nargs="?", const=True, default=False)
     args = parser.parse_args(argv)
     settings = load_settings()
     spark = build_spark(settings, "offerrank-aggregate")

@@ -503,11 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--events", help="landing root (default OFFERRANK_EVENTS_ROOT)")
     parser.add_argument("--run-id")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="exit 0 when the day fails validation (Airflow's validate task then stops the run)")
     args = parser.parse_args(argv)
     settings = load_settings()
     result = run_ingest(build_spark(settings, "offerrank-ingest"), settings, args.date, args.run_id, args.events)
     print(result.summary())
-    return 0 if result.success else 1
+    return 0 if result.success or args.keep_going else 1
 
 
 if __name__ == "__main__":

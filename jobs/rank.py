@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from offerrank.bandit import run_seed, thompson_rank
 from offerrank.catalog import Catalog
-from offerrank.settings import Settings, load_settings
+from offerrank.settings import Settings, load_settings, parse_flag
 from offerrank.storage import read_table
 
 CANDIDATE_SCHEMA = (
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     step = parser.add_mutually_exclusive_group(required=True)
     step.add_argument("--unit", help="rank the placements of one ranking method into ranking_stage")
     step.add_argument("--publish", action="store_true", help="publish the run's staged rankings")
-    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--dry-run", type=parse_flag, nargs="?", const=True, default=False)
     args = parser.parse_args(argv)
     settings = load_settings()
     spark = build_spark(settings, "offerrank-rank")

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     prior_alpha: float = Field(1.0, gt=0, description="Beta prior alpha of every offer's conversion rate.")
     prior_beta: float = Field(1.0, gt=0, description="Beta prior beta of every offer's conversion rate.")
 
+    vacuum_retention_hours: int = Field(168, ge=168, description="Least history VACUUM keeps (Delta's minimum: 168 h).")
+    keep_ranking_versions: int = Field(10, ge=1, description="Published rankings that VACUUM keeps readable by time travel.")
+
     jars_cache: Path = Field(
         Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."
     )
@@ -82,3 +85,13 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with non-None keyword overrides (CLI flags) taking precedence."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def parse_flag(text: str) -> bool:
+    """A command-line boolean as Airflow renders it: true/false, 1/0, yes/no (any case)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", "none", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")

@@ -1,0 +1,77 @@
+"""Weekly Delta maintenance: OPTIMIZE (compaction) and VACUUM of every warehouse table.
+
+VACUUM keeps the files of at least `OFFERRANK_VACUUM_RETENTION_HOURS` (default 168, Delta's minimum) and never
+fewer hours than reach back to the commit of the `OFFERRANK_KEEP_RANKING_VERSIONS`-th latest published
+ranking, so time travel and `offerrank rankings rollback` to those versions keep working.
+Run: `offerrank maintain --as-of YYYY-MM-DD` or `spark-submit jobs/maintain.py --as-of YYYY-MM-DD`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from datetime import date, datetime, time, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from offerrank.settings import Settings, load_settings
+from offerrank.storage import read_table, table_exists
+
+TABLES = ("events_raw", "interactions", "quarantine", "dq_results", "registry", "offer_stats_daily",
+          "offer_conversion_rates", "ranking_stage", "offer_rankings", "ranking_runs")
+
+
+def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
+    """Hours of history VACUUM must keep so the last N published ranking versions stay readable."""
+    runs = read_table(spark, settings.table_path("ranking_runs"))
+    hours = settings.vacuum_retention_hours
+    if runs is None:
+        return hours
+    kept = (runs.filter(F.col("rankings_table_version").isNotNull()).orderBy(F.col("rankings_table_version").desc())
+            .limit(settings.keep_ranking_versions).agg(F.min("rankings_table_version")).first()[0])
+    if kept is None:
+        return hours
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, settings.table_path("offer_rankings")).history()
+    committed = history.filter(F.col("version") == kept).select("timestamp").first()
+    if committed is None:
+        return hours
+    age = (as_of - committed.timestamp.replace(tzinfo=timezone.utc)).total_seconds() / 3600
+    return max(hours, math.ceil(age) + 1)
+
+
+def run_maintenance(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
+    """OPTIMIZE and VACUUM every existing table; returns what was done per table."""
+    from delta.tables import DeltaTable
+
+    hours = retention_hours(spark, settings, datetime.combine(as_of, time.max, tzinfo=timezone.utc))
+    done = {}
+    for name in TABLES:
+        path = settings.table_path(name)
+        if not table_exists(spark, path):
+            continue
+        table = DeltaTable.forPath(spark, path)
+        metrics = table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        table.vacuum(float(hours))
+        done[name] = f"compacted {metrics[1]} files into {metrics[0]}; vacuumed files older than {hours} h"
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: `jobs/maintain.py --as-of YYYY-MM-DD`."""
+    from offerrank.spark import build_spark
+
+    parser = argparse.ArgumentParser(prog="maintain", description=__doc__.splitlines()[0])
+    parser.add_argument("--as-of", type=date.fromisoformat, required=True)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    for name, outcome in run_maintenance(build_spark(settings, "offerrank-maintain"), settings, args.as_of).items():
+        print(f"{name}: {outcome}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The DAG folder parses cleanly, fast, without pyspark; the DAGs have the expected shape and safety settings."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.dags.conftest import REPO
+
+PARSE_SCRIPT = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - started, "errors": {k: str(v) for k, v in bag.import_errors.items()},
+                  "dags": sorted(bag.dags), "pyspark": "pyspark" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_the_dag_folder_parses_fast_without_errors_or_pyspark():
+    done = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(REPO / "dags")], capture_output=True, text=True,
+                          env=os.environ.copy(), check=True)
+    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert parsed["dags"] == ["offer_ranking", "warehouse_maintenance"]
+    assert parsed["pyspark"] is False
+    assert parsed["seconds"] < 2.0
+
+
+def test_offer_ranking_tasks_and_edges(dagbag):
+    dag = dagbag.dags["offer_ranking"]
+    edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
+    assert edges == {
+        "wait_for_events": ["ingest"], "ingest": ["validate"], "validate": ["aggregate"], "aggregate": ["ranking_units"],
+        "ranking_units": ["rank"], "rank": ["publish"], "publish": ["summary"], "summary": [],
+    }
+    assert dag.catchup is False and "offerrank" in dag.tags and dag.doc_md
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 2 * * *", "UTC")
+    assert [o.uri.rstrip("/") for o in dag.get_task("publish").outlets] == ["offerrank://offer_rankings"]
+    assert dag.get_task("wait_for_events").mode == "reschedule"
+    assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
+    for name in ("ingest", "aggregate", "publish"):
+        assert dag.get_task(name)._conn_id == "spark_default"
+
+
+@pytest.mark.parametrize("dag_id", ["offer_ranking", "warehouse_maintenance"])
+def test_retries_and_timeouts(dagbag, dag_id):
+    for task in dagbag.dags[dag_id].tasks:
+        assert task.execution_timeout is not None, task.task_id
+        if task.task_id not in ("validate", "ranking_units"):  # deterministic checks: retrying cannot help
+            assert task.retries >= 2 and task.retry_exponential_backoff, task.task_id
+
+
+def test_bad_params_are_refused_with_a_message(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags["offer_ranking"].params)
+    params["run_date"] = "2026-11-03"
+    params["models"] = ["auto-web"]
+    with pytest.raises(ParamValidationError, match="2026-13-45"):
+        params["run_date"] = "2026-13-45"
+    with pytest.raises(ParamValidationError, match="maybe"):
+        params["dry_run"] = "maybe"

@@ -1,0 +1,77 @@
+"""The nightly DAG end to end through Airflow itself: `dag.test()` on SQLite, Spark jobs via spark-submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+from deltalake import DeltaTable
+
+from offerrank.catalog import load_catalog
+from offerrank.generator import generate
+from offerrank.jobs.ingest import run_ingest
+from offerrank.registry import Registry
+from offerrank.settings import load_settings
+from tests.dags.conftest import AIRFLOW_ENV, REPO
+
+RUN_DAG = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder=sys.argv[1]).dags["offer_ranking"]
+run = dag.test(run_conf={"run_date": sys.argv[2]})
+print(json.dumps({"state": str(run.state), "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow_home(spark, tmp_path_factory):
+    home = tmp_path_factory.mktemp("dag-home")
+    generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
+    generate(home / "bad", date(2026, 11, 3), days=1, seed=9, events_per_day=3_000, fault_rate=0.5)
+    (home / "bad" / "events" / "2026-11-03").rename(home / "sample" / "events" / "2026-11-03")
+    settings = load_settings(home=home)
+    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), __import__("datetime").datetime(2026, 11, 24))
+    assert run_ingest(spark, settings, date(2026, 11, 1)).success  # a day of history before the DAG runs
+    env = {**os.environ, **AIRFLOW_ENV, "OFFERRANK_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    return home, env
+
+
+def run_dag(env, run_date: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", RUN_DAG, str(REPO / "dags"), run_date], env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"state"')]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1])
+
+
+def rankings_version(home) -> int | None:
+    path = home / "warehouse" / "offer_rankings"
+    return DeltaTable(str(path)).version() if path.exists() else None
+
+
+def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
+    home, env = airflow_home
+    before = rankings_version(home)
+    result = run_dag(env, "2026-11-02")
+    assert result["state"] == "success", result
+    assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
+    assert rankings_version(home) == (before + 1 if before is not None else 0)
+    rows = DeltaTable(str(home / "warehouse" / "offer_rankings")).to_pyarrow_table().to_pylist()
+    assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len({(r["decision_id"], r["placement_id"]) for r in rows}) == 7
+
+
+def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
+    home, env = airflow_home
+    before = rankings_version(home)
+    result = run_dag(env, "2026-11-03")
+    assert result["state"] == "failed"
+    assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
+    assert result["tasks"]["publish"] in ("upstream_failed", "None")
+    assert rankings_version(home) == before
+    (dq,) = [r for r in DeltaTable(str(home / "warehouse" / "dq_results")).to_pyarrow_table().to_pylist()
+             if r["run_date"] == date(2026, 11, 3)]
+    assert not dq["success"] and "quarantined" in dq["failure_message"]
