@@ -45,7 +45,8 @@ case "${1:-}" in
         "$VENV/bin/offerrank" ingest --date 2026-11-01 --through 2026-11-06
         # The nightly DAG, through Airflow itself, for the last day.
         "$VENV/bin/airflow" dags test offer_ranking 2026-11-08 -c '{"run_date": "2026-11-07"}' >"$AIRFLOW_HOME/demo-run.log" 2>&1 \
-            || { tail -40 "$AIRFLOW_HOME/demo-run.log"; exit 1; }
+            && grep -q "DagRun Finished: .*state=success" "$AIRFLOW_HOME/demo-run.log" \
+            || { tail -40 "$AIRFLOW_HOME/demo-run.log"; echo "the offer_ranking run failed" >&2; exit 1; }
         echo "Airflow run of offer_ranking for 2026-11-07 succeeded (log: $AIRFLOW_HOME/demo-run.log)"
         "$VENV/bin/offerrank" rankings show --top 3
         ;;
