@@ -20,7 +20,8 @@ from offerrank.jobs.ingest import (
 from offerrank.quality import load_suite
 
 RUN_DATE = date(2026, 11, 22)
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "events" / "examples.jsonl"
+# A copy of shared/events/examples.jsonl (the event contract's examples), so the suite runs from any checkout.
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "proposition_interactions_examples.jsonl"
 
 
 @pytest.fixture(scope="module")
