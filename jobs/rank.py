@@ -49,15 +49,12 @@ class PublishRefused(RuntimeError):
 
 @dataclass
 class PublishResult:
-    status: str  # published | unchanged | refused | rolled_back
+    status: str  # published | unchanged | rolled_back | dry_run (a refusal raises PublishRefused instead)
     ranking_version: int | None
     placements: int
     offers: int
-    reason: str | None = None
 
     def summary(self) -> str:
-        if self.status == "refused":
-            return f"ranking refused: {self.reason}; channels keep the last good ranking"
         return f"ranking {self.status}: version {self.ranking_version}, {self.placements} placements, {self.offers} ranked offers"
 
 

@@ -249,8 +249,8 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.spark import build_spark, cached_jars
 
     spark = build_spark(settings, app_name="offerrank-setup")
-    print(f"Spark {spark.version} on {settings.spark_master}; Delta jars cached in "
-          f"{cached_jars(settings)[0].parent if cached_jars(settings) else settings.jars_cache}")
+    jars = cached_jars(settings)
+    print(f"Spark {spark.version} on {settings.spark_master}; Delta jars cached in {jars[0].parent if jars else settings.jars_cache}")
     spark.stop()
     return 0
 
