@@ -14,6 +14,7 @@ from offerrank.catalog import load_catalog
 from offerrank.generator import generate
 from offerrank.jobs.ingest import run_ingest
 from offerrank.jobs.rank import PublishRefused, rollback, run_rank
+from offerrank.lookup import RankingLookup
 from offerrank.pipeline import run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
@@ -62,6 +63,16 @@ def test_every_day_publishes_a_complete_ranking(spark, world):
         assert sorted(group["rank"]) == list(range(1, len(group) + 1))
     ai = current[current["reason"].isin(["model", "cold_start"])]
     assert ai.groupby(["decision_id", "placement_id"])["traffic_share"].sum().round(6).eq(1.0).all()
+
+
+def test_channel_lookups_serve_the_published_ranking(spark, world):
+    settings, _ = world
+    current = rankings(spark, settings).toPandas().sort_values("rank")
+    lookup = RankingLookup(settings)
+    for (decision, placement, channel), group in current.groupby(["decision_id", "placement_id", "channel"]):
+        answer = lookup.top(placement, channel, decision_id=decision, limit=100)
+        assert answer.ranking_version == 3
+        assert [(o.offer_id, o.reason) for o in answer.offers] == list(zip(group["offer_id"], group["reason"]))
 
 
 def test_a_new_offer_without_data_is_published_in_cold_start(spark, world):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import json
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     report = run_day(spark, settings, args.date, args.run_id, _now())
     print(report.summary())
     if report.success:
-        _print_top(spark, settings, args.top)
+        _print_top(settings, args.top)
     return 0 if report.success else 1
 
 
@@ -96,10 +96,11 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.storage import read_table
 
-    spark = _spark(settings, "rankings")
     if args.action == "show":
-        _print_top(spark, settings, args.top)
-    elif args.action == "history":
+        _print_top(settings, args.top)
+        return 0
+    spark = _spark(settings, "rankings")
+    if args.action == "history":
         runs = read_table(spark, settings.table_path("ranking_runs"))
         if runs is None:
             print("no ranking was published yet")
@@ -120,23 +121,45 @@ def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_top(spark, settings: Settings, top: int) -> None:
-    from pyspark.sql import functions as F
+def _print_top(settings: Settings, top: int) -> None:
+    from offerrank.warehouse import top_offer_lines
 
-    from offerrank.storage import read_table
+    print("\n".join(top_offer_lines(settings, top)))
 
-    rankings = read_table(spark, settings.table_path("offer_rankings"))
-    if rankings is None:
-        print("no ranking was published yet")
-        return
-    rows = rankings.filter(F.col("rank") <= top).orderBy("decision_id", "placement_id", "channel", "rank").collect()
-    if rows:
-        print(f"published ranking version {rows[0].ranking_version} (as of {rows[0].as_of_date}): top {top} offers per placement")
-    for row in rows:
-        share = f"{row.traffic_share:6.1%}" if row.traffic_share is not None else "     -"
-        score = f"{row.score:.4f}" if row.score is not None else "-"
-        print(f"  {row.decision_id:<16} {row.placement_id:<18} {row.channel:<9} #{row.rank} {row.offer_id:<10} "
-              f"score {score:<8} traffic {share}  {row.reason}")
+
+def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.lookup import LookupRefused, RankingLookup
+
+    lookup = RankingLookup(settings)
+    if lookup.last_refresh_error:
+        print(f"offerrank lookup: cannot read the warehouse: {lookup.last_refresh_error}", file=sys.stderr)
+        return 1
+    try:
+        answer = lookup.top(args.placement, args.channel, args.profile, args.limit, args.explore, args.decision)
+    except LookupRefused as refused:
+        print(f"offerrank lookup: {refused}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answer.as_dict(), default=str))
+        return 0
+    source = f"ranking version {answer.ranking_version}" if answer.ranking_version is not None else "no published ranking: fallback"
+    print(f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
+          f"{', explored for ' + str(args.profile) if answer.explored else ''}")
+    for offer in answer.offers:
+        score = f"{offer.score:.4f}" if offer.score is not None else "-"
+        print(f"  #{offer.rank} {offer.offer_id:<12} score {score:<8} {offer.reason}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.lookup import RankingLookup
+    from offerrank.service import serve
+
+    lookup = RankingLookup(settings)
+    print(f"serving ranking version {lookup.snapshot.ranking_version} on http://{args.host}:{args.port} "
+          f"(docs: /docs, health: /healthz)", flush=True)
+    serve(lookup, args.host, args.port)
+    return 0
 
 
 def _registry(settings: Settings):
@@ -313,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--events", help="landing root holding YYYY-MM-DD folders (default OFFERRANK_EVENTS_ROOT)")
     ingest.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     ingest.set_defaults(handler=cmd_ingest)
+
+    lookup = commands.add_parser("lookup", help="ranked offers for a placement on a channel, as a channel sees them")
+    lookup.add_argument("--placement", required=True)
+    lookup.add_argument("--channel", required=True)
+    lookup.add_argument("--profile", help="profile id (seeds --explore)")
+    lookup.add_argument("--decision", help="decision id, when several decisions assign the placement")
+    lookup.add_argument("--limit", type=int, default=10)
+    lookup.add_argument("--explore", action="store_true", help="order drawn per profile by Thompson sampling")
+    lookup.add_argument("--json", action="store_true", help="print the answer as JSON")
+    lookup.set_defaults(handler=cmd_lookup)
+
+    serve = commands.add_parser("serve", help="the HTTP lookup service (FastAPI + uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
 
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)

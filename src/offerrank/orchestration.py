@@ -5,11 +5,11 @@ Importing this module is cheap (no pyspark, no Airflow): the DAG files import it
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
 from offerrank.settings import Settings, load_settings
+from offerrank.warehouse import catalog_from_rows, table_rows, top_offer_lines
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -45,19 +45,9 @@ def events_landed(run_date: date, settings: Settings | None = None) -> bool:
     return folder.is_dir() and any(p.suffix in (".jsonl", ".json", ".parquet") for p in folder.iterdir())
 
 
-def _rows(settings: Settings, table: str) -> list[dict]:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(settings.table_path(table)).to_pyarrow_table().to_pylist()
-    except TableNotFoundError:
-        return []
-
-
 def validation_outcome(run_date: date, settings: Settings | None = None) -> dict:
     """The date's `dq_results` row; RunRefused with the stored reason when it failed or is missing."""
-    rows = [r for r in _rows(settings or load_settings(), "dq_results") if r["run_date"] == run_date]
+    rows = [r for r in table_rows(settings or load_settings(), "dq_results") if r["run_date"] == run_date]
     if not rows:
         raise RunRefused(f"no validation results for {run_date}: the ingest step did not complete")
     row = rows[0]
@@ -68,14 +58,10 @@ def validation_outcome(run_date: date, settings: Settings | None = None) -> dict
 
 def ranking_units(models: list[str] | None = None, settings: Settings | None = None) -> list[str]:
     """The ranking methods to run (one mapped task each), limited to `models` when the trigger names some."""
-    from offerrank.catalog import KINDS, build_catalog
     from offerrank.jobs.rank import ranking_units as units_of
 
     settings = settings or load_settings()
-    data: dict[str, list] = {kind: [] for kind in KINDS}
-    for row in sorted(_rows(settings, "registry"), key=lambda r: (r["kind"], r["id"])):
-        data[row["kind"]].append(json.loads(row["spec"]))
-    units = units_of(build_catalog(data, "registry"))
+    units = units_of(catalog_from_rows(table_rows(settings, "registry")))
     if not units:
         raise RunRefused("the registry has no active decision to rank: run `offerrank apply -f catalog.yaml` first")
     if models:
@@ -90,12 +76,9 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
 def run_summary(run_date: date, run_id: str, settings: Settings | None = None, top: int = 3) -> str:
     """A few lines on what the run published (or why not) and the top offers of each placement."""
     settings = settings or load_settings()
-    attempts = [r for r in _rows(settings, "ranking_runs") if r["run_id"] == run_id and r["run_date"] == run_date]
+    attempts = [r for r in table_rows(settings, "ranking_runs") if r["run_id"] == run_id and r["run_date"] == run_date]
     lines = [f"run {run_id} for {run_date}:"]
     for attempt in attempts:
         lines.append(f"  {attempt['status']}: ranking version {attempt['ranking_version']}, {attempt['placements']} placements, "
                      f"{attempt['offers']} offers {attempt['reason'] or ''}".rstrip())
-    rankings = sorted(_rows(settings, "offer_rankings"), key=lambda r: (r["decision_id"], r["placement_id"], r["rank"]))
-    for row in (r for r in rankings if r["rank"] <= top):
-        lines.append(f"  {row['decision_id']}/{row['placement_id']} ({row['channel']}) #{row['rank']}: {row['offer_id']} ({row['reason']})")
-    return "\n".join(lines)
+    return "\n".join(lines + top_offer_lines(settings, top))

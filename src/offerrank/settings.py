@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     vacuum_retention_hours: int = Field(168, ge=168, description="Least history VACUUM keeps (Delta's minimum: 168 h).")
     keep_ranking_versions: int = Field(10, ge=1, description="Published rankings that VACUUM keeps readable by time travel.")
 
+    lookup_refresh_seconds: float = Field(2.0, gt=0, description="How often channel lookups poll for a newly published ranking.")
+
     jars_cache: Path = Field(
         Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."
     )

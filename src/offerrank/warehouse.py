@@ -1,0 +1,57 @@
+"""JVM-free reads of offerrank's Delta tables with the `deltalake` package (no Spark, no JVM).
+
+Used where starting Spark would cost more than the read: Airflow's Python tasks, the channel lookup path
+(`offerrank.lookup`), the CLI's listings. Writes always go through Spark and delta-spark.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from offerrank.settings import Settings
+
+if TYPE_CHECKING:
+    from offerrank.catalog import Catalog
+
+
+def open_table(settings: Settings, name: str):
+    """The latest version of Delta table `name`, or None before its first write."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(settings.table_path(name))
+    except TableNotFoundError:
+        return None
+
+
+def table_rows(settings: Settings, name: str) -> list[dict]:
+    """Every row of the latest version of table `name` (none before its first write)."""
+    table = open_table(settings, name)
+    return table.to_pyarrow_table().to_pylist() if table is not None else []
+
+
+def catalog_from_rows(rows: list[dict]) -> Catalog:
+    """The catalog held by rows of the `registry` table."""
+    from offerrank.catalog import KINDS, build_catalog
+
+    data: dict[str, list] = {kind: [] for kind in KINDS}
+    for row in sorted(rows, key=lambda r: (r["kind"], r["id"])):
+        data[row["kind"]].append(json.loads(row["spec"]))
+    return build_catalog(data, "registry")
+
+
+def top_offer_lines(settings: Settings, top: int) -> list[str]:
+    """The published ranking's top offers of each placement, one line each, under a heading line."""
+    rows = sorted((r for r in table_rows(settings, "offer_rankings") if r["rank"] <= top),
+                  key=lambda r: (r["decision_id"], r["placement_id"], r["channel"], r["rank"]))
+    if not rows:
+        return ["no ranking was published yet"]
+    lines = [f"published ranking version {rows[0]['ranking_version']} (as of {rows[0]['as_of_date']}): top {top} offers per placement"]
+    for row in rows:
+        share = f"{row['traffic_share']:6.1%}" if row["traffic_share"] is not None else "     -"
+        score = f"{row['score']:.4f}" if row["score"] is not None else "-"
+        lines.append(f"  {row['decision_id']:<16} {row['placement_id']:<18} {row['channel']:<9} #{row['rank']} "
+                     f"{row['offer_id']:<10} score {score:<8} traffic {share}  {row['reason']}")
+    return lines

@@ -1,0 +1,132 @@
+"""Channel lookups on real Delta tables: published order, version pickup, fallbacks, exploration, consistency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from offerrank.catalog import load_catalog
+from offerrank.lookup import LookupRefused, NothingToServe, RankingLookup, UnknownPlacement
+from offerrank.settings import load_settings
+from tests.conftest import ranking_rows, publish_rows
+
+TODAY = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+
+
+def lookup_of(settings) -> RankingLookup:
+    return RankingLookup(settings, clock=lambda: TODAY)
+
+
+def expected_order(version: int, placement: str) -> list[str]:
+    return [row[6] for row in sorted(ranking_rows(version), key=lambda r: r[5]) if row[3] == placement]
+
+
+def wait_until_served(lookup: RankingLookup, table_version: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while lookup.snapshot.table_version != table_version:
+        assert time.monotonic() < deadline, f"table version {table_version} not served (health: {lookup.health()})"
+        time.sleep(0.01)
+
+
+def test_top_serves_the_published_order_of_one_version(ranked_warehouse):
+    lookup = lookup_of(ranked_warehouse)
+    answer = lookup.top("home-hero", "web", limit=3)
+    assert answer.ranking_version == 1 and answer.decision_id == "dp-web-home" and not answer.explored
+    assert [o.offer_id for o in answer.offers] == expected_order(1, "home-hero")[:3]
+    assert [o.rank for o in answer.offers] == [1, 2, 3] and {o.reason for o in answer.offers} == {"model"}
+    sidebar = lookup.top("product-sidebar", "web")
+    assert [(o.offer_id, o.reason) for o in sidebar.offers] == [(i, "priority") for i in expected_order(1, "product-sidebar")]
+    assert lookup.health()["status"] == "ok" and lookup.health()["placements"] == 3
+
+
+def test_a_placement_without_a_ranking_gets_its_fallback_then_the_priority_order(ranked_warehouse):
+    answer = lookup_of(ranked_warehouse).top("checkout-banner", "web", limit=4)
+    assert answer.ranking_version is None and answer.decision_id == "dp-checkout"
+    catalog = load_catalog(ranked_warehouse.catalog_file)
+    (assignment,) = catalog.get("decisions", "dp-checkout").placements
+    by_priority = sorted((o for o in catalog.eligible_offers(assignment) if o.id != assignment.fallback_offer),
+                         key=lambda o: (-o.priority, o.id))
+    assert [(o.offer_id, o.reason) for o in answer.offers] == [(assignment.fallback_offer, "fallback")] + [
+        (o.id, "priority_fallback") for o in by_priority[:3]]
+    assert [o.score for o in answer.offers[1:]] == [float(o.priority) for o in by_priority[:3]]
+
+
+def test_unknown_placements_and_malformed_arguments_are_refused(ranked_warehouse):
+    lookup = lookup_of(ranked_warehouse)
+    with pytest.raises(UnknownPlacement, match="unknown placement 'no-such-slot'"):
+        lookup.top("no-such-slot", "web")
+    with pytest.raises(UnknownPlacement, match="is on channel 'web', not 'email'"):
+        lookup.top("home-hero", "email")
+    with pytest.raises(LookupRefused, match="channel must be one of"):
+        lookup.top("home-hero", "fax")
+    with pytest.raises(LookupRefused, match="placement id must be"):
+        lookup.top("home hero; drop", "web")
+    with pytest.raises(LookupRefused, match="limit must be between 1 and 1000"):
+        lookup.top("home-hero", "web", limit=0)
+    with pytest.raises(LookupRefused, match="decision 'dp-checkout' does not assign placement 'home-hero'"):
+        lookup.top("home-hero", "web", decision_id="dp-checkout")
+
+
+def test_explore_draws_a_stable_order_per_profile_and_version(ranked_warehouse):
+    lookup = lookup_of(ranked_warehouse)
+    first = lookup.top("home-hero", "web", profile_id="p-1", explore=True)
+    assert first.explored and first == lookup.top("home-hero", "web", profile_id="p-1", explore=True)
+    assert sorted(o.offer_id for o in first.offers) == sorted(expected_order(1, "home-hero"))
+    orders = {tuple(o.offer_id for o in lookup.top("home-hero", "web", profile_id=f"p-{i}", explore=True).offers) for i in range(40)}
+    assert len(orders) > 1  # the posteriors overlap, so profiles see different orders
+    sidebar = lookup.top("product-sidebar", "web", profile_id="p-1", explore=True)
+    assert not sidebar.explored  # a priority ranking has no posteriors: the published order
+    assert [o.offer_id for o in sidebar.offers] == expected_order(1, "product-sidebar")
+
+
+def test_an_empty_warehouse_is_degraded_and_says_why(tmp_path):
+    lookup = lookup_of(load_settings(home=tmp_path))
+    assert lookup.health()["status"] == "degraded" and lookup.health()["ranking_version"] is None
+    with pytest.raises(NothingToServe, match="no catalog was applied and no ranking was published"):
+        lookup.top("home-hero", "web")
+
+
+def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):
+    settings = load_settings(home=tmp_path)
+    version = publish_rows(spark, settings, ranking_rows(2))
+    lookup = lookup_of(settings)
+    broken = Path(settings.table_path("offer_rankings")) / "_delta_log" / f"{version + 1:020d}.json"
+    broken.write_text("this is not a Delta commit\n")
+    assert lookup.refresh() is False
+    assert lookup.health()["last_refresh_error"]
+    assert lookup.health()["status"] == "degraded"
+    assert [o.offer_id for o in lookup.top("home-hero", "web").offers] == expected_order(2, "home-hero")
+    broken.unlink()
+    assert lookup.refresh() is False and lookup.health()["last_refresh_error"] is None
+
+
+def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spark, tmp_path):
+    settings = load_settings(home=tmp_path)
+    published = {publish_rows(spark, settings, ranking_rows(1)): 1}
+    lookup = lookup_of(settings).start(interval_seconds=0.02)
+    answers, stop = [], threading.Event()
+
+    def read_continuously():
+        while not stop.is_set():
+            answers.append((lookup.top("home-hero", "web"), lookup.top("newsletter-top", "email")))
+
+    reader = threading.Thread(target=read_continuously)
+    reader.start()
+    try:
+        for version in (2, 3, 4):
+            table_version = publish_rows(spark, settings, ranking_rows(version))
+            published[table_version] = version
+            wait_until_served(lookup, table_version)
+    finally:
+        stop.set()
+        reader.join()
+        lookup.stop()
+    assert {hero.ranking_version for hero, _ in answers} == {1, 2, 3, 4}
+    for hero, newsletter in answers:
+        version = published[hero.table_version]
+        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == expected_order(version, "home-hero")
+        assert [o.offer_id for o in newsletter.offers] == expected_order(published[newsletter.table_version], "newsletter-top")

@@ -1,0 +1,107 @@
+"""The HTTP lookup service: the real app under uvicorn on a real loopback socket."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from offerrank.lookup import RankingLookup
+from offerrank.service import create_app
+from tests.conftest import ranking_rows
+
+
+@pytest.fixture(scope="module")
+def service(ranked_warehouse):
+    lookup = RankingLookup(ranked_warehouse)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(lookup), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.05)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        yield client, lookup
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_good_request_gets_the_ranked_offers(service):
+    client, lookup = service
+    response = client.get("/v1/rankings/home-hero", params={"channel": "web", "limit": 2})
+    assert response.status_code == 200
+    body = response.json()
+    version = lookup.snapshot.ranking_version
+    expected = [r[6] for r in sorted(ranking_rows(version), key=lambda r: r[5]) if r[3] == "home-hero"][:2]
+    assert body["ranking_version"] == version and body["decision_id"] == "dp-web-home" and body["explored"] is False
+    assert [(o["offer_id"], o["rank"], o["reason"]) for o in body["offers"]] == [(expected[0], 1, "model"), (expected[1], 2, "model")]
+    assert body["as_of_date"] == f"2026-11-{version:02d}"
+
+
+def test_explore_is_stable_for_a_profile(service):
+    client, _ = service
+    params = {"channel": "web", "profile": "profile-42", "explore": "true"}
+    first, second = (client.get("/v1/rankings/home-hero", params=params).json() for _ in range(2))
+    assert first["explored"] is True and first == second
+
+
+def test_a_placement_without_ranking_answers_with_its_fallback(service):
+    client, _ = service
+    body = client.get("/v1/rankings/push-evening", params={"channel": "push", "limit": 3}).json()
+    assert body["ranking_version"] is None and body["offers"][0]["reason"] == "fallback"
+    assert {o["reason"] for o in body["offers"][1:]} == {"priority_fallback"}
+
+
+@pytest.mark.parametrize(("path", "params", "status", "error"), [
+    ("/v1/rankings/no-such-slot", {"channel": "web"}, 404, "unknown placement 'no-such-slot'"),
+    ("/v1/rankings/home-hero", {"channel": "email"}, 404, "is on channel 'web', not 'email'"),
+    ("/v1/rankings/home-hero", {}, 422, "channel: Field required"),
+    ("/v1/rankings/home-hero", {"channel": "fax"}, 422, "channel: String should match pattern"),
+    ("/v1/rankings/home-hero", {"channel": "web", "limit": 0}, 422, "limit: Input should be greater than or equal to 1"),
+    ("/v1/rankings/home-hero", {"channel": "web", "limit": 101}, 422, "limit: Input should be less than or equal to 100"),
+    ("/v1/rankings/home-hero", {"channel": "web", "explore": "maybe"}, 422, "explore: Input should be a valid boolean"),
+    ("/v1/rankings/home-hero", {"channel": "web", "profile": "x" * 300}, 422, "profile: String should match pattern"),
+    ("/v1/rankings/" + "a" * 200, {"channel": "web"}, 422, "placement_id: String should match pattern"),
+    ("/v1/rankings/home-hero", {"channel": "web", "decision": "dp-checkout"}, 400, "does not assign placement 'home-hero'"),
+])
+def test_bad_requests_get_a_4xx_that_says_what_is_wrong(service, path, params, status, error):
+    client, _ = service
+    response = client.get(path, params=params)
+    assert response.status_code == status
+    assert error in response.json()["error"]
+
+
+def test_the_service_is_read_only_and_documented(service):
+    client, _ = service
+    assert client.post("/v1/rankings/home-hero", params={"channel": "web"}).status_code == 405
+    assert client.delete("/v1/rankings/home-hero").status_code == 405
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {"/v1/rankings/{placement_id}", "/healthz"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_healthz_reports_the_serving_version(service):
+    client, lookup = service
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["last_refresh_error"] is None
+    assert health["ranking_version"] == lookup.snapshot.ranking_version and health["age_seconds"] >= 0
+
+
+def test_an_unexpected_failure_is_a_500_without_internals(service, monkeypatch):
+    client, lookup = service
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(lookup, "top", broken)
+    response = client.get("/v1/rankings/home-hero", params={"channel": "web"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error"} and "secret" not in response.text
