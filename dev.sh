@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up plus the two entry points of the README:
 #   ./dev.sh demo            set up, then run the main job on the embedded default (generated sample data)
-#   ./dev.sh test [ARGS...]  set up, then run the test suite (extra ARGS go to pytest)
+#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), then run the test
+#                            suite (extra ARGS go to pytest)
 #   ./dev.sh airflow         set up, then start the full local Airflow (UI on http://localhost:8080)
 # Set-up is idempotent: a virtualenv in .venv (re-installed when pyproject.toml changes) and Delta's jars
 # fetched once into OFFERRANK_JARS_CACHE (default ~/.cache/offerrank/jars).
@@ -19,10 +20,20 @@ setup() {
     wanted=$(sha256sum pyproject.toml | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
         "$VENV/bin/pip" install --quiet --upgrade pip
-        "$VENV/bin/pip" install --quiet -e '.[dev]'
+        "$VENV/bin/pip" install --quiet -e '.[dev,deploy]'
         echo "$wanted" >"$stamp"
     fi
     "$VENV/bin/offerrank" setup
+}
+
+# The distributed-path tests start a throw-away PostgreSQL from Debian's package.
+test_services() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && return
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "the tests need PostgreSQL: sudo apt-get install -y postgresql" >&2
+        exit 1
+    fi
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
 }
 
 # Embedded Airflow: SQLite metadata under var/airflow, the DAGs of this repo, Spark on local[*].
@@ -58,6 +69,7 @@ case "${1:-}" in
     test)
         shift
         setup
+        test_services
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

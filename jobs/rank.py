@@ -1,7 +1,8 @@
 """Rank every active decision placement's eligible offers and publish the ranked lists atomically.
 
 Reads  the registry's catalog, `offer_conversion_rates` (as_of_date = D), `dq_results` (D's validation).
-Writes `ranking_stage`  — each ranking method's ranked lists of a run (one task per method in Airflow);
+Writes `ranking_stage`  — each ranking method's ranked lists of a run (one task per method in Airflow, each
+                         replacing its own as_of_date/unit partition);
        `offer_rankings` — the complete current ranking, replaced in one Delta commit per publish, so a reader
                          sees the previous complete ranking or the new one, never a mix; every earlier
                          ranking stays readable by time travel;
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 
 import pandas as pd
+from delta.exceptions import ProtocolChangedException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -168,8 +170,13 @@ def stage_unit(spark: SparkSession, settings: Settings, catalog: Catalog, run_da
     staged = rank_all(frame, run_date).select("*", F.lit(unit).alias("unit"), F.lit(run_id).alias("run_id"),
                                               F.lit(run_date).alias("as_of_date"))
     path = settings.table_path("ranking_stage")
-    staged.write.format("delta").mode("overwrite").option("replaceWhere", f"as_of_date = '{run_date}' AND unit = '{unit}'") \
-        .partitionBy("as_of_date").save(path)
+    # One partition per date and unit: the mapped rank tasks of a run write side by side without conflicting.
+    writer = staged.write.format("delta").mode("overwrite").partitionBy("as_of_date", "unit") \
+        .option("replaceWhere", f"as_of_date = '{run_date}' AND unit = '{unit}'")
+    try:
+        writer.save(path)
+    except ProtocolChangedException:  # another rank task created the table at the same moment; it exists now
+        writer.save(path)
     return spark.read.format("delta").load(path).filter((F.col("as_of_date") == run_date) & (F.col("unit") == unit)).count()
 
 

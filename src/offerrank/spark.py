@@ -39,10 +39,13 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
         os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_local_ip)
     # PySpark starts its Python workers with PYSPARK_PYTHON (else whatever `python3` is on PATH).
     os.environ.setdefault("PYSPARK_PYTHON", settings.spark_python)
+    builder = SparkSession.builder.appName(app_name)
+    # Under spark-submit (Airflow's SparkSubmitOperator) the master comes from --master, i.e. the spark_default
+    # connection; PythonRunner sets PYSPARK_GATEWAY_PORT for the driver it starts.
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        builder = builder.master(settings.spark_master)
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark_master)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))

@@ -56,3 +56,23 @@ def test_the_gate_names_placements_without_offers_and_ineligible_offers():
         "offer zzz ranked for d/p is not eligible",
         "offer fb ranked for d/p is not eligible",
     ]
+
+
+def test_ranking_methods_stage_side_by_side_when_run_at_once(spark, tmp_path):
+    """The DAG's mapped rank tasks write `ranking_stage` concurrently, the first ones into a table not yet created."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from offerrank.catalog import load_catalog
+    from offerrank.generator import generate
+    from offerrank.jobs.rank import ranking_units, stage_unit
+    from offerrank.settings import load_settings
+
+    generate(tmp_path / "sample", RUN, days=1, seed=3, events_per_day=100)
+    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    catalog = load_catalog(tmp_path / "sample" / "catalog.yaml")
+    units = ranking_units(catalog)
+    with ThreadPoolExecutor(len(units)) as pool:
+        staged = list(pool.map(lambda unit: stage_unit(spark, settings, catalog, RUN, "run-1", unit), units))
+    assert len(units) == 5 and all(count > 0 for count in staged)
+    stage = spark.read.format("delta").load(settings.table_path("ranking_stage"))
+    assert {r.unit: r["count"] for r in stage.groupBy("unit").count().collect()} == dict(zip(units, staged))

@@ -1,0 +1,26 @@
+# One image for every service of the docker-compose deployment: Airflow (api-server, scheduler, dag-processor,
+# triggerer, Celery workers), the Spark master and workers, and the lookup service.
+# Spark and Delta come from the same pinned pyspark / delta-spark as everywhere else; Delta's jars are fetched
+# from Maven Central while the image builds (`offerrank setup`), so containers start offline.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps curl \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    OFFERRANK_JARS_CACHE=/opt/offerrank-jars \
+    AIRFLOW_HOME=/opt/airflow
+
+WORKDIR /opt/offerrank
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY jobs ./jobs
+COPY dags ./dags
+COPY expectations ./expectations
+# Editable, as on a developer machine: the DAGs hand spark-submit the job files under /opt/offerrank/jobs.
+RUN pip install -e '.[deploy]' && offerrank setup
+
+EXPOSE 8000 8080 7077
+CMD ["offerrank", "--help"]

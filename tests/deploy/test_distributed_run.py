@@ -1,0 +1,73 @@
+"""The distributed path for real, on loopback: Airflow on PostgreSQL with the LocalExecutor, triggered through
+its REST API, submitting the nightly DAG's Spark jobs to a Spark standalone cluster; the published ranking must
+equal the one `local[*]` publishes from the same input. Only settings differ between the two."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from offerrank.catalog import load_catalog
+from offerrank.generator import generate
+from offerrank.jobs.ingest import run_ingest
+from offerrank.pipeline import run_day
+from offerrank.registry import Registry
+from offerrank.settings import load_settings
+from tests.deploy.stack import Stack
+
+FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
+COMPARED = ["model_name", "decision_id", "placement_id", "channel", "rank", "offer_id", "score", "p_best", "traffic_share",
+            "alpha", "beta", "impressions", "conversions", "reason", "as_of_date"]
+
+
+def prepared_home(spark, home: Path) -> None:
+    """The same input in every home: two generated days, the sample catalog, the first day ingested."""
+    generate(home / "sample", FIRST, days=2, seed=9, events_per_day=3_000)
+    settings = load_settings(home=home)
+    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
+    assert run_ingest(spark, settings, FIRST).success
+
+
+def published(home: Path) -> list[tuple]:
+    rows = DeltaTable(str(home / "warehouse" / "offer_rankings")).to_pyarrow_table(columns=COMPARED).to_pylist()
+    return sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in (row[c] for c in COMPARED)) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    workdir = Path(tempfile.mkdtemp(prefix="offerrank-stack-"))  # not under pytest's 0700 tmp: postgres must read it
+    os.chmod(workdir, 0o755)
+    services = Stack(workdir)
+    yield services
+    services.stop()
+
+
+def test_nightly_dag_on_postgres_airflow_and_a_spark_cluster_publishes_what_local_publishes(spark, stack, tmp_path):
+    local_home, cluster_home = tmp_path / "local", stack.workdir / "home"
+    for home in (local_home, cluster_home):
+        prepared_home(spark, home)
+    report = run_day(spark, load_settings(home=local_home), RUN, echo=lambda _: None)
+    assert report.success, report.summary()
+
+    master = stack.start_spark()
+    database = stack.start_postgres()
+    api = stack.start_airflow(database, master, {
+        "OFFERRANK_HOME": str(cluster_home),
+        "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
+    })
+    run, tasks, elapsed = api.run_dag("offer_ranking", {"run_date": RUN.isoformat()}, timeout=900)
+    print(f"offer_ranking on {master} via the REST API: {run['state']} in {elapsed:.0f}s; tasks {tasks}")
+    assert run["state"] == "success", (tasks, [log.read_text()[-2000:] for log in api.logs])
+    assert run["conf"] == {"run_date": "2026-11-02"}
+    rank_tasks = [name for name in tasks if name.startswith("rank[")]
+    assert tasks["publish"] == "success" and len(rank_tasks) == 5
+    # the Spark jobs really ran on the cluster: the worker kept a folder per application it ran executors for
+    applications = list((stack.workdir / "spark" / "work").glob("app-*"))
+    assert len(applications) == 3 + len(rank_tasks), applications  # ingest, aggregate, each rank, publish
+    assert published(cluster_home) == published(local_home)
