@@ -1,6 +1,7 @@
 """Benchmark: is a nightly run's cost flat in history? Times aggregate -> rank -> publish for each of N days.
 
-Generates N consecutive days, applies the sample catalog, and for each day ingests it (not timed), then times
+Generates N consecutive days, applies the sample catalog, and for each day ingests it and loads its profile
+snapshot (not timed: their cost is one day's data by construction), then times
 aggregate + rank + publish. Prints per day the wall time and the CPU seconds that step used (the Spark JVM with
 its Python workers, plus this driver process: unlike wall time, not inflated when other work shares the
 machine), the ratios last day / first day (target <= 1.2), and the same step with a full recompute of the
@@ -34,6 +35,7 @@ def main() -> None:
     from offerrank.generator import generate
     from offerrank.jobs.aggregate import run_aggregate
     from offerrank.jobs.ingest import run_ingest
+    from offerrank.jobs.profiles import run_profiles
     from offerrank.jobs.rank import run_rank
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
@@ -61,6 +63,7 @@ def main() -> None:
     for offset in range(args.days):
         day = START + timedelta(days=offset)
         run_ingest(spark, settings, day)
+        run_profiles(spark, settings, day)
         wall, cpu, counts = nightly(day)
         walls.append(wall)
         cpus.append(cpu)

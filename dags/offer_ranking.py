@@ -6,10 +6,12 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 1. **waits** for the day's event files in the landing folder (reschedule mode, gives up after 6 hours);
 2. **ingests** them with Spark into Delta (`events_raw`, `interactions`, `quarantine`, `dq_results`);
 3. **validates**: stops the run here, with the reason in the log, when the day failed Great Expectations;
-4. **aggregates** daily offer facts and every active model's conversion rates;
-5. **ranks**, one task per ranking method in use (each AI model, each formula, priority);
-6. **publishes** all rankings in one Delta commit (Asset `offerrank://offer_rankings`), behind the publish gate;
-7. writes a short **summary**.
+4. loads the **profiles** snapshot the day uses (segment memberships, validated; a rejected snapshot is logged
+   and the run goes on with the last good one);
+5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates;
+6. **ranks**, one task per ranking method in use (each AI model, each formula, priority);
+7. **publishes** all rankings in one Delta commit (Asset `offerrank://offer_rankings`), behind the publish gate;
+8. writes a short **summary**.
 
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
 without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
@@ -81,6 +83,11 @@ with DAG(
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
+    profiles = SparkSubmitOperator(
+        task_id="profiles", application=orchestration.job("profiles"), name="offerrank-profiles",
+        application_args=["--date", RUN_DATE, "--keep-going"], **spark_job,
+    )
+
     aggregate = SparkSubmitOperator(
         task_id="aggregate", application=orchestration.job("aggregate"), name="offerrank-aggregate",
         application_args=["--date", RUN_DATE, "--full-refresh", "{{ params.full_refresh }}"], **spark_job,
@@ -117,4 +124,4 @@ with DAG(
         print(text)
         return text
 
-    chain(wait_for_events(), ingest, validate(), aggregate, units, rank, publish, summary())
+    chain(wait_for_events(), ingest, validate(), profiles, aggregate, units, rank, publish, summary())

@@ -1,12 +1,13 @@
 """Daily offer facts and per-model conversion rates.
 
 Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
-       event dates [D - L, D] and their clicks) and `offer_stats_daily` (the models' look-back windows).
-Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment: impressions,
+       event dates [D - L, D] and their clicks), `profile_segments` (the latest snapshot on or before D, for
+       the segments of active personalized models) and `offer_stats_daily` (the models' look-back windows).
+Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic): impressions,
                                 conversions (one per clicked proposition item, on its impression's date),
                                 distinct profiles, orphan conversions (clicks whose impression is unknown);
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
-       `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel: counts in the
+       `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
                                 look-back window (optionally decayed), rate, Beta posterior, 95% credible
                                 interval, cold start; replaces as_of_date = D.
 Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
@@ -23,52 +24,59 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.catalog import AIModel, Catalog, ModelStatus, ModelType
 from offerrank.settings import Settings, load_settings, parse_flag
 from offerrank.storage import read_table, replace_partition, replace_range
 
 ALL_SEGMENTS = "*"
 STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment"]
-RATE_KEYS = ["offer_id", "placement_id", "channel"]
+RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 
-def daily_stats(interactions: DataFrame, first_date: date, last_date: date) -> DataFrame:
-    """Facts per event date in [first_date, last_date]; conversions are attributed to their impression's date."""
-    impressions = interactions.filter(F.col("interaction") == "impression")
-    clicks = interactions.filter(F.col("interaction") == "conversion")
-    shown = impressions.groupBy("proposition_id", "offer_id").agg(
+def daily_stats(interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None) -> DataFrame:
+    """Facts per event date in [first_date, last_date] and segment; conversions go to their impression's date.
+
+    Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
+    segment its profile belongs to."""
+    tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
+    if memberships is not None:
+        tagged = tagged.unionByName(interactions.join(memberships, "profile_id").select(*interactions.columns, "segment"))
+    impressions = tagged.filter(F.col("interaction") == "impression")
+    clicks = tagged.filter(F.col("interaction") == "conversion")
+    shown = impressions.groupBy("proposition_id", "offer_id", "segment").agg(
         F.min("event_date").alias("event_date"), F.first("placement_id").alias("placement_id"), F.first("channel").alias("channel")
     )
-    clicked = clicks.groupBy("proposition_id", "offer_id").agg(
+    clicked = clicks.groupBy("proposition_id", "offer_id", "segment").agg(
         F.min("event_date").alias("click_date"), F.first("placement_id").alias("click_placement"), F.first("channel").alias("click_channel")
     )
-    attributed = clicked.join(shown, ["proposition_id", "offer_id"], "left")
-    conversions = attributed.filter(F.col("event_date").isNotNull()).groupBy("event_date", "offer_id", "placement_id", "channel").agg(
-        F.count("*").alias("conversions"))
+    attributed = clicked.join(shown, ["proposition_id", "offer_id", "segment"], "left")
+    conversions = attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
     orphans = attributed.filter(F.col("event_date").isNull()).groupBy(
         F.col("click_date").alias("event_date"), "offer_id", F.col("click_placement").alias("placement_id"),
-        F.col("click_channel").alias("channel"),
+        F.col("click_channel").alias("channel"), "segment",
     ).agg(F.count("*").alias("orphan_conversions"))
-    shown_counts = impressions.groupBy("event_date", "offer_id", "placement_id", "channel").agg(
+    shown_counts = impressions.groupBy(*STATS_KEYS).agg(
         F.count("*").alias("impressions"), F.countDistinct("profile_id").alias("profiles"))
-    keys = ["event_date", "offer_id", "placement_id", "channel"]
     return (
-        shown_counts.join(conversions, keys, "full").join(orphans, keys, "full")
+        shown_counts.join(conversions, STATS_KEYS, "full").join(orphans, STATS_KEYS, "full")
         .filter(F.col("event_date").between(first_date, last_date))
-        .select(
-            *keys[:1], *keys[1:], F.lit(ALL_SEGMENTS).alias("segment"),
-            *[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c) for c in ("impressions", "conversions", "profiles", "orphan_conversions")],
-        )
+        .select(*STATS_KEYS, *[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c)
+                               for c in ("impressions", "conversions", "profiles", "orphan_conversions")])
     )
+
+
+def model_segments(model: AIModel) -> tuple[str, ...]:
+    """The segments a model ranks for: all traffic (`*`), plus each of a personalized model's segments."""
+    return (ALL_SEGMENTS, *model.segments) if model.type is ModelType.personalized else (ALL_SEGMENTS,)
 
 
 def window_totals(stats: DataFrame, model: AIModel, as_of: date) -> DataFrame:
-    """Counts per offer x placement x channel over the model's look-back window, raw and time-decayed."""
+    """Counts per offer x placement x channel x segment over the model's look-back window, raw and time-decayed."""
     first = as_of - timedelta(days=model.lookback_days - 1)
     age = F.datediff(F.lit(as_of), F.col("event_date"))
     weight = F.pow(F.lit(0.5), age / F.lit(model.half_life_days)) if model.half_life_days else F.lit(1.0)
     return (
-        stats.filter(F.col("event_date").between(first, as_of))
+        stats.filter(F.col("event_date").between(first, as_of) & F.col("segment").isin(*model_segments(model)))
         .groupBy(*RATE_KEYS)
         .agg(
             F.sum("impressions").alias("impressions"),
@@ -117,6 +125,23 @@ def model_placements(catalog: Catalog, model: AIModel) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
+def segments_in_use(catalog: Catalog) -> list[str]:
+    """The segments that active personalized models rank for."""
+    return sorted({segment for model in catalog.ai_models if model.status is ModelStatus.active for segment in model_segments(model)}
+                  - {ALL_SEGMENTS})
+
+
+def snapshot_memberships(profile_segments: DataFrame | None, segments: list[str], as_of: date) -> tuple[date | None, DataFrame | None]:
+    """The (profile_id, segment) rows of `segments` in the latest profile snapshot on or before `as_of`."""
+    if profile_segments is None or not segments:
+        return None, None
+    latest = profile_segments.filter(F.col("snapshot_date") <= as_of).agg(F.max("snapshot_date")).first()[0]
+    if latest is None:
+        return None, None
+    return latest, profile_segments.filter((F.col("snapshot_date") == latest) & F.col("segment").isin(*segments)) \
+        .select("profile_id", "segment")
+
+
 def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
     interactions = read_table(spark, settings.table_path("interactions"))
@@ -126,9 +151,10 @@ def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run
     longest = max((m.lookback_days for m in catalog.ai_models), default=1)
     first = run_date - timedelta(days=(longest - 1) if full_refresh else lateness)
     window = interactions.filter(F.col("landing_date").between(first, run_date + timedelta(days=lateness)))
+    snapshot, memberships = snapshot_memberships(
+        read_table(spark, settings.table_path("profile_segments")), segments_in_use(catalog), run_date)
     stats_path = settings.table_path("offer_stats_daily")
-    replace_range(daily_stats(window, first, run_date), stats_path, "event_date", first, run_date)
-
+    replace_range(daily_stats(window, first, run_date, memberships), stats_path, "event_date", first, run_date)
     stats = spark.read.format("delta").load(stats_path)
     rates = None
     for model in catalog.ai_models:
@@ -145,6 +171,7 @@ def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run
     written = spark.read.format("delta").load(rates_path).filter(F.col("as_of_date") == run_date) if rates is not None else None
     return {
         "stats_dates": f"{first}..{run_date}",
+        "profile_snapshot": str(snapshot) if snapshot else None,
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
         "rate_rows": written.count() if written is not None else 0,
     }

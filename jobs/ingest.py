@@ -75,7 +75,6 @@ EVENT_SCHEMA = T.StructType([
         T.StructField("propositions", T.ArrayType(_PROPOSITION)),
     ]))])),
 ])
-_PARSE_SCHEMA = T.StructType(EVENT_SCHEMA.fields + [T.StructField("_corrupt_record", T.StringType())])
 
 PARSE_REASONS = {
     "invalid_utf8": "the record is not valid UTF-8",
@@ -152,13 +151,11 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
 
 # --- pure transformations -----------------------------------------------------------------------------------
 
-def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
-    """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
-
-    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
-    """
+def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes: int) -> DataFrame:
+    """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not."""
     raw = F.col("raw")
-    parsed = records.withColumn("j", F.from_json(raw, _PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
+    with_corrupt = T.StructType(schema.fields + [T.StructField("_corrupt_record", T.StringType())])
+    parsed = records.withColumn("j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
     is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
     parse_status = (
         F.when(~F.is_valid_utf8(raw), "invalid_utf8")
@@ -167,6 +164,16 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         .when(F.json_object_keys(raw).isNull(), F.when(is_json_value, "not_an_object").otherwise("malformed_json"))
         .otherwise("wrong_field_type")
     )
+    return parsed.withColumn("parse_status", F.coalesce(parse_status, F.lit("malformed_json")))
+
+
+def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
+    """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
+
+    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
+    """
+    raw = F.col("raw")
+    parsed = parse_json_lines(records, EVENT_SCHEMA, max_record_bytes)
     decisioning = F.col("j._experience.decisioning")
     propositions = F.coalesce(decisioning["propositions"], F.array())
     items = F.flatten(F.transform(propositions, lambda p: F.coalesce(p["items"], F.array())))
@@ -183,17 +190,17 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         "source_file",
         "raw",
         _record_hash(raw).alias("record_hash"),
-        F.when(parse_status.isNull(), "malformed_json").otherwise(parse_status).alias("parse_status"),
+        "parse_status",
         F.col("j._id").alias("event_id"),
         F.col("j.timestamp").alias("timestamp_text"),
         F.try_to_timestamp(F.col("j.timestamp")).alias("event_ts"),
         F.col("j.eventType").alias("event_type"),
-        _map_values(F.col("j.eventType"), EVENT_KINDS).alias("event_kind"),
+        map_values(F.col("j.eventType"), EVENT_KINDS).alias("event_kind"),
         F.when(F.size(proposition_kinds) == 1, F.get(proposition_kinds, 0)).alias("proposition_kind"),
         F.coalesce(
             F.nullif(F.regexp_extract(F.col("j.channel._type"), r"([^/]+)$", 1), F.lit("")), decisioning["channelType"]
         ).alias("channel"),
-        _profile_id(F.col("j.identityMap")).alias("profile_id"),
+        primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
         F.size(propositions).alias("propositions_count"),
         F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
         F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
@@ -212,11 +219,11 @@ def _record_hash(raw: Column) -> Column:
     return F.sha2(raw, 256)
 
 
-def _map_values(column: Column, mapping: dict[str, str]) -> Column:
+def map_values(column: Column, mapping: dict[str, str]) -> Column:
     return F.try_element_at(F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair]), column)
 
 
-def _profile_id(identity_map: Column) -> Column:
+def primary_profile_id(identity_map: Column) -> Column:
     """The identity marked primary (any namespace, first in namespace order), else the first ECID."""
     identities = F.flatten(F.transform(F.map_entries(F.coalesce(identity_map, F.create_map())), lambda e: e["value"]))
     primary = F.filter(identities, lambda i: F.coalesce(i["primary"], F.lit(False)) & i["id"].isNotNull())
@@ -258,7 +265,7 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         "event_id",
         "event_ts",
         F.to_date("event_ts").alias("event_date"),
-        _map_values(F.col("event_kind"), INTERACTIONS).alias("interaction"),
+        map_values(F.col("event_kind"), INTERACTIONS).alias("interaction"),
         "profile_id",
         F.col("p.id").alias("proposition_id"),
         F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
@@ -283,16 +290,20 @@ def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
     return rejected.join(texts, ["source_file", "record_hash"], "left")
 
 
+def reason_sentences(reasons: dict[str, str]) -> Column:
+    """The `reason_codes` of a rejected row as one human sentence per code, joined by '; '."""
+    return F.array_join(F.transform("reason_codes", lambda c: map_values(c, reasons)), "; ")
+
+
 def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
     """Rejected records with their reason codes and one human sentence."""
-    sentences = F.array_join(F.transform("reason_codes", lambda c: _map_values(c, reasons)), "; ")
     return rejected.select(
         F.lit(run_date).alias("run_date"),
         F.lit(run_id).alias("run_id"),
         "source_file",
         "event_id",
         "reason_codes",
-        sentences.alias("reasons"),
+        reason_sentences(reasons).alias("reasons"),
         "raw",
     )
 

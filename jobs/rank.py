@@ -27,15 +27,16 @@ from pyspark.sql import functions as F
 
 from offerrank.bandit import run_seed, thompson_rank
 from offerrank.catalog import Catalog
+from offerrank.jobs.aggregate import ALL_SEGMENTS, model_segments
 from offerrank.settings import Settings, load_settings, parse_flag
 from offerrank.storage import read_table
 
 CANDIDATE_SCHEMA = (
     "decision_id string, placement_id string, channel string, method string, model_name string, offer_id string, "
-    "priority long, formula_score double, is_fallback boolean, exploration_share double"
+    "priority long, formula_score double, is_fallback boolean, exploration_share double, segment string"
 )
 RANKED_COLUMNS = (
-    "model_name string, decision_id string, placement_id string, channel string, rank int, offer_id string, "
+    "model_name string, decision_id string, placement_id string, channel string, segment string, rank int, offer_id string, "
     "score double, p_best double, traffic_share double, alpha double, beta double, impressions long, "
     "conversions long, reason string"
 )
@@ -63,7 +64,8 @@ class PublishResult:
 # --- pure transformations -----------------------------------------------------------------------------------
 
 def candidates(catalog: Catalog, run_date: date) -> list[tuple]:
-    """Rows of CANDIDATE_SCHEMA: each active decision placement's eligible, live offers, plus its fallback."""
+    """Rows of CANDIDATE_SCHEMA: each active decision placement's eligible, live offers, plus its fallback, once per
+    segment it is ranked for (`*`, and each segment of a personalized model)."""
     from offerrank.formula import FormulaError
 
     rows = []
@@ -76,6 +78,7 @@ def candidates(catalog: Catalog, run_date: date) -> list[tuple]:
             model = catalog.get("ai_models", ref) if method == "ai_model" else None
             formula = catalog.get("formulas", ref).compiled() if method == "formula" else None
             common = (decision.id, assignment.placement, channel, method, ref if method != "priority" else method)
+            offers = []
             for offer in catalog.eligible_offers(assignment):
                 if not offer.is_live(run_date) or assignment.placement not in offer.placements:
                     continue
@@ -83,18 +86,20 @@ def candidates(catalog: Catalog, run_date: date) -> list[tuple]:
                     score = formula.evaluate(offer.fields()) if formula else None
                 except FormulaError as error:
                     raise PublishRefused(f"formula {ref!r} fails for offer {offer.id}: {error}") from None
-                rows.append((*common, offer.id, offer.priority, score, False, model.exploration_share if model else None))
+                offers.append((offer.id, offer.priority, score, False, model.exploration_share if model else None))
             fallback = catalog.get("offers", assignment.fallback_offer)
-            rows.append((*common, fallback.id, fallback.priority, None, True, None))
+            offers.append((fallback.id, fallback.priority, None, True, None))
+            for segment in model_segments(model) if model else (ALL_SEGMENTS,):
+                rows += [(*common, *offer, segment) for offer in offers]
     return rows
 
 
 def with_posteriors(candidate_frame: DataFrame, rates: DataFrame | None, prior_alpha: float, prior_beta: float) -> DataFrame:
     """Attach each AI-ranked candidate's posterior; an offer with no data gets the prior and is in cold start."""
-    keys = ["model_name", "offer_id", "placement_id", "channel"]
+    keys = ["model_name", "offer_id", "placement_id", "channel", "segment"]
     if rates is None:
         rates = candidate_frame.sparkSession.createDataFrame(
-            [], "model_name string, offer_id string, placement_id string, channel string, alpha double, beta double, "
+            [], "model_name string, offer_id string, placement_id string, channel string, segment string, alpha double, beta double, "
                 "impressions long, conversions long, cold_start boolean")
     joined = candidate_frame.join(rates.select(*keys, "alpha", "beta", "impressions", "conversions", "cold_start"), keys, "left")
     return joined.select(
@@ -108,13 +113,14 @@ def with_posteriors(candidate_frame: DataFrame, rates: DataFrame | None, prior_a
 
 
 def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
-    """Rank one decision placement x channel by its method; the fallback offer when nothing is eligible."""
+    """Rank one decision placement x channel x segment by its method; the fallback offer when nothing is eligible."""
     eligible = group[~group["is_fallback"]]
     first = group.iloc[0]
     if eligible.empty:
         ranked = group[group["is_fallback"]].head(1).assign(score=None, p_best=None, traffic_share=1.0, reason="fallback", rank=1)
     elif first["method"] == "ai_model":
-        seed = run_seed(run_date, first["model_name"], first["decision_id"], first["placement_id"], first["channel"])
+        seed = run_seed(run_date, first["model_name"], first["decision_id"], first["placement_id"], first["channel"],
+                        *([first["segment"]] if first["segment"] != ALL_SEGMENTS else []))
         ranked = thompson_rank(eligible, float(first["exploration_share"]), seed)
     else:
         score = eligible["formula_score"] if first["method"] == "formula" else eligible["priority"].astype(float)
@@ -126,18 +132,19 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
 
 
 def rank_all(candidates_with_posteriors: DataFrame, run_date: date) -> DataFrame:
-    return candidates_with_posteriors.groupBy("decision_id", "placement_id", "channel").applyInPandas(
+    return candidates_with_posteriors.groupBy("decision_id", "placement_id", "channel", "segment").applyInPandas(
         lambda group: rank_placement(group, run_date), RANKED_COLUMNS)
 
 
 def gate_problems(ranked: pd.DataFrame, candidate_rows: list[tuple]) -> list[str]:
-    """Why this ranking must not be published: a placement with no offer, or a ranked offer not eligible."""
+    """Why this ranking must not be published: a placement (or segment) with no offer, or a ranked offer not eligible."""
     problems = []
     eligible = {(r[0], r[1], r[5]) for r in candidate_rows if not r[8]}
     fallbacks = {(r[0], r[1], r[5]) for r in candidate_rows if r[8]}
-    ranked_placements = set(zip(ranked["decision_id"], ranked["placement_id"]))
-    for decision_id, placement_id in sorted({(r[0], r[1]) for r in candidate_rows} - ranked_placements):
-        problems.append(f"placement {decision_id}/{placement_id} would get no offer")
+    ranked_groups = set(zip(ranked["decision_id"], ranked["placement_id"], ranked["segment"]))
+    for decision_id, placement_id, segment in sorted({(r[0], r[1], r[10]) for r in candidate_rows} - ranked_groups):
+        where = "" if segment == ALL_SEGMENTS else f" in segment {segment}"
+        problems.append(f"placement {decision_id}/{placement_id} would get no offer{where}")
     for row in ranked.itertuples():
         key = (row.decision_id, row.placement_id, row.offer_id)
         if key not in eligible and not (row.reason == "fallback" and key in fallbacks):
@@ -147,7 +154,7 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[tuple]) -> list[str
 
 def content_hash(ranked: pd.DataFrame) -> str:
     """A fingerprint of a ranking's content, to publish only what changed."""
-    ordered = ranked.sort_values(["decision_id", "placement_id", "channel", "rank"]).reset_index(drop=True)
+    ordered = ranked.sort_values(["decision_id", "placement_id", "channel", "segment", "rank"]).reset_index(drop=True)
     return hashlib.sha256(ordered.round(12).to_csv(index=False).encode()).hexdigest()
 
 

@@ -24,7 +24,8 @@ def spark(settings: Settings):
 
 RANKINGS_SCHEMA = ("ranking_version long, model_name string, decision_id string, placement_id string, channel string, "
                    "rank int, offer_id string, score double, p_best double, traffic_share double, alpha double, beta double, "
-                   "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp")
+                   "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp, "
+                   "segment string")
 AI_PLACEMENTS = {("dp-web-home", "home-hero", "web"): ["offer-004", "offer-009", "offer-013", "offer-019", "offer-023"],
                  ("dp-newsletter", "newsletter-top", "email"): ["offer-006", "offer-008", "offer-014"]}
 PRIORITY_PLACEMENTS = {("dp-web-home", "product-sidebar", "web"): ["offer-019", "offer-017", "offer-013"]}
@@ -42,7 +43,7 @@ def ranking_rows(version: int) -> list[tuple]:
             alpha, beta = (10.0 * version + 20 - rank, 400.0) if ai else (None, None)
             rows.append((version, "auto-web" if ai else "priority", decision, placement, channel, rank, offer,
                          alpha / (alpha + beta) if ai else 100.0 - rank, None, None, alpha, beta, 400, 10,
-                         "model" if ai else "priority", date(2026, 11, version), f"run-{version}", datetime(2026, 11, version, 3)))
+                         "model" if ai else "priority", date(2026, 11, version), f"run-{version}", datetime(2026, 11, version, 3), "*"))
     return rows
 
 

@@ -11,7 +11,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from offerrank.catalog import load_catalog
-from offerrank.generator import generate
+from offerrank.generator import SEGMENTS, generate
 from offerrank.jobs.ingest import run_ingest
 from offerrank.jobs.rank import PublishRefused, rollback, run_rank
 from offerrank.lookup import RankingLookup
@@ -54,25 +54,31 @@ def table_version(spark, settings, name="offer_rankings"):
 def test_every_day_publishes_a_complete_ranking(spark, world):
     settings, reports = world
     assert [r.success for r in reports] == [True, True, True]
-    assert [name for name, _, _ in reports[-1].steps] == ["ingest", "aggregate", "publish"]
+    assert [name for name, _, _ in reports[-1].steps] == ["ingest", "profiles", "aggregate", "publish"]
     current = rankings(spark, settings).toPandas()
     assert set(current["ranking_version"]) == {3} and set(current["as_of_date"]) == {DAYS[-1]}
     assert current.groupby(["decision_id", "placement_id"]).ngroups == 7
     assert set(current["reason"]) >= {"model", "priority", "formula"}
-    for _, group in current.groupby(["decision_id", "placement_id"]):
+    for _, group in current.groupby(["decision_id", "placement_id", "segment"]):
         assert sorted(group["rank"]) == list(range(1, len(group) + 1))
     ai = current[current["reason"].isin(["model", "cold_start"])]
-    assert ai.groupby(["decision_id", "placement_id"])["traffic_share"].sum().round(6).eq(1.0).all()
+    assert ai.groupby(["decision_id", "placement_id", "segment"])["traffic_share"].sum().round(6).eq(1.0).all()
+    personalized = current[current["model_name"] == "personalized-mobile"]
+    assert set(personalized["segment"]) == {"*", *SEGMENTS} and set(current[current["model_name"] != "personalized-mobile"]["segment"]) == {"*"}
 
 
-def test_channel_lookups_serve_the_published_ranking(spark, world):
+def test_channel_lookups_serve_the_published_ranking_of_the_profiles_segment(spark, world):
     settings, _ = world
     current = rankings(spark, settings).toPandas().sort_values("rank")
+    members = spark.read.format("delta").load(settings.table_path("profile_segments")).groupBy("segment") \
+        .agg(F.min("profile_id").alias("profile_id")).toPandas().set_index("segment")["profile_id"].to_dict()
     lookup = RankingLookup(settings)
-    for (decision, placement, channel), group in current.groupby(["decision_id", "placement_id", "channel"]):
-        answer = lookup.top(placement, channel, decision_id=decision, limit=100)
-        assert answer.ranking_version == 3
+    for (decision, placement, channel, segment), group in current.groupby(["decision_id", "placement_id", "channel", "segment"]):
+        profile = None if segment == "*" else members[segment]
+        answer = lookup.top(placement, channel, profile_id=profile, decision_id=decision, limit=100)
+        assert (answer.ranking_version, answer.segment) == (3, segment)
         assert [(o.offer_id, o.reason) for o in answer.offers] == list(zip(group["offer_id"], group["reason"]))
+    assert lookup.top("push-evening", "push", profile_id="not-a-known-profile").segment == "*"
 
 
 def test_a_new_offer_without_data_is_published_in_cold_start(spark, world):
@@ -89,7 +95,10 @@ def test_rates_and_facts_come_from_the_days_data(spark, world):
     facts = spark.read.format("delta").load(settings.table_path("offer_stats_daily"))
     assert {r.event_date for r in facts.select("event_date").distinct().collect()} == set(DAYS)
     interactions = spark.read.format("delta").load(settings.table_path("interactions"))
-    assert facts.agg(F.sum("impressions")).first()[0] == interactions.filter("interaction = 'impression'").count()
+    assert facts.filter("segment = '*'").agg(F.sum("impressions")).first()[0] == interactions.filter("interaction = 'impression'").count()
+    by_segment = {r.segment: r.impressions for r in facts.filter("placement_id = 'push-evening'").groupBy("segment")
+                  .agg(F.sum("impressions").alias("impressions")).collect()}
+    assert set(by_segment) == {"*", *SEGMENTS} and sum(by_segment[s] for s in SEGMENTS) == by_segment["*"]
 
 
 def test_rerunning_the_last_date_changes_nothing(spark, world):

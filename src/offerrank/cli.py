@@ -70,6 +70,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.success else 1
 
 
+def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.jobs.profiles import SnapshotRejected, run_profiles
+
+    try:
+        print(run_profiles(_spark(settings, "profiles"), settings, args.date).summary())
+    except SnapshotRejected as rejected:
+        print(f"offerrank profiles: {rejected}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.aggregate import run_aggregate
     from offerrank.registry import Registry
@@ -289,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", type=Path, help="root of the local defaults (env OFFERRANK_HOME, default ./var)")
     parser.add_argument("--warehouse", help="root of the Delta tables (env OFFERRANK_WAREHOUSE)")
     parser.add_argument("--events-root", help="landing root of event files (env OFFERRANK_EVENTS_ROOT)")
+    parser.add_argument("--profiles-root", help="root of profile-segment snapshots (env OFFERRANK_PROFILES_ROOT)")
     parser.add_argument("--catalog", dest="catalog_file", type=Path, help="catalog YAML (env OFFERRANK_CATALOG_FILE)")
     parser.add_argument("--spark-master", help="Spark master URL (env OFFERRANK_SPARK_MASTER)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -308,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     run.add_argument("--top", type=int, default=3, help="offers per placement to print at the end (default 3)")
     run.set_defaults(handler=cmd_run)
+
+    profiles = commands.add_parser("profiles", help="validate and load the profile-segment snapshot a date uses")
+    profiles.add_argument("--date", type=_iso_date, required=True, help="run date: its snapshot is the latest on or before it")
+    profiles.set_defaults(handler=cmd_profiles)
 
     aggregate = commands.add_parser("aggregate", help="daily offer facts and conversion rates for a date")
     aggregate.add_argument("--date", type=_iso_date, required=True)

@@ -3,6 +3,9 @@
 Writes, under `out`:
 - `events/YYYY-MM-DD/*.jsonl` — one folder per UTC date, in the contract of `shared/events/README.md`;
   clicks arrive minutes after their impression, so some land in the next day's folder;
+- `profiles/YYYY-MM-DD/profiles.jsonl` — one profile-segment snapshot (dated the first day) in the layout of
+  an XDM Individual Profile export: each profile's ECID and `segmentMembership` (its segment `realized`; every
+  20th profile also `exited` another one);
 - `catalog.yaml` — the placements, offers, ranking formula, AI models and decisions the events refer to;
 - `ground_truth.csv` — the true conversion rate of every offer x placement x channel x segment, with the
   impressions and unique conversions the generator emitted for it;
@@ -14,6 +17,7 @@ Deterministic for a seed: the same arguments give byte-identical files.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -103,10 +107,17 @@ def build_offers(rng: np.random.Generator, count: int = 24) -> list[Offer]:
     return offers
 
 
+def segment_affinity(offer_id: str, segment: str) -> float:
+    """How an offer converts in a segment relative to its base rate: 0.5-1.5, fixed per (offer, segment), so the
+    best offer differs between segments."""
+    digest = hashlib.sha256(f"{offer_id}/{segment}".encode()).digest()
+    return 0.5 + int.from_bytes(digest[:4], "little") / 2**32
+
+
 def true_rate(offer: Offer, placement_index: int, segment: str) -> float:
     """The conversion probability of one shown offer item, before any noise."""
     placement_factor = 0.7 + 0.1 * placement_index
-    return min(0.95, offer.base_rate * placement_factor * SEGMENT_LIFT[segment])
+    return min(0.95, offer.base_rate * placement_factor * SEGMENT_LIFT[segment] * segment_affinity(offer.id, segment))
 
 
 def build_catalog(offers: list[Offer], start: date, days: int) -> dict:
@@ -352,6 +363,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
     _write_truth(out / "ground_truth.csv", offers, shown, converted)
+    _write_profiles(out / "profiles" / start.isoformat(), start, ecids, segment_of_profile)
     manifest = {
         "start": start.isoformat(),
         "days": days,
@@ -376,6 +388,18 @@ def _draw_offers(rng: np.random.Generator, placement_draws: np.ndarray, weights_
         for row, chosen in zip(rows.tolist(), top.tolist()):
             picks[row] = chosen
     return picks
+
+
+def _write_profiles(folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray) -> None:
+    qualified = (datetime.combine(snapshot, datetime.min.time(), tzinfo=timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "profiles.jsonl", "w", encoding="utf-8") as handle:
+        for index, (ecid, segment_index) in enumerate(zip(ecids, segment_of_profile.tolist())):
+            membership = {SEGMENTS[segment_index]: {"status": "realized", "lastQualificationTime": qualified}}
+            if index % 20 == 0:
+                membership[SEGMENTS[(segment_index + 1) % len(SEGMENTS)]] = {"status": "exited", "lastQualificationTime": qualified}
+            profile = {"identityMap": {"ECID": [{"id": ecid, "primary": True}]}, "segmentMembership": {"ups": membership}}
+            handle.write(json.dumps(profile, separators=(",", ":")) + "\n")
 
 
 def _write_truth(path: Path, offers: list[Offer], shown: Counter, converted: Counter) -> None:

@@ -1,7 +1,8 @@
 """Channel lookups: the ranked offers of a placement on a channel, always from one complete published ranking.
 
-Reads `offer_rankings` (its latest Delta version: one complete ranking) and `registry` (the catalog, for
-fallbacks and to tell unknown placements) with `deltalake`, so no JVM starts. A `RankingLookup` keeps the
+Reads `offer_rankings` (its latest Delta version: one complete ranking), `registry` (the catalog, for
+fallbacks and to tell unknown placements) and, when the ranking has per-segment lists, `profile_segments` (the
+snapshot the ranking's date used, to find a profile's segments) with `deltalake`, so no JVM starts. A `RankingLookup` keeps the
 loaded ranking as one immutable snapshot in memory and swaps in a newly published version whole, so a lookup
 never sees a half-loaded version; `start()` polls the tables' versions in a background thread.
 
@@ -22,10 +23,11 @@ import numpy as np
 from offerrank.bandit import run_seed
 from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog
 from offerrank.settings import Settings
-from offerrank.warehouse import catalog_from_rows, open_table
+from offerrank.warehouse import catalog_from_rows, open_table, read_rows
 
-RANKING_COLUMNS = ["ranking_version", "decision_id", "placement_id", "channel", "rank", "offer_id", "score", "alpha",
-                   "beta", "reason", "as_of_date", "published_at"]
+RANKING_COLUMNS = ["ranking_version", "model_name", "decision_id", "placement_id", "channel", "segment", "rank", "offer_id",
+                   "score", "alpha", "beta", "reason", "as_of_date", "published_at"]
+ALL_SEGMENTS = "*"
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 _ID = re.compile(ID_PATTERN)
 
@@ -60,6 +62,7 @@ class Answer:
     ranking_version: int | None
     table_version: int | None
     as_of_date: date | None
+    segment: str | None  # the segment whose ranking answered (`*`: all traffic; None for a fallback)
     explored: bool
     offers: tuple[RankedOffer, ...]
 
@@ -68,49 +71,92 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class _Placement:
-    """One decision placement x channel of a published ranking, ready to serve."""
+class _Ranked:
+    """One ranked list of a published ranking, ready to serve."""
 
-    decision_id: str
     offers: tuple[RankedOffer, ...]
-    alpha: np.ndarray | None  # posteriors for serve-time exploration (AI-ranked placements only)
+    alpha: np.ndarray | None  # posteriors for serve-time exploration (AI-ranked lists only)
     beta: np.ndarray | None
 
 
 @dataclass(frozen=True)
+class _Placement:
+    """One decision placement x channel: its ranked list per segment, and the order a profile's segments are tried in."""
+
+    decision_id: str
+    by_segment: dict[str, _Ranked]
+    segment_order: tuple[str, ...]  # a personalized model's segments as it lists them
+
+    def for_segments(self, profile_segments: frozenset[str]) -> tuple[str, _Ranked]:
+        """The list of the first of the model's segments the profile belongs to, else the all-traffic list."""
+        for segment in self.segment_order:
+            if segment in profile_segments and segment in self.by_segment:
+                return segment, self.by_segment[segment]
+        return ALL_SEGMENTS, self.by_segment[ALL_SEGMENTS]
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """One published ranking version and the catalog version beside it, immutable once built."""
+    """One published ranking version, the catalog version beside it and the profiles' segments, immutable once built."""
 
     table_version: int | None = None
     registry_version: int | None = None
+    profiles_version: int | None = None
     ranking_version: int | None = None
     as_of_date: date | None = None
     published_at: datetime | None = None
     committed_at: datetime | None = None
     catalog: Catalog | None = None
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = field(default_factory=dict)
+    profile_segments: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def ranked_segments(rows: list[dict]) -> set[str]:
+    """The segments a ranking has per-segment lists for (besides all traffic)."""
+    return {row["segment"] for row in rows} - {ALL_SEGMENTS}
 
 
 def build_snapshot(rows: list[dict], catalog: Catalog | None, table_version: int | None = None,
-                   registry_version: int | None = None, committed_at: datetime | None = None) -> Snapshot:
-    """Index the rows of one `offer_rankings` version by (placement, channel) and decision."""
-    grouped: dict[tuple[str, str, str], list[dict]] = {}
+                   registry_version: int | None = None, committed_at: datetime | None = None,
+                   profile_segments: dict[str, frozenset[str]] | None = None, profiles_version: int | None = None) -> Snapshot:
+    """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
+    grouped: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
     for row in rows:
-        grouped.setdefault((row["placement_id"], row["channel"], row["decision_id"]), []).append(row)
+        grouped.setdefault((row["placement_id"], row["channel"], row["decision_id"]), {}).setdefault(row["segment"], []).append(row)
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
-    for (placement_id, channel, decision_id), group in sorted(grouped.items()):
-        group.sort(key=lambda r: r["rank"])
-        offers = tuple(RankedOffer(r["offer_id"], r["rank"], r["score"], r["reason"]) for r in group)
-        explorable = all(r["alpha"] is not None and r["beta"] is not None for r in group)
-        served = _Placement(decision_id, offers,
-                            np.array([r["alpha"] for r in group], float) if explorable else None,
-                            np.array([r["beta"] for r in group], float) if explorable else None)
+    for (placement_id, channel, decision_id), segments in sorted(grouped.items()):
+        by_segment = {}
+        for segment, group in segments.items():
+            group.sort(key=lambda r: r["rank"])
+            explorable = all(r["alpha"] is not None and r["beta"] is not None for r in group)
+            by_segment[segment] = _Ranked(
+                tuple(RankedOffer(r["offer_id"], r["rank"], r["score"], r["reason"]) for r in group),
+                np.array([r["alpha"] for r in group], float) if explorable else None,
+                np.array([r["beta"] for r in group], float) if explorable else None)
+        model = catalog.get("ai_models", next(iter(segments.values()))[0]["model_name"]) if catalog else None
+        order = tuple(s for s in (model.segments if model else sorted(segments)) if s in segments and s != ALL_SEGMENTS)
+        served = _Placement(decision_id, by_segment, order)
         by_decision = placements.setdefault((placement_id, channel), {})
         by_decision[decision_id] = served
         by_decision.setdefault(None, served)  # the first decision by id answers when none is named
     first = rows[0] if rows else {}
-    return Snapshot(table_version, registry_version, first.get("ranking_version"), first.get("as_of_date"),
-                    first.get("published_at"), committed_at, catalog, placements)
+    return Snapshot(table_version, registry_version, profiles_version, first.get("ranking_version"), first.get("as_of_date"),
+                    first.get("published_at"), committed_at, catalog, placements, profile_segments or {})
+
+
+def load_profile_segments(table, segments: set[str], as_of: date) -> dict[str, frozenset[str]]:
+    """Profile id -> its segments among `segments`, from the latest snapshot on or before `as_of` in `profile_segments`."""
+    dates = [d for d in (date.fromisoformat(p["snapshot_date"]) for p in table.partitions()) if d <= as_of]
+    if not dates or not segments:
+        return {}
+    import pyarrow.dataset as ds
+
+    rows = read_rows(table, ["profile_id", "segment"], [("snapshot_date", "=", max(dates).isoformat())],
+                     ds.field("segment").isin(sorted(segments)))
+    members: dict[str, set[str]] = {}
+    for row in rows:
+        members.setdefault(row["profile_id"], set()).add(row["segment"])
+    return {profile: frozenset(names) for profile, names in members.items()}
 
 
 def fallback_offers(catalog: Catalog, placement_id: str, decision_id: str | None, on: date) -> tuple[str | None, list[RankedOffer]]:
@@ -130,7 +176,7 @@ def fallback_offers(catalog: Catalog, placement_id: str, decision_id: str | None
     return chosen_decision, [RankedOffer(offer_id, i, score, reason) for i, (offer_id, score, reason) in enumerate(ordered, 1)]
 
 
-def explore_order(served: _Placement, seed: int) -> tuple[RankedOffer, ...]:
+def explore_order(served: _Ranked, seed: int) -> tuple[RankedOffer, ...]:
     """The offers re-ordered by one Thompson draw from each offer's published Beta posterior."""
     draws = np.random.default_rng(seed).beta(served.alpha, served.beta)
     order = np.argsort(-draws, kind="stable")
@@ -164,17 +210,20 @@ class RankingLookup:
         with self._lock:
             self.last_refresh_at = self._clock()
             try:
-                rankings, registry = open_table(self._settings, "offer_rankings"), open_table(self._settings, "registry")
-                versions = (rankings.version() if rankings else None, registry.version() if registry else None)
+                tables = [open_table(self._settings, name) for name in ("offer_rankings", "registry", "profile_segments")]
+                rankings, registry, profiles = tables
+                versions = tuple(table.version() if table else None for table in tables)
                 current = self._snapshot
-                if versions == (current.table_version, current.registry_version):
+                if versions == (current.table_version, current.registry_version, current.profiles_version):
                     self.last_refresh_error = None
                     return False
                 catalog = (current.catalog if versions[1] == current.registry_version
-                           else catalog_from_rows(registry.to_pyarrow_table().to_pylist()) if registry else None)
-                rows = rankings.to_pyarrow_table(columns=RANKING_COLUMNS).to_pylist() if rankings else []
+                           else catalog_from_rows(read_rows(registry)) if registry else None)
+                rows = read_rows(rankings, RANKING_COLUMNS) if rankings else []
+                segments = ranked_segments(rows)
+                members = load_profile_segments(profiles, segments, rows[0]["as_of_date"]) if profiles and segments else {}
                 committed = _commit_time(rankings) if rankings else None
-                self._snapshot = build_snapshot(rows, catalog, versions[0], versions[1], committed)
+                self._snapshot = build_snapshot(rows, catalog, versions[0], versions[1], committed, members, versions[2])
                 self.loaded_at = self._clock()
                 self.last_refresh_error = None
                 return True
@@ -203,20 +252,20 @@ class RankingLookup:
 
     def top(self, placement_id: str, channel: str, profile_id: str | None = None, limit: int = 10,
             explore: bool = False, decision_id: str | None = None) -> Answer:
-        """The first `limit` offers to show; with `explore`, drawn per profile by Thompson sampling."""
+        """The first `limit` offers to show, from the profile's segment's list when the placement is personalized;
+        with `explore`, drawn per profile by Thompson sampling."""
         check_arguments(placement_id, channel, profile_id, limit, decision_id)
         snapshot = self._snapshot  # one read: the whole answer comes from this version
         served = snapshot.placements.get((placement_id, channel))
-        if served is not None:
-            chosen = served.get(decision_id)
-            if chosen is not None:
-                offers = chosen.offers
-                explored = explore and chosen.alpha is not None
-                if explored:
-                    offers = explore_order(chosen, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version))
-                return Answer(placement_id, channel, chosen.decision_id, snapshot.ranking_version, snapshot.table_version,
-                              snapshot.as_of_date, explored, offers[:limit])
-        return self._fallback(snapshot, placement_id, channel, limit, decision_id)
+        chosen = served.get(decision_id) if served is not None else None
+        if chosen is None:
+            return self._fallback(snapshot, placement_id, channel, limit, decision_id)
+        segment, ranked = chosen.for_segments(snapshot.profile_segments.get(profile_id, frozenset()))
+        offers, explored = ranked.offers, explore and ranked.alpha is not None
+        if explored:
+            offers = explore_order(ranked, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version))
+        return Answer(placement_id, channel, chosen.decision_id, snapshot.ranking_version, snapshot.table_version,
+                      snapshot.as_of_date, segment, explored, offers[:limit])
 
     def _fallback(self, snapshot: Snapshot, placement_id: str, channel: str, limit: int, decision_id: str | None) -> Answer:
         if snapshot.catalog is None:
@@ -227,7 +276,7 @@ class RankingLookup:
         if placement.channel != channel:
             raise UnknownPlacement(f"placement {placement_id!r} is on channel {placement.channel!r}, not {channel!r}")
         chosen_decision, offers = fallback_offers(snapshot.catalog, placement_id, decision_id, self._clock().date())
-        return Answer(placement_id, channel, chosen_decision, None, snapshot.table_version, None, False, tuple(offers[:limit]))
+        return Answer(placement_id, channel, chosen_decision, None, snapshot.table_version, None, None, False, tuple(offers[:limit]))
 
     def health(self) -> dict:
         """What is served and how fresh it is."""
@@ -237,7 +286,10 @@ class RankingLookup:
             "ranking_version": snapshot.ranking_version,
             "table_version": snapshot.table_version,
             "registry_version": snapshot.registry_version,
+            "profiles_version": snapshot.profiles_version,
+            "profiles": len(snapshot.profile_segments),
             "as_of_date": snapshot.as_of_date.isoformat() if snapshot.as_of_date else None,
+            "published_at": snapshot.published_at.isoformat() if snapshot.published_at else None,
             "committed_at": snapshot.committed_at.isoformat() if snapshot.committed_at else None,
             "age_seconds": round((now - snapshot.committed_at).total_seconds(), 3) if snapshot.committed_at else None,
             "placements": len(snapshot.placements),

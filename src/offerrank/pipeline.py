@@ -1,4 +1,4 @@
-"""The nightly chain for one run date: ingest -> validate -> aggregate -> rank -> publish, with progress lines.
+"""The nightly chain for one run date: ingest -> validate -> profiles -> aggregate -> rank -> publish, with progress lines.
 
 Used by `offerrank run`; Airflow runs the same steps as separate tasks.
 """
@@ -35,6 +35,16 @@ class RunReport:
         return "\n".join(lines)
 
 
+def load_profiles(spark: SparkSession, settings: Settings, run_date: date) -> str:
+    """The profiles step: a rejected snapshot is reported, and the run goes on with the last good one."""
+    from offerrank.jobs.profiles import SnapshotRejected, run_profiles
+
+    try:
+        return run_profiles(spark, settings, run_date).summary()
+    except SnapshotRejected as rejected:
+        return f"REJECTED: {rejected}"
+
+
 def run_day(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
             published_at: datetime | None = None, echo: Callable[[str], None] = print) -> RunReport:
     """Run the whole chain for `run_date`; stops after a failed validation or a refused publish."""
@@ -54,6 +64,7 @@ def run_day(spark: SparkSession, settings: Settings, run_date: date, run_id: str
     report.step("ingest", ingest, echo)
     catalog = Registry(spark, settings).catalog()
     if ingested["result"].success:
+        report.step("profiles", lambda: load_profiles(spark, settings, run_date), echo)
         report.step("aggregate", lambda: str(run_aggregate(spark, settings, catalog, run_date)), echo)
 
     def publish() -> str:

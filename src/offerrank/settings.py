@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     home: Path = Field(Path("var"), description="Root folder of the local defaults below.")
     warehouse: str = Field("", description="Root of the Delta tables: a folder or an s3a://, abfss://, gs:// URI.")
     events_root: str = Field("", description="Landing root of event files, one folder per UTC date.")
+    profiles_root: str = Field("", description="Root of profile-segment snapshots, one folder per snapshot date.")
     catalog_file: Path | None = Field(None, description="Catalog YAML (offers, placements, decisions, models).")
 
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
             self.warehouse = str(self.home / "warehouse")
         if not self.events_root:
             self.events_root = str(self.home / "sample" / "events")
+        if not self.profiles_root:
+            self.profiles_root = str(self.home / "sample" / "profiles")
         if self.catalog_file is None:
             self.catalog_file = self.home / "sample" / "catalog.yaml"
         if not self.dq_docs_dir:

@@ -26,10 +26,19 @@ def open_table(settings: Settings, name: str):
         return None
 
 
+def read_rows(table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None) -> list[dict]:
+    """Rows of an open table (optionally some columns, partitions, a pyarrow filter expression).
+
+    Scans on the calling thread: pyarrow's scan thread pool can abort a short-lived process at exit
+    ("terminate called without an active exception": delta-rs #2184, arrow #34314)."""
+    dataset = table.to_pyarrow_dataset(partitions=partitions)
+    return dataset.to_table(columns=columns, filter=row_filter, use_threads=False).to_pylist()
+
+
 def table_rows(settings: Settings, name: str) -> list[dict]:
     """Every row of the latest version of table `name` (none before its first write)."""
     table = open_table(settings, name)
-    return table.to_pyarrow_table().to_pylist() if table is not None else []
+    return read_rows(table) if table is not None else []
 
 
 def catalog_from_rows(rows: list[dict]) -> Catalog:

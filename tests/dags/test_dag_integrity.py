@@ -43,7 +43,8 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     dag = dagbag.dags["offer_ranking"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
-        "wait_for_events": ["ingest"], "ingest": ["validate"], "validate": ["aggregate"], "aggregate": ["ranking_units"],
+        "wait_for_events": ["ingest"], "ingest": ["validate"], "validate": ["profiles"],
+        "profiles": ["aggregate"], "aggregate": ["ranking_units"],
         "ranking_units": ["rank"], "rank": ["publish"], "publish": ["summary"], "summary": [],
     }
     assert dag.catchup is False and "offerrank" in dag.tags and dag.doc_md
@@ -51,7 +52,7 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     assert [o.uri.rstrip("/") for o in dag.get_task("publish").outlets] == ["offerrank://offer_rankings"]
     assert dag.get_task("wait_for_events").mode == "reschedule"
     assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
-    for name in ("ingest", "aggregate", "publish"):
+    for name in ("ingest", "profiles", "aggregate", "publish"):
         assert dag.get_task(name)._conn_id == "spark_default"
 
 

@@ -12,10 +12,11 @@ import pytest
 from deltalake import DeltaTable
 
 from offerrank.catalog import load_catalog
-from offerrank.generator import generate
+from offerrank.generator import SEGMENTS, generate
 from offerrank.jobs.ingest import run_ingest
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
+from offerrank.warehouse import read_rows
 from tests.dags.conftest import AIRFLOW_ENV, REPO
 
 RUN_DAG = """
@@ -60,8 +61,9 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     assert result["state"] == "success", result
     assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
     assert rankings_version(home) == (before + 1 if before is not None else 0)
-    rows = DeltaTable(str(home / "warehouse" / "offer_rankings")).to_pyarrow_table().to_pylist()
+    rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")))
     assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len({(r["decision_id"], r["placement_id"]) for r in rows}) == 7
+    assert {r["segment"] for r in rows if r["model_name"] == "personalized-mobile"} == {"*", *SEGMENTS}
 
 
 def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
@@ -72,6 +74,6 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
     assert result["tasks"]["publish"] in ("upstream_failed", "None")
     assert rankings_version(home) == before
-    (dq,) = [r for r in DeltaTable(str(home / "warehouse" / "dq_results")).to_pyarrow_table().to_pylist()
+    (dq,) = [r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results")))
              if r["run_date"] == date(2026, 11, 3)]
     assert not dq["success"] and "quarantined" in dq["failure_message"]

@@ -19,6 +19,7 @@ from offerrank.jobs.ingest import run_ingest
 from offerrank.pipeline import run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
+from offerrank.warehouse import read_rows
 from tests.deploy.stack import Stack
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
@@ -35,7 +36,7 @@ def prepared_home(spark, home: Path) -> None:
 
 
 def published(home: Path) -> list[tuple]:
-    rows = DeltaTable(str(home / "warehouse" / "offer_rankings")).to_pyarrow_table(columns=COMPARED).to_pylist()
+    rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")), COMPARED)
     return sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in (row[c] for c in COMPARED)) for row in rows)
 
 

@@ -36,9 +36,31 @@ def test_conversions_count_once_per_item_on_their_impressions_day(spark):
     assert set(daily_stats(interactions, D2, D2).select("event_date").distinct().toPandas()["event_date"]) == {D2}
 
 
-def stats(spark, rows):
-    return spark.createDataFrame(rows, "event_date date, offer_id string, placement_id string, channel string, "
-                                       "impressions long, conversions long")
+def test_segment_facts_count_each_interaction_in_every_segment_of_its_profile(spark):
+    interactions = spark.createDataFrame([
+        (D1, "impression", "p1", "o1", "push", "push", "u1"),
+        (D1, "conversion", "p1", "o1", "push", "push", "u1"),
+        (D1, "impression", "p2", "o1", "push", "push", "u2"),
+        (D1, "impression", "p3", "o1", "push", "push", "u3"),  # in no segment: counts in * only
+    ], COLUMNS)
+    memberships = spark.createDataFrame([("u1", "loyal"), ("u1", "vip"), ("u2", "loyal")], "profile_id string, segment string")
+    rows = {r.segment: (r.impressions, r.conversions, r.profiles) for r in daily_stats(interactions, D1, D1, memberships).collect()}
+    assert rows == {"*": (3, 1, 3), "loyal": (2, 1, 2), "vip": (1, 1, 1)}
+
+
+def test_a_personalized_model_rates_all_traffic_and_each_of_its_segments(spark):
+    facts = stats(spark, [(D1, "o1", "push", "push", 100, 10)]).unionByName(
+        stats(spark, [(D1, "o1", "push", "push", 40, 8)], "loyal")).unionByName(
+        stats(spark, [(D1, "o1", "push", "push", 30, 1)], "other"))
+    personalized = AIModel(name="p", type="personalized", datasets=["events"], segments=["loyal"], lookback_days=3)
+    rates = {r.segment: (r.impressions, r.conversions) for r in window_totals(facts, personalized, D1).collect()}
+    assert rates == {"*": (100, 10), "loyal": (40, 8)}
+    assert {r.segment for r in window_totals(facts, model(lookback_days=3), D1).collect()} == {"*"}
+
+
+def stats(spark, rows, segment="*"):
+    return spark.createDataFrame([(*row, segment) for row in rows], "event_date date, offer_id string, placement_id string, "
+                                 "channel string, impressions long, conversions long, segment string")
 
 
 def test_posteriors_credible_intervals_and_cold_start(spark):

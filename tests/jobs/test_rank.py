@@ -11,9 +11,9 @@ from offerrank.jobs.rank import gate_problems, rank_placement
 RUN = date(2026, 11, 3)
 
 
-def frame(method, rows, exploration=None):
+def frame(method, rows, exploration=None, segment="*"):
     return pd.DataFrame([
-        {"decision_id": "d", "placement_id": "p", "channel": "web", "method": method,
+        {"decision_id": "d", "placement_id": "p", "channel": "web", "segment": segment, "method": method,
          "model_name": "m" if method == "ai_model" else method, "offer_id": offer, "priority": priority,
          "formula_score": formula, "is_fallback": fallback, "exploration_share": exploration,
          "alpha": alpha, "beta": beta, "impressions": 0, "conversions": 0, "cold_start": cold}
@@ -43,16 +43,23 @@ def test_ai_ranking_is_seeded_per_run():
     pd.testing.assert_frame_equal(first, again)
     assert "fb" not in first["offer_id"].tolist()
     assert first.set_index("offer_id").loc["n", "reason"] == "cold_start"
+    in_segment = rank_placement(frame("ai_model", rows, 0.1, segment="loyal"), RUN)
+    assert in_segment["segment"].unique().tolist() == ["loyal"]
+    assert in_segment["p_best"].tolist() != first["p_best"].tolist()  # each segment draws with its own seed
 
 
 def test_the_gate_names_placements_without_offers_and_ineligible_offers():
-    candidates = [("d", "p", "web", "priority", "priority", "a", 1, None, False, None),
-                  ("d", "p", "web", "priority", "priority", "fb", 1, None, True, None),
-                  ("d", "q", "web", "priority", "priority", "fb", 1, None, True, None)]
-    ranked = pd.DataFrame([{"decision_id": "d", "placement_id": "p", "offer_id": "zzz", "reason": "priority"},
-                           {"decision_id": "d", "placement_id": "p", "offer_id": "fb", "reason": "priority"}])
+    candidates = [("d", "p", "web", "priority", "priority", "a", 1, None, False, None, "*"),
+                  ("d", "p", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
+                  ("d", "q", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
+                  ("d", "r", "web", "ai_model", "m", "a", 1, None, False, 0.1, "*"),
+                  ("d", "r", "web", "ai_model", "m", "a", 1, None, False, 0.1, "loyal")]
+    ranked = pd.DataFrame([{"decision_id": "d", "placement_id": "p", "segment": "*", "offer_id": "zzz", "reason": "priority"},
+                           {"decision_id": "d", "placement_id": "p", "segment": "*", "offer_id": "fb", "reason": "priority"},
+                           {"decision_id": "d", "placement_id": "r", "segment": "*", "offer_id": "a", "reason": "model"}])
     assert gate_problems(ranked, candidates) == [
         "placement d/q would get no offer",
+        "placement d/r would get no offer in segment loyal",
         "offer zzz ranked for d/p is not eligible",
         "offer fb ranked for d/p is not eligible",
     ]

@@ -1,0 +1,146 @@
+"""Load the profile-segment snapshot a run date uses: which profiles belong to which segments (audiences).
+
+Reads  `<profiles_root>/<snapshot date>/*.json*` — the latest snapshot folder on or before the run date, JSON
+       lines in the layout of an XDM Individual Profile export: `identityMap` (the same identity rule as the
+       events: the primary identity, else the first ECID) and `segmentMembership.ups.<segment id>.status`.
+Writes, replacing only that snapshot's partition:
+  profile_segments    one row per (snapshot_date, profile_id, segment) whose status is realized or existing
+  profile_quarantine  every membership (or unreadable line) that failed validation, its reason codes and why
+Validated with the GX suite `expectations/profile_segments.json`; when more than `max_quarantine_share` of the
+memberships fail, only the quarantine is written and the runs keep using the last good snapshot.
+Run: `offerrank profiles --date D` or `spark-submit jobs/profiles.py --date D`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from offerrank.jobs.ingest import CACHE_LEVEL, EVENT_SCHEMA, PARSE_REASONS, parse_json_lines, primary_profile_id, reason_sentences, route_records
+from offerrank.quality import DataQualityRun, load_suite
+from offerrank.settings import Settings, load_settings
+from offerrank.storage import replace_partition
+
+SUITE = "profile_segments"
+MEMBER_STATUSES = ("realized", "existing")
+PROFILE_SCHEMA = T.StructType([
+    EVENT_SCHEMA["identityMap"],
+    T.StructField("segmentMembership", T.StructType([
+        T.StructField("ups", T.MapType(T.StringType(), T.StructType([
+            T.StructField("status", T.StringType()),
+            T.StructField("lastQualificationTime", T.StringType()),
+        ]))),
+    ])),
+])
+
+
+class SnapshotRejected(RuntimeError):
+    """Too many of the snapshot's memberships failed validation; the last good snapshot stays in use."""
+
+
+@dataclass
+class ProfilesResult:
+    snapshot_date: date | None
+    profiles: int = 0
+    memberships: int = 0
+    quarantined: int = 0
+
+    def summary(self) -> str:
+        if self.snapshot_date is None:
+            return "no profile snapshot on or before the run date: segment facts are skipped"
+        return (f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
+                f"loaded, {self.quarantined:,} quarantined")
+
+
+def snapshot_folder(profiles_root: str, run_date: date) -> tuple[date, Path] | None:
+    """The latest `<profiles_root>/YYYY-MM-DD` folder on or before `run_date` (None when there is none)."""
+    dated = []
+    for folder in Path(profiles_root).glob("????-??-??"):
+        try:
+            day = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        if day <= run_date and folder.is_dir():
+            dated.append((day, folder))
+    return max(dated) if dated else None
+
+
+def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
+    """One row per (line, segment): `parse_status`, `profile_id`, `segment`, `status`; an unreadable line keeps one row."""
+    parsed = parse_json_lines(records, PROFILE_SCHEMA, max_record_bytes)
+    readable = F.col("parse_status") == "ok"
+    return parsed.select(
+        "source_file", "raw", "parse_status",
+        F.when(readable, primary_profile_id(F.col("j.identityMap"))).alias("profile_id"),
+        F.explode_outer(F.when(readable, F.col("j.segmentMembership.ups"))).alias("segment", "membership"),
+    ).select("source_file", "raw", "parse_status", "profile_id", "segment", F.col("membership.status").alias("status")) \
+        .filter(~readable | F.col("segment").isNotNull())
+
+
+def run_profiles(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResult:
+    """Validate and load the snapshot `run_date` uses (see the module docstring)."""
+    found = snapshot_folder(settings.profiles_root, run_date)
+    if found is None:
+        return ProfilesResult(None)
+    snapshot_date, folder = found
+    files = sorted(str(p) for p in folder.glob("*.json*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"profile snapshot folder {folder} holds no *.jsonl / *.json files")
+    suite = load_suite(settings.expectations_dir, SUITE)
+    records = spark.read.text(files).select(F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")) \
+        .filter(F.trim("raw") != "")
+    routed = route_records(memberships(records, settings.max_record_bytes), suite, {}).persist(CACHE_LEVEL)
+    outcomes = DataQualityRun(settings.dq_docs_dir).validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
+    total = routed.count()
+    rejected = routed.filter(F.size("reason_codes") > 0)
+    quarantined = rejected.count()
+    reasons = {e["meta"]["quarantine_code"]: e["meta"]["reason"] for e in suite["expectations"]}
+    reasons.update(PARSE_REASONS)
+    replace_partition(
+        rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "source_file", "raw", "profile_id", "segment", "status",
+                        "reason_codes", reason_sentences(reasons).alias("reasons")),
+        settings.table_path("profile_quarantine"), "snapshot_date", snapshot_date)
+    if total and quarantined / total > settings.max_quarantine_share:
+        routed.unpersist()
+        failed = {o.quarantine_code: o.unexpected_count for o in outcomes if not o.success}
+        raise SnapshotRejected(
+            f"profile snapshot {snapshot_date}: {quarantined:,} of {total:,} memberships failed validation ({failed}, "
+            f"see profile_quarantine); more than the allowed {settings.max_quarantine_share:.0%}, so the last good "
+            f"snapshot stays in use")
+    members = routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES)) \
+        .select(F.lit(snapshot_date).alias("snapshot_date"), "profile_id", "segment").distinct()
+    path = settings.table_path("profile_segments")
+    replace_partition(members, path, "snapshot_date", snapshot_date)
+    written = spark.read.format("delta").load(path).filter(F.col("snapshot_date") == snapshot_date)
+    counts = written.agg(F.count("*"), F.countDistinct("profile_id")).first()
+    routed.unpersist()
+    return ProfilesResult(snapshot_date, profiles=counts[1], memberships=counts[0], quarantined=quarantined)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: `jobs/profiles.py --date YYYY-MM-DD`."""
+    from offerrank.spark import build_spark
+
+    parser = argparse.ArgumentParser(prog="profiles", description=__doc__.splitlines()[0])
+    parser.add_argument("--date", type=date.fromisoformat, required=True)
+    parser.add_argument("--keep-going", action="store_true",
+                        help="exit 0 when the snapshot is rejected (the run goes on with the last good snapshot)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        print(run_profiles(build_spark(settings, "offerrank-profiles"), settings, args.date).summary())
+    except SnapshotRejected as rejected:
+        print(f"WARNING: {rejected}", file=sys.stderr)
+        return 0 if args.keep_going else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
