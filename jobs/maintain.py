@@ -3,7 +3,7 @@
 VACUUM keeps the files of at least `OFFERRANK_VACUUM_RETENTION_HOURS` (default 168, Delta's minimum) and never
 fewer hours than reach back to the commit of the `OFFERRANK_KEEP_RANKING_VERSIONS`-th latest published
 ranking, so time travel and `offerrank rankings rollback` to those versions keep working.
-Run: `offerrank maintain --as-of YYYY-MM-DD` or `spark-submit jobs/maintain.py --as-of YYYY-MM-DD`.
+Run: `spark-submit jobs/maintain.py --as-of YYYY-MM-DD` (the `warehouse_maintenance` DAG does, weekly).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 from offerrank.settings import Settings, load_settings
 from offerrank.storage import read_table, table_exists
 
-TABLES = ("events_raw", "interactions", "quarantine", "dq_results", "registry", "offer_stats_daily",
-          "offer_conversion_rates", "ranking_stage", "offer_rankings", "ranking_runs")
+TABLES = ("events_raw", "interactions", "quarantine", "dq_results", "profile_segments", "profile_quarantine", "registry",
+          "offer_stats_daily", "offer_conversion_rates", "ranking_stage", "offer_rankings", "ranking_runs")
 
 
 def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) -> int:

@@ -153,7 +153,8 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.as_dict(), default=str))
         return 0
-    source = f"ranking version {answer.ranking_version}" if answer.ranking_version is not None else "no published ranking: fallback"
+    source = (f"ranking version {answer.ranking_version}" + (f", segment {answer.segment}" if answer.segment != "*" else "")
+              if answer.ranking_version is not None else "no published ranking: fallback")
     print(f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
           f"{', explored for ' + str(args.profile) if answer.explored else ''}")
     for offer in answer.offers:
@@ -356,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = commands.add_parser("lookup", help="ranked offers for a placement on a channel, as a channel sees them")
     lookup.add_argument("--placement", required=True)
     lookup.add_argument("--channel", required=True)
-    lookup.add_argument("--profile", help="profile id (seeds --explore)")
+    lookup.add_argument("--profile", help="profile id: its segment's list on personalized placements; seeds --explore")
     lookup.add_argument("--decision", help="decision id, when several decisions assign the placement")
     lookup.add_argument("--limit", type=int, default=10)
     lookup.add_argument("--explore", action="store_true", help="order drawn per profile by Thompson sampling")

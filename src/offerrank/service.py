@@ -56,7 +56,7 @@ def create_app(lookup: RankingLookup) -> FastAPI:
     async def rankings(
         placement_id: Annotated[str, Path(pattern=ID_PATTERN, description="placement id")],
         channel: Annotated[str, Query(pattern=f"^({'|'.join(CHANNELS)})$", description="the placement's channel")],
-        profile: Annotated[str | None, Query(pattern=PROFILE_PATTERN, description="profile id (seeds exploration)")] = None,
+        profile: Annotated[str | None, Query(pattern=PROFILE_PATTERN, description="profile id: picks its segment's list on personalized placements, seeds exploration")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many offers")] = 10,
         explore: Annotated[bool, Query(description="order drawn per profile by Thompson sampling")] = False,
         decision: Annotated[str | None, Query(pattern=ID_PATTERN, description="decision id, when several assign the placement")] = None,
