@@ -32,7 +32,8 @@ import numpy as np
 CHANNELS = ("web", "email", "push", "mobileApp")
 SCHEMA = ("ranking_version long, model_name string, decision_id string, placement_id string, channel string, rank int, "
           "offer_id string, score double, p_best double, traffic_share double, alpha double, beta double, "
-          "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp")
+          "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp, "
+          "segment string")
 
 
 def placement_ids(placements: int) -> list[tuple[str, str]]:
@@ -69,7 +70,7 @@ def ranking_rows(version: int, placements: int, offers: int) -> list[tuple]:
         for rank, offer in enumerate(offer_order(version, index, offers), 1):
             alpha, beta = 1.0 + (offers - rank) * 0.5 + version, 500.0
             rows.append((version, "bench-model", f"dec-{channel.lower()}", placement, channel, rank, offer, alpha / (alpha + beta),
-                         None, None, alpha, beta, 5000, 20, "model", date(2026, 11, 1), f"bench-{version}", published))
+                         None, None, alpha, beta, 5000, 20, "model", date(2026, 11, 1), f"bench-{version}", published, "*"))
     return rows
 
 

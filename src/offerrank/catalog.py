@@ -7,7 +7,7 @@ by its fields, then every reference between them. Errors name the file, the enti
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal

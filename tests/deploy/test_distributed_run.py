@@ -23,7 +23,7 @@ from offerrank.warehouse import read_rows
 from tests.deploy.stack import Stack
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
-COMPARED = ["model_name", "decision_id", "placement_id", "channel", "rank", "offer_id", "score", "p_best", "traffic_share",
+COMPARED = ["model_name", "decision_id", "placement_id", "channel", "segment", "rank", "offer_id", "score", "p_best", "traffic_share",
             "alpha", "beta", "impressions", "conversions", "reason", "as_of_date"]
 
 
@@ -70,5 +70,5 @@ def test_nightly_dag_on_postgres_airflow_and_a_spark_cluster_publishes_what_loca
     assert tasks["publish"] == "success" and len(rank_tasks) == 5
     # the Spark jobs really ran on the cluster: the worker kept a folder per application it ran executors for
     applications = list((stack.workdir / "spark" / "work").glob("app-*"))
-    assert len(applications) == 3 + len(rank_tasks), applications  # ingest, aggregate, each rank, publish
+    assert len(applications) == 4 + len(rank_tasks), applications  # ingest, profiles, aggregate, each rank, publish
     assert published(cluster_home) == published(local_home)
