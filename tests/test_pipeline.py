@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -148,3 +149,18 @@ def test_readers_see_one_complete_version_while_publishing(spark, world):
     assert set(rankings(spark, settings).toPandas()["ranking_version"]) == {1}
     assert seen and all(len(snapshot) == 1 for snapshot in seen)
     assert all(count == sizes[version] for snapshot in seen for version, count in snapshot.items())
+
+
+def test_the_published_ranking_equals_the_one_stored_before_the_redesign(spark, world):
+    """`tests/data/pipeline_ranking_v3.csv` was published by this world's data before ranking methods became
+    strategies: the same inputs must give the same ranked lists, scores, shares and posteriors."""
+    import pandas as pd
+
+    stored = pd.read_csv(Path(__file__).parent / "data" / "pipeline_ranking_v3.csv", parse_dates=["as_of_date"])
+    settings, _ = world
+    runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
+    (published,) = runs.filter((F.col("ranking_version") == 3) & (F.col("status") == "published")).collect()
+    current = rankings(spark, settings, published.rankings_table_version).toPandas()[list(stored.columns)]
+    current = current.sort_values(["decision_id", "placement_id", "channel", "segment", "rank"]).reset_index(drop=True)
+    current["as_of_date"] = pd.to_datetime(current["as_of_date"])
+    pd.testing.assert_frame_equal(current, stored, check_dtype=False, rtol=1e-9)
