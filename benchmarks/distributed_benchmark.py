@@ -28,7 +28,7 @@ def main() -> None:
 
     from offerrank.catalog import load_catalog
     from offerrank.generator import generate
-    from offerrank.jobs.ingest import run_ingest
+    from offerrank.jobs.ingest import run as run_ingest
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
     from offerrank.spark import build_spark

@@ -33,10 +33,8 @@ def main() -> None:
 
     from offerrank.catalog import load_catalog
     from offerrank.generator import generate
-    from offerrank.jobs.aggregate import run_aggregate
-    from offerrank.jobs.ingest import run_ingest
-    from offerrank.jobs.profiles import run_profiles
-    from offerrank.jobs.rank import run_rank
+    from offerrank.jobs import aggregate, ingest, profiles
+    from offerrank.jobs.publish import rank_and_publish
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
     from offerrank.spark import build_spark
@@ -55,15 +53,15 @@ def main() -> None:
 
     def nightly(day: date, full_refresh: bool = False) -> tuple[float, float, dict]:
         started, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid) + time.process_time()
-        counts = run_aggregate(spark, settings, catalog, day, full_refresh)
-        run_rank(spark, settings, catalog, day, published_at=at)
+        counts = aggregate.run(spark, settings, catalog, day, full_refresh)
+        rank_and_publish(spark, settings, catalog, day, published_at=at)
         return time.perf_counter() - started, tree_cpu_seconds(jvm_pid) + time.process_time() - cpu, counts
 
     walls, cpus = [], []
     for offset in range(args.days):
         day = START + timedelta(days=offset)
-        run_ingest(spark, settings, day)
-        run_profiles(spark, settings, day)
+        ingest.run(spark, settings, day)
+        profiles.run(spark, settings, day)
         wall, cpu, counts = nightly(day)
         walls.append(wall)
         cpus.append(cpu)

@@ -5,7 +5,8 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 
 1. **waits** for the day's event files in the landing folder (reschedule mode, gives up after 6 hours);
 2. **ingests** them with Spark into Delta (`events_raw`, `interactions`, `quarantine`, `dq_results`);
-3. **validates**: stops the run here, with the reason in the log, when the day failed Great Expectations;
+3. **validates**: stops the run here, with the reason in the log, when the day failed Great Expectations (the
+   ingest step records it as a refused publish in `ranking_runs`, as `offerrank run` does);
 4. loads the **profiles** snapshot the day uses (segment memberships, validated; a rejected snapshot is logged
    and the run goes on with the last good one);
 5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates;
@@ -16,6 +17,7 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
 without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
 Spark steps are submitted through the `spark_default` connection: `local[*]` or a cluster, by configuration.
+The steps and their gates are those of `offerrank.nightly` (the same chain `offerrank run` runs in one session).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ with DAG(
 
     ingest = SparkSubmitOperator(
         task_id="ingest", application=orchestration.job("ingest"), name="offerrank-ingest",
-        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--keep-going"], **spark_job,
+        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--nightly"], **spark_job,
     )
 
     @task(retries=0)
@@ -112,8 +114,8 @@ with DAG(
     ).expand(application_args=units)
 
     publish = SparkSubmitOperator(
-        task_id="publish", application=orchestration.job("rank"), name="offerrank-publish", outlets=[RANKINGS],
-        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--publish", "--dry-run", "{{ params.dry_run }}"],
+        task_id="publish", application=orchestration.job("publish"), name="offerrank-publish", outlets=[RANKINGS],
+        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--dry-run", "{{ params.dry_run }}"],
         **spark_job,
     )
 
@@ -124,4 +126,6 @@ with DAG(
         print(text)
         return text
 
-    chain(wait_for_events(), ingest, validate(), profiles, aggregate, units, rank, publish, summary())
+    steps = {"ingest": [ingest], "validate": [validate()], "profiles": [profiles], "aggregate": [aggregate],
+             "rank": [units, rank], "publish": [publish]}
+    chain(wait_for_events(), *[task for step in orchestration.STEPS for task in steps[step]], summary())

@@ -1,2 +1,24 @@
-"""Spark jobs, importable as `offerrank.jobs`: pure DataFrame transformations plus a `main()` per job
-that reads, calls and writes. Each module also runs as a file under spark-submit."""
+"""Spark jobs, importable as `offerrank.jobs`: pure DataFrame transformations plus one `run(...)` per job that
+reads, calls and writes, and a `main()` that parses spark-submit's arguments and calls `run`. The CLI, the nightly
+chain and Airflow call the same `run`; each module also runs as a file under spark-submit."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def job_file(name: str) -> str:
+    """The path of job `name`'s module file, as spark-submit takes it (from the installed package)."""
+    return str(Path(str(resources.files(__name__) / f"{name}.py")))
+
+
+def job_session(name: str):
+    """A spark-submit job's SparkSession, settings (from the environment) and the registry's catalog."""
+    from offerrank.registry import Registry
+    from offerrank.settings import load_settings
+    from offerrank.spark import build_spark
+
+    settings = load_settings()
+    spark = build_spark(settings, f"offerrank-{name}")
+    return spark, settings, Registry(spark, settings).catalog()

@@ -24,11 +24,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.catalog import AIModel, Catalog, ModelStatus, ModelType
-from offerrank.settings import Settings, load_settings, parse_flag
-from offerrank.storage import read_table, replace_partition, replace_range
+from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.settings import Settings, parse_flag
+from offerrank.storage import Warehouse
+from offerrank.tables import (ALL_SEGMENTS, INTERACTIONS, OFFER_CONVERSION_RATES, OFFER_STATS_DAILY, PROFILE_SEGMENTS,
+                              latest_on_or_before)
 
-ALL_SEGMENTS = "*"
 STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment"]
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
@@ -65,18 +66,13 @@ def daily_stats(interactions: DataFrame, first_date: date, last_date: date, memb
     )
 
 
-def model_segments(model: AIModel) -> tuple[str, ...]:
-    """The segments a model ranks for: all traffic (`*`), plus each of a personalized model's segments."""
-    return (ALL_SEGMENTS, *model.segments) if model.type is ModelType.personalized else (ALL_SEGMENTS,)
-
-
 def window_totals(stats: DataFrame, model: AIModel, as_of: date) -> DataFrame:
     """Counts per offer x placement x channel x segment over the model's look-back window, raw and time-decayed."""
     first = as_of - timedelta(days=model.lookback_days - 1)
     age = F.datediff(F.lit(as_of), F.col("event_date"))
     weight = F.pow(F.lit(0.5), age / F.lit(model.half_life_days)) if model.half_life_days else F.lit(1.0)
     return (
-        stats.filter(F.col("event_date").between(first, as_of) & F.col("segment").isin(*model_segments(model)))
+        stats.filter(F.col("event_date").between(first, as_of) & F.col("segment").isin(*model.ranked_segments))
         .groupBy(*RATE_KEYS)
         .agg(
             F.sum("impressions").alias("impressions"),
@@ -117,45 +113,41 @@ def conversion_rates(totals: DataFrame, model: AIModel, as_of: date, prior_alpha
 
 def model_placements(catalog: Catalog, model: AIModel) -> list[tuple[str, str]]:
     """The (placement id, channel) pairs that active decisions rank with `model`."""
-    pairs = set()
-    for decision in catalog.decisions:
-        for assignment in decision.placements:
-            if decision.status == "active" and assignment.method == ("ai_model", model.name):
-                pairs.add((assignment.placement, catalog.get("placements", assignment.placement).channel))
-    return sorted(pairs)
+    return sorted({(a.placement, catalog.channel_of(a.placement)) for _, a in catalog.active_assignments()
+                   if a.method.model(catalog) == model})
 
 
 def segments_in_use(catalog: Catalog) -> list[str]:
     """The segments that active personalized models rank for."""
-    return sorted({segment for model in catalog.ai_models if model.status is ModelStatus.active for segment in model_segments(model)}
-                  - {ALL_SEGMENTS})
+    return sorted({segment for model in catalog.ai_models if model.status is ModelStatus.active
+                   for segment in model.ranked_segments} - {ALL_SEGMENTS})
 
 
 def snapshot_memberships(profile_segments: DataFrame | None, segments: list[str], as_of: date) -> tuple[date | None, DataFrame | None]:
     """The (profile_id, segment) rows of `segments` in the latest profile snapshot on or before `as_of`."""
     if profile_segments is None or not segments:
         return None, None
-    latest = profile_segments.filter(F.col("snapshot_date") <= as_of).agg(F.max("snapshot_date")).first()[0]
+    snapshots = [row.snapshot_date for row in profile_segments.select("snapshot_date").distinct().collect()]
+    latest = latest_on_or_before(snapshots, as_of)
     if latest is None:
         return None, None
     return latest, profile_segments.filter((F.col("snapshot_date") == latest) & F.col("segment").isin(*segments)) \
         .select("profile_id", "segment")
 
 
-def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
+def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
-    interactions = read_table(spark, settings.table_path("interactions"))
+    warehouse = Warehouse(spark, settings)
+    interactions = warehouse.read(INTERACTIONS)
     if interactions is None:
         raise FileNotFoundError("no interactions table yet: ingest a date first")
     lateness = settings.lateness_days
     longest = max((m.lookback_days for m in catalog.ai_models), default=1)
     first = run_date - timedelta(days=(longest - 1) if full_refresh else lateness)
     window = interactions.filter(F.col("landing_date").between(first, run_date + timedelta(days=lateness)))
-    snapshot, memberships = snapshot_memberships(
-        read_table(spark, settings.table_path("profile_segments")), segments_in_use(catalog), run_date)
-    stats_path = settings.table_path("offer_stats_daily")
-    replace_range(daily_stats(window, first, run_date, memberships), stats_path, "event_date", first, run_date)
-    stats = spark.read.format("delta").load(stats_path)
+    snapshot, memberships = snapshot_memberships(warehouse.read(PROFILE_SEGMENTS), segments_in_use(catalog), run_date)
+    warehouse.replace_range(daily_stats(window, first, run_date, memberships), OFFER_STATS_DAILY, first, run_date)
+    stats = warehouse.read(OFFER_STATS_DAILY)
     rates = None
     for model in catalog.ai_models:
         placements = model_placements(catalog, model)
@@ -165,30 +157,27 @@ def run_aggregate(spark: SparkSession, settings: Settings, catalog: Catalog, run
         totals = window_totals(stats, model, run_date).join(assigned, ["placement_id", "channel"])
         model_rates = conversion_rates(totals, model, run_date, settings.prior_alpha, settings.prior_beta)
         rates = model_rates if rates is None else rates.unionByName(model_rates)
-    rates_path = settings.table_path("offer_conversion_rates")
     if rates is not None:
-        replace_partition(rates, rates_path, "as_of_date", run_date)
-    written = spark.read.format("delta").load(rates_path).filter(F.col("as_of_date") == run_date) if rates is not None else None
+        warehouse.replace_partition(rates, OFFER_CONVERSION_RATES, run_date)
+    written = warehouse.read(OFFER_CONVERSION_RATES)
     return {
         "stats_dates": f"{first}..{run_date}",
         "profile_snapshot": str(snapshot) if snapshot else None,
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
-        "rate_rows": written.count() if written is not None else 0,
+        "rate_rows": written.filter(F.col("as_of_date") == run_date).count() if rates is not None else 0,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/aggregate.py --date YYYY-MM-DD [--full-refresh]`."""
-    from offerrank.registry import Registry
-    from offerrank.spark import build_spark
+    from offerrank.jobs import job_session
 
     parser = argparse.ArgumentParser(prog="aggregate", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--full-refresh", type=parse_flag, nargs="?", const=True, default=False)
     args = parser.parse_args(argv)
-    settings = load_settings()
-    spark = build_spark(settings, "offerrank-aggregate")
-    print(run_aggregate(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
+    spark, settings, catalog = job_session("aggregate")
+    print(run(spark, settings, catalog, args.date, args.full_refresh))
     return 0
 
 

@@ -19,78 +19,25 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.quality import DataQualityRun, ExpectationOutcome, failure_predicates, load_suite
+from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
+from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
-from offerrank.storage import read_table, replace_partition
+from offerrank.spark import CACHE_LEVEL
+from offerrank.storage import Warehouse
+from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
+from offerrank.xdm import EVENT_SCHEMA, parse_records, record_hash, to_interactions
 
-# Serialized, so Spark accounts the cached bytes exactly and spills a large day to disk instead of running out of heap.
-CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK
 RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
-EVENT_KINDS = {
-    "decisioning.propositionDisplay": "display",
-    "decisioning.propositionInteract": "interact",
-    "decisioning.propositionDismiss": "dismiss",
-    "decisioning.propositionSend": "send",
-    "decisioning.propositionTrigger": "trigger",
-}
-INTERACTIONS = {"display": "impression", "interact": "conversion"}
-ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
-_ID = T.StructType([T.StructField("id", T.StringType())])
-_ITEM = T.StructType([
-    T.StructField("id", T.StringType()),
-    T.StructField("name", T.StringType()),
-    T.StructField("itemSelection", T.StructType([
-        T.StructField("rankingDetail", T.StructType([T.StructField("trafficType", T.StringType())])),
-    ])),
-])
-_PROPOSITION = T.StructType([
-    T.StructField("id", T.StringType()),
-    T.StructField("scope", T.StringType()),
-    T.StructField("scopeDetails", T.StructType([
-        T.StructField("placement", _ID),
-        T.StructField("decisionPolicy", _ID),
-        T.StructField("activity", _ID),
-    ])),
-    T.StructField("items", T.ArrayType(_ITEM)),
-])
-EVENT_SCHEMA = T.StructType([
-    T.StructField("_id", T.StringType()),
-    T.StructField("timestamp", T.StringType()),
-    T.StructField("eventType", T.StringType()),
-    T.StructField("identityMap", T.MapType(T.StringType(), T.ArrayType(T.StructType([
-        T.StructField("id", T.StringType()),
-        T.StructField("primary", T.BooleanType()),
-    ])))),
-    T.StructField("channel", T.StructType([T.StructField("_type", T.StringType())])),
-    T.StructField("_experience", T.StructType([T.StructField("decisioning", T.StructType([
-        T.StructField("propositionEventType", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("channelType", T.StringType()),
-        T.StructField("propositions", T.ArrayType(_PROPOSITION)),
-    ]))])),
-])
-
-PARSE_REASONS = {
-    "invalid_utf8": "the record is not valid UTF-8",
-    "oversized_record": "the record is larger than the allowed record size",
-    "malformed_json": "the record is not valid JSON",
-    "not_an_object": "the record is valid JSON but not an object",
-    "wrong_field_type": "a field has the wrong JSON type (e.g. propositions or items not an array)",
-}
 DEDUP_REASONS = {
     "conflicting_duplicate": "another record with the same _id and different content won (earliest timestamp, then content hash order)",
     "duplicate_of_earlier_day": "the _id was already ingested from an earlier landing date",
 }
-
-
-class ValidationFailed(RuntimeError):
-    """The day's dataset-level validation failed; nothing downstream may use it."""
 
 
 @dataclass
@@ -151,91 +98,6 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
 
 # --- pure transformations -----------------------------------------------------------------------------------
 
-def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes: int) -> DataFrame:
-    """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not."""
-    raw = F.col("raw")
-    with_corrupt = T.StructType(schema.fields + [T.StructField("_corrupt_record", T.StringType())])
-    parsed = records.withColumn("j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
-    is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
-    parse_status = (
-        F.when(~F.is_valid_utf8(raw), "invalid_utf8")
-        .when(F.octet_length(raw) > max_record_bytes, "oversized_record")
-        .when(F.col("j._corrupt_record").isNull(), "ok")
-        .when(F.json_object_keys(raw).isNull(), F.when(is_json_value, "not_an_object").otherwise("malformed_json"))
-        .otherwise("wrong_field_type")
-    )
-    return parsed.withColumn("parse_status", F.coalesce(parse_status, F.lit("malformed_json")))
-
-
-def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
-    """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
-
-    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
-    """
-    raw = F.col("raw")
-    parsed = parse_json_lines(records, EVENT_SCHEMA, max_record_bytes)
-    decisioning = F.col("j._experience.decisioning")
-    propositions = F.coalesce(decisioning["propositions"], F.array())
-    items = F.flatten(F.transform(propositions, lambda p: F.coalesce(p["items"], F.array())))
-    placement = lambda p: F.coalesce(p["scopeDetails"]["placement"]["id"], p["scope"])  # noqa: E731
-    decision = lambda p: F.coalesce(p["scopeDetails"]["decisionPolicy"]["id"], p["scopeDetails"]["activity"]["id"])  # noqa: E731
-    ids = F.concat(
-        F.transform(propositions, lambda p: p["id"]),
-        F.transform(propositions, placement),
-        F.transform(propositions, decision),
-        F.transform(items, lambda i: i["id"]),
-    )
-    proposition_kinds = F.map_keys(F.map_filter(decisioning["propositionEventType"], lambda k, v: v == 1))
-    return parsed.select(
-        "source_file",
-        "raw",
-        _record_hash(raw).alias("record_hash"),
-        "parse_status",
-        F.col("j._id").alias("event_id"),
-        F.col("j.timestamp").alias("timestamp_text"),
-        F.try_to_timestamp(F.col("j.timestamp")).alias("event_ts"),
-        F.col("j.eventType").alias("event_type"),
-        map_values(F.col("j.eventType"), EVENT_KINDS).alias("event_kind"),
-        F.when(F.size(proposition_kinds) == 1, F.get(proposition_kinds, 0)).alias("proposition_kind"),
-        F.coalesce(
-            F.nullif(F.regexp_extract(F.col("j.channel._type"), r"([^/]+)$", 1), F.lit("")), decisioning["channelType"]
-        ).alias("channel"),
-        primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
-        F.size(propositions).alias("propositions_count"),
-        F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
-        F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
-        F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias("propositions_without_items"),
-        F.size(F.filter(items, lambda i: i["id"].isNull())).alias("items_without_id"),
-        F.size(F.filter(ids, lambda i: i.isNotNull() & ~i.rlike(ID_PATTERN))).alias("ids_with_invalid_format"),
-        (F.size(F.array_except(F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
-                               F.array(*map(F.lit, known_offers))))
-         if known_offers is not None else F.lit(None).cast("int")).alias("unknown_offers"),
-        propositions.alias("propositions"),
-    )
-
-
-def _record_hash(raw: Column) -> Column:
-    """Identity of a record's content: equal text, equal hash (SHA-256, so distinct records never collide)."""
-    return F.sha2(raw, 256)
-
-
-def map_values(column: Column, mapping: dict[str, str]) -> Column:
-    return F.try_element_at(F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair]), column)
-
-
-def primary_profile_id(identity_map: Column) -> Column:
-    """The identity marked primary (any namespace, first in namespace order), else the first ECID."""
-    identities = F.flatten(F.transform(F.map_entries(F.coalesce(identity_map, F.create_map())), lambda e: e["value"]))
-    primary = F.filter(identities, lambda i: F.coalesce(i["primary"], F.lit(False)) & i["id"].isNotNull())
-    return F.coalesce(F.get(primary, 0)["id"], F.get(F.try_element_at(identity_map, F.lit("ECID")), 0)["id"])
-
-
-def route_records(parsed: DataFrame, record_suite: dict, parameters: dict) -> DataFrame:
-    """Add `reason_codes`: every record-level expectation the record fails (empty array = valid)."""
-    codes = [column for _, column in failure_predicates(record_suite, parameters)]
-    return parsed.withColumn("reason_codes", F.filter(F.array(*codes), lambda c: c.isNotNull()))
-
-
 def deduplicate(valid: DataFrame) -> DataFrame:
     """Label valid records `accepted`, `exact_duplicate` or `conflicting_duplicate` per event id.
 
@@ -256,43 +118,15 @@ def deduplicate(valid: DataFrame) -> DataFrame:
     )
 
 
-def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFrame:
-    """One row per (event, proposition, item) of accepted impressions and conversions."""
-    counted = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)))
-    propositions = counted.select("*", F.explode("propositions").alias("p"))
-    items = propositions.select("*", F.explode("p.items").alias("item"))
-    return items.select(
-        "event_id",
-        "event_ts",
-        F.to_date("event_ts").alias("event_date"),
-        map_values(F.col("event_kind"), INTERACTIONS).alias("interaction"),
-        "profile_id",
-        F.col("p.id").alias("proposition_id"),
-        F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
-        F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
-        F.col("item.id").alias("offer_id"),
-        "channel",
-        F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
-        "source_file",
-        F.lit(run_id).alias("run_id"),
-        F.lit(run_date).alias("landing_date"),
-    )
-
-
 def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
     """Join the raw text back to rejected records by (source file, content hash)."""
     keys = rejected.select("source_file", "record_hash").distinct()
     texts = (
-        records.withColumn("record_hash", _record_hash(F.col("raw")))
+        records.withColumn("record_hash", record_hash(F.col("raw")))
         .join(F.broadcast(keys), ["source_file", "record_hash"], "left_semi")
         .dropDuplicates(["source_file", "record_hash"])
     )
     return rejected.join(texts, ["source_file", "record_hash"], "left")
-
-
-def reason_sentences(reasons: dict[str, str]) -> Column:
-    """The `reason_codes` of a rejected row as one human sentence per code, joined by '; '."""
-    return F.array_join(F.transform("reason_codes", lambda c: map_values(c, reasons)), "; ")
 
 
 def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
@@ -369,18 +203,6 @@ def label_records(routed: DataFrame, earlier_event_ids: DataFrame | None) -> Dat
     return invalid.unionByName(deduped)
 
 
-def _check_routing_agrees(outcomes: list[ExpectationOutcome], routed_counts: dict[str, int]) -> None:
-    """GX's unexpected counts must equal the rows the job routed per code: the suite is the one rule source."""
-    for outcome in outcomes:
-        code = outcome.quarantine_code
-        expected = sum(n for c, n in routed_counts.items() if c in PARSE_REASONS) if code == "$value" else routed_counts.get(code, 0)
-        if (outcome.unexpected_count or 0) != expected:
-            raise RuntimeError(
-                f"record routing disagrees with Great Expectations for {outcome.expectation}({outcome.column}): "
-                f"GX found {outcome.unexpected_count}, the job routed {expected}"
-            )
-
-
 def _failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:
     failed = [
         expectation["meta"]["failure"].format(**summary, **parameters)
@@ -390,35 +212,48 @@ def _failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: d
     return "; ".join(failed) or None
 
 
-def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
-               events_root: str | None = None) -> IngestResult:
-    """Ingest and validate `run_date`'s landing folder; write the four tables (see the module docstring)."""
-    run_id = run_id or f"manual__{run_date.isoformat()}"
-    files = landing_files(events_root or settings.events_root, run_date)
-    record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
-    dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
-    parameters = record_parameters(settings, run_date)
+@dataclass
+class LabelledDay:
+    """A landing day's records, each labelled accepted / exact_duplicate / quarantined, and its interactions."""
 
-    records = read_records(spark, files)
+    records: DataFrame  # source_file, raw (blank lines removed)
+    labelled: DataFrame  # cached
+    interactions: DataFrame  # cached: the accepted events' interactions
+    blank_lines: int
+    record_outcomes: list[ExpectationOutcome]
+    counts: dict[str, int]
+    by_reason: dict[str, int]
+
+    def release(self) -> None:
+        for cached in (self.labelled, self.interactions):
+            cached.unpersist()
+
+
+def label_day(warehouse: Warehouse, quality: DataQualityRun, record_suite: dict, run_date: date, run_id: str,
+              records: DataFrame) -> LabelledDay:
+    """Parse, route (record-level GX suite) and de-duplicate a day's records; derive its interactions."""
+    settings = warehouse.settings
     blank = F.trim(F.col("raw")) == ""
-    known_offers = catalog_offer_ids(spark, settings)
     blank_lines = records.filter(blank).count()
     records = records.filter(~blank)
+    parameters = record_parameters(settings, run_date)
+    known_offers = catalog_offer_ids(warehouse.spark, settings)
     # The raw text is the bulk of a day: the cache keeps its hash, and the text is read again where it is written.
     routed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters) \
         .drop("raw").persist(CACHE_LEVEL)
-    quality = DataQualityRun(settings.dq_docs_dir)
-    record_outcomes = quality.validate(routed.drop("propositions", "record_hash"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}")
-    routed_counts = {r.code: r["count"] for r in routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
-    _check_routing_agrees(record_outcomes, routed_counts)
+    record_outcomes = quality.validate(routed.drop("propositions", "record_hash"), record_suite, parameters,
+                                       f"{RECORD_SUITE}-{run_date}")
+    routed_counts = {r.code: r["count"] for r in
+                     routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
+    check_routing_agrees(record_outcomes, routed_counts)
 
-    interactions_path = settings.table_path("interactions")
-    earlier = read_table(spark, interactions_path)
+    earlier = warehouse.read(INTERACTIONS)
     if earlier is not None and settings.lateness_days:
-        earlier = earlier.filter(F.col("landing_date").between(run_date - timedelta(days=settings.lateness_days), run_date - timedelta(days=1)))
+        earlier = earlier.filter(F.col("landing_date").between(run_date - timedelta(days=settings.lateness_days),
+                                                               run_date - timedelta(days=1)))
     labelled = label_records(routed, earlier).persist(CACHE_LEVEL)
-
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
+    routed.unpersist()
     by_reason = {r.code: r["count"] for r in labelled.filter(F.col("outcome") == "quarantined")
                  .select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
     counts = {
@@ -427,52 +262,71 @@ def run_ingest(spark: SparkSession, settings: Settings, run_date: date, run_id: 
         "exact_duplicates": outcome_counts.get("exact_duplicate", 0),
         "quarantined": outcome_counts.get("quarantined", 0),
     }
-    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id).persist(CACHE_LEVEL)
-    over_limit = offers_over_conversion_limit(interactions, settings.conversion_tolerance, settings.conversion_check_min).count()
+    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id) \
+        .persist(CACHE_LEVEL)
+    return LabelledDay(records, labelled, interactions, blank_lines, record_outcomes, counts, by_reason)
 
-    dq_path = settings.table_path("dq_results")
-    history = read_table(spark, dq_path)
+
+def validate_day(warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, run_date: date,
+                 day: LabelledDay) -> tuple[list[ExpectationOutcome], str | None]:
+    """The dataset-level suite on the day's summary: its outcomes and the failure message (None: passed)."""
+    settings = warehouse.settings
+    over_limit = offers_over_conversion_limit(day.interactions, settings.conversion_tolerance,
+                                              settings.conversion_check_min).count()
+    history = warehouse.read(DQ_RESULTS)
     trailing_mean = None
     if history is not None:
-        window = history.filter(
-            F.col("success") & F.col("run_date").between(run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1))
-        )
+        window = history.filter(F.col("success") & F.col("run_date").between(
+            run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1)))
         trailing_mean = window.agg(F.avg("events_accepted")).first()[0]
-    summary_frame = day_summary(spark, counts, trailing_mean, over_limit)
-    dataset_parameters = {
+    summary_frame = day_summary(warehouse.spark, day.counts, trailing_mean, over_limit)
+    parameters = {
         "min_events": settings.min_events_per_day,
         "max_quarantine_share": settings.max_quarantine_share,
         "min_volume_ratio": settings.min_volume_ratio,
         "max_volume_ratio": settings.max_volume_ratio,
         "conversion_tolerance": settings.conversion_tolerance,
     }
-    dataset_outcomes = quality.validate(summary_frame, dataset_suite, dataset_parameters, f"{DATASET_SUITE}-{run_date}")
+    outcomes = quality.validate(summary_frame, dataset_suite, parameters, f"{DATASET_SUITE}-{run_date}")
     summary = summary_frame.first().asDict()
     summary["volume_ratio"] = summary["volume_ratio"] if summary["volume_ratio"] is not None else float("nan")
-    failure = _failure_message(dataset_suite, dataset_outcomes, summary, dataset_parameters)
-    success = failure is None
+    return outcomes, _failure_message(dataset_suite, outcomes, summary, parameters)
 
-    replace_partition(
-        records.select(F.lit(run_date).alias("landing_date"), "source_file", F.get_json_object("raw", "$._id").alias("event_id"),
-                       "raw", F.lit(run_id).alias("run_id")),
-        settings.table_path("events_raw"), "landing_date", run_date,
-    )
-    reasons = {**PARSE_REASONS, **DEDUP_REASONS, **{e["meta"]["quarantine_code"]: e["meta"]["reason"] for e in record_suite["expectations"]}}
-    quarantined = with_raw_text(labelled.filter(F.col("outcome") == "quarantined"), records)
-    replace_partition(to_quarantine(quarantined, reasons, run_date, run_id),
-                      settings.table_path("quarantine"), "run_date", run_date)
-    published = interactions if success else interactions.limit(0)
-    replace_partition(published, interactions_path, "landing_date", run_date)
-    interactions_written = interactions.count() if success else 0
+
+def write_day(warehouse: Warehouse, record_suite: dict, run_date: date, run_id: str, day: LabelledDay,
+              success: bool) -> int:
+    """Write the day's raw records, quarantine and (when it passed) interactions; returns interactions written."""
+    raw = day.records.select(F.lit(run_date).alias("landing_date"), "source_file",
+                             F.get_json_object("raw", "$._id").alias("event_id"), "raw", F.lit(run_id).alias("run_id"))
+    warehouse.replace_partition(raw, EVENTS_RAW, run_date)
+    quarantined = with_raw_text(day.labelled.filter(F.col("outcome") == "quarantined"), day.records)
+    reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
+    warehouse.replace_partition(to_quarantine(quarantined, reasons, run_date, run_id), QUARANTINE, run_date)
+    warehouse.replace_partition(day.interactions if success else day.interactions.limit(0), INTERACTIONS, run_date)
+    return day.interactions.count() if success else 0
+
+
+def run(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
+        events_root: str | None = None) -> IngestResult:
+    """Ingest and validate `run_date`'s landing folder: read, label, validate, write (see the module docstring)."""
+    run_id = run_id or f"manual__{run_date.isoformat()}"
+    warehouse = Warehouse(spark, settings)
+    record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
+    dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
+    quality = DataQualityRun(settings.dq_docs_dir)
+
+    records = read_records(spark, landing_files(events_root or settings.events_root, run_date))
+    day = label_day(warehouse, quality, record_suite, run_date, run_id, records)
+    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, run_date, day)
+    interactions_written = write_day(warehouse, record_suite, run_date, run_id, day, success=failure is None)
+    day.release()
 
     result = IngestResult(
-        run_date=run_date, run_id=run_id, blank_lines=blank_lines, quarantined_by_reason=by_reason,
-        interactions_written=interactions_written, success=success, failure_message=failure,
-        data_docs=quality.index_page, expectations=record_outcomes + dataset_outcomes, **counts,
+        run_date=run_date, run_id=run_id, blank_lines=day.blank_lines, quarantined_by_reason=day.by_reason,
+        interactions_written=interactions_written, success=failure is None, failure_message=failure,
+        data_docs=quality.index_page, expectations=day.record_outcomes + dataset_outcomes, **day.counts,
     )
-    replace_partition(_dq_row(spark, result), dq_path, "run_date", run_date)
-    for cached in (routed, labelled, interactions):
-        cached.unpersist()
+    warehouse.replace_partition(_dq_row(spark, result), DQ_RESULTS, run_date)
     return result
 
 
@@ -507,20 +361,25 @@ def _dq_row(spark: SparkSession, result: IngestResult) -> DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--events PATH] [--run-id ID]`."""
+    """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--events PATH] [--run-id ID] [--nightly]`."""
+    from offerrank.nightly import record_validation_refusal
     from offerrank.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--events", help="landing root (default OFFERRANK_EVENTS_ROOT)")
     parser.add_argument("--run-id")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="exit 0 when the day fails validation (Airflow's validate task then stops the run)")
+    parser.add_argument("--nightly", action="store_true",
+                        help="a step of the nightly chain: a day that fails validation is recorded as a refused "
+                             "publish and exits 0 (the validate task then stops the run with the reason)")
     args = parser.parse_args(argv)
     settings = load_settings()
-    result = run_ingest(build_spark(settings, "offerrank-ingest"), settings, args.date, args.run_id, args.events)
+    spark = build_spark(settings, "offerrank-ingest")
+    result = run(spark, settings, args.date, args.run_id, args.events)
     print(result.summary())
-    return 0 if result.success or args.keep_going else 1
+    if args.nightly:
+        record_validation_refusal(spark, settings, result)
+    return 0 if result.success or args.nightly else 1
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from offerrank.settings import Settings, load_settings
-from offerrank.storage import read_table, table_exists
-
-TABLES = ("events_raw", "interactions", "quarantine", "dq_results", "profile_segments", "profile_quarantine", "registry",
-          "offer_stats_daily", "offer_conversion_rates", "ranking_stage", "offer_rankings", "ranking_runs")
+from offerrank.storage import Warehouse
+from offerrank.tables import ALL_TABLES, OFFER_RANKINGS, RANKING_RUNS
 
 
 def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
     """Hours of history VACUUM must keep so the last N published ranking versions stay readable."""
-    runs = read_table(spark, settings.table_path("ranking_runs"))
+    warehouse = Warehouse(spark, settings)
+    runs = warehouse.read(RANKING_RUNS)
     hours = settings.vacuum_retention_hours
     if runs is None:
         return hours
@@ -33,9 +32,7 @@ def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) ->
             .limit(settings.keep_ranking_versions).agg(F.min("rankings_table_version")).first()[0])
     if kept is None:
         return hours
-    from delta.tables import DeltaTable
-
-    history = DeltaTable.forPath(spark, settings.table_path("offer_rankings")).history()
+    history = warehouse.delta_table(OFFER_RANKINGS).history()
     committed = history.filter(F.col("version") == kept).select("timestamp").first()
     if committed is None:
         return hours
@@ -43,20 +40,18 @@ def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) ->
     return max(hours, math.ceil(age) + 1)
 
 
-def run_maintenance(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
+def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
     """OPTIMIZE and VACUUM every existing table; returns what was done per table."""
-    from delta.tables import DeltaTable
-
+    warehouse = Warehouse(spark, settings)
     hours = retention_hours(spark, settings, datetime.combine(as_of, time.max, tzinfo=timezone.utc))
     done = {}
-    for name in TABLES:
-        path = settings.table_path(name)
-        if not table_exists(spark, path):
+    for table_of in ALL_TABLES:
+        if not warehouse.exists(table_of):
             continue
-        table = DeltaTable.forPath(spark, path)
+        table = warehouse.delta_table(table_of)
         metrics = table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
         table.vacuum(float(hours))
-        done[name] = f"compacted {metrics[1]} files into {metrics[0]}; vacuumed files older than {hours} h"
+        done[table_of.name] = f"compacted {metrics[1]} files into {metrics[0]}; vacuumed files older than {hours} h"
     return done
 
 
@@ -68,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
     args = parser.parse_args(argv)
     settings = load_settings()
-    for name, outcome in run_maintenance(build_spark(settings, "offerrank-maintain"), settings, args.as_of).items():
+    for name, outcome in run(build_spark(settings, "offerrank-maintain"), settings, args.as_of).items():
         print(f"{name}: {outcome}")
     return 0
 

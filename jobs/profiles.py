@@ -23,10 +23,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.jobs.ingest import CACHE_LEVEL, EVENT_SCHEMA, PARSE_REASONS, parse_json_lines, primary_profile_id, reason_sentences, route_records
 from offerrank.quality import DataQualityRun, load_suite
+from offerrank.quarantine import quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
-from offerrank.storage import replace_partition
+from offerrank.spark import CACHE_LEVEL
+from offerrank.storage import Warehouse
+from offerrank.tables import PROFILE_QUARANTINE, PROFILE_SEGMENTS, latest_on_or_before
+from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 
 SUITE = "profile_segments"
 MEMBER_STATUSES = ("realized", "existing")
@@ -61,15 +64,16 @@ class ProfilesResult:
 
 def snapshot_folder(profiles_root: str, run_date: date) -> tuple[date, Path] | None:
     """The latest `<profiles_root>/YYYY-MM-DD` folder on or before `run_date` (None when there is none)."""
-    dated = []
+    dated = {}
     for folder in Path(profiles_root).glob("????-??-??"):
         try:
             day = date.fromisoformat(folder.name)
         except ValueError:
             continue
-        if day <= run_date and folder.is_dir():
-            dated.append((day, folder))
-    return max(dated) if dated else None
+        if folder.is_dir():
+            dated[day] = folder
+    latest = latest_on_or_before(dated, run_date)
+    return (latest, dated[latest]) if latest else None
 
 
 def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
@@ -84,7 +88,7 @@ def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
         .filter(~readable | F.col("segment").isNotNull())
 
 
-def run_profiles(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResult:
+def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResult:
     """Validate and load the snapshot `run_date` uses (see the module docstring)."""
     found = snapshot_folder(settings.profiles_root, run_date)
     if found is None:
@@ -101,12 +105,11 @@ def run_profiles(spark: SparkSession, settings: Settings, run_date: date) -> Pro
     total = routed.count()
     rejected = routed.filter(F.size("reason_codes") > 0)
     quarantined = rejected.count()
-    reasons = {e["meta"]["quarantine_code"]: e["meta"]["reason"] for e in suite["expectations"]}
-    reasons.update(PARSE_REASONS)
-    replace_partition(
-        rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "source_file", "raw", "profile_id", "segment", "status",
-                        "reason_codes", reason_sentences(reasons).alias("reasons")),
-        settings.table_path("profile_quarantine"), "snapshot_date", snapshot_date)
+    warehouse = Warehouse(spark, settings)
+    warehouse.replace_partition(
+        rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "source_file", "raw", "profile_id", "segment",
+                        "status", "reason_codes", reason_sentences(quarantine_reasons(suite)).alias("reasons")),
+        PROFILE_QUARANTINE, snapshot_date)
     if total and quarantined / total > settings.max_quarantine_share:
         routed.unpersist()
         failed = {o.quarantine_code: o.unexpected_count for o in outcomes if not o.success}
@@ -115,10 +118,10 @@ def run_profiles(spark: SparkSession, settings: Settings, run_date: date) -> Pro
             f"see profile_quarantine); more than the allowed {settings.max_quarantine_share:.0%}, so the last good "
             f"snapshot stays in use")
     members = routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES)) \
-        .select(F.lit(snapshot_date).alias("snapshot_date"), "profile_id", "segment").distinct()
-    path = settings.table_path("profile_segments")
-    replace_partition(members, path, "snapshot_date", snapshot_date)
-    written = spark.read.format("delta").load(path).filter(F.col("snapshot_date") == snapshot_date)
+        .withColumn("snapshot_date", F.lit(snapshot_date)) \
+        .select(*PROFILE_SEGMENTS.column_names).distinct()
+    warehouse.replace_partition(members, PROFILE_SEGMENTS, snapshot_date)
+    written = warehouse.read(PROFILE_SEGMENTS).filter(F.col("snapshot_date") == snapshot_date)
     counts = written.agg(F.count("*"), F.countDistinct("profile_id")).first()
     routed.unpersist()
     return ProfilesResult(snapshot_date, profiles=counts[1], memberships=counts[0], quarantined=quarantined)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     try:
-        print(run_profiles(build_spark(settings, "offerrank-profiles"), settings, args.date).summary())
+        print(run(build_spark(settings, "offerrank-profiles"), settings, args.date).summary())
     except SnapshotRejected as rejected:
         print(f"WARNING: {rejected}", file=sys.stderr)
         return 0 if args.keep_going else 1

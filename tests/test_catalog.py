@@ -26,7 +26,7 @@ def data(sample):
 
 def test_the_generated_catalog_is_valid_and_covers_every_ranking_method(sample):
     catalog = load_catalog(sample / "catalog.yaml")
-    methods = {a.method[0] for d in catalog.decisions for a in d.placements}
+    methods = {a.method.kind for d in catalog.decisions for a in d.placements}
     assert methods == {"ai_model", "priority", "formula"}
     assert catalog.datasets[0].path == str(sample / "events")
     home = catalog.get("decisions", "dp-web-home").placements[0]
@@ -62,7 +62,7 @@ def test_a_formula_that_does_not_parse_or_breaks_the_limits(data):
     (lambda d: d["decisions"][0]["placements"][0].update(placement="nowhere"), r"placement: unknown placement 'nowhere'"),
     (lambda d: d["decisions"][1]["placements"][0].update(ranking="formula:nope"), r"ranking: unknown formula 'nope'"),
     (lambda d: d["decisions"][0]["placements"][0].update(ranking="ai_model:ghost"), r"ranking: unknown AI model 'ghost'"),
-    (lambda d: d["decisions"][0]["placements"][0].update(ranking="random"), r"ranking: String should match pattern"),
+    (lambda d: d["decisions"][0]["placements"][0].update(ranking="random"), r"ranking: Value error, unknown ranking 'random'; one of ai_model:<id>, formula:<id>, priority"),
     (lambda d: d["offers"][0].update(placements=["nowhere"]), r"offers\[offer-001\].placements: unknown placement"),
     (lambda d: d["ai_models"][0].update(datasets=["clicks"]), r"ai_models\[auto-web\].datasets: unknown dataset 'clicks'"),
     (lambda d: d["offers"].append(copy.deepcopy(d["offers"][0])), r"offers\[offer-001\]: duplicate id"),

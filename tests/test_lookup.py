@@ -12,17 +12,13 @@ import pytest
 from offerrank.catalog import load_catalog
 from offerrank.lookup import LookupRefused, NothingToServe, RankingLookup, UnknownPlacement
 from offerrank.settings import load_settings
-from tests.conftest import ranking_rows, publish_rows
+from tests.factories import publish_rows, published_order, ranking_rows
 
 TODAY = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 
 
 def lookup_of(settings) -> RankingLookup:
     return RankingLookup(settings, clock=lambda: TODAY)
-
-
-def expected_order(version: int, placement: str) -> list[str]:
-    return [row[6] for row in sorted(ranking_rows(version), key=lambda r: r[5]) if row[3] == placement]
 
 
 def wait_until_served(lookup: RankingLookup, table_version: int, timeout: float = 20.0) -> None:
@@ -36,10 +32,10 @@ def test_top_serves_the_published_order_of_one_version(ranked_warehouse):
     lookup = lookup_of(ranked_warehouse)
     answer = lookup.top("home-hero", "web", limit=3)
     assert answer.ranking_version == 1 and answer.decision_id == "dp-web-home" and not answer.explored
-    assert [o.offer_id for o in answer.offers] == expected_order(1, "home-hero")[:3]
+    assert [o.offer_id for o in answer.offers] == published_order(1, "home-hero")[:3]
     assert [o.rank for o in answer.offers] == [1, 2, 3] and {o.reason for o in answer.offers} == {"model"}
     sidebar = lookup.top("product-sidebar", "web")
-    assert [(o.offer_id, o.reason) for o in sidebar.offers] == [(i, "priority") for i in expected_order(1, "product-sidebar")]
+    assert [(o.offer_id, o.reason) for o in sidebar.offers] == [(i, "priority") for i in published_order(1, "product-sidebar")]
     assert lookup.health()["status"] == "ok" and lookup.health()["placements"] == 3
 
 
@@ -75,12 +71,12 @@ def test_explore_draws_a_stable_order_per_profile_and_version(ranked_warehouse):
     lookup = lookup_of(ranked_warehouse)
     first = lookup.top("home-hero", "web", profile_id="p-1", explore=True)
     assert first.explored and first == lookup.top("home-hero", "web", profile_id="p-1", explore=True)
-    assert sorted(o.offer_id for o in first.offers) == sorted(expected_order(1, "home-hero"))
+    assert sorted(o.offer_id for o in first.offers) == sorted(published_order(1, "home-hero"))
     orders = {tuple(o.offer_id for o in lookup.top("home-hero", "web", profile_id=f"p-{i}", explore=True).offers) for i in range(40)}
     assert len(orders) > 1  # the posteriors overlap, so profiles see different orders
     sidebar = lookup.top("product-sidebar", "web", profile_id="p-1", explore=True)
     assert not sidebar.explored  # a priority ranking has no posteriors: the published order
-    assert [o.offer_id for o in sidebar.offers] == expected_order(1, "product-sidebar")
+    assert [o.offer_id for o in sidebar.offers] == published_order(1, "product-sidebar")
 
 
 def test_an_empty_warehouse_is_degraded_and_says_why(tmp_path):
@@ -99,7 +95,7 @@ def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):
     assert lookup.refresh() is False
     assert lookup.health()["last_refresh_error"]
     assert lookup.health()["status"] == "degraded"
-    assert [o.offer_id for o in lookup.top("home-hero", "web").offers] == expected_order(2, "home-hero")
+    assert [o.offer_id for o in lookup.top("home-hero", "web").offers] == published_order(2, "home-hero")
     broken.unlink()
     assert lookup.refresh() is False and lookup.health()["last_refresh_error"] is None
 
@@ -128,5 +124,5 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
     assert {hero.ranking_version for hero, _ in answers} == {1, 2, 3, 4}
     for hero, newsletter in answers:
         version = published[hero.table_version]
-        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == expected_order(version, "home-hero")
-        assert [o.offer_id for o in newsletter.offers] == expected_order(published[newsletter.table_version], "newsletter-top")
+        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == published_order(version, "home-hero")
+        assert [o.offer_id for o in newsletter.offers] == published_order(published[newsletter.table_version], "newsletter-top")

@@ -13,10 +13,10 @@ from pyspark.sql import functions as F
 
 from offerrank.catalog import load_catalog
 from offerrank.generator import SEGMENTS, generate
-from offerrank.jobs.ingest import run_ingest
-from offerrank.jobs.rank import PublishRefused, rollback, run_rank
+from offerrank.jobs.ingest import run as run_ingest
+from offerrank.jobs.publish import Publisher, PublishRefused, rank_and_publish
 from offerrank.lookup import RankingLookup
-from offerrank.pipeline import run_day
+from offerrank.nightly import STEPS, run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 
@@ -55,7 +55,7 @@ def table_version(spark, settings, name="offer_rankings"):
 def test_every_day_publishes_a_complete_ranking(spark, world):
     settings, reports = world
     assert [r.success for r in reports] == [True, True, True]
-    assert [name for name, _, _ in reports[-1].steps] == ["ingest", "profiles", "aggregate", "publish"]
+    assert [name for name, _, _ in reports[-1].steps] == list(STEPS)
     current = rankings(spark, settings).toPandas()
     assert set(current["ranking_version"]) == {3} and set(current["as_of_date"]) == {DAYS[-1]}
     assert current.groupby(["decision_id", "placement_id"]).ngroups == 7
@@ -120,7 +120,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     strict = settings.model_copy(update={"max_quarantine_share": -1.0})  # every day now fails validation
     assert not run_ingest(spark, strict, DAYS[-1]).success
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):
-        run_rank(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
+        rank_and_publish(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
     assert table_version(spark, settings) == before_version
     refused = spark.read.format("delta").load(settings.table_path("ranking_runs")).filter(F.col("status") == "refused").collect()
     assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)]
@@ -141,7 +141,7 @@ def test_readers_see_one_complete_version_while_publishing(spark, world):
     reader = threading.Thread(target=read_continuously)
     reader.start()
     try:
-        result = rollback(spark, settings, 1, "rollback-test", AT)
+        result = Publisher(spark, settings).rollback(1, "rollback-test", AT)
     finally:
         stop.set()
         reader.join()

@@ -12,7 +12,7 @@ import uvicorn
 
 from offerrank.lookup import RankingLookup
 from offerrank.service import create_app
-from tests.conftest import ranking_rows
+from tests.factories import published_order
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_a_good_request_gets_the_ranked_offers(service):
     assert response.status_code == 200
     body = response.json()
     version = lookup.snapshot.ranking_version
-    expected = [r[6] for r in sorted(ranking_rows(version), key=lambda r: r[5]) if r[3] == "home-hero"][:2]
+    expected = published_order(version, "home-hero")[:2]
     assert body["ranking_version"] == version and body["decision_id"] == "dp-web-home" and body["explored"] is False
     assert [(o["offer_id"], o["rank"], o["reason"]) for o in body["offers"]] == [(expected[0], 1, "model"), (expected[1], 2, "model")]
     assert body["as_of_date"] == f"2026-11-{version:02d}"

@@ -10,12 +10,16 @@ import json
 from datetime import date
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offerrank.formula import Formula, FormulaError
+from offerrank.tables import ALL_SEGMENTS
+
+if TYPE_CHECKING:
+    from offerrank.ranking import RankingMethod
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_SEGMENTS = 50
@@ -127,13 +131,26 @@ class AIModel(_Entity):
             raise ValueError("an auto-optimization model is not personalized: it takes no segments or attributes")
         return self
 
+    @property
+    def ranked_segments(self) -> tuple[str, ...]:
+        """The segments the model ranks for: all traffic, plus each of a personalized model's segments."""
+        return (ALL_SEGMENTS, *self.segments) if self.type is ModelType.personalized else (ALL_SEGMENTS,)
+
 
 class DecisionPlacement(_Entity):
     placement: str
     eligible_offers: tuple[str, ...] = ()
     eligible_filter: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    ranking: str = Field(pattern=r"^(priority|formula:.+|ai_model:.+)$")
+    ranking: str
     fallback_offer: str
+
+    @field_validator("ranking")
+    @classmethod
+    def _known_method(cls, ranking: str) -> str:
+        from offerrank.ranking import method_of
+
+        method_of(ranking)
+        return ranking
 
     @model_validator(mode="after")
     def _one_eligibility_rule(self) -> DecisionPlacement:
@@ -142,16 +159,22 @@ class DecisionPlacement(_Entity):
         return self
 
     @property
-    def method(self) -> tuple[str, str | None]:
-        """('priority', None), ('formula', id) or ('ai_model', name)."""
-        kind, _, ref = self.ranking.partition(":")
-        return kind, ref or None
+    def method(self) -> RankingMethod:
+        """The ranking method (strategy) this placement is ranked with."""
+        from offerrank.ranking import method_of
+
+        return method_of(self.ranking)
+
+
+class DecisionStatus(str, Enum):
+    active = "active"
+    draft = "draft"
 
 
 class Decision(_Entity):
     id: str = Field(pattern=ID_PATTERN)
     name: str
-    status: Literal["active", "draft"] = "active"
+    status: DecisionStatus = DecisionStatus.active
     placements: tuple[DecisionPlacement, ...] = Field(min_length=1)
 
 
@@ -175,8 +198,6 @@ class Catalog(_Entity):
                 seen.add(ident)
         placements = {p.id for p in self.placements}
         offers = {o.id: o for o in self.offers}
-        formulas = {f.id for f in self.formulas}
-        models = {m.name: m for m in self.ai_models}
         datasets = {d.name for d in self.datasets}
         for offer in self.offers:
             for placement in offer.placements:
@@ -194,14 +215,8 @@ class Catalog(_Entity):
                 for offer_id in (*assignment.eligible_offers, assignment.fallback_offer):
                     if offer_id not in offers:
                         problems.append(f"{where}: unknown offer {offer_id!r}")
-                kind, ref = assignment.method
-                if kind == "formula" and ref not in formulas:
-                    problems.append(f"{where}.ranking: unknown formula {ref!r}")
-                if kind == "ai_model":
-                    if ref not in models:
-                        problems.append(f"{where}.ranking: unknown AI model {ref!r}")
-                    elif decision.status == "active" and models[ref].status is not ModelStatus.active:
-                        problems.append(f"{where}.ranking: AI model {ref!r} is {models[ref].status.value}; activate it first")
+                active = decision.status is DecisionStatus.active
+                problems += [f"{where}.ranking: {problem}" for problem in assignment.method.problems(self, active)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -216,15 +231,29 @@ class Catalog(_Entity):
             return [self.get("offers", i) for i in assignment.eligible_offers]
         return [o for o in self.offers if all(o.characteristics.get(k) == v for k, v in assignment.eligible_filter.items())]
 
+    def eligible_live_offers(self, assignment: DecisionPlacement, on: date) -> list[Offer]:
+        """The eligible offers that are live on day `on` and may appear in the assignment's placement."""
+        return [o for o in self.eligible_offers(assignment) if o.is_live(on) and assignment.placement in o.placements]
+
+    def active_assignments(self) -> list[tuple[Decision, DecisionPlacement]]:
+        """Every placement of an active decision, with its decision, in catalog order."""
+        return [(d, a) for d in self.decisions if d.status is DecisionStatus.active for a in d.placements]
+
+    def channel_of(self, placement_id: str) -> str:
+        return self.get("placements", placement_id).channel
+
     def models_in_use(self) -> dict[str, list[str]]:
         """AI model name -> the active decisions' placements that rank with it."""
         used: dict[str, list[str]] = {}
-        for decision in self.decisions:
-            for assignment in decision.placements:
-                kind, ref = assignment.method
-                if kind == "ai_model" and decision.status == "active":
-                    used.setdefault(ref, []).append(f"{decision.id}/{assignment.placement}")
+        for decision, assignment in self.active_assignments():
+            model = assignment.method.model(self)
+            if model is not None:
+                used.setdefault(model.name, []).append(f"{decision.id}/{assignment.placement}")
         return used
+
+    def ranking_methods(self) -> list[RankingMethod]:
+        """The ranking methods active decisions use, by unit: one ranking task each."""
+        return sorted({a.method for _, a in self.active_assignments()}, key=lambda m: m.unit)
 
 
 KINDS = {"datasets": "name", "placements": "id", "offers": "id", "formulas": "id", "ai_models": "name", "decisions": "id"}

@@ -37,17 +37,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.jobs.ingest import run_ingest
-    from offerrank.spark import build_spark
+    from offerrank.jobs import ingest
 
-    spark = build_spark(settings, "offerrank-ingest")
+    spark = _spark(settings, "ingest")
     last = args.through or args.date
     if last < args.date:
         raise SystemExit(f"offerrank ingest: --through {last} is before --date {args.date}")
     failed = 0
     for offset in range((last - args.date).days + 1):
         run_date = args.date + timedelta(days=offset)
-        result = run_ingest(spark, settings, run_date, args.run_id, args.events)
+        result = ingest.run(spark, settings, run_date, args.run_id, args.events)
         print(result.summary(), flush=True)
         failed += not result.success
     return 1 if failed else 0
@@ -60,7 +59,7 @@ def _spark(settings: Settings, name: str):
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.pipeline import run_day
+    from offerrank.nightly import run_day
 
     spark = _spark(settings, "run")
     report = run_day(spark, settings, args.date, args.run_id, _now())
@@ -71,10 +70,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.jobs.profiles import SnapshotRejected, run_profiles
+    from offerrank.jobs.profiles import SnapshotRejected, run
 
     try:
-        print(run_profiles(_spark(settings, "profiles"), settings, args.date).summary())
+        print(run(_spark(settings, "profiles"), settings, args.date).summary())
     except SnapshotRejected as rejected:
         print(f"offerrank profiles: {rejected}", file=sys.stderr)
         return 1
@@ -82,21 +81,22 @@ def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.jobs.aggregate import run_aggregate
+    from offerrank.jobs import aggregate
     from offerrank.registry import Registry
 
     spark = _spark(settings, "aggregate")
-    print(run_aggregate(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
+    print(aggregate.run(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
     return 0
 
 
 def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.jobs.rank import PublishRefused, run_rank
+    from offerrank.jobs.publish import PublishRefused, rank_and_publish
     from offerrank.registry import Registry
 
     spark = _spark(settings, "rank")
     try:
-        result = run_rank(spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(), args.dry_run)
+        result = rank_and_publish(spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(),
+                                  args.dry_run)
     except PublishRefused as refused:
         print(f"offerrank rank: ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
         return 1
@@ -105,14 +105,15 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.storage import read_table
+    from offerrank.jobs.publish import Publisher, PublishRefused
+    from offerrank.tables import RANKING_RUNS
 
     if args.action == "show":
         _print_top(settings, args.top)
         return 0
-    spark = _spark(settings, "rankings")
+    publisher = Publisher(_spark(settings, "rankings"), settings)
     if args.action == "history":
-        runs = read_table(spark, settings.table_path("ranking_runs"))
+        runs = publisher.warehouse.read(RANKING_RUNS)
         if runs is None:
             print("no ranking was published yet")
             return 0
@@ -121,10 +122,8 @@ def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{str(run.published_at):<20} {run.status:<12} version {version!s:<4} date {run.run_date}  "
                   f"{run.placements} placements, {run.offers} offers  {run.reason or ''}")
     else:
-        from offerrank.jobs.rank import PublishRefused, rollback
-
         try:
-            result = rollback(spark, settings, args.to_version, f"rollback__{_now().isoformat()}", _now())
+            result = publisher.rollback(args.to_version, f"rollback__{_now().isoformat()}", _now())
         except PublishRefused as refused:
             print(f"offerrank rankings: {refused}", file=sys.stderr)
             return 2
@@ -140,6 +139,7 @@ def _print_top(settings: Settings, top: int) -> None:
 
 def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.lookup import LookupRefused, RankingLookup
+    from offerrank.tables import ALL_SEGMENTS
 
     lookup = RankingLookup(settings)
     if lookup.last_refresh_error:
@@ -153,7 +153,8 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.as_dict(), default=str))
         return 0
-    source = (f"ranking version {answer.ranking_version}" + (f", segment {answer.segment}" if answer.segment != "*" else "")
+    source = (f"ranking version {answer.ranking_version}"
+              + (f", segment {answer.segment}" if answer.segment != ALL_SEGMENTS else "")
               if answer.ranking_version is not None else "no published ranking: fallback")
     print(f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
           f"{', explored for ' + str(args.profile) if answer.explored else ''}")
@@ -208,7 +209,7 @@ def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_catalog_show(args: argparse.Namespace, settings: Settings) -> int:
     catalog = _registry(settings).catalog(args.version)
     for decision in catalog.decisions:
-        print(f"decision {decision.id} ({decision.status}): {decision.name}")
+        print(f"decision {decision.id} ({decision.status.value}): {decision.name}")
         for assignment in decision.placements:
             placement = catalog.get("placements", assignment.placement)
             offers = catalog.eligible_offers(assignment)

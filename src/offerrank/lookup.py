@@ -12,6 +12,7 @@ never sees a half-loaded version; `start()` polls the tables' versions in a back
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable
@@ -23,11 +24,9 @@ import numpy as np
 from offerrank.bandit import run_seed
 from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog
 from offerrank.settings import Settings
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PROFILE_SEGMENTS, REGISTRY, latest_on_or_before
 from offerrank.warehouse import catalog_from_rows, open_table, read_rows
 
-RANKING_COLUMNS = ["ranking_version", "model_name", "decision_id", "placement_id", "channel", "segment", "rank", "offer_id",
-                   "score", "alpha", "beta", "reason", "as_of_date", "published_at"]
-ALL_SEGMENTS = "*"
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 _ID = re.compile(ID_PATTERN)
 
@@ -50,6 +49,12 @@ class RankedOffer:
     rank: int
     score: float | None
     reason: str  # model | cold_start | priority | formula | fallback | priority_fallback
+
+
+OFFER_FIELDS = [f.name for f in dataclasses.fields(RankedOffer)]
+# What a lookup loads of the published ranking: what it indexes by, the posteriors, and every served field.
+SERVED_COLUMNS = ["ranking_version", "model_name", "decision_id", "placement_id", "channel", "segment", "alpha", "beta",
+                  "as_of_date", "published_at", *OFFER_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,10 @@ def build_snapshot(rows: list[dict], catalog: Catalog | None, table_version: int
         by_segment = {}
         for segment, group in segments.items():
             group.sort(key=lambda r: r["rank"])
-            explorable = all(r["alpha"] is not None and r["beta"] is not None for r in group)
+            explorable = method_explorable(catalog, decision_id, placement_id) and all(
+                r["alpha"] is not None and r["beta"] is not None for r in group)
             by_segment[segment] = _Ranked(
-                tuple(RankedOffer(r["offer_id"], r["rank"], r["score"], r["reason"]) for r in group),
+                tuple(RankedOffer(**{name: r[name] for name in OFFER_FIELDS}) for r in group),
                 np.array([r["alpha"] for r in group], float) if explorable else None,
                 np.array([r["beta"] for r in group], float) if explorable else None)
         model = catalog.get("ai_models", next(iter(segments.values()))[0]["model_name"]) if catalog else None
@@ -144,14 +150,21 @@ def build_snapshot(rows: list[dict], catalog: Catalog | None, table_version: int
                     first.get("published_at"), committed_at, catalog, placements, profile_segments or {})
 
 
+def method_explorable(catalog: Catalog | None, decision_id: str, placement_id: str) -> bool:
+    """Whether the placement's ranking method lets the lookup re-draw the published order per request."""
+    decision = catalog.get("decisions", decision_id) if catalog else None
+    assignment = next((a for a in decision.placements if a.placement == placement_id), None) if decision else None
+    return assignment is not None and assignment.method.explorable
+
+
 def load_profile_segments(table, segments: set[str], as_of: date) -> dict[str, frozenset[str]]:
     """Profile id -> its segments among `segments`, from the latest snapshot on or before `as_of` in `profile_segments`."""
-    dates = [d for d in (date.fromisoformat(p["snapshot_date"]) for p in table.partitions()) if d <= as_of]
-    if not dates or not segments:
+    latest = latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
+    if latest is None:
         return {}
     import pyarrow.dataset as ds
 
-    rows = read_rows(table, ["profile_id", "segment"], [("snapshot_date", "=", max(dates).isoformat())],
+    rows = read_rows(table, ["profile_id", "segment"], [("snapshot_date", "=", latest.isoformat())],
                      ds.field("segment").isin(sorted(segments)))
     members: dict[str, set[str]] = {}
     for row in rows:
@@ -161,27 +174,27 @@ def load_profile_segments(table, segments: set[str], as_of: date) -> dict[str, f
 
 def fallback_offers(catalog: Catalog, placement_id: str, decision_id: str | None, on: date) -> tuple[str | None, list[RankedOffer]]:
     """For a placement with no published ranking: its decision's fallback offer, then its live offers by priority."""
-    assignments = [(d.id, a) for d in sorted(catalog.decisions, key=lambda d: d.id) if d.status == "active"
-                   for a in d.placements if a.placement == placement_id and decision_id in (None, d.id)]
+    assignments = sorted(((d.id, a) for d, a in catalog.active_assignments()
+                          if a.placement == placement_id and decision_id in (None, d.id)), key=lambda pair: pair[0])
     if decision_id is not None and not assignments:
         raise LookupRefused(f"decision {decision_id!r} does not assign placement {placement_id!r}")
     chosen_decision, assignment = assignments[0] if assignments else (None, None)
-    candidates = catalog.eligible_offers(assignment) if assignment else catalog.offers
-    live = [o for o in candidates if o.is_live(on) and placement_id in o.placements]
+    live = (catalog.eligible_live_offers(assignment, on) if assignment else
+            [o for o in catalog.offers if o.is_live(on) and placement_id in o.placements])
     ordered: list[tuple[str, float | None, str]] = []
     if assignment:
         ordered.append((assignment.fallback_offer, None, "fallback"))
     ordered += [(o.id, float(o.priority), "priority_fallback")
                 for o in sorted(live, key=lambda o: (-o.priority, o.id)) if not assignment or o.id != assignment.fallback_offer]
-    return chosen_decision, [RankedOffer(offer_id, i, score, reason) for i, (offer_id, score, reason) in enumerate(ordered, 1)]
+    return chosen_decision, [RankedOffer(offer_id=offer_id, rank=i, score=score, reason=reason)
+                             for i, (offer_id, score, reason) in enumerate(ordered, 1)]
 
 
 def explore_order(served: _Ranked, seed: int) -> tuple[RankedOffer, ...]:
     """The offers re-ordered by one Thompson draw from each offer's published Beta posterior."""
     draws = np.random.default_rng(seed).beta(served.alpha, served.beta)
     order = np.argsort(-draws, kind="stable")
-    return tuple(RankedOffer(served.offers[i].offer_id, rank, served.offers[i].score, served.offers[i].reason)
-                 for rank, i in enumerate(order, 1))
+    return tuple(dataclasses.replace(served.offers[i], rank=rank) for rank, i in enumerate(order, 1))
 
 
 class RankingLookup:
@@ -210,7 +223,7 @@ class RankingLookup:
         with self._lock:
             self.last_refresh_at = self._clock()
             try:
-                tables = [open_table(self._settings, name) for name in ("offer_rankings", "registry", "profile_segments")]
+                tables = [open_table(self._settings, table) for table in (OFFER_RANKINGS, REGISTRY, PROFILE_SEGMENTS)]
                 rankings, registry, profiles = tables
                 versions = tuple(table.version() if table else None for table in tables)
                 current = self._snapshot
@@ -219,7 +232,7 @@ class RankingLookup:
                     return False
                 catalog = (current.catalog if versions[1] == current.registry_version
                            else catalog_from_rows(read_rows(registry)) if registry else None)
-                rows = read_rows(rankings, RANKING_COLUMNS) if rankings else []
+                rows = read_rows(rankings, SERVED_COLUMNS) if rankings else []
                 segments = ranked_segments(rows)
                 members = load_profile_segments(profiles, segments, rows[0]["as_of_date"]) if profiles and segments else {}
                 committed = _commit_time(rankings) if rankings else None

@@ -17,10 +17,8 @@ from pyspark.sql import functions as F
 
 from offerrank.catalog import KINDS, AIModel, Catalog, CatalogError, ModelStatus, build_catalog, check_dataset_layout, entity_json
 from offerrank.settings import Settings
-from offerrank.storage import read_table
-
-REGISTRY = "registry"
-SCHEMA = "kind string, id string, spec string, created_at timestamp, updated_at timestamp"
+from offerrank.storage import Warehouse
+from offerrank.tables import REGISTRY
 ALLOWED_TRANSITIONS = {
     (ModelStatus.draft, ModelStatus.active),
     (ModelStatus.active, ModelStatus.inactive),
@@ -51,15 +49,12 @@ class Registry:
 
     def __init__(self, spark: SparkSession, settings: Settings):
         self.spark = spark
-        self.path = settings.table_path(REGISTRY)
+        self.warehouse = Warehouse(spark, settings)
+        self.path = self.warehouse.path(REGISTRY)
 
     def rows(self, version: int | None = None) -> dict[tuple[str, str], dict]:
-        table = read_table(self.spark, self.path)
-        if table is None:
-            return {}
-        if version is not None:
-            table = self.spark.read.format("delta").option("versionAsOf", version).load(self.path)
-        return {(r.kind, r.id): r.asDict() for r in table.collect()}
+        table = self.warehouse.read(REGISTRY, version)
+        return {(r.kind, r.id): r.asDict() for r in table.collect()} if table is not None else {}
 
     def catalog(self, version: int | None = None) -> Catalog:
         """The registry's catalog (at `version`, else the latest)."""
@@ -92,14 +87,12 @@ class Registry:
         changes.deleted = ["/".join(d[:2]) for d in deletions]
         if not upserts and not deletions:
             return changes
-        source = self.spark.createDataFrame(upserts + deletions, SCHEMA)
+        source = self.spark.createDataFrame(upserts + deletions, REGISTRY.ddl)
         if not current:
-            source.write.format("delta").mode("overwrite").save(self.path)
+            self.warehouse.overwrite(source, REGISTRY)
         else:
-            from delta.tables import DeltaTable
-
             (
-                DeltaTable.forPath(self.spark, self.path).alias("r")
+                self.warehouse.delta_table(REGISTRY).alias("r")
                 .merge(source.alias("s"), "r.kind = s.kind AND r.id = s.id")
                 .whenMatchedDelete(condition="s.spec IS NULL")
                 .whenMatchedUpdateAll()
@@ -110,20 +103,16 @@ class Registry:
         return changes
 
     def version(self) -> int:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.forPath(self.spark, self.path).history(1).first().version
+        return self.warehouse.version(REGISTRY)
 
     def history(self, kind: str, ident: str) -> list[dict]:
         """Every registry version in which the entity changed: version, timestamp, operation, its spec or None."""
-        from delta.tables import DeltaTable
-
-        if read_table(self.spark, self.path) is None:
+        if not self.warehouse.exists(REGISTRY):
             return []
-        versions = DeltaTable.forPath(self.spark, self.path).history().select("version", "timestamp", "operation").orderBy("version")
+        versions = self.warehouse.delta_table(REGISTRY).history().select("version", "timestamp", "operation")
         entries, previous = [], None
-        for commit in versions.collect():
-            row = (self.spark.read.format("delta").option("versionAsOf", commit.version).load(self.path)
+        for commit in versions.orderBy("version").collect():
+            row = (self.warehouse.read(REGISTRY, commit.version)
                    .filter((F.col("kind") == kind) & (F.col("id") == ident)).select("spec").first())
             spec = row.spec if row else None
             if spec != previous:

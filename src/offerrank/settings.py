@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings as a JSON object.")
     expectations_dir: Path = Field(
-        Path(__file__).resolve().parents[2] / "expectations", description="Folder of the versioned GX suites."
+        default_factory=lambda: packaged("expectations"), description="Folder of the versioned GX suites."
     )
     dq_docs_dir: str = Field("", description="Folder of the Great Expectations data docs (default: <warehouse>/dq_docs).")
 
@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     @property
     def spark_is_local(self) -> bool:
         return self.spark_master.startswith("local")
+
+
+def packaged(folder: str) -> Path:
+    """A data folder shipped as the sub-package `offerrank.<folder>` (the repo's `expectations/`), found through
+    importlib.resources, so it works in an editable and in a regular install alike."""
+    from importlib import resources
+
+    return Path(str(resources.files(f"offerrank.{folder}")))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -10,9 +10,14 @@ import hashlib
 import os
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from offerrank.settings import Settings
+
+# How jobs cache a day's rows: serialized, so Spark accounts the cached bytes exactly and spills a large day to disk
+# instead of running out of heap.
+CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK
 
 
 def delta_coordinates(settings: Settings) -> list[str]:

@@ -1,34 +1,80 @@
-"""Delta table I/O shared by the jobs: partition replacement for idempotent reruns, tolerant reads."""
+"""Delta table I/O through Spark and delta-spark: every job's reads and writes of the tables in `offerrank.tables`.
+
+Writes replace partitions (idempotent reruns), overwrite a whole table in one commit, or append; each is one Delta
+commit. Reads are tolerant of a table that was never written (None).
+"""
 
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-
-def table_exists(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.isDeltaTable(spark, path)
+from offerrank.settings import Settings
+from offerrank.tables import Table
 
 
-def read_table(spark: SparkSession, path: str) -> DataFrame | None:
-    """The Delta table at `path`, or None before its first write."""
-    return spark.read.format("delta").load(path) if table_exists(spark, path) else None
+class Warehouse:
+    """The Delta tables of one warehouse root, through one SparkSession."""
 
+    def __init__(self, spark: SparkSession, settings: Settings):
+        self.spark = spark
+        self.settings = settings
 
-def replace_partition(frame: DataFrame, path: str, column: str, value: object, partitioned: bool = True) -> None:
-    """Atomically replace the rows with `column = value` by `frame` (one Delta commit; creates the table)."""
-    writer = frame.write.format("delta").mode("overwrite").option("replaceWhere", f"{column} = '{value}'")
-    if partitioned:
-        writer = writer.partitionBy(column)
-    writer.save(path)
+    def path(self, table: Table) -> str:
+        return self.settings.table_path(table.name)
 
+    def exists(self, table: Table) -> bool:
+        from delta.tables import DeltaTable
 
-def replace_range(frame: DataFrame, path: str, column: str, first: object, last: object) -> None:
-    """Atomically replace the rows with `first <= column <= last` by `frame`, partitioned by `column`."""
-    (
-        frame.write.format("delta").mode("overwrite")
-        .option("replaceWhere", f"{column} >= '{first}' AND {column} <= '{last}'")
-        .partitionBy(column)
-        .save(path)
-    )
+        return DeltaTable.isDeltaTable(self.spark, self.path(table))
+
+    def read(self, table: Table, version: int | None = None) -> DataFrame | None:
+        """The table (at `version`, else the latest), or None before its first write."""
+        if not self.exists(table):
+            return None
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(table))
+
+    def replace_partition(self, frame: DataFrame, table: Table, value: object) -> None:
+        """Atomically replace the rows of the table's (one) partition column = `value` by `frame`."""
+        (column,) = table.partitions
+        self.replace_where(frame, table, {column: value})
+
+    def replace_where(self, frame: DataFrame, table: Table, values: dict[str, object]) -> None:
+        """Atomically replace the rows whose partition columns equal `values` (one commit; creates the table)."""
+        condition = " AND ".join(f"{column} = '{value}'" for column, value in values.items())
+        self._write(frame, table, "overwrite", replaceWhere=condition)
+
+    def replace_range(self, frame: DataFrame, table: Table, first: object, last: object) -> None:
+        """Atomically replace the rows with `first <= partition column <= last` by `frame`."""
+        (column,) = table.partitions
+        self._write(frame, table, "overwrite", replaceWhere=f"{column} >= '{first}' AND {column} <= '{last}'")
+
+    def overwrite(self, frame: DataFrame, table: Table) -> int:
+        """Replace the whole table in one commit; returns the table version of that commit."""
+        self._write(frame, table, "overwrite", overwriteSchema="true")
+        return self.version(table)
+
+    def append(self, frame: DataFrame, table: Table) -> None:
+        self._write(frame, table, "append")
+
+    def version(self, table: Table) -> int:
+        """The table's latest version."""
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.path(table)).history(1).first().version
+
+    def delta_table(self, table: Table):
+        """delta-spark's handle of the table, for MERGE, history and maintenance."""
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.path(table))
+
+    def _write(self, frame: DataFrame, table: Table, mode: str, **options: str) -> None:
+        writer = frame.write.format("delta").mode(mode)
+        for key, value in options.items():
+            writer = writer.option(key, value)
+        if table.partitions:
+            writer = writer.partitionBy(*table.partitions)
+        writer.save(self.path(table))

@@ -10,18 +10,19 @@ import json
 from typing import TYPE_CHECKING
 
 from offerrank.settings import Settings
+from offerrank.tables import OFFER_RANKINGS, Table
 
 if TYPE_CHECKING:
     from offerrank.catalog import Catalog
 
 
-def open_table(settings: Settings, name: str):
-    """The latest version of Delta table `name`, or None before its first write."""
+def open_table(settings: Settings, table: Table):
+    """The latest version of a Delta table, or None before its first write."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(settings.table_path(name))
+        return DeltaTable(settings.table_path(table.name))
     except TableNotFoundError:
         return None
 
@@ -35,10 +36,10 @@ def read_rows(table, columns: list[str] | None = None, partitions: list[tuple] |
     return dataset.to_table(columns=columns, filter=row_filter, use_threads=False).to_pylist()
 
 
-def table_rows(settings: Settings, name: str) -> list[dict]:
-    """Every row of the latest version of table `name` (none before its first write)."""
-    table = open_table(settings, name)
-    return read_rows(table) if table is not None else []
+def table_rows(settings: Settings, table: Table) -> list[dict]:
+    """Every row of the latest version of a table (none before its first write)."""
+    opened = open_table(settings, table)
+    return read_rows(opened) if opened is not None else []
 
 
 def catalog_from_rows(rows: list[dict]) -> Catalog:
@@ -53,7 +54,7 @@ def catalog_from_rows(rows: list[dict]) -> Catalog:
 
 def top_offer_lines(settings: Settings, top: int) -> list[str]:
     """The published ranking's top offers of each placement, one line each, under a heading line."""
-    rows = sorted((r for r in table_rows(settings, "offer_rankings") if r["rank"] <= top),
+    rows = sorted((r for r in table_rows(settings, OFFER_RANKINGS) if r["rank"] <= top),
                   key=lambda r: (r["decision_id"], r["placement_id"], r["channel"], r["segment"], r["rank"]))
     if not rows:
         return ["no ranking was published yet"]

@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 
 from offerrank.catalog import load_catalog
 from offerrank.generator import SEGMENTS, generate
-from offerrank.jobs.ingest import run_ingest
+from offerrank.jobs.ingest import run as run_ingest
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows

@@ -15,8 +15,8 @@ from deltalake import DeltaTable
 
 from offerrank.catalog import load_catalog
 from offerrank.generator import generate
-from offerrank.jobs.ingest import run_ingest
-from offerrank.pipeline import run_day
+from offerrank.jobs.ingest import run as run_ingest
+from offerrank.nightly import run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows

@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from offerrank.cli import main as cli_main
 from offerrank.generator import generate
-from offerrank.jobs.ingest import EVENT_SCHEMA, run_ingest
+from offerrank.jobs.ingest import run as run_ingest
+from offerrank.xdm import EVENT_SCHEMA
 from offerrank.settings import load_settings
 
 DAY = date(2026, 11, 1)

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from offerrank.jobs.ingest import route_records
-from offerrank.jobs.profiles import SnapshotRejected, memberships, run_profiles, snapshot_folder
+from offerrank.jobs.profiles import SnapshotRejected, memberships, run, snapshot_folder
 from offerrank.quality import load_suite
 from offerrank.settings import load_settings
 
@@ -57,18 +57,18 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
     (good / "profiles.jsonl").write_text("\n".join([
         profile("e1", loyal="realized", vip="exited"), profile("e2", loyal="existing", vip="realized"),
         profile("e3", vip="realized"), profile("e4", loyal="nonsense")]) + "\n")
-    result = run_profiles(spark, settings, date(2026, 11, 2))
+    result = run(spark, settings, date(2026, 11, 2))
     assert (result.snapshot_date, result.profiles, result.memberships, result.quarantined) == (date(2026, 11, 1), 3, 4, 1)
     members = spark.read.format("delta").load(settings.table_path("profile_segments")).collect()
     assert sorted((r.profile_id, r.segment) for r in members) == [("e1", "loyal"), ("e2", "loyal"), ("e2", "vip"), ("e3", "vip")]
     (quarantined,) = spark.read.format("delta").load(settings.table_path("profile_quarantine")).collect()
     assert quarantined.reason_codes == ["unknown_segment_status"] and "not realized, existing or exited" in quarantined.reasons
-    assert run_profiles(spark, settings, date(2026, 11, 2)).memberships == 4  # a rerun gives the same table
+    assert run(spark, settings, date(2026, 11, 2)).memberships == 4  # a rerun gives the same table
 
     bad = tmp_path / "sample" / "profiles" / "2026-11-05"
     bad.mkdir()
     (bad / "profiles.jsonl").write_text("{broken\n" + profile("e5", loyal="realized") + "\n")
     with pytest.raises(SnapshotRejected, match="1 of 2 memberships failed validation"):
-        run_profiles(spark, settings, date(2026, 11, 6))
+        run(spark, settings, date(2026, 11, 6))
     snapshots = {r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_segments")).collect()}
     assert snapshots == {date(2026, 11, 1)}  # the last good snapshot stays the one in use

@@ -6,14 +6,16 @@ from datetime import date
 
 import pandas as pd
 
-from offerrank.jobs.rank import gate_problems, rank_placement
+from offerrank.jobs.publish import gate_problems
+from offerrank.jobs.rank import Candidate, rank_placement
 
 RUN = date(2026, 11, 3)
 
 
 def frame(method, rows, exploration=None, segment="*"):
     return pd.DataFrame([
-        {"decision_id": "d", "placement_id": "p", "channel": "web", "segment": segment, "method": method,
+        {"decision_id": "d", "placement_id": "p", "channel": "web", "segment": segment,
+         "ranking": {"ai_model": "ai_model:m", "formula": "formula:f"}.get(method, method),
          "model_name": "m" if method == "ai_model" else method, "offer_id": offer, "priority": priority,
          "formula_score": formula, "is_fallback": fallback, "exploration_share": exploration,
          "alpha": alpha, "beta": beta, "impressions": 0, "conversions": 0, "cold_start": cold}
@@ -49,11 +51,11 @@ def test_ai_ranking_is_seeded_per_run():
 
 
 def test_the_gate_names_placements_without_offers_and_ineligible_offers():
-    candidates = [("d", "p", "web", "priority", "priority", "a", 1, None, False, None, "*"),
-                  ("d", "p", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
-                  ("d", "q", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
-                  ("d", "r", "web", "ai_model", "m", "a", 1, None, False, 0.1, "*"),
-                  ("d", "r", "web", "ai_model", "m", "a", 1, None, False, 0.1, "loyal")]
+    candidates = [Candidate("d", "p", "web", "priority", "priority", "a", 1, None, False, None, "*"),
+                  Candidate("d", "p", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
+                  Candidate("d", "q", "web", "priority", "priority", "fb", 1, None, True, None, "*"),
+                  Candidate("d", "r", "web", "ai_model:m", "m", "a", 1, None, False, 0.1, "*"),
+                  Candidate("d", "r", "web", "ai_model:m", "m", "a", 1, None, False, 0.1, "loyal")]
     ranked = pd.DataFrame([{"decision_id": "d", "placement_id": "p", "segment": "*", "offer_id": "zzz", "reason": "priority"},
                            {"decision_id": "d", "placement_id": "p", "segment": "*", "offer_id": "fb", "reason": "priority"},
                            {"decision_id": "d", "placement_id": "r", "segment": "*", "offer_id": "a", "reason": "model"}])
@@ -71,13 +73,13 @@ def test_ranking_methods_stage_side_by_side_when_run_at_once(spark, tmp_path):
 
     from offerrank.catalog import load_catalog
     from offerrank.generator import generate
-    from offerrank.jobs.rank import ranking_units, stage_unit
+    from offerrank.jobs.rank import stage_unit
     from offerrank.settings import load_settings
 
     generate(tmp_path / "sample", RUN, days=1, seed=3, events_per_day=100)
     settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
     catalog = load_catalog(tmp_path / "sample" / "catalog.yaml")
-    units = ranking_units(catalog)
+    units = [method.unit for method in catalog.ranking_methods()]
     with ThreadPoolExecutor(len(units)) as pool:
         staged = list(pool.map(lambda unit: stage_unit(spark, settings, catalog, RUN, "run-1", unit), units))
     assert len(units) == 5 and all(count > 0 for count in staged)

@@ -1,0 +1,139 @@
+"""The nightly chain, defined once: its steps in order, the run-date rule and the gates between steps.
+
+    ingest -> validate -> profiles -> aggregate -> rank (one unit per ranking method) -> publish
+
+`offerrank run --date D` runs the chain in one SparkSession (`run_day`); the Airflow DAG `offer_ranking` has one
+task per step of `STEPS` (plus the wait for the landing folder and a summary), each calling the same job `run`.
+Both paths apply the same gates and so write the same `ranking_runs` history: a day that fails validation is
+recorded as a refused publish and stops the chain before profiles; a publish the gate refuses is recorded by the
+publish job. Importing this module is cheap (no pyspark): the DAG file uses it at parse time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from offerrank.jobs.ingest import IngestResult
+    from offerrank.settings import Settings
+
+STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish")
+
+
+class RunRefused(ValueError):
+    """A run that must stop with a message (bad parameters, a day that failed validation)."""
+
+
+def run_date_of(param: str | None, interval_start: str) -> date:
+    """The run's date: the `run_date` param when given (YYYY-MM-DD), else the data interval's start date."""
+    text = param or interval_start
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RunRefused(f"run_date must be a date like 2026-11-03, not {text!r}") from None
+
+
+def validation_refusal(validation: dict | None, run_date: date) -> str | None:
+    """Why a date's `dq_results` row forbids going on to publish (None: it passed)."""
+    if validation is None:
+        return f"validation of {run_date} did not pass (no validation results for the date)"
+    if not validation["success"]:
+        return f"validation of {run_date} did not pass ({validation['failure_message']})"
+    return None
+
+
+def record_validation_refusal(spark: SparkSession, settings: Settings, result: IngestResult,
+                              published_at: datetime | None = None) -> None:
+    """After the chain's ingest step: a day that failed validation is a refused publish in `ranking_runs`."""
+    from offerrank.jobs.publish import Publisher, end_of
+
+    refusal = validation_refusal({"success": result.success, "failure_message": result.failure_message},
+                                 result.run_date)
+    if refusal is not None:
+        Publisher(spark, settings).record(run_date=result.run_date, run_id=result.run_id, status="refused",
+                                          reason=refusal, validation_run_id=result.run_id, placements=0, offers=0,
+                                          published_at=published_at or end_of(result.run_date))
+
+
+@dataclass
+class RunReport:
+    run_date: date
+    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    success: bool = True
+
+    def step(self, name: str, action: Callable[[], str], echo: Callable[[str], None]) -> None:
+        echo(f"[{self.run_date}] {name} ...")
+        started = time.perf_counter()
+        outcome = action()
+        elapsed = time.perf_counter() - started
+        self.steps.append((name, elapsed, outcome))
+        echo(f"[{self.run_date}] {name} done in {elapsed:.1f}s: {outcome}")
+
+    def summary(self) -> str:
+        lines = [f"run {self.run_date}: {'succeeded' if self.success else 'FAILED'}"]
+        lines += [f"  {name:<10} {elapsed:6.1f}s  {outcome}" for name, elapsed, outcome in self.steps]
+        return "\n".join(lines)
+
+
+def run_day(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
+            published_at: datetime | None = None, echo: Callable[[str], None] = print) -> RunReport:
+    """Run every step of the chain for `run_date` in this session; stops at a failed gate."""
+    from offerrank.jobs import aggregate, ingest, profiles, publish, rank
+    from offerrank.registry import Registry
+
+    run_id = run_id or f"manual__{run_date.isoformat()}"
+    report = RunReport(run_date)
+    state: dict = {}
+
+    def ingest_step() -> str:
+        state["ingest"] = ingest.run(spark, settings, run_date, run_id)
+        record_validation_refusal(spark, settings, state["ingest"], published_at)
+        return state["ingest"].summary()
+
+    def validate_step() -> str:
+        refusal = validation_refusal({"success": state["ingest"].success,
+                                      "failure_message": state["ingest"].failure_message}, run_date)
+        if refusal is not None:
+            report.success = False
+            return f"stopped: {refusal}; channels keep the last good ranking"
+        return "passed"
+
+    def profiles_step() -> str:
+        try:
+            return profiles.run(spark, settings, run_date).summary()
+        except profiles.SnapshotRejected as rejected:  # the run goes on with the last good snapshot
+            return f"REJECTED: {rejected}"
+
+    def rank_step() -> str:
+        try:
+            return rank.run(spark, settings, catalog, run_date, run_id)
+        except rank.RankingFailed as failed:  # the publish gate records the refusal
+            return f"failed: {failed}"
+
+    def publish_step() -> str:
+        try:
+            return publish.run(spark, settings, catalog, run_date, run_id, published_at).summary()
+        except publish.PublishRefused as refused:
+            report.success = False
+            return f"refused: {refused}; channels keep the last good ranking"
+
+    catalog = Registry(spark, settings).catalog()
+    actions = {
+        "ingest": ingest_step,
+        "validate": validate_step,
+        "profiles": profiles_step,
+        "aggregate": lambda: str(aggregate.run(spark, settings, catalog, run_date)),
+        "rank": rank_step,
+        "publish": publish_step,
+    }
+    for name in STEPS:
+        report.step(name, actions[name], echo)
+        if not report.success:
+            break
+    return report

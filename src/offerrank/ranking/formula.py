@@ -1,0 +1,27 @@
+"""Non-AI ranking by a ranking formula over each offer's priority and characteristics: `ranking: formula:<id>`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from offerrank.ranking.base import RankGroup, RankingMethod, by_score
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from offerrank.catalog import Catalog, Offer
+
+
+class FormulaRanking(RankingMethod):
+    kind = "formula"
+
+    def problems(self, catalog: Catalog, decision_active: bool) -> list[str]:
+        return [] if catalog.get("formulas", self.ref) else [f"unknown formula {self.ref!r}"]
+
+    def scorer(self, catalog: Catalog) -> Callable[[Offer], float]:
+        formula = catalog.get("formulas", self.ref).compiled()
+        return lambda offer: formula.evaluate(offer.fields())
+
+    def rank(self, eligible: pd.DataFrame, group: RankGroup) -> pd.DataFrame:
+        return by_score(eligible, eligible["formula_score"], self.kind)

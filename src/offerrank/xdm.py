@@ -1,0 +1,166 @@
+"""The XDM "Experience Event - Proposition Interactions" layout as Spark sees it: the explicit event schema, JSON-lines
+parsing that says why a line is unreadable, the identity rule (which identity is the profile) and the flattening of
+events into one row per (event, proposition, item). Shared by the ingest and profiles jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from offerrank.catalog import ID_PATTERN
+
+EVENT_KINDS = {
+    "decisioning.propositionDisplay": "display",
+    "decisioning.propositionInteract": "interact",
+    "decisioning.propositionDismiss": "dismiss",
+    "decisioning.propositionSend": "send",
+    "decisioning.propositionTrigger": "trigger",
+}
+INTERACTIONS = {"display": "impression", "interact": "conversion"}
+_ID = T.StructType([T.StructField("id", T.StringType())])
+_ITEM = T.StructType([
+    T.StructField("id", T.StringType()),
+    T.StructField("name", T.StringType()),
+    T.StructField("itemSelection", T.StructType([
+        T.StructField("rankingDetail", T.StructType([T.StructField("trafficType", T.StringType())])),
+    ])),
+])
+_PROPOSITION = T.StructType([
+    T.StructField("id", T.StringType()),
+    T.StructField("scope", T.StringType()),
+    T.StructField("scopeDetails", T.StructType([
+        T.StructField("placement", _ID),
+        T.StructField("decisionPolicy", _ID),
+        T.StructField("activity", _ID),
+    ])),
+    T.StructField("items", T.ArrayType(_ITEM)),
+])
+EVENT_SCHEMA = T.StructType([
+    T.StructField("_id", T.StringType()),
+    T.StructField("timestamp", T.StringType()),
+    T.StructField("eventType", T.StringType()),
+    T.StructField("identityMap", T.MapType(T.StringType(), T.ArrayType(T.StructType([
+        T.StructField("id", T.StringType()),
+        T.StructField("primary", T.BooleanType()),
+    ])))),
+    T.StructField("channel", T.StructType([T.StructField("_type", T.StringType())])),
+    T.StructField("_experience", T.StructType([T.StructField("decisioning", T.StructType([
+        T.StructField("propositionEventType", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("channelType", T.StringType()),
+        T.StructField("propositions", T.ArrayType(_PROPOSITION)),
+    ]))])),
+])
+
+PARSE_REASONS = {
+    "invalid_utf8": "the record is not valid UTF-8",
+    "oversized_record": "the record is larger than the allowed record size",
+    "malformed_json": "the record is not valid JSON",
+    "not_an_object": "the record is valid JSON but not an object",
+    "wrong_field_type": "a field has the wrong JSON type (e.g. propositions or items not an array)",
+}
+def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes: int) -> DataFrame:
+    """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not."""
+    raw = F.col("raw")
+    with_corrupt = T.StructType(schema.fields + [T.StructField("_corrupt_record", T.StringType())])
+    parsed = records.withColumn("j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
+    is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
+    parse_status = (
+        F.when(~F.is_valid_utf8(raw), "invalid_utf8")
+        .when(F.octet_length(raw) > max_record_bytes, "oversized_record")
+        .when(F.col("j._corrupt_record").isNull(), "ok")
+        .when(F.json_object_keys(raw).isNull(), F.when(is_json_value, "not_an_object").otherwise("malformed_json"))
+        .otherwise("wrong_field_type")
+    )
+    return parsed.withColumn("parse_status", F.coalesce(parse_status, F.lit("malformed_json")))
+
+
+def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
+    """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
+
+    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
+    """
+    raw = F.col("raw")
+    parsed = parse_json_lines(records, EVENT_SCHEMA, max_record_bytes)
+    decisioning = F.col("j._experience.decisioning")
+    propositions = F.coalesce(decisioning["propositions"], F.array())
+    items = F.flatten(F.transform(propositions, lambda p: F.coalesce(p["items"], F.array())))
+    placement = lambda p: F.coalesce(p["scopeDetails"]["placement"]["id"], p["scope"])  # noqa: E731
+    decision = lambda p: F.coalesce(p["scopeDetails"]["decisionPolicy"]["id"], p["scopeDetails"]["activity"]["id"])  # noqa: E731
+    ids = F.concat(
+        F.transform(propositions, lambda p: p["id"]),
+        F.transform(propositions, placement),
+        F.transform(propositions, decision),
+        F.transform(items, lambda i: i["id"]),
+    )
+    proposition_kinds = F.map_keys(F.map_filter(decisioning["propositionEventType"], lambda k, v: v == 1))
+    return parsed.select(
+        "source_file",
+        "raw",
+        record_hash(raw).alias("record_hash"),
+        "parse_status",
+        F.col("j._id").alias("event_id"),
+        F.col("j.timestamp").alias("timestamp_text"),
+        F.try_to_timestamp(F.col("j.timestamp")).alias("event_ts"),
+        F.col("j.eventType").alias("event_type"),
+        map_values(F.col("j.eventType"), EVENT_KINDS).alias("event_kind"),
+        F.when(F.size(proposition_kinds) == 1, F.get(proposition_kinds, 0)).alias("proposition_kind"),
+        F.coalesce(
+            F.nullif(F.regexp_extract(F.col("j.channel._type"), r"([^/]+)$", 1), F.lit("")), decisioning["channelType"]
+        ).alias("channel"),
+        primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
+        F.size(propositions).alias("propositions_count"),
+        F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
+        F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
+        F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias("propositions_without_items"),
+        F.size(F.filter(items, lambda i: i["id"].isNull())).alias("items_without_id"),
+        F.size(F.filter(ids, lambda i: i.isNotNull() & ~i.rlike(ID_PATTERN))).alias("ids_with_invalid_format"),
+        (F.size(F.array_except(F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
+                               F.array(*map(F.lit, known_offers))))
+         if known_offers is not None else F.lit(None).cast("int")).alias("unknown_offers"),
+        propositions.alias("propositions"),
+    )
+
+
+def record_hash(raw: Column) -> Column:
+    """Identity of a record's content: equal text, equal hash (SHA-256, so distinct records never collide)."""
+    return F.sha2(raw, 256)
+
+
+def map_values(column: Column, mapping: dict[str, str]) -> Column:
+    return F.try_element_at(F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair]), column)
+
+
+def primary_profile_id(identity_map: Column) -> Column:
+    """The identity marked primary (any namespace, first in namespace order), else the first ECID."""
+    identities = F.flatten(F.transform(F.map_entries(F.coalesce(identity_map, F.create_map())), lambda e: e["value"]))
+    primary = F.filter(identities, lambda i: F.coalesce(i["primary"], F.lit(False)) & i["id"].isNotNull())
+    return F.coalesce(F.get(primary, 0)["id"], F.get(F.try_element_at(identity_map, F.lit("ECID")), 0)["id"])
+
+
+def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFrame:
+    """One row per (event, proposition, item) of accepted impressions and conversions."""
+    counted = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)))
+    propositions = counted.select("*", F.explode("propositions").alias("p"))
+    items = propositions.select("*", F.explode("p.items").alias("item"))
+    return items.select(
+        "event_id",
+        "event_ts",
+        F.to_date("event_ts").alias("event_date"),
+        map_values(F.col("event_kind"), INTERACTIONS).alias("interaction"),
+        "profile_id",
+        F.col("p.id").alias("proposition_id"),
+        F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
+        F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
+        F.col("item.id").alias("offer_id"),
+        "channel",
+        F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
+        "source_file",
+        F.lit(run_id).alias("run_id"),
+        F.lit(run_date).alias("landing_date"),
+    )
+
+

@@ -1,0 +1,50 @@
+"""Builders of test inputs shared by the tiers (plain functions; the fixtures that use them live in conftest)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from offerrank.tables import OFFER_RANKINGS
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DATA = TESTS / "data"
+
+AI_PLACEMENTS = {("dp-web-home", "home-hero", "web"): ["offer-004", "offer-009", "offer-013", "offer-019", "offer-023"],
+                 ("dp-newsletter", "newsletter-top", "email"): ["offer-006", "offer-008", "offer-014"]}
+PRIORITY_PLACEMENTS = {("dp-web-home", "product-sidebar", "web"): ["offer-019", "offer-017", "offer-013"]}
+
+
+def ranking_rows(version: int) -> list[dict]:
+    """A complete ranking (rows of `offer_rankings`) whose order and posteriors differ by `version` (rotated
+    offers, alpha grows)."""
+    rows = []
+    for (decision, placement, channel), offers in {**AI_PLACEMENTS, **PRIORITY_PLACEMENTS}.items():
+        ai = (decision, placement, channel) in AI_PLACEMENTS
+        turn = version % len(offers)
+        for rank, offer in enumerate(offers[turn:] + offers[:turn], 1):
+            alpha, beta = (10.0 * version + 20 - rank, 400.0) if ai else (None, None)
+            rows.append({
+                "ranking_version": version, "model_name": "auto-web" if ai else "priority", "decision_id": decision,
+                "placement_id": placement, "channel": channel, "segment": "*", "rank": rank, "offer_id": offer,
+                "score": alpha / (alpha + beta) if ai else 100.0 - rank, "p_best": None, "traffic_share": None,
+                "alpha": alpha, "beta": beta, "impressions": 400, "conversions": 10,
+                "reason": "model" if ai else "priority", "as_of_date": date(2026, 11, version),
+                "run_id": f"run-{version}", "published_at": datetime(2026, 11, version, 3),
+            })
+    return rows
+
+
+def published_order(version: int, placement: str) -> list[str]:
+    """The offer ids of `placement` in ranking `version`, first to last."""
+    rows = sorted((r for r in ranking_rows(version) if r["placement_id"] == placement), key=lambda r: r["rank"])
+    return [row["offer_id"] for row in rows]
+
+
+def publish_rows(spark, settings, rows: list[dict]) -> int:
+    """Replace `offer_rankings` in one commit, as the publish step does; returns the new table version."""
+    from offerrank.storage import Warehouse
+
+    frame = spark.createDataFrame([tuple(r[c] for c in OFFER_RANKINGS.column_names) for r in rows], OFFER_RANKINGS.ddl)
+    return Warehouse(spark, settings).overwrite(frame, OFFER_RANKINGS)
