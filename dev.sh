@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set-up plus the two entry points of the README:
 #   ./dev.sh demo            set up, then run the main job on the embedded default (generated sample data)
-#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), then run the test
-#                            suite (extra ARGS go to pytest)
+#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), lint with ruff,
+#                            then run the whole test suite (extra ARGS go to pytest)
+#   ./dev.sh test --fast     set up, lint, then run the unit tier only (pure functions, under a minute)
 #   ./dev.sh airflow         set up, then start the full local Airflow (UI on http://localhost:8080)
 # Set-up is idempotent: a virtualenv in .venv (re-installed when pyproject.toml changes) and Delta's jars
 # fetched once into OFFERRANK_JARS_CACHE (default ~/.cache/offerrank/jars).
@@ -69,11 +70,16 @@ case "${1:-}" in
     test)
         shift
         setup
+        "$VENV/bin/ruff" check .
+        if [ "${1:-}" = "--fast" ]; then
+            shift
+            exec "$VENV/bin/python" -m pytest -m unit "$@"
+        fi
         test_services
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
-        echo "usage: ./dev.sh demo | ./dev.sh test [pytest args] | ./dev.sh airflow" >&2
+        echo "usage: ./dev.sh demo | ./dev.sh test [--fast] [pytest args] | ./dev.sh airflow" >&2
         exit 2
         ;;
 esac

@@ -50,13 +50,19 @@ def main() -> None:
         stack = Stack(workdir)
         try:
             master = stack.start_spark(worker_cores=cores, worker_memory="8g") if name != "local[*]" else "local[*]"
-            api = stack.start_airflow(stack.start_postgres(), master, {
-                "OFFERRANK_HOME": str(home), "OFFERRANK_SPARK_CONF": json.dumps({"spark.executor.memory": "4g"})})
+            api = stack.start_airflow(
+                stack.start_postgres(),
+                master,
+                {"OFFERRANK_HOME": str(home), "OFFERRANK_SPARK_CONF": json.dumps({"spark.executor.memory": "4g"})},
+            )
             run, tasks, elapsed = api.run_dag("offer_ranking", {"run_date": RUN.isoformat()}, timeout=3600)
         finally:
             stack.stop()
-        print(f"{name:<19} ({master}): {run['state']} in {elapsed:6.1f} s, {args.events_per_day:,} events on the day; "
-              f"{sum(state == 'success' for state in tasks.values())}/{len(tasks)} tasks succeeded", flush=True)
+        print(
+            f"{name:<19} ({master}): {run['state']} in {elapsed:6.1f} s, {args.events_per_day:,} events on the day; "
+            f"{sum(state == 'success' for state in tasks.values())}/{len(tasks)} tasks succeeded",
+            flush=True,
+        )
     spark.stop()
 
 

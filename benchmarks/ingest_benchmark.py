@@ -33,7 +33,8 @@ SELECT item.id AS offer_id,
 FROM (
     SELECT channel, eventType, unnest(_experience.decisioning.propositions) AS p
     FROM read_json('{files}', format = 'newline_delimited', ignore_errors = true, maximum_object_size = 16777216,
-                   columns = {{_id: 'VARCHAR', timestamp: 'VARCHAR', eventType: 'VARCHAR', channel: 'STRUCT(_type VARCHAR)',
+                   columns = {{_id: 'VARCHAR', timestamp: 'VARCHAR', eventType: 'VARCHAR',
+                              channel: 'STRUCT(_type VARCHAR)',
                               _experience: 'STRUCT(decisioning STRUCT(propositions STRUCT(id VARCHAR, scope VARCHAR,
                                  scopeDetails STRUCT(placement STRUCT(id VARCHAR)), items STRUCT(id VARCHAR)[])[]))'}})
 ), LATERAL (SELECT unnest(p.items) AS item)
@@ -88,9 +89,14 @@ def main() -> None:
         generate(home / "sample", DAY, days=1, events_per_day=count, fault_rate=0.001)
         folder = home / "sample" / "events" / DAY.isoformat()
         env = {"OFFERRANK_HOME": str(home)}
-        spark_s, spark_mb, out = measured([sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env)
+        spark_s, spark_mb, out = measured(
+            [sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env
+        )
         duck_s, duck_mb, duck_out = measured([sys.executable, __file__, "--duckdb-child", f"{folder}/*.jsonl"])
-        print(f"{count:>11,} {'offerrank':>10} {spark_s:>8.1f} {count / spark_s:>10,.0f} {spark_mb:>9,.0f}  {spark_s / duck_s:.2f}x DuckDB")
+        print(
+            f"{count:>11,} {'offerrank':>10} {spark_s:>8.1f} {count / spark_s:>10,.0f} {spark_mb:>9,.0f}  "
+            f"{spark_s / duck_s:.2f}x DuckDB"
+        )
         print(f"{count:>11,} {'duckdb':>10} {duck_s:>8.1f} {count / duck_s:>10,.0f} {duck_mb:>9,.0f}")
         print(f"            {out.strip().splitlines()[-1][:160]}")
         print(f"            duckdb: {duck_out.strip()}")

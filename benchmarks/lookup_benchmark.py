@@ -24,16 +24,18 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 
 CHANNELS = ("web", "email", "push", "mobileApp")
-SCHEMA = ("ranking_version long, model_name string, decision_id string, placement_id string, channel string, rank int, "
-          "offer_id string, score double, p_best double, traffic_share double, alpha double, beta double, "
-          "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp, "
-          "segment string")
+SCHEMA = (
+    "ranking_version long, model_name string, decision_id string, placement_id string, channel string, rank int, "
+    "offer_id string, score double, p_best double, traffic_share double, alpha double, beta double, "
+    "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp, "
+    "segment string"
+)
 
 
 def placement_ids(placements: int) -> list[tuple[str, str]]:
@@ -52,36 +54,89 @@ def catalog_data(placements: int, offers: int) -> dict:
     return {
         "datasets": [{"name": "events", "path": "events"}],
         "placements": [{"id": p, "name": p, "channel": c} for p, c in slots],
-        "offers": [{"id": f"offer-{i:03d}", "name": f"Offer {i}", "priority": i % 100, "start_date": "2026-01-01",
-                    "end_date": "2027-12-31", "placements": [p for p, _ in slots], "characteristics": {"tier": "std"}}
-                   for i in range(offers)],
-        "ai_models": [{"name": "bench-model", "description": "benchmark", "type": "auto_optimization",
-                       "datasets": ["events"], "status": "active"}],
-        "decisions": [{"id": f"dec-{channel.lower()}", "name": channel, "placements": [
-            {"placement": p, "eligible_filter": {"tier": "std"}, "ranking": "ai_model:bench-model", "fallback_offer": "offer-000"}
-            for p, c in slots if c == channel]} for channel in CHANNELS],
+        "offers": [
+            {
+                "id": f"offer-{i:03d}",
+                "name": f"Offer {i}",
+                "priority": i % 100,
+                "start_date": "2026-01-01",
+                "end_date": "2027-12-31",
+                "placements": [p for p, _ in slots],
+                "characteristics": {"tier": "std"},
+            }
+            for i in range(offers)
+        ],
+        "ai_models": [
+            {
+                "name": "bench-model",
+                "description": "benchmark",
+                "type": "auto_optimization",
+                "datasets": ["events"],
+                "status": "active",
+            }
+        ],
+        "decisions": [
+            {
+                "id": f"dec-{channel.lower()}",
+                "name": channel,
+                "placements": [
+                    {
+                        "placement": p,
+                        "eligible_filter": {"tier": "std"},
+                        "ranking": "ai_model:bench-model",
+                        "fallback_offer": "offer-000",
+                    }
+                    for p, c in slots
+                    if c == channel
+                ],
+            }
+            for channel in CHANNELS
+        ],
     }
 
 
 def ranking_rows(version: int, placements: int, offers: int) -> list[tuple]:
     rows = []
-    published = datetime(2026, 11, 1, 3, tzinfo=timezone.utc)
+    published = datetime(2026, 11, 1, 3, tzinfo=UTC)
     for index, (placement, channel) in enumerate(placement_ids(placements)):
         for rank, offer in enumerate(offer_order(version, index, offers), 1):
             alpha, beta = 1.0 + (offers - rank) * 0.5 + version, 500.0
-            rows.append((version, "bench-model", f"dec-{channel.lower()}", placement, channel, rank, offer, alpha / (alpha + beta),
-                         None, None, alpha, beta, 5000, 20, "model", date(2026, 11, 1), f"bench-{version}", published, "*"))
+            rows.append(
+                (
+                    version,
+                    "bench-model",
+                    f"dec-{channel.lower()}",
+                    placement,
+                    channel,
+                    rank,
+                    offer,
+                    alpha / (alpha + beta),
+                    None,
+                    None,
+                    alpha,
+                    beta,
+                    5000,
+                    20,
+                    "model",
+                    date(2026, 11, 1),
+                    f"bench-{version}",
+                    published,
+                    "*",
+                )
+            )
     return rows
 
 
 def publish(spark, settings, version: int, placements: int, offers: int) -> tuple[int, float]:
-    """One overwrite commit of `offer_rankings`, as the publish step writes it; (table version, commit epoch seconds)."""
+    """One overwrite commit of `offer_rankings`, as the publish step writes it; (table version, commit epoch s)."""
     from delta.tables import DeltaTable
 
     path = settings.table_path("offer_rankings")
-    spark.createDataFrame(ranking_rows(version, placements, offers), SCHEMA).write.format("delta").mode("overwrite").save(path)
+    spark.createDataFrame(ranking_rows(version, placements, offers), SCHEMA).write.format("delta").mode(
+        "overwrite"
+    ).save(path)
     last = DeltaTable.forPath(spark, path).history(1).first()
-    return last.version, last.timestamp.replace(tzinfo=timezone.utc).timestamp()
+    return last.version, last.timestamp.replace(tzinfo=UTC).timestamp()
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -103,10 +158,14 @@ def in_process(settings, placements: int, lookups: int) -> None:
             started = time.perf_counter()
             lookup.top(placement, channel, profile_id=f"profile-{i % 5000}", limit=10, explore=explore)
             timings.append(time.perf_counter() - started)
-        print(f"in-process top() {'explore' if explore else 'published order'}, {lookups:,} lookups: {percentiles(timings)}")
+        print(
+            f"in-process top() {'explore' if explore else 'published order'}, {lookups:,} lookups: "
+            f"{percentiles(timings)}"
+        )
 
 
 # --- the load generator (its own process) ---------------------------------------------------------------------
+
 
 async def _load(base: str, mode: str, rate: int, seconds: float, placements: int, offers: int) -> dict:
     import aiohttp
@@ -121,7 +180,9 @@ async def _load(base: str, mode: str, rate: int, seconds: float, placements: int
         nonlocal errors, mismatches
         placement, channel = rng.choice(slots)
         try:
-            async with session.get(f"{base}/v1/rankings/{placement}", params={"channel": channel, "limit": "10"}) as response:
+            async with session.get(
+                f"{base}/v1/rankings/{placement}", params={"channel": channel, "limit": "10"}
+            ) as response:
                 body = await response.json()
                 status = response.status
         except aiohttp.ClientError:
@@ -147,23 +208,55 @@ async def _load(base: str, mode: str, rate: int, seconds: float, placements: int
                 pending.append(asyncio.create_task(one(session, intended)))
             await asyncio.gather(*pending)
         else:
+
             async def worker() -> None:
                 while clock() - start < seconds:
                     await one(session, clock())
+
             await asyncio.gather(*(worker() for _ in range(32)))
         elapsed = clock() - start
-    return {"requests": len(latencies) + errors, "elapsed": elapsed, "errors": errors, "mismatches": mismatches,
-            "latencies": latencies, "first_seen": first_seen}
+    return {
+        "requests": len(latencies) + errors,
+        "elapsed": elapsed,
+        "errors": errors,
+        "mismatches": mismatches,
+        "latencies": latencies,
+        "first_seen": first_seen,
+    }
 
 
-def run_loader(base: str, mode: str, rate: int, seconds: float, placements: int, offers: int, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "load", "--base", base, "--mode", mode, "--rate", str(rate), "--seconds",
-                             str(seconds), "--placements", str(placements), "--offers", str(offers), "--out", str(out)])
+def run_loader(
+    base: str, mode: str, rate: int, seconds: float, placements: int, offers: int, out: Path
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "load",
+            "--base",
+            base,
+            "--mode",
+            mode,
+            "--rate",
+            str(rate),
+            "--seconds",
+            str(seconds),
+            "--placements",
+            str(placements),
+            "--offers",
+            str(offers),
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def report(name: str, result: dict) -> None:
-    print(f"{name}: {result['requests']:,} requests in {result['elapsed']:.1f} s ({result['requests'] / result['elapsed']:,.0f}/s), "
-          f"errors {result['errors']}, answers not matching their version {result['mismatches']}; {percentiles(result['latencies'])}")
+    print(
+        f"{name}: {result['requests']:,} requests in {result['elapsed']:.1f} s "
+        f"({result['requests'] / result['elapsed']:,.0f}/s), errors {result['errors']}, "
+        f"answers not matching their version {result['mismatches']}; {percentiles(result['latencies'])}"
+    )
 
 
 def main() -> None:
@@ -197,19 +290,27 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     settings = load_settings(home=args.workdir)
     spark = build_spark(settings, "offerrank-lookup-benchmark")
-    Registry(spark, settings).commit(build_catalog(catalog_data(args.placements, args.offers), "benchmark"),
-                                     datetime(2026, 11, 1, tzinfo=timezone.utc), check_datasets=False)
+    Registry(spark, settings).commit(
+        build_catalog(catalog_data(args.placements, args.offers), "benchmark"),
+        datetime(2026, 11, 1, tzinfo=UTC),
+        check_datasets=False,
+    )
     publish(spark, settings, 1, args.placements, args.offers)
-    print(f"ranking: {args.placements} placements x {len(CHANNELS)} channels x {args.offers} offers = "
-          f"{args.placements * len(CHANNELS) * args.offers:,} rows")
+    print(
+        f"ranking: {args.placements} placements x {len(CHANNELS)} channels x {args.offers} offers = "
+        f"{args.placements * len(CHANNELS) * args.offers:,} rows"
+    )
     in_process(settings, args.placements, args.lookups)
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "offerrank.cli", "--home", str(args.workdir), "serve", "--port", str(port)],
-                              env={**os.environ, "OFFERRANK_LOOKUP_REFRESH_SECONDS": "2"}, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "offerrank.cli", "--home", str(args.workdir), "serve", "--port", str(port)],
+        env={**os.environ, "OFFERRANK_LOOKUP_REFRESH_SECONDS": "2"},
+        stdout=subprocess.DEVNULL,
+    )
     try:
         import httpx
 
@@ -223,8 +324,13 @@ def main() -> None:
             assert time.monotonic() < deadline and server.poll() is None, "the service did not start"
             time.sleep(0.2)
         out = args.workdir / "load.json"
-        for name, mode in ((f"HTTP at {args.rate}/s for {args.seconds:.0f} s", "rate"), ("HTTP closed loop, 32 connections, 10 s", "max")):
-            run_loader(base, mode, args.rate, args.seconds if mode == "rate" else 10, args.placements, args.offers, out).wait()
+        for name, mode in (
+            (f"HTTP at {args.rate}/s for {args.seconds:.0f} s", "rate"),
+            ("HTTP closed loop, 32 connections, 10 s", "max"),
+        ):
+            run_loader(
+                base, mode, args.rate, args.seconds if mode == "rate" else 10, args.placements, args.offers, out
+            ).wait()
             report(name, json.loads(out.read_text()))
 
         loader = run_loader(base, "rate", args.rate, args.seconds, args.placements, args.offers, out)
@@ -238,9 +344,11 @@ def main() -> None:
         report(f"HTTP at {args.rate}/s while publishing {args.publishes} versions", result)
         seen = {int(v): t for v, t in result["first_seen"].items()}
         delays = {v: seen[v] - committed for v, committed in commits.items() if v in seen}
-        print(f"versions served: {sorted(seen)}; first served after its commit: "
-              + ", ".join(f"v{v} {d:.2f} s" for v, d in sorted(delays.items()))
-              + (f"; never served: {sorted(set(commits) - set(seen))}" if set(commits) - set(seen) else ""))
+        print(
+            f"versions served: {sorted(seen)}; first served after its commit: "
+            + ", ".join(f"v{v} {d:.2f} s" for v, d in sorted(delays.items()))
+            + (f"; never served: {sorted(set(commits) - set(seen))}" if set(commits) - set(seen) else "")
+        )
         status = Path(f"/proc/{server.pid}/status").read_text()
         peak = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
         print(f"service peak memory (VmHWM): {int(peak) / 1024:,.0f} MB")

@@ -17,7 +17,7 @@ import argparse
 import os
 import shutil
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 START = date(2026, 10, 1)
@@ -46,7 +46,7 @@ def main() -> None:
     settings = load_settings(home=args.workdir)
     spark = build_spark(settings, "offerrank-nightly-benchmark")
     jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
-    at = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 24, tzinfo=UTC)
     registry = Registry(spark, settings)
     registry.commit(load_catalog(args.workdir / "sample" / "catalog.yaml"), at)
     catalog = registry.catalog()
@@ -65,18 +65,27 @@ def main() -> None:
         wall, cpu, counts = nightly(day)
         walls.append(wall)
         cpus.append(cpu)
-        print(f"day {offset + 1:>2} ({day}): aggregate + rank + publish {wall:6.1f} s wall, {cpu:6.1f} s CPU  "
-              f"(facts rewritten for {counts['stats_dates']}: {counts['stats_rows']} rows)", flush=True)
+        print(
+            f"day {offset + 1:>2} ({day}): aggregate + rank + publish {wall:6.1f} s wall, {cpu:6.1f} s CPU  "
+            f"(facts rewritten for {counts['stats_dates']}: {counts['stats_rows']} rows)",
+            flush=True,
+        )
     # A run for D reads the interactions of landing dates [D - L, D + L]: days 1..L read fewer of them than every
     # later day, so day L + 1 is the first whose cost is a steady night's.
     steady = min(settings.lateness_days, args.days - 1)
     for name, figures in (("wall", walls), ("CPU", cpus)):
-        print(f"{name}: last day / first day {figures[-1] / figures[0]:.2f}; last day / day {steady + 1} (first with a full "
-              f"lateness window) {figures[-1] / figures[steady]:.2f}; mean of the last 5 / days {steady + 1}-{steady + 5} "
-              f"{sum(figures[-5:]) / max(sum(figures[steady:steady + 5]), 1e-9):.2f}")
+        print(
+            f"{name}: last day / first day {figures[-1] / figures[0]:.2f}; last day / day {steady + 1} "
+            f"(first with a full lateness window) {figures[-1] / figures[steady]:.2f}; "
+            f"mean of the last 5 / days {steady + 1}-{steady + 5} "
+            f"{sum(figures[-5:]) / max(sum(figures[steady : steady + 5]), 1e-9):.2f}"
+        )
     wall, cpu, counts = nightly(START + timedelta(days=args.days - 1), full_refresh=True)
-    print(f"full recompute of the window on the last day: {wall:.1f} s wall ({wall / walls[-1]:.2f}x the incremental run), "
-          f"{cpu:.1f} s CPU ({cpu / cpus[-1]:.2f}x); facts rewritten for {counts['stats_dates']}: {counts['stats_rows']} rows")
+    print(
+        f"full recompute of the window on the last day: {wall:.1f} s wall "
+        f"({wall / walls[-1]:.2f}x the incremental run), {cpu:.1f} s CPU ({cpu / cpus[-1]:.2f}x); "
+        f"facts rewritten for {counts['stats_dates']}: {counts['stats_rows']} rows"
+    )
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -52,15 +52,33 @@ with DAG(
     },
     user_defined_macros={"delta_jars": orchestration.delta_jars},
     params={
-        "run_date": Param(None, type=["null", "string"], format="date", title="Run date",
-                          pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$",
-                          description="The events' UTC date to rank from (YYYY-MM-DD). Empty: the data interval's date."),
-        "models": Param([], type="array", items={"type": "string"}, title="AI models",
-                        description="Names of the AI models to run. Empty: all active models."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Validate and rank, but publish nothing: channels keep the current ranking."),
-        "full_refresh": Param(False, type="boolean", title="Full refresh",
-                              description="Recompute the daily facts of the whole look-back window, not just the last days."),
+        "run_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Run date",
+            pattern=r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$",
+            description="The events' UTC date to rank from (YYYY-MM-DD). Empty: the data interval's date.",
+        ),
+        "models": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="AI models",
+            description="Names of the AI models to run. Empty: all active models.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Validate and rank, but publish nothing: channels keep the current ranking.",
+        ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            title="Full refresh",
+            description="Recompute the daily facts of the whole look-back window, not just the last days.",
+        ),
     },
 ) as dag:
     spark_job = {"conn_id": "spark_default", "jars": "{{ delta_jars() }}", "verbose": False}
@@ -71,8 +89,11 @@ with DAG(
         return orchestration.events_landed(orchestration.run_date_of(params["run_date"], ds))
 
     ingest = SparkSubmitOperator(
-        task_id="ingest", application=orchestration.job("ingest"), name="offerrank-ingest",
-        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--nightly"], **spark_job,
+        task_id="ingest",
+        application=orchestration.job("ingest"),
+        name="offerrank-ingest",
+        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--nightly"],
+        **spark_job,
     )
 
     @task(retries=0)
@@ -86,13 +107,19 @@ with DAG(
             raise AirflowFailException(str(refused)) from None
 
     profiles = SparkSubmitOperator(
-        task_id="profiles", application=orchestration.job("profiles"), name="offerrank-profiles",
-        application_args=["--date", RUN_DATE, "--keep-going"], **spark_job,
+        task_id="profiles",
+        application=orchestration.job("profiles"),
+        name="offerrank-profiles",
+        application_args=["--date", RUN_DATE, "--keep-going"],
+        **spark_job,
     )
 
     aggregate = SparkSubmitOperator(
-        task_id="aggregate", application=orchestration.job("aggregate"), name="offerrank-aggregate",
-        application_args=["--date", RUN_DATE, "--full-refresh", "{{ params.full_refresh }}"], **spark_job,
+        task_id="aggregate",
+        application=orchestration.job("aggregate"),
+        name="offerrank-aggregate",
+        application_args=["--date", RUN_DATE, "--full-refresh", "{{ params.full_refresh }}"],
+        **spark_job,
     )
 
     @task(retries=0)
@@ -109,12 +136,18 @@ with DAG(
 
     units = ranking_units()
     rank = SparkSubmitOperator.partial(
-        task_id="rank", application=orchestration.job("rank"), name="offerrank-rank",
-        map_index_template="{{ task.application_args[-1] }}", **spark_job,
+        task_id="rank",
+        application=orchestration.job("rank"),
+        name="offerrank-rank",
+        map_index_template="{{ task.application_args[-1] }}",
+        **spark_job,
     ).expand(application_args=units)
 
     publish = SparkSubmitOperator(
-        task_id="publish", application=orchestration.job("publish"), name="offerrank-publish", outlets=[RANKINGS],
+        task_id="publish",
+        application=orchestration.job("publish"),
+        name="offerrank-publish",
+        outlets=[RANKINGS],
         application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--dry-run", "{{ params.dry_run }}"],
         **spark_job,
     )
@@ -126,6 +159,12 @@ with DAG(
         print(text)
         return text
 
-    steps = {"ingest": [ingest], "validate": [validate()], "profiles": [profiles], "aggregate": [aggregate],
-             "rank": [units, rank], "publish": [publish]}
+    steps = {
+        "ingest": [ingest],
+        "validate": [validate()],
+        "profiles": [profiles],
+        "aggregate": [aggregate],
+        "rank": [units, rank],
+        "publish": [publish],
+    }
     chain(wait_for_events(), *[task for step in orchestration.STEPS for task in steps[step]], summary())

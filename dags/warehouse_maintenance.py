@@ -35,6 +35,10 @@ with DAG(
     user_defined_macros={"delta_jars": orchestration.delta_jars},
 ) as dag:
     SparkSubmitOperator(
-        task_id="optimize_and_vacuum", application=orchestration.job("maintain"), name="offerrank-maintain",
-        application_args=["--as-of", "{{ data_interval_end | ds }}"], conn_id="spark_default", jars="{{ delta_jars() }}",
+        task_id="optimize_and_vacuum",
+        application=orchestration.job("maintain"),
+        name="offerrank-maintain",
+        application_args=["--as-of", "{{ data_interval_end | ds }}"],
+        conn_id="spark_default",
+        jars="{{ delta_jars() }}",
     )

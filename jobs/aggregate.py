@@ -3,8 +3,8 @@
 Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
        event dates [D - L, D] and their clicks), `profile_segments` (the latest snapshot on or before D, for
        the segments of active personalized models) and `offer_stats_daily` (the models' look-back windows).
-Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic): impressions,
-                                conversions (one per clicked proposition item, on its impression's date),
+Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic):
+                                impressions, conversions (one per clicked proposition item, on its impression's date),
                                 distinct profiles, orphan conversions (clicks whose impression is unknown);
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
@@ -27,42 +27,72 @@ from pyspark.sql import types as T
 from offerrank.catalog import AIModel, Catalog, ModelStatus
 from offerrank.settings import Settings, parse_flag
 from offerrank.storage import Warehouse
-from offerrank.tables import (ALL_SEGMENTS, INTERACTIONS, OFFER_CONVERSION_RATES, OFFER_STATS_DAILY, PROFILE_SEGMENTS,
-                              latest_on_or_before)
+from offerrank.tables import (
+    ALL_SEGMENTS,
+    INTERACTIONS,
+    OFFER_CONVERSION_RATES,
+    OFFER_STATS_DAILY,
+    PROFILE_SEGMENTS,
+    latest_on_or_before,
+)
 
 STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment"]
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 
-def daily_stats(interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None) -> DataFrame:
+def daily_stats(
+    interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None
+) -> DataFrame:
     """Facts per event date in [first_date, last_date] and segment; conversions go to their impression's date.
 
     Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
     segment its profile belongs to."""
     tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
     if memberships is not None:
-        tagged = tagged.unionByName(interactions.join(memberships, "profile_id").select(*interactions.columns, "segment"))
+        tagged = tagged.unionByName(
+            interactions.join(memberships, "profile_id").select(*interactions.columns, "segment")
+        )
     impressions = tagged.filter(F.col("interaction") == "impression")
     clicks = tagged.filter(F.col("interaction") == "conversion")
     shown = impressions.groupBy("proposition_id", "offer_id", "segment").agg(
-        F.min("event_date").alias("event_date"), F.first("placement_id").alias("placement_id"), F.first("channel").alias("channel")
+        F.min("event_date").alias("event_date"),
+        F.first("placement_id").alias("placement_id"),
+        F.first("channel").alias("channel"),
     )
     clicked = clicks.groupBy("proposition_id", "offer_id", "segment").agg(
-        F.min("event_date").alias("click_date"), F.first("placement_id").alias("click_placement"), F.first("channel").alias("click_channel")
+        F.min("event_date").alias("click_date"),
+        F.first("placement_id").alias("click_placement"),
+        F.first("channel").alias("click_channel"),
     )
     attributed = clicked.join(shown, ["proposition_id", "offer_id", "segment"], "left")
-    conversions = attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
-    orphans = attributed.filter(F.col("event_date").isNull()).groupBy(
-        F.col("click_date").alias("event_date"), "offer_id", F.col("click_placement").alias("placement_id"),
-        F.col("click_channel").alias("channel"), "segment",
-    ).agg(F.count("*").alias("orphan_conversions"))
+    conversions = (
+        attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
+    )
+    orphans = (
+        attributed.filter(F.col("event_date").isNull())
+        .groupBy(
+            F.col("click_date").alias("event_date"),
+            "offer_id",
+            F.col("click_placement").alias("placement_id"),
+            F.col("click_channel").alias("channel"),
+            "segment",
+        )
+        .agg(F.count("*").alias("orphan_conversions"))
+    )
     shown_counts = impressions.groupBy(*STATS_KEYS).agg(
-        F.count("*").alias("impressions"), F.countDistinct("profile_id").alias("profiles"))
+        F.count("*").alias("impressions"), F.countDistinct("profile_id").alias("profiles")
+    )
     return (
-        shown_counts.join(conversions, STATS_KEYS, "full").join(orphans, STATS_KEYS, "full")
+        shown_counts.join(conversions, STATS_KEYS, "full")
+        .join(orphans, STATS_KEYS, "full")
         .filter(F.col("event_date").between(first_date, last_date))
-        .select(*STATS_KEYS, *[F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c)
-                               for c in ("impressions", "conversions", "profiles", "orphan_conversions")])
+        .select(
+            *STATS_KEYS,
+            *[
+                F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c)
+                for c in ("impressions", "conversions", "profiles", "orphan_conversions")
+            ],
+        )
     )
 
 
@@ -90,7 +120,9 @@ def _beta_quantile(alpha: pd.Series, beta: pd.Series, q: pd.Series) -> pd.Series
     return pd.Series(beta_distribution.ppf(q, alpha, beta))
 
 
-def conversion_rates(totals: DataFrame, model: AIModel, as_of: date, prior_alpha: float, prior_beta: float) -> DataFrame:
+def conversion_rates(
+    totals: DataFrame, model: AIModel, as_of: date, prior_alpha: float, prior_beta: float
+) -> DataFrame:
     """Beta posteriors from window totals: alpha = prior + conversions, beta = prior + non-converting impressions."""
     alpha = F.lit(prior_alpha) + F.col("effective_conversions")
     beta = F.lit(prior_beta) + F.greatest(F.col("effective_impressions") - F.col("effective_conversions"), F.lit(0.0))
@@ -107,23 +139,40 @@ def conversion_rates(totals: DataFrame, model: AIModel, as_of: date, prior_alpha
         beta.alias("beta"),
         _beta_quantile(alpha, beta, F.lit(0.025)).alias("ci_low"),
         _beta_quantile(alpha, beta, F.lit(0.975)).alias("ci_high"),
-        ((F.col("impressions") < model.cold_start.min_impressions) | (F.col("conversions") < model.cold_start.min_conversions)).alias("cold_start"),
+        (
+            (F.col("impressions") < model.cold_start.min_impressions)
+            | (F.col("conversions") < model.cold_start.min_conversions)
+        ).alias("cold_start"),
     )
 
 
 def model_placements(catalog: Catalog, model: AIModel) -> list[tuple[str, str]]:
     """The (placement id, channel) pairs that active decisions rank with `model`."""
-    return sorted({(a.placement, catalog.channel_of(a.placement)) for _, a in catalog.active_assignments()
-                   if a.method.model(catalog) == model})
+    return sorted(
+        {
+            (a.placement, catalog.channel_of(a.placement))
+            for _, a in catalog.active_assignments()
+            if a.method.model(catalog) == model
+        }
+    )
 
 
 def segments_in_use(catalog: Catalog) -> list[str]:
     """The segments that active personalized models rank for."""
-    return sorted({segment for model in catalog.ai_models if model.status is ModelStatus.active
-                   for segment in model.ranked_segments} - {ALL_SEGMENTS})
+    return sorted(
+        {
+            segment
+            for model in catalog.ai_models
+            if model.status is ModelStatus.active
+            for segment in model.ranked_segments
+        }
+        - {ALL_SEGMENTS}
+    )
 
 
-def snapshot_memberships(profile_segments: DataFrame | None, segments: list[str], as_of: date) -> tuple[date | None, DataFrame | None]:
+def snapshot_memberships(
+    profile_segments: DataFrame | None, segments: list[str], as_of: date
+) -> tuple[date | None, DataFrame | None]:
     """The (profile_id, segment) rows of `segments` in the latest profile snapshot on or before `as_of`."""
     if profile_segments is None or not segments:
         return None, None
@@ -131,8 +180,9 @@ def snapshot_memberships(profile_segments: DataFrame | None, segments: list[str]
     latest = latest_on_or_before(snapshots, as_of)
     if latest is None:
         return None, None
-    return latest, profile_segments.filter((F.col("snapshot_date") == latest) & F.col("segment").isin(*segments)) \
-        .select("profile_id", "segment")
+    return latest, profile_segments.filter(
+        (F.col("snapshot_date") == latest) & F.col("segment").isin(*segments)
+    ).select("profile_id", "segment")
 
 
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:

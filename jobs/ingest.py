@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -35,7 +35,8 @@ RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
 
 DEDUP_REASONS = {
-    "conflicting_duplicate": "another record with the same _id and different content won (earliest timestamp, then content hash order)",
+    "conflicting_duplicate": "another record with the same _id and different content won "
+    "(earliest timestamp, then content hash order)",
     "duplicate_of_earlier_day": "the _id was already ingested from an earlier landing date",
 }
 
@@ -68,6 +69,7 @@ class IngestResult:
 
 # --- reading (I/O edge) -------------------------------------------------------------------------------------
 
+
 def landing_files(events_root: str, run_date: date) -> dict[str, list[str]]:
     """The date folder's event files by format; a missing or empty folder is a clear error."""
     folder = Path(events_root) / run_date.isoformat()
@@ -84,12 +86,19 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
     """One row per record: `source_file`, `raw` text (JSON lines as read; Parquet rows rendered as JSON)."""
     frames = []
     if files["json"]:
-        frames.append(spark.read.text(files["json"]).select(F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")))
+        frames.append(
+            spark.read.text(files["json"]).select(
+                F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")
+            )
+        )
     if files["parquet"]:
         parquet = spark.read.schema(EVENT_SCHEMA).parquet(*files["parquet"])
-        frames.append(parquet.select(
-            F.col("_metadata.file_path").alias("source_file"), F.to_json(F.struct(*[F.col(c) for c in parquet.columns])).alias("raw")
-        ))
+        frames.append(
+            parquet.select(
+                F.col("_metadata.file_path").alias("source_file"),
+                F.to_json(F.struct(*[F.col(c) for c in parquet.columns])).alias("raw"),
+            )
+        )
     records = frames[0]
     for frame in frames[1:]:
         records = records.unionByName(frame)
@@ -97,6 +106,7 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
 
 
 # --- pure transformations -----------------------------------------------------------------------------------
+
 
 def deduplicate(valid: DataFrame) -> DataFrame:
     """Label valid records `accepted`, `exact_duplicate` or `conflicting_duplicate` per event id.
@@ -142,7 +152,9 @@ def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, 
     )
 
 
-def day_summary(spark: SparkSession, counts: dict[str, int], trailing_mean: float | None, offers_over_limit: int) -> DataFrame:
+def day_summary(
+    spark: SparkSession, counts: dict[str, int], trailing_mean: float | None, offers_over_limit: int
+) -> DataFrame:
     """The one-row frame the dataset-level suite validates."""
     accounted = counts["events_accepted"] + counts["exact_duplicates"] + counts["quarantined"]
     row = {
@@ -153,8 +165,10 @@ def day_summary(spark: SparkSession, counts: dict[str, int], trailing_mean: floa
         "volume_ratio": counts["events_accepted"] / trailing_mean if trailing_mean else None,
         "offers_over_conversion_limit": offers_over_limit,
     }
-    schema = "records_read long, records_accounted long, events_accepted long, quarantine_share double, " \
-             "volume_ratio double, offers_over_conversion_limit long"
+    schema = (
+        "records_read long, records_accounted long, events_accepted long, quarantine_share double, "
+        "volume_ratio double, offers_over_conversion_limit long"
+    )
     return spark.createDataFrame([row], schema)
 
 
@@ -162,7 +176,9 @@ def offers_over_conversion_limit(interactions: DataFrame, tolerance: float, mini
     """Offers whose conversions on the day exceed their impressions by more than `tolerance`."""
     per_offer = interactions.groupBy("offer_id").agg(
         F.sum(F.when(F.col("interaction") == "impression", 1).otherwise(0)).alias("impressions"),
-        F.countDistinct(F.when(F.col("interaction") == "conversion", F.concat_ws("|", "proposition_id", "offer_id"))).alias("conversions"),
+        F.countDistinct(
+            F.when(F.col("interaction") == "conversion", F.concat_ws("|", "proposition_id", "offer_id"))
+        ).alias("conversions"),
     )
     return per_offer.filter(
         (F.col("conversions") >= minimum) & (F.col("conversions") > F.col("impressions") * (1 + tolerance))
@@ -171,7 +187,7 @@ def offers_over_conversion_limit(interactions: DataFrame, tolerance: float, mini
 
 def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]:
     """The lateness window of a landing date, as the record-level suite's parameters."""
-    start = datetime.combine(run_date, time.min, tzinfo=timezone.utc)
+    start = datetime.combine(run_date, time.min, tzinfo=UTC)
     return {
         "earliest_event_ts": start - timedelta(days=settings.lateness_days),
         "latest_event_ts": start + timedelta(days=1, minutes=settings.future_tolerance_minutes),
@@ -193,13 +209,22 @@ def label_records(routed: DataFrame, earlier_event_ids: DataFrame | None) -> Dat
     deduped = deduplicate(valid)
     if earlier_event_ids is not None:
         seen = earlier_event_ids.select("event_id", F.lit(True).alias("_seen")).distinct()
-        deduped = deduped.join(seen, "event_id", "left").withColumn(
-            "outcome",
-            F.when((F.col("outcome") == "accepted") & F.col("_seen"), "duplicate_of_earlier_day").otherwise(F.col("outcome")),
-        ).drop("_seen")
+        deduped = (
+            deduped.join(seen, "event_id", "left")
+            .withColumn(
+                "outcome",
+                F.when((F.col("outcome") == "accepted") & F.col("_seen"), "duplicate_of_earlier_day").otherwise(
+                    F.col("outcome")
+                ),
+            )
+            .drop("_seen")
+        )
     deduped = deduped.withColumn(
-        "reason_codes", F.when(F.col("outcome").isin(list(DEDUP_REASONS)), F.array("outcome")).otherwise(F.col("reason_codes"))
-    ).withColumn("outcome", F.when(F.col("outcome").isin(list(DEDUP_REASONS)), "quarantined").otherwise(F.col("outcome")))
+        "reason_codes",
+        F.when(F.col("outcome").isin(list(DEDUP_REASONS)), F.array("outcome")).otherwise(F.col("reason_codes")),
+    ).withColumn(
+        "outcome", F.when(F.col("outcome").isin(list(DEDUP_REASONS)), "quarantined").otherwise(F.col("outcome"))
+    )
     return invalid.unionByName(deduped)
 
 
@@ -229,8 +254,9 @@ class LabelledDay:
             cached.unpersist()
 
 
-def label_day(warehouse: Warehouse, quality: DataQualityRun, record_suite: dict, run_date: date, run_id: str,
-              records: DataFrame) -> LabelledDay:
+def label_day(
+    warehouse: Warehouse, quality: DataQualityRun, record_suite: dict, run_date: date, run_id: str, records: DataFrame
+) -> LabelledDay:
     """Parse, route (record-level GX suite) and de-duplicate a day's records; derive its interactions."""
     settings = warehouse.settings
     blank = F.trim(F.col("raw")) == ""
@@ -239,45 +265,67 @@ def label_day(warehouse: Warehouse, quality: DataQualityRun, record_suite: dict,
     parameters = record_parameters(settings, run_date)
     known_offers = catalog_offer_ids(warehouse.spark, settings)
     # The raw text is the bulk of a day: the cache keeps its hash, and the text is read again where it is written.
-    routed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters) \
-        .drop("raw").persist(CACHE_LEVEL)
-    record_outcomes = quality.validate(routed.drop("propositions", "record_hash"), record_suite, parameters,
-                                       f"{RECORD_SUITE}-{run_date}")
-    routed_counts = {r.code: r["count"] for r in
-                     routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
+    routed = (
+        route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
+        .drop("raw")
+        .persist(CACHE_LEVEL)
+    )
+    record_outcomes = quality.validate(
+        routed.drop("propositions", "record_hash"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}"
+    )
+    routed_counts = {
+        r.code: r["count"]
+        for r in routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()
+    }
     check_routing_agrees(record_outcomes, routed_counts)
 
     earlier = warehouse.read(INTERACTIONS)
     if earlier is not None and settings.lateness_days:
-        earlier = earlier.filter(F.col("landing_date").between(run_date - timedelta(days=settings.lateness_days),
-                                                               run_date - timedelta(days=1)))
+        earlier = earlier.filter(
+            F.col("landing_date").between(
+                run_date - timedelta(days=settings.lateness_days), run_date - timedelta(days=1)
+            )
+        )
     labelled = label_records(routed, earlier).persist(CACHE_LEVEL)
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
     routed.unpersist()
-    by_reason = {r.code: r["count"] for r in labelled.filter(F.col("outcome") == "quarantined")
-                 .select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()}
+    by_reason = {
+        r.code: r["count"]
+        for r in labelled.filter(F.col("outcome") == "quarantined")
+        .select(F.explode("reason_codes").alias("code"))
+        .groupBy("code")
+        .count()
+        .collect()
+    }
     counts = {
         "records_read": sum(outcome_counts.values()),
         "events_accepted": outcome_counts.get("accepted", 0),
         "exact_duplicates": outcome_counts.get("exact_duplicate", 0),
         "quarantined": outcome_counts.get("quarantined", 0),
     }
-    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id) \
-        .persist(CACHE_LEVEL)
+    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id).persist(
+        CACHE_LEVEL
+    )
     return LabelledDay(records, labelled, interactions, blank_lines, record_outcomes, counts, by_reason)
 
 
-def validate_day(warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, run_date: date,
-                 day: LabelledDay) -> tuple[list[ExpectationOutcome], str | None]:
+def validate_day(
+    warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, run_date: date, day: LabelledDay
+) -> tuple[list[ExpectationOutcome], str | None]:
     """The dataset-level suite on the day's summary: its outcomes and the failure message (None: passed)."""
     settings = warehouse.settings
-    over_limit = offers_over_conversion_limit(day.interactions, settings.conversion_tolerance,
-                                              settings.conversion_check_min).count()
+    over_limit = offers_over_conversion_limit(
+        day.interactions, settings.conversion_tolerance, settings.conversion_check_min
+    ).count()
     history = warehouse.read(DQ_RESULTS)
     trailing_mean = None
     if history is not None:
-        window = history.filter(F.col("success") & F.col("run_date").between(
-            run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1)))
+        window = history.filter(
+            F.col("success")
+            & F.col("run_date").between(
+                run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1)
+            )
+        )
         trailing_mean = window.agg(F.avg("events_accepted")).first()[0]
     summary_frame = day_summary(warehouse.spark, day.counts, trailing_mean, over_limit)
     parameters = {
@@ -293,11 +341,17 @@ def validate_day(warehouse: Warehouse, quality: DataQualityRun, dataset_suite: d
     return outcomes, _failure_message(dataset_suite, outcomes, summary, parameters)
 
 
-def write_day(warehouse: Warehouse, record_suite: dict, run_date: date, run_id: str, day: LabelledDay,
-              success: bool) -> int:
+def write_day(
+    warehouse: Warehouse, record_suite: dict, run_date: date, run_id: str, day: LabelledDay, success: bool
+) -> int:
     """Write the day's raw records, quarantine and (when it passed) interactions; returns interactions written."""
-    raw = day.records.select(F.lit(run_date).alias("landing_date"), "source_file",
-                             F.get_json_object("raw", "$._id").alias("event_id"), "raw", F.lit(run_id).alias("run_id"))
+    raw = day.records.select(
+        F.lit(run_date).alias("landing_date"),
+        "source_file",
+        F.get_json_object("raw", "$._id").alias("event_id"),
+        "raw",
+        F.lit(run_id).alias("run_id"),
+    )
     warehouse.replace_partition(raw, EVENTS_RAW, run_date)
     quarantined = with_raw_text(day.labelled.filter(F.col("outcome") == "quarantined"), day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
@@ -306,8 +360,9 @@ def write_day(warehouse: Warehouse, record_suite: dict, run_date: date, run_id: 
     return day.interactions.count() if success else 0
 
 
-def run(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
-        events_root: str | None = None) -> IngestResult:
+def run(
+    spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None, events_root: str | None = None
+) -> IngestResult:
     """Ingest and validate `run_date`'s landing folder: read, label, validate, write (see the module docstring)."""
     run_id = run_id or f"manual__{run_date.isoformat()}"
     warehouse = Warehouse(spark, settings)
@@ -322,37 +377,53 @@ def run(spark: SparkSession, settings: Settings, run_date: date, run_id: str | N
     day.release()
 
     result = IngestResult(
-        run_date=run_date, run_id=run_id, blank_lines=day.blank_lines, quarantined_by_reason=day.by_reason,
-        interactions_written=interactions_written, success=failure is None, failure_message=failure,
-        data_docs=quality.index_page, expectations=day.record_outcomes + dataset_outcomes, **day.counts,
+        run_date=run_date,
+        run_id=run_id,
+        blank_lines=day.blank_lines,
+        quarantined_by_reason=day.by_reason,
+        interactions_written=interactions_written,
+        success=failure is None,
+        failure_message=failure,
+        data_docs=quality.index_page,
+        expectations=day.record_outcomes + dataset_outcomes,
+        **day.counts,
     )
     warehouse.replace_partition(_dq_row(spark, result), DQ_RESULTS, run_date)
     return result
 
 
-_DQ_SCHEMA = T.StructType([
-    T.StructField("run_date", T.DateType()),
-    T.StructField("run_id", T.StringType()),
-    T.StructField("records_read", T.LongType()),
-    T.StructField("blank_lines", T.LongType()),
-    T.StructField("events_accepted", T.LongType()),
-    T.StructField("exact_duplicates", T.LongType()),
-    T.StructField("quarantined", T.LongType()),
-    T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType())),
-    T.StructField("interactions_written", T.LongType()),
-    T.StructField("expectations", T.ArrayType(T.StructType([
-        T.StructField("suite", T.StringType()),
-        T.StructField("expectation", T.StringType()),
-        T.StructField("column", T.StringType()),
-        T.StructField("quarantine_code", T.StringType()),
+_DQ_SCHEMA = T.StructType(
+    [
+        T.StructField("run_date", T.DateType()),
+        T.StructField("run_id", T.StringType()),
+        T.StructField("records_read", T.LongType()),
+        T.StructField("blank_lines", T.LongType()),
+        T.StructField("events_accepted", T.LongType()),
+        T.StructField("exact_duplicates", T.LongType()),
+        T.StructField("quarantined", T.LongType()),
+        T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("interactions_written", T.LongType()),
+        T.StructField(
+            "expectations",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("suite", T.StringType()),
+                        T.StructField("expectation", T.StringType()),
+                        T.StructField("column", T.StringType()),
+                        T.StructField("quarantine_code", T.StringType()),
+                        T.StructField("success", T.BooleanType()),
+                        T.StructField("unexpected_count", T.LongType()),
+                        T.StructField("observed", T.StringType()),
+                    ]
+                )
+            ),
+        ),
         T.StructField("success", T.BooleanType()),
-        T.StructField("unexpected_count", T.LongType()),
-        T.StructField("observed", T.StringType()),
-    ]))),
-    T.StructField("success", T.BooleanType()),
-    T.StructField("failure_message", T.StringType()),
-    T.StructField("data_docs", T.StringType()),
-])
+        T.StructField("failure_message", T.StringType()),
+        T.StructField("data_docs", T.StringType()),
+    ]
+)
 
 
 def _dq_row(spark: SparkSession, result: IngestResult) -> DataFrame:
@@ -369,9 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--events", help="landing root (default OFFERRANK_EVENTS_ROOT)")
     parser.add_argument("--run-id")
-    parser.add_argument("--nightly", action="store_true",
-                        help="a step of the nightly chain: a day that fails validation is recorded as a refused "
-                             "publish and exits 0 (the validate task then stops the run with the reason)")
+    parser.add_argument(
+        "--nightly",
+        action="store_true",
+        help="a step of the nightly chain: a day that fails validation is recorded as a refused "
+        "publish and exits 0 (the validate task then stops the run with the reason)",
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     spark = build_spark(settings, "offerrank-ingest")

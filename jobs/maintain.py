@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -28,30 +28,40 @@ def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) ->
     hours = settings.vacuum_retention_hours
     if runs is None:
         return hours
-    kept = (runs.filter(F.col("rankings_table_version").isNotNull()).orderBy(F.col("rankings_table_version").desc())
-            .limit(settings.keep_ranking_versions).agg(F.min("rankings_table_version")).first()[0])
+    kept = (
+        runs.filter(F.col("rankings_table_version").isNotNull())
+        .orderBy(F.col("rankings_table_version").desc())
+        .limit(settings.keep_ranking_versions)
+        .agg(F.min("rankings_table_version"))
+        .first()[0]
+    )
     if kept is None:
         return hours
     history = warehouse.delta_table(OFFER_RANKINGS).history()
     committed = history.filter(F.col("version") == kept).select("timestamp").first()
     if committed is None:
         return hours
-    age = (as_of - committed.timestamp.replace(tzinfo=timezone.utc)).total_seconds() / 3600
+    age = (as_of - committed.timestamp.replace(tzinfo=UTC)).total_seconds() / 3600
     return max(hours, math.ceil(age) + 1)
 
 
 def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
     """OPTIMIZE and VACUUM every existing table; returns what was done per table."""
     warehouse = Warehouse(spark, settings)
-    hours = retention_hours(spark, settings, datetime.combine(as_of, time.max, tzinfo=timezone.utc))
+    hours = retention_hours(spark, settings, datetime.combine(as_of, time.max, tzinfo=UTC))
     done = {}
     for table_of in ALL_TABLES:
         if not warehouse.exists(table_of):
             continue
         table = warehouse.delta_table(table_of)
-        metrics = table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        metrics = (
+            table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        )
         table.vacuum(float(hours))
-        done[table_of.name] = f"compacted {metrics[1]} files into {metrics[0]}; vacuumed files older than {hours} h"
+        done[table_of.name] = (
+            f"compacted {metrics.numFilesRemoved} files into {metrics.numFilesAdded}; "
+            f"vacuumed files older than {hours} h"
+        )
     return done
 
 

@@ -33,15 +33,30 @@ from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 
 SUITE = "profile_segments"
 MEMBER_STATUSES = ("realized", "existing")
-PROFILE_SCHEMA = T.StructType([
-    EVENT_SCHEMA["identityMap"],
-    T.StructField("segmentMembership", T.StructType([
-        T.StructField("ups", T.MapType(T.StringType(), T.StructType([
-            T.StructField("status", T.StringType()),
-            T.StructField("lastQualificationTime", T.StringType()),
-        ]))),
-    ])),
-])
+PROFILE_SCHEMA = T.StructType(
+    [
+        EVENT_SCHEMA["identityMap"],
+        T.StructField(
+            "segmentMembership",
+            T.StructType(
+                [
+                    T.StructField(
+                        "ups",
+                        T.MapType(
+                            T.StringType(),
+                            T.StructType(
+                                [
+                                    T.StructField("status", T.StringType()),
+                                    T.StructField("lastQualificationTime", T.StringType()),
+                                ]
+                            ),
+                        ),
+                    ),
+                ]
+            ),
+        ),
+    ]
+)
 
 
 class SnapshotRejected(RuntimeError):
@@ -58,8 +73,10 @@ class ProfilesResult:
     def summary(self) -> str:
         if self.snapshot_date is None:
             return "no profile snapshot on or before the run date: segment facts are skipped"
-        return (f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
-                f"loaded, {self.quarantined:,} quarantined")
+        return (
+            f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
+            f"loaded, {self.quarantined:,} quarantined"
+        )
 
 
 def snapshot_folder(profiles_root: str, run_date: date) -> tuple[date, Path] | None:
@@ -77,15 +94,23 @@ def snapshot_folder(profiles_root: str, run_date: date) -> tuple[date, Path] | N
 
 
 def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
-    """One row per (line, segment): `parse_status`, `profile_id`, `segment`, `status`; an unreadable line keeps one row."""
+    """One row per (line, segment): `parse_status`, `profile_id`, `segment`, `status`; an unreadable line keeps
+    one row."""
     parsed = parse_json_lines(records, PROFILE_SCHEMA, max_record_bytes)
     readable = F.col("parse_status") == "ok"
-    return parsed.select(
-        "source_file", "raw", "parse_status",
-        F.when(readable, primary_profile_id(F.col("j.identityMap"))).alias("profile_id"),
-        F.explode_outer(F.when(readable, F.col("j.segmentMembership.ups"))).alias("segment", "membership"),
-    ).select("source_file", "raw", "parse_status", "profile_id", "segment", F.col("membership.status").alias("status")) \
+    return (
+        parsed.select(
+            "source_file",
+            "raw",
+            "parse_status",
+            F.when(readable, primary_profile_id(F.col("j.identityMap"))).alias("profile_id"),
+            F.explode_outer(F.when(readable, F.col("j.segmentMembership.ups"))).alias("segment", "membership"),
+        )
+        .select(
+            "source_file", "raw", "parse_status", "profile_id", "segment", F.col("membership.status").alias("status")
+        )
         .filter(~readable | F.col("segment").isNotNull())
+    )
 
 
 def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResult:
@@ -98,8 +123,11 @@ def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResu
     if not files:
         raise FileNotFoundError(f"profile snapshot folder {folder} holds no *.jsonl / *.json files")
     suite = load_suite(settings.expectations_dir, SUITE)
-    records = spark.read.text(files).select(F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")) \
+    records = (
+        spark.read.text(files)
+        .select(F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw"))
         .filter(F.trim("raw") != "")
+    )
     routed = route_records(memberships(records, settings.max_record_bytes), suite, {}).persist(CACHE_LEVEL)
     outcomes = DataQualityRun(settings.dq_docs_dir).validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
     total = routed.count()
@@ -107,24 +135,40 @@ def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResu
     quarantined = rejected.count()
     warehouse = Warehouse(spark, settings)
     warehouse.replace_partition(
-        rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "source_file", "raw", "profile_id", "segment",
-                        "status", "reason_codes", reason_sentences(quarantine_reasons(suite)).alias("reasons")),
-        PROFILE_QUARANTINE, snapshot_date)
+        rejected.select(
+            F.lit(snapshot_date).alias("snapshot_date"),
+            "source_file",
+            "raw",
+            "profile_id",
+            "segment",
+            "status",
+            "reason_codes",
+            reason_sentences(quarantine_reasons(suite)).alias("reasons"),
+        ),
+        PROFILE_QUARANTINE,
+        snapshot_date,
+    )
     if total and quarantined / total > settings.max_quarantine_share:
         routed.unpersist()
         failed = {o.quarantine_code: o.unexpected_count for o in outcomes if not o.success}
         raise SnapshotRejected(
             f"profile snapshot {snapshot_date}: {quarantined:,} of {total:,} memberships failed validation ({failed}, "
             f"see profile_quarantine); more than the allowed {settings.max_quarantine_share:.0%}, so the last good "
-            f"snapshot stays in use")
-    members = routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES)) \
-        .withColumn("snapshot_date", F.lit(snapshot_date)) \
-        .select(*PROFILE_SEGMENTS.column_names).distinct()
+            f"snapshot stays in use"
+        )
+    members = (
+        routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES))
+        .withColumn("snapshot_date", F.lit(snapshot_date))
+        .select(*PROFILE_SEGMENTS.column_names)
+        .distinct()
+    )
     warehouse.replace_partition(members, PROFILE_SEGMENTS, snapshot_date)
     written = warehouse.read(PROFILE_SEGMENTS).filter(F.col("snapshot_date") == snapshot_date)
-    counts = written.agg(F.count("*"), F.countDistinct("profile_id")).first()
+    counts = written.agg(F.count("*").alias("memberships"), F.countDistinct("profile_id").alias("profiles")).first()
     routed.unpersist()
-    return ProfilesResult(snapshot_date, profiles=counts[1], memberships=counts[0], quarantined=quarantined)
+    return ProfilesResult(
+        snapshot_date, profiles=counts.profiles, memberships=counts.memberships, quarantined=quarantined
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="profiles", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--keep-going", action="store_true",
-                        help="exit 0 when the snapshot is rejected (the run goes on with the last good snapshot)")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="exit 0 when the snapshot is rejected (the run goes on with the last good snapshot)",
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     try:

@@ -16,7 +16,7 @@ import argparse
 import hashlib
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 import pandas as pd
 from pyspark.sql import SparkSession
@@ -42,11 +42,14 @@ class PublishResult:
     offers: int
 
     def summary(self) -> str:
-        return (f"ranking {self.status}: version {self.ranking_version}, {self.placements} placements, "
-                f"{self.offers} ranked offers")
+        return (
+            f"ranking {self.status}: version {self.ranking_version}, {self.placements} placements, "
+            f"{self.offers} ranked offers"
+        )
 
 
 # --- pure rules ---------------------------------------------------------------------------------------------
+
 
 def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list[str]:
     """Why this ranking must not be published: a placement (or segment) with no offer, or a ranked offer not
@@ -78,6 +81,7 @@ def placement_count(ranked: pd.DataFrame) -> int:
 
 # --- I/O edge -----------------------------------------------------------------------------------------------
 
+
 class Publisher:
     """Publish attempts of one warehouse, each recorded in `ranking_runs`."""
 
@@ -104,8 +108,9 @@ class Publisher:
         latest = published.orderBy(F.col("rankings_table_version").desc()).first()
         return latest, published.agg(F.max("ranking_version")).first()[0] or 0
 
-    def publish(self, catalog: Catalog, run_date: date, run_id: str, published_at: datetime | None = None,
-                dry_run: bool = False) -> PublishResult:
+    def publish(
+        self, catalog: Catalog, run_date: date, run_id: str, published_at: datetime | None = None, dry_run: bool = False
+    ) -> PublishResult:
         """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate."""
         published_at = published_at or end_of(run_date)
         validation = self.validation(run_date)
@@ -122,9 +127,16 @@ class Publisher:
         placements = placement_count(ranked)
         if refusal is not None:
             if not dry_run:
-                self.record(run_date=run_date, run_id=run_id, status="refused", reason=refusal,
-                            validation_run_id=validation["run_id"] if validation else None, placements=placements,
-                            offers=len(ranked), published_at=published_at)
+                self.record(
+                    run_date=run_date,
+                    run_id=run_id,
+                    status="refused",
+                    reason=refusal,
+                    validation_run_id=validation["run_id"] if validation else None,
+                    placements=placements,
+                    offers=len(ranked),
+                    published_at=published_at,
+                )
             raise PublishRefused(refusal)
         if dry_run:
             return PublishResult("dry_run", None, placements, len(ranked))
@@ -135,28 +147,52 @@ class Publisher:
         version = last_version + 1
         spark = self.warehouse.spark
         table = spark.createDataFrame(ranked.astype(object).where(ranked.notna(), None), RANKED.ddl).select(
-            F.lit(version).cast("long").alias("ranking_version"), "*", F.lit(run_date).alias("as_of_date"),
-            F.lit(run_id).alias("run_id"), F.lit(published_at).alias("published_at"))
+            F.lit(version).cast("long").alias("ranking_version"),
+            "*",
+            F.lit(run_date).alias("as_of_date"),
+            F.lit(run_id).alias("run_id"),
+            F.lit(published_at).alias("published_at"),
+        )
         table_version = self.warehouse.overwrite(table, OFFER_RANKINGS)
-        self.record(ranking_version=version, run_date=run_date, run_id=run_id, status="published",
-                    validation_run_id=validation["run_id"], placements=placements, offers=len(ranked),
-                    content_hash=fingerprint, rankings_table_version=table_version, published_at=published_at)
+        self.record(
+            ranking_version=version,
+            run_date=run_date,
+            run_id=run_id,
+            status="published",
+            validation_run_id=validation["run_id"],
+            placements=placements,
+            offers=len(ranked),
+            content_hash=fingerprint,
+            rankings_table_version=table_version,
+            published_at=published_at,
+        )
         return PublishResult("published", version, placements, len(ranked))
 
     def rollback(self, to_version: int, run_id: str, published_at: datetime) -> PublishResult:
         """Publish ranking `to_version` again as a new commit of `offer_rankings`."""
         runs = self.warehouse.read(RANKING_RUNS)
-        source = (runs.filter(F.col("ranking_version") == to_version).orderBy("rankings_table_version").first()
-                  if runs is not None else None)
+        source = (
+            runs.filter(F.col("ranking_version") == to_version).orderBy("rankings_table_version").first()
+            if runs is not None
+            else None
+        )
         if source is None:
             raise PublishRefused(f"no published ranking version {to_version}")
         old = self.warehouse.read(OFFER_RANKINGS, version=source.rankings_table_version)
         old = old.localCheckpoint()  # the rows must be read before the table they come from is overwritten
         table_version = self.warehouse.overwrite(old, OFFER_RANKINGS)
-        self.record(ranking_version=to_version, run_date=source.run_date, run_id=run_id, status="rolled_back",
-                    reason=f"rollback to ranking version {to_version}", placements=source.placements,
-                    offers=source.offers, content_hash=source.content_hash, rankings_table_version=table_version,
-                    published_at=published_at)
+        self.record(
+            ranking_version=to_version,
+            run_date=source.run_date,
+            run_id=run_id,
+            status="rolled_back",
+            reason=f"rollback to ranking version {to_version}",
+            placements=source.placements,
+            offers=source.offers,
+            content_hash=source.content_hash,
+            rankings_table_version=table_version,
+            published_at=published_at,
+        )
         return PublishResult("rolled_back", to_version, source.placements, source.offers)
 
     def record(self, **values: object) -> None:
@@ -167,17 +203,30 @@ class Publisher:
 
 def end_of(run_date: date) -> datetime:
     """A run's publish time when none is given: the end of its date (a job never asks for the current time)."""
-    return datetime.combine(run_date, time.max, tzinfo=timezone.utc).replace(microsecond=0)
+    return datetime.combine(run_date, time.max, tzinfo=UTC).replace(microsecond=0)
 
 
-def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str,
-        published_at: datetime | None = None, dry_run: bool = False) -> PublishResult:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    run_date: date,
+    run_id: str,
+    published_at: datetime | None = None,
+    dry_run: bool = False,
+) -> PublishResult:
     return Publisher(spark, settings).publish(catalog, run_date, run_id, published_at, dry_run)
 
 
-def rank_and_publish(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date,
-                     run_id: str | None = None, published_at: datetime | None = None,
-                     dry_run: bool = False) -> PublishResult:
+def rank_and_publish(
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    run_date: date,
+    run_id: str | None = None,
+    published_at: datetime | None = None,
+    dry_run: bool = False,
+) -> PublishResult:
     """Stage every ranking method's lists, then publish them (`offerrank rank`); a failed method is refused by the
     gate like any other problem, and recorded."""
     from offerrank.jobs import rank

@@ -43,15 +43,29 @@ class Candidate(NamedTuple):
     segment: str
 
 
-CANDIDATES = Table("candidates", (), (
-    ("decision_id", "string"), ("placement_id", "string"), ("channel", "string"), ("ranking", "string"),
-    ("model_name", "string"), ("offer_id", "string"), ("priority", "long"), ("formula_score", "double"),
-    ("is_fallback", "boolean"), ("exploration_share", "double"), ("segment", "string"),
-))
+CANDIDATES = Table(
+    "candidates",
+    (),
+    (
+        ("decision_id", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("ranking", "string"),
+        ("model_name", "string"),
+        ("offer_id", "string"),
+        ("priority", "long"),
+        ("formula_score", "double"),
+        ("is_fallback", "boolean"),
+        ("exploration_share", "double"),
+        ("segment", "string"),
+    ),
+)
 RANKED = Table("ranked", (), RANKED_COLUMNS)
 POSTERIOR_KEYS = ["model_name", "offer_id", "placement_id", "channel", "segment"]
-NO_POSTERIORS = ", ".join([f"{key} string" for key in POSTERIOR_KEYS]
-                          + ["alpha double", "beta double", "impressions long", "conversions long", "cold_start boolean"])
+NO_POSTERIORS = ", ".join(
+    [f"{key} string" for key in POSTERIOR_KEYS]
+    + ["alpha double", "beta double", "impressions long", "conversions long", "cold_start boolean"]
+)
 
 
 class RankingFailed(RuntimeError):
@@ -59,6 +73,7 @@ class RankingFailed(RuntimeError):
 
 
 # --- pure transformations -----------------------------------------------------------------------------------
+
 
 def candidates(catalog: Catalog, run_date: date) -> list[Candidate]:
     """Each active decision placement's eligible offers live on `run_date`, plus its fallback, once per segment
@@ -69,8 +84,13 @@ def candidates(catalog: Catalog, run_date: date) -> list[Candidate]:
     for decision, assignment in catalog.active_assignments():
         method = assignment.method
         score, share = method.scorer(catalog), method.exploration_share(catalog)
-        common = (decision.id, assignment.placement, catalog.channel_of(assignment.placement), method.unit,
-                  method.model_name)
+        common = (
+            decision.id,
+            assignment.placement,
+            catalog.channel_of(assignment.placement),
+            method.unit,
+            method.model_name,
+        )
         offers = []
         for offer in catalog.eligible_live_offers(assignment, run_date):
             try:
@@ -83,13 +103,17 @@ def candidates(catalog: Catalog, run_date: date) -> list[Candidate]:
     return rows
 
 
-def with_posteriors(candidate_frame: DataFrame, rates: DataFrame | None, prior_alpha: float,
-                    prior_beta: float) -> DataFrame:
+def with_posteriors(
+    candidate_frame: DataFrame, rates: DataFrame | None, prior_alpha: float, prior_beta: float
+) -> DataFrame:
     """Attach each candidate's posterior; an offer with no data gets the prior and is in cold start."""
     if rates is None:
         rates = candidate_frame.sparkSession.createDataFrame([], NO_POSTERIORS)
     joined = candidate_frame.join(
-        rates.select(*POSTERIOR_KEYS, "alpha", "beta", "impressions", "conversions", "cold_start"), POSTERIOR_KEYS, "left")
+        rates.select(*POSTERIOR_KEYS, "alpha", "beta", "impressions", "conversions", "cold_start"),
+        POSTERIOR_KEYS,
+        "left",
+    )
     return joined.select(
         *candidate_frame.columns,
         F.coalesce("alpha", F.lit(prior_alpha)).alias("alpha"),
@@ -100,14 +124,16 @@ def with_posteriors(candidate_frame: DataFrame, rates: DataFrame | None, prior_a
     )
 
 
-
 def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
     """Rank one decision placement x channel x segment by its method; the fallback offer when nothing is eligible."""
     eligible = group[~group["is_fallback"]]
     first = group.iloc[0]
     if eligible.empty:
-        ranked = group[group["is_fallback"]].head(1).assign(score=None, p_best=None, traffic_share=1.0,
-                                                            reason="fallback", rank=1)
+        ranked = (
+            group[group["is_fallback"]]
+            .head(1)
+            .assign(score=None, p_best=None, traffic_share=1.0, reason="fallback", rank=1)
+        )
     else:
         where = RankGroup(run_date, first["decision_id"], first["placement_id"], first["channel"], first["segment"])
         ranked = method_of(first["ranking"]).rank(eligible, where)
@@ -116,12 +142,16 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
 
 def rank_all(candidates_with_posteriors: DataFrame, run_date: date) -> DataFrame:
     return candidates_with_posteriors.groupBy("decision_id", "placement_id", "channel", "segment").applyInPandas(
-        lambda group: rank_placement(group, run_date), RANKED.ddl)
+        lambda group: rank_placement(group, run_date), RANKED.ddl
+    )
 
 
 # --- I/O edge -----------------------------------------------------------------------------------------------
 
-def stage_unit(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str) -> int:
+
+def stage_unit(
+    spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str
+) -> int:
     """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit)."""
     rows = [row for row in candidates(catalog, run_date) if row.ranking == unit]
     if not rows:
@@ -130,10 +160,12 @@ def stage_unit(spark: SparkSession, settings: Settings, catalog: Catalog, run_da
     rates = warehouse.read(OFFER_CONVERSION_RATES) if method_of(unit).uses_posteriors else None
     if rates is not None:
         rates = rates.filter(F.col("as_of_date") == run_date)
-    frame = with_posteriors(spark.createDataFrame(rows, CANDIDATES.ddl), rates, settings.prior_alpha,
-                            settings.prior_beta)
-    staged = rank_all(frame, run_date).select("*", F.lit(unit).alias("unit"), F.lit(run_id).alias("run_id"),
-                                              F.lit(run_date).alias("as_of_date"))
+    frame = with_posteriors(
+        spark.createDataFrame(rows, CANDIDATES.ddl), rates, settings.prior_alpha, settings.prior_beta
+    )
+    staged = rank_all(frame, run_date).select(
+        "*", F.lit(unit).alias("unit"), F.lit(run_id).alias("run_id"), F.lit(run_date).alias("as_of_date")
+    )
     partition = {"as_of_date": run_date, "unit": unit}
     try:
         warehouse.replace_where(staged, RANKING_STAGE, partition)
@@ -143,8 +175,14 @@ def stage_unit(spark: SparkSession, settings: Settings, catalog: Catalog, run_da
     return written.filter((F.col("as_of_date") == run_date) & (F.col("unit") == unit)).count()
 
 
-def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str,
-        units: list[str] | None = None) -> str:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    catalog: Catalog,
+    run_date: date,
+    run_id: str,
+    units: list[str] | None = None,
+) -> str:
     """Stage the lists of every ranking method in use (or of `units`); a line for the run summary."""
     units = units or [method.unit for method in catalog.ranking_methods()]
     candidates(catalog, run_date)  # a method that fails for any offer fails the run before anything is staged

@@ -1,12 +1,29 @@
-"""Shared fixtures: one Spark session for the whole run, settings pointing at a temporary home."""
+"""Shared fixtures: one Spark session for the whole run, settings pointing at a temporary home; the test tiers.
+
+Each test is marked with its tier, the first folder under `tests/`: `unit` (pure functions, no Spark session),
+`integration` (Spark jobs and the chain on real Delta tables), `system` (Airflow, PostgreSQL, a Spark cluster).
+`./dev.sh test --fast` runs the unit tier.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from offerrank.settings import Settings, load_settings
 from offerrank.spark import build_spark
-from tests.factories import publish_rows, ranking_rows
+from tests.factories import TESTS, publish_rows, ranking_rows
+
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.path)).relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tiers {', '.join(TIERS)}")
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +39,7 @@ def spark(settings: Settings):
 
 
 # --- a warehouse with a catalog and hand-made published rankings, for the lookup path ----------------------
+
 
 @pytest.fixture(scope="session")
 def ranked_warehouse(spark, tmp_path_factory) -> Settings:

@@ -11,8 +11,10 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 DATA = TESTS / "data"
 
-AI_PLACEMENTS = {("dp-web-home", "home-hero", "web"): ["offer-004", "offer-009", "offer-013", "offer-019", "offer-023"],
-                 ("dp-newsletter", "newsletter-top", "email"): ["offer-006", "offer-008", "offer-014"]}
+AI_PLACEMENTS = {
+    ("dp-web-home", "home-hero", "web"): ["offer-004", "offer-009", "offer-013", "offer-019", "offer-023"],
+    ("dp-newsletter", "newsletter-top", "email"): ["offer-006", "offer-008", "offer-014"],
+}
 PRIORITY_PLACEMENTS = {("dp-web-home", "product-sidebar", "web"): ["offer-019", "offer-017", "offer-013"]}
 
 
@@ -25,14 +27,29 @@ def ranking_rows(version: int) -> list[dict]:
         turn = version % len(offers)
         for rank, offer in enumerate(offers[turn:] + offers[:turn], 1):
             alpha, beta = (10.0 * version + 20 - rank, 400.0) if ai else (None, None)
-            rows.append({
-                "ranking_version": version, "model_name": "auto-web" if ai else "priority", "decision_id": decision,
-                "placement_id": placement, "channel": channel, "segment": "*", "rank": rank, "offer_id": offer,
-                "score": alpha / (alpha + beta) if ai else 100.0 - rank, "p_best": None, "traffic_share": None,
-                "alpha": alpha, "beta": beta, "impressions": 400, "conversions": 10,
-                "reason": "model" if ai else "priority", "as_of_date": date(2026, 11, version),
-                "run_id": f"run-{version}", "published_at": datetime(2026, 11, version, 3),
-            })
+            rows.append(
+                {
+                    "ranking_version": version,
+                    "model_name": "auto-web" if ai else "priority",
+                    "decision_id": decision,
+                    "placement_id": placement,
+                    "channel": channel,
+                    "segment": "*",
+                    "rank": rank,
+                    "offer_id": offer,
+                    "score": alpha / (alpha + beta) if ai else 100.0 - rank,
+                    "p_best": None,
+                    "traffic_share": None,
+                    "alpha": alpha,
+                    "beta": beta,
+                    "impressions": 400,
+                    "conversions": 10,
+                    "reason": "model" if ai else "priority",
+                    "as_of_date": date(2026, 11, version),
+                    "run_id": f"run-{version}",
+                    "published_at": datetime(2026, 11, version, 3),
+                }
+            )
     return rows
 
 

@@ -51,6 +51,8 @@ def thompson_rank(group: pd.DataFrame, exploration_share: float, seed: int) -> p
         share = share + exploration_share * explore_pool / explore_pool.sum()
     ranked["traffic_share"] = share
     ranked["reason"] = np.where(cold, "cold_start", "model")
-    ranked = ranked.sort_values(["traffic_share", "score", "offer_id"], ascending=[False, False, True], kind="mergesort")
+    ranked = ranked.sort_values(
+        ["traffic_share", "score", "offer_id"], ascending=[False, False, True], kind="mergesort"
+    )
     ranked["rank"] = np.arange(1, len(ranked) + 1)
     return ranked

@@ -60,7 +60,9 @@ class Offer(_Entity):
     @model_validator(mode="after")
     def _date_range(self) -> Offer:
         if self.end_date < self.start_date:
-            raise ValueError(f"the date range is empty: end_date {self.end_date} is before start_date {self.start_date}")
+            raise ValueError(
+                f"the date range is empty: end_date {self.end_date} is before start_date {self.start_date}"
+            )
         return self
 
     def fields(self) -> dict[str, Any]:
@@ -155,7 +157,9 @@ class DecisionPlacement(_Entity):
     @model_validator(mode="after")
     def _one_eligibility_rule(self) -> DecisionPlacement:
         if bool(self.eligible_offers) == bool(self.eligible_filter):
-            raise ValueError("give either eligible_offers (explicit ids) or eligible_filter (characteristics), not both or neither")
+            raise ValueError(
+                "give either eligible_offers (explicit ids) or eligible_filter (characteristics), not both or neither"
+            )
         return self
 
     @property
@@ -229,7 +233,9 @@ class Catalog(_Entity):
         """The offers a decision placement may rank: its explicit ids, or those matching its filter."""
         if assignment.eligible_offers:
             return [self.get("offers", i) for i in assignment.eligible_offers]
-        return [o for o in self.offers if all(o.characteristics.get(k) == v for k, v in assignment.eligible_filter.items())]
+        return [
+            o for o in self.offers if all(o.characteristics.get(k) == v for k, v in assignment.eligible_filter.items())
+        ]
 
     def eligible_live_offers(self, assignment: DecisionPlacement, on: date) -> list[Offer]:
         """The eligible offers that are live on day `on` and may appear in the assignment's placement."""
@@ -256,7 +262,14 @@ class Catalog(_Entity):
         return sorted({a.method for _, a in self.active_assignments()}, key=lambda m: m.unit)
 
 
-KINDS = {"datasets": "name", "placements": "id", "offers": "id", "formulas": "id", "ai_models": "name", "decisions": "id"}
+KINDS = {
+    "datasets": "name",
+    "placements": "id",
+    "offers": "id",
+    "formulas": "id",
+    "ai_models": "name",
+    "decisions": "id",
+}
 
 
 def build_catalog(data: dict[str, Any], source: str) -> Catalog:
@@ -264,7 +277,9 @@ def build_catalog(data: dict[str, Any], source: str) -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as error:
-        raise CatalogError("\n".join(f"{source}: {_where(data, e['loc'])}: {e['msg']}" for e in error.errors())) from None
+        raise CatalogError(
+            "\n".join(f"{source}: {_where(data, e['loc'])}: {e['msg']}" for e in error.errors())
+        ) from None
 
 
 def _where(data: dict[str, Any], loc: tuple) -> str:
@@ -273,7 +288,9 @@ def _where(data: dict[str, Any], loc: tuple) -> str:
     for step in loc:
         if isinstance(step, int) and isinstance(node, list) and step < len(node):
             node = node[step]
-            ident = next((node.get(k) for k in ("id", "name", "placement") if isinstance(node, dict) and node.get(k)), step)
+            ident = next(
+                (node.get(k) for k in ("id", "name", "placement") if isinstance(node, dict) and node.get(k)), step
+            )
             parts[-1] = f"{parts[-1]}[{ident}]" if parts else f"[{ident}]"
         else:
             node = node.get(step) if isinstance(node, dict) else None
@@ -307,7 +324,9 @@ def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
     root = Path(dataset.path)
     files = sorted(p for pattern in ("*/*.json*", "*/*.parquet") for p in root.glob(pattern))
     if not files:
-        raise CatalogError(f"datasets[{dataset.name}]: no event files under {root} (expected <date>/*.jsonl or *.parquet)")
+        raise CatalogError(
+            f"datasets[{dataset.name}]: no event files under {root} (expected <date>/*.jsonl or *.parquet)"
+        )
     newest = files[-1]
     if newest.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -315,7 +334,9 @@ def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
         schema = pq.read_schema(newest)
         names = set(schema.names)
         decisioning = schema.field("_experience").type if "_experience" in names else None
-        has_propositions = decisioning is not None and "decisioning" in str(decisioning) and "propositions" in str(decisioning)
+        has_propositions = (
+            decisioning is not None and "decisioning" in str(decisioning) and "propositions" in str(decisioning)
+        )
     else:
         names, has_propositions = set(), False
         with open(newest, encoding="utf-8", errors="replace") as handle:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -26,13 +26,18 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     out = args.out or settings.home / "sample"
     started = time.perf_counter()
-    result = generate(out, args.start, args.days, seed=args.seed, events_per_day=args.events_per_day,
-                      fault_rate=args.fault_rate)
+    result = generate(
+        out, args.start, args.days, seed=args.seed, events_per_day=args.events_per_day, fault_rate=args.fault_rate
+    )
     elapsed = time.perf_counter() - started
     faults = sum(sum(kinds.values()) for kinds in result.faults.values())
-    print(f"wrote {result.events_written:,} events ({faults:,} injected faults) in {len(result.lines_per_date)} date "
-          f"folders under {out / 'events'} in {elapsed:.1f}s")
-    print(f"catalog: {out / 'catalog.yaml'}\nground truth: {out / 'ground_truth.csv'}\nmanifest: {out / 'manifest.json'}")
+    print(
+        f"wrote {result.events_written:,} events ({faults:,} injected faults) in {len(result.lines_per_date)} date "
+        f"folders under {out / 'events'} in {elapsed:.1f}s"
+    )
+    print(
+        f"catalog: {out / 'catalog.yaml'}\nground truth: {out / 'ground_truth.csv'}\nmanifest: {out / 'manifest.json'}"
+    )
     return 0
 
 
@@ -95,8 +100,9 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = _spark(settings, "rank")
     try:
-        result = rank_and_publish(spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(),
-                                  args.dry_run)
+        result = rank_and_publish(
+            spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(), args.dry_run
+        )
     except PublishRefused as refused:
         print(f"offerrank rank: ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
         return 1
@@ -119,8 +125,10 @@ def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         for run in runs.orderBy("published_at", "rankings_table_version").collect():
             version = run.ranking_version if run.ranking_version is not None else "-"
-            print(f"{str(run.published_at):<20} {run.status:<12} version {version!s:<4} date {run.run_date}  "
-                  f"{run.placements} placements, {run.offers} offers  {run.reason or ''}")
+            print(
+                f"{str(run.published_at):<20} {run.status:<12} version {version!s:<4} date {run.run_date}  "
+                f"{run.placements} placements, {run.offers} offers  {run.reason or ''}"
+            )
     else:
         try:
             result = publisher.rollback(args.to_version, f"rollback__{_now().isoformat()}", _now())
@@ -153,11 +161,16 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.as_dict(), default=str))
         return 0
-    source = (f"ranking version {answer.ranking_version}"
-              + (f", segment {answer.segment}" if answer.segment != ALL_SEGMENTS else "")
-              if answer.ranking_version is not None else "no published ranking: fallback")
-    print(f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
-          f"{', explored for ' + str(args.profile) if answer.explored else ''}")
+    source = (
+        f"ranking version {answer.ranking_version}"
+        + (f", segment {answer.segment}" if answer.segment != ALL_SEGMENTS else "")
+        if answer.ranking_version is not None
+        else "no published ranking: fallback"
+    )
+    print(
+        f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
+        f"{', explored for ' + str(args.profile) if answer.explored else ''}"
+    )
     for offer in answer.offers:
         score = f"{offer.score:.4f}" if offer.score is not None else "-"
         print(f"  #{offer.rank} {offer.offer_id:<12} score {score:<8} {offer.reason}")
@@ -169,8 +182,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.service import serve
 
     lookup = RankingLookup(settings)
-    print(f"serving ranking version {lookup.snapshot.ranking_version} on http://{args.host}:{args.port} "
-          f"(docs: /docs, health: /healthz)", flush=True)
+    print(
+        f"serving ranking version {lookup.snapshot.ranking_version} on http://{args.host}:{args.port} "
+        f"(docs: /docs, health: /healthz)",
+        flush=True,
+    )
     serve(lookup, args.host, args.port)
     return 0
 
@@ -183,7 +199,7 @@ def _registry(settings: Settings):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,7 +217,10 @@ def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
     catalog = load_catalog(path)
     for dataset in catalog.datasets:
         check_dataset_layout(dataset)
-    counts = ", ".join(f"{len(getattr(catalog, kind))} {kind}" for kind in ("datasets", "placements", "offers", "formulas", "ai_models", "decisions"))
+    counts = ", ".join(
+        f"{len(getattr(catalog, kind))} {kind}"
+        for kind in ("datasets", "placements", "offers", "formulas", "ai_models", "decisions")
+    )
     print(f"{path}: valid ({counts})")
     return 0
 
@@ -213,14 +232,25 @@ def cmd_catalog_show(args: argparse.Namespace, settings: Settings) -> int:
         for assignment in decision.placements:
             placement = catalog.get("placements", assignment.placement)
             offers = catalog.eligible_offers(assignment)
-            print(f"  {assignment.placement} on {placement.channel}: {len(offers)} eligible offers, ranked by "
-                  f"{assignment.ranking}, fallback {assignment.fallback_offer}")
+            print(
+                f"  {assignment.placement} on {placement.channel}: {len(offers)} eligible offers, ranked by "
+                f"{assignment.ranking}, fallback {assignment.fallback_offer}"
+            )
     for model in catalog.ai_models:
         print(f"AI model {model.name} ({model.type.value}, {model.status.value}): datasets {', '.join(model.datasets)}")
     return 0
 
 
-MODEL_OPTIONS = ("description", "type", "datasets", "lookback_days", "exploration_share", "half_life_days", "segments", "attributes")
+MODEL_OPTIONS = (
+    "description",
+    "type",
+    "datasets",
+    "lookback_days",
+    "exploration_share",
+    "half_life_days",
+    "segments",
+    "attributes",
+)
 
 
 def _model_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
@@ -246,7 +276,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         print(f"{'name':<24} {'type':<18} {'status':<9} {'lookback':>8} {'explore':>7}  datasets")
         for m in catalog.ai_models:
-            print(f"{m.name:<24} {m.type.value:<18} {m.status.value:<9} {m.lookback_days:>7}d {m.exploration_share:>7.2f}  {', '.join(m.datasets)}")
+            print(
+                f"{m.name:<24} {m.type.value:<18} {m.status.value:<9} {m.lookback_days:>7}d "
+                f"{m.exploration_share:>7.2f}  {', '.join(m.datasets)}"
+            )
         return 0
     if args.action == "history":  # also for deleted models
         entries = registry.history("ai_models", args.name)
@@ -286,7 +319,10 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = build_spark(settings, app_name="offerrank-setup")
     jars = cached_jars(settings)
-    print(f"Spark {spark.version} on {settings.spark_master}; Delta jars cached in {jars[0].parent if jars else settings.jars_cache}")
+    print(
+        f"Spark {spark.version} on {settings.spark_master}; "
+        f"Delta jars cached in {jars[0].parent if jars else settings.jars_cache}"
+    )
     spark.stop()
     return 0
 
@@ -298,7 +334,9 @@ def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="offerrank", description="Rank marketing offers from proposition-interaction events.")
+    parser = argparse.ArgumentParser(
+        prog="offerrank", description="Rank marketing offers from proposition-interaction events."
+    )
     parser.add_argument("--home", type=Path, help="root of the local defaults (env OFFERRANK_HOME, default ./var)")
     parser.add_argument("--warehouse", help="root of the Delta tables (env OFFERRANK_WAREHOUSE)")
     parser.add_argument("--events-root", help="landing root of event files (env OFFERRANK_EVENTS_ROOT)")
@@ -313,23 +351,30 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, help="output folder (default $OFFERRANK_HOME/sample)")
     generate.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     generate.add_argument("--events-per-day", type=int, default=20_000, help="event lines per day (default 20000)")
-    generate.add_argument("--fault-rate", type=float, default=0.0,
-                          help="share of events followed by an injected bad record (default 0)")
+    generate.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of events followed by an injected bad record (default 0)"
+    )
     generate.set_defaults(handler=cmd_generate)
 
-    run = commands.add_parser("run", help="the whole nightly chain for a date: ingest, validate, aggregate, rank, publish")
+    run = commands.add_parser(
+        "run", help="the whole nightly chain for a date: ingest, validate, aggregate, rank, publish"
+    )
     run.add_argument("--date", type=_iso_date, required=True, help="run date, YYYY-MM-DD")
     run.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     run.add_argument("--top", type=int, default=3, help="offers per placement to print at the end (default 3)")
     run.set_defaults(handler=cmd_run)
 
     profiles = commands.add_parser("profiles", help="validate and load the profile-segment snapshot a date uses")
-    profiles.add_argument("--date", type=_iso_date, required=True, help="run date: its snapshot is the latest on or before it")
+    profiles.add_argument(
+        "--date", type=_iso_date, required=True, help="run date: its snapshot is the latest on or before it"
+    )
     profiles.set_defaults(handler=cmd_profiles)
 
     aggregate = commands.add_parser("aggregate", help="daily offer facts and conversion rates for a date")
     aggregate.add_argument("--date", type=_iso_date, required=True)
-    aggregate.add_argument("--full-refresh", action="store_true", help="recompute the facts of the whole look-back window")
+    aggregate.add_argument(
+        "--full-refresh", action="store_true", help="recompute the facts of the whole look-back window"
+    )
     aggregate.set_defaults(handler=cmd_aggregate)
 
     rank = commands.add_parser("rank", help="rank every decision placement and publish (behind the publish gate)")
@@ -379,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = commands.add_parser("catalog", help="validate a catalog file or show the registry's catalog")
     catalog_actions = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
-    validate = catalog_actions.add_parser("validate", help="validate a catalog YAML file (default OFFERRANK_CATALOG_FILE)")
+    validate = catalog_actions.add_parser(
+        "validate", help="validate a catalog YAML file (default OFFERRANK_CATALOG_FILE)"
+    )
     validate.add_argument("-f", "--file", type=Path)
     validate.set_defaults(handler=cmd_catalog_validate)
     show_catalog = catalog_actions.add_parser("show", help="show the registry's decisions and models")
@@ -389,8 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="create, list, show, update, activate, deactivate, delete AI models")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     model_actions.add_parser("list", help="list AI models").set_defaults(handler=cmd_models)
-    for action, text in (("show", "show one model"), ("history", "versions in which the model changed"),
-                         ("activate", "activate a model"), ("deactivate", "deactivate a model"), ("delete", "delete a model")):
+    for action, text in (
+        ("show", "show one model"),
+        ("history", "versions in which the model changed"),
+        ("activate", "activate a model"),
+        ("deactivate", "deactivate a model"),
+        ("delete", "delete a model"),
+    ):
         sub = model_actions.add_parser(action, help=text)
         sub.add_argument("name")
         sub.set_defaults(handler=cmd_models)
@@ -399,15 +451,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("name")
         sub.add_argument("--description")
         sub.add_argument("--type", choices=["auto_optimization", "personalized"], required=action == "create")
-        sub.add_argument("--dataset", dest="datasets", action="append", required=action == "create",
-                         help="event dataset name (repeatable)")
+        sub.add_argument(
+            "--dataset",
+            dest="datasets",
+            action="append",
+            required=action == "create",
+            help="event dataset name (repeatable)",
+        )
         sub.add_argument("--lookback-days", type=int)
         sub.add_argument("--exploration-share", type=float)
         sub.add_argument("--min-impressions", type=int, help="cold start: impressions needed in the window")
         sub.add_argument("--min-conversions", type=int, help="cold start: conversions needed in the window")
         sub.add_argument("--half-life-days", type=float, help="exponential time decay of old traffic")
-        sub.add_argument("--segment", dest="segments", action="append", help="personalized: a segment (repeatable, at most 50)")
-        sub.add_argument("--attribute", dest="attributes", action="append", help="personalized: a profile attribute (repeatable)")
+        sub.add_argument(
+            "--segment", dest="segments", action="append", help="personalized: a segment (repeatable, at most 50)"
+        )
+        sub.add_argument(
+            "--attribute", dest="attributes", action="append", help="personalized: a profile attribute (repeatable)"
+        )
         sub.set_defaults(handler=cmd_models)
 
     show = commands.add_parser("settings", help="print the effective settings as environment variables")
@@ -418,8 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_settings(home=args.home, warehouse=args.warehouse, events_root=args.events_root,
-                             catalog_file=args.catalog_file, spark_master=args.spark_master)
+    settings = load_settings(
+        home=args.home,
+        warehouse=args.warehouse,
+        events_root=args.events_root,
+        catalog_file=args.catalog_file,
+        spark_master=args.spark_master,
+    )
     from offerrank.catalog import CatalogError
 
     try:

@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -142,9 +142,17 @@ def build_catalog(offers: list[Offer], start: date, days: int) -> dict:
                     "fallback_offer": eligible[0],
                 }
             )
-        decisions.append({"id": decision_id, "name": decision_id.replace("-", " ").title(), "placements": decision_placements})
-    model_common = {"metric": "conversion_rate", "datasets": ["events"], "lookback_days": 14, "exploration_share": 0.1,
-                    "cold_start": {"min_impressions": 100, "min_conversions": 5}, "status": "active"}
+        decisions.append(
+            {"id": decision_id, "name": decision_id.replace("-", " ").title(), "placements": decision_placements}
+        )
+    model_common = {
+        "metric": "conversion_rate",
+        "datasets": ["events"],
+        "lookback_days": 14,
+        "exploration_share": 0.1,
+        "cold_start": {"min_impressions": 100, "min_conversions": 5},
+        "status": "active",
+    }
     return {
         "datasets": [{"name": "events", "path": "events"}],
         "placements": [{"id": pid, "name": name, "channel": channel} for pid, name, channel, _ in PLACEMENTS],
@@ -160,15 +168,33 @@ def build_catalog(offers: list[Offer], start: date, days: int) -> dict:
             }
             for o in offers
         ],
-        "formulas": [{"id": "margin-boost", "name": "Priority boosted by margin",
-                      "expression": "priority + if(margin > 0.3, 20, 0)"}],
+        "formulas": [
+            {
+                "id": "margin-boost",
+                "name": "Priority boosted by margin",
+                "expression": "priority + if(margin > 0.3, 20, 0)",
+            }
+        ],
         "ai_models": [
-            {"name": "auto-web", "description": "Auto-optimization of web and app banners",
-             "type": "auto_optimization", **model_common},
-            {"name": "auto-email", "description": "Auto-optimization of newsletter blocks",
-             "type": "auto_optimization", **model_common},
-            {"name": "personalized-mobile", "description": "Per-segment ranking of push messages",
-             "type": "personalized", "segments": list(SEGMENTS), **model_common},
+            {
+                "name": "auto-web",
+                "description": "Auto-optimization of web and app banners",
+                "type": "auto_optimization",
+                **model_common,
+            },
+            {
+                "name": "auto-email",
+                "description": "Auto-optimization of newsletter blocks",
+                "type": "auto_optimization",
+                **model_common,
+            },
+            {
+                "name": "personalized-mobile",
+                "description": "Per-segment ranking of push messages",
+                "type": "personalized",
+                "segments": list(SEGMENTS),
+                **model_common,
+            },
         ],
         "decisions": decisions,
     }
@@ -188,7 +214,10 @@ class _EventWriter:
         """A UUID-shaped id, unique within this generation and deterministic for the seed."""
         self.counter += 1
         n = self.counter
-        return f"{self.seed:08x}-{(n >> 48) & 0xFFFF:04x}-4{(n >> 36) & 0xFFF:03x}-{variant}{(n >> 24) & 0xFFF:03x}-{n & 0xFFFFFFFFFFFF:012x}"
+        return (
+            f"{self.seed:08x}-{(n >> 48) & 0xFFFF:04x}-4{(n >> 36) & 0xFFF:03x}-{variant}{(n >> 24) & 0xFFF:03x}-"
+            f"{n & 0xFFFFFFFFFFFF:012x}"
+        )
 
     def add(self, folder_date: str, source: str, line: str) -> None:
         handle = self.handles.get((folder_date, source))
@@ -220,7 +249,9 @@ def _event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channe
     )
 
 
-def _proposition_json(proposition_id: str, placement_id: str, decision_id: str, items: list[tuple[str, str, str]]) -> str:
+def _proposition_json(
+    proposition_id: str, placement_id: str, decision_id: str, items: list[tuple[str, str, str]]
+) -> str:
     item_json = ",".join(
         f'{{"id":"{offer_id}","name":"{name}","itemSelection":{{"rankingDetail":{{"trafficType":"{traffic}"}}}}}}'
         for offer_id, name, traffic in items
@@ -300,11 +331,11 @@ def generate(
     shown: Counter = Counter()
     converted: Counter = Counter()
     last_folder = start + timedelta(days=days - 1)
-    far_future = datetime.combine(last_folder, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=30)
+    far_future = datetime.combine(last_folder, datetime.min.time(), tzinfo=UTC) + timedelta(days=30)
 
     for day_index in range(days):
         day = start + timedelta(days=day_index)
-        day_start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+        day_start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
         source = f"events-{day.isoformat()}"
         lines_today = 0
         while lines_today < events_per_day:
@@ -332,8 +363,14 @@ def generate(
                 items = [(group[i].id, group[i].name, traffic) for i in picks[n]]
                 ts = day_start + timedelta(seconds=float(seconds[n]))
                 ecid = ecids[profile_draws[n]]
-                line = _event_json(writer.new_id("a"), ts, "display", ecid, channel,
-                                   _proposition_json(proposition_id, placement_id, decision_id, items))
+                line = _event_json(
+                    writer.new_id("a"),
+                    ts,
+                    "display",
+                    ecid,
+                    channel,
+                    _proposition_json(proposition_id, placement_id, decision_id, items),
+                )
                 writer.add(day.isoformat(), source, line)
                 lines_today += 1
                 if fault_draws[n]:
@@ -347,7 +384,9 @@ def generate(
                     shown[key] += 1
                     if conversion_draws[n, slot] >= true_rate(offer, placement_index, segment):
                         continue
-                    click_prop = _proposition_json(proposition_id, placement_id, decision_id, [(offer.id, offer.name, traffic)])
+                    click_prop = _proposition_json(
+                        proposition_id, placement_id, decision_id, [(offer.id, offer.name, traffic)]
+                    )
                     click_ts = ts
                     for repeat in range(2 if repeat_draws[n, slot] else 1):
                         click_ts = click_ts + timedelta(minutes=float(delays[n, slot, repeat]))
@@ -377,7 +416,9 @@ def generate(
     return result
 
 
-def _draw_offers(rng: np.random.Generator, placement_draws: np.ndarray, weights_of: list[np.ndarray]) -> list[list[int]]:
+def _draw_offers(
+    rng: np.random.Generator, placement_draws: np.ndarray, weights_of: list[np.ndarray]
+) -> list[list[int]]:
     """Per event, the offers shown: popularity-weighted, without replacement (Gumbel top-k, vectorized)."""
     picks: list[list[int]] = [[] for _ in range(len(placement_draws))]
     for placement_index, (*_, slots) in enumerate(PLACEMENTS):
@@ -391,14 +432,22 @@ def _draw_offers(rng: np.random.Generator, placement_draws: np.ndarray, weights_
 
 
 def _write_profiles(folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray) -> None:
-    qualified = (datetime.combine(snapshot, datetime.min.time(), tzinfo=timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    qualified = (datetime.combine(snapshot, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "profiles.jsonl", "w", encoding="utf-8") as handle:
         for index, (ecid, segment_index) in enumerate(zip(ecids, segment_of_profile.tolist())):
             membership = {SEGMENTS[segment_index]: {"status": "realized", "lastQualificationTime": qualified}}
             if index % 20 == 0:
-                membership[SEGMENTS[(segment_index + 1) % len(SEGMENTS)]] = {"status": "exited", "lastQualificationTime": qualified}
-            profile = {"identityMap": {"ECID": [{"id": ecid, "primary": True}]}, "segmentMembership": {"ups": membership}}
+                membership[SEGMENTS[(segment_index + 1) % len(SEGMENTS)]] = {
+                    "status": "exited",
+                    "lastQualificationTime": qualified,
+                }
+            profile = {
+                "identityMap": {"ECID": [{"id": ecid, "primary": True}]},
+                "segmentMembership": {"ups": membership},
+            }
             handle.write(json.dumps(profile, separators=(",", ":")) + "\n")
 
 
@@ -407,7 +456,9 @@ def _write_truth(path: Path, offers: list[Offer], shown: Counter, converted: Cou
     offer_by_id = {o.id: o for o in offers}
     with open(path, "w", newline="", encoding="utf-8") as handle:
         out = csv.writer(handle)
-        out.writerow(["offer_id", "placement_id", "channel", "segment", "true_conversion_rate", "impressions", "conversions"])
+        out.writerow(
+            ["offer_id", "placement_id", "channel", "segment", "true_conversion_rate", "impressions", "conversions"]
+        )
         for key in sorted(shown):
             offer_id, placement_id, channel, segment = key
             rate = true_rate(offer_by_id[offer_id], placement_index[placement_id], segment)

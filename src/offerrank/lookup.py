@@ -2,8 +2,8 @@
 
 Reads `offer_rankings` (its latest Delta version: one complete ranking), `registry` (the catalog, for
 fallbacks and to tell unknown placements) and, when the ranking has per-segment lists, `profile_segments` (the
-snapshot the ranking's date used, to find a profile's segments) with `deltalake`, so no JVM starts. A `RankingLookup` keeps the
-loaded ranking as one immutable snapshot in memory and swaps in a newly published version whole, so a lookup
+snapshot the ranking's date used, to find a profile's segments) with `deltalake`, so no JVM starts. A `RankingLookup`
+keeps the loaded ranking as one immutable snapshot in memory and swaps in a newly published version whole, so a lookup
 never sees a half-loaded version; `start()` polls the tables' versions in a background thread.
 
     lookup = RankingLookup(load_settings()).start()
@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -53,8 +53,19 @@ class RankedOffer:
 
 OFFER_FIELDS = [f.name for f in dataclasses.fields(RankedOffer)]
 # What a lookup loads of the published ranking: what it indexes by, the posteriors, and every served field.
-SERVED_COLUMNS = ["ranking_version", "model_name", "decision_id", "placement_id", "channel", "segment", "alpha", "beta",
-                  "as_of_date", "published_at", *OFFER_FIELDS]
+SERVED_COLUMNS = [
+    "ranking_version",
+    "model_name",
+    "decision_id",
+    "placement_id",
+    "channel",
+    "segment",
+    "alpha",
+    "beta",
+    "as_of_date",
+    "published_at",
+    *OFFER_FIELDS,
+]
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,8 @@ class _Ranked:
 
 @dataclass(frozen=True)
 class _Placement:
-    """One decision placement x channel: its ranked list per segment, and the order a profile's segments are tried in."""
+    """One decision placement x channel: its ranked list per segment, and the order a profile's segments are
+    tried in."""
 
     decision_id: str
     by_segment: dict[str, _Ranked]
@@ -121,24 +133,34 @@ def ranked_segments(rows: list[dict]) -> set[str]:
     return {row["segment"] for row in rows} - {ALL_SEGMENTS}
 
 
-def build_snapshot(rows: list[dict], catalog: Catalog | None, table_version: int | None = None,
-                   registry_version: int | None = None, committed_at: datetime | None = None,
-                   profile_segments: dict[str, frozenset[str]] | None = None, profiles_version: int | None = None) -> Snapshot:
+def build_snapshot(
+    rows: list[dict],
+    catalog: Catalog | None,
+    table_version: int | None = None,
+    registry_version: int | None = None,
+    committed_at: datetime | None = None,
+    profile_segments: dict[str, frozenset[str]] | None = None,
+    profiles_version: int | None = None,
+) -> Snapshot:
     """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
     grouped: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
     for row in rows:
-        grouped.setdefault((row["placement_id"], row["channel"], row["decision_id"]), {}).setdefault(row["segment"], []).append(row)
+        grouped.setdefault((row["placement_id"], row["channel"], row["decision_id"]), {}).setdefault(
+            row["segment"], []
+        ).append(row)
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
     for (placement_id, channel, decision_id), segments in sorted(grouped.items()):
         by_segment = {}
         for segment, group in segments.items():
             group.sort(key=lambda r: r["rank"])
             explorable = method_explorable(catalog, decision_id, placement_id) and all(
-                r["alpha"] is not None and r["beta"] is not None for r in group)
+                r["alpha"] is not None and r["beta"] is not None for r in group
+            )
             by_segment[segment] = _Ranked(
                 tuple(RankedOffer(**{name: r[name] for name in OFFER_FIELDS}) for r in group),
                 np.array([r["alpha"] for r in group], float) if explorable else None,
-                np.array([r["beta"] for r in group], float) if explorable else None)
+                np.array([r["beta"] for r in group], float) if explorable else None,
+            )
         model = catalog.get("ai_models", next(iter(segments.values()))[0]["model_name"]) if catalog else None
         order = tuple(s for s in (model.segments if model else sorted(segments)) if s in segments and s != ALL_SEGMENTS)
         served = _Placement(decision_id, by_segment, order)
@@ -146,8 +168,18 @@ def build_snapshot(rows: list[dict], catalog: Catalog | None, table_version: int
         by_decision[decision_id] = served
         by_decision.setdefault(None, served)  # the first decision by id answers when none is named
     first = rows[0] if rows else {}
-    return Snapshot(table_version, registry_version, profiles_version, first.get("ranking_version"), first.get("as_of_date"),
-                    first.get("published_at"), committed_at, catalog, placements, profile_segments or {})
+    return Snapshot(
+        table_version,
+        registry_version,
+        profiles_version,
+        first.get("ranking_version"),
+        first.get("as_of_date"),
+        first.get("published_at"),
+        committed_at,
+        catalog,
+        placements,
+        profile_segments or {},
+    )
 
 
 def method_explorable(catalog: Catalog | None, decision_id: str, placement_id: str) -> bool:
@@ -158,36 +190,57 @@ def method_explorable(catalog: Catalog | None, decision_id: str, placement_id: s
 
 
 def load_profile_segments(table, segments: set[str], as_of: date) -> dict[str, frozenset[str]]:
-    """Profile id -> its segments among `segments`, from the latest snapshot on or before `as_of` in `profile_segments`."""
+    """Profile id -> its segments among `segments`, from the latest snapshot on or before `as_of` in
+    `profile_segments`."""
     latest = latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
     if latest is None:
         return {}
     import pyarrow.dataset as ds
 
-    rows = read_rows(table, ["profile_id", "segment"], [("snapshot_date", "=", latest.isoformat())],
-                     ds.field("segment").isin(sorted(segments)))
+    rows = read_rows(
+        table,
+        ["profile_id", "segment"],
+        [("snapshot_date", "=", latest.isoformat())],
+        ds.field("segment").isin(sorted(segments)),
+    )
     members: dict[str, set[str]] = {}
     for row in rows:
         members.setdefault(row["profile_id"], set()).add(row["segment"])
     return {profile: frozenset(names) for profile, names in members.items()}
 
 
-def fallback_offers(catalog: Catalog, placement_id: str, decision_id: str | None, on: date) -> tuple[str | None, list[RankedOffer]]:
+def fallback_offers(
+    catalog: Catalog, placement_id: str, decision_id: str | None, on: date
+) -> tuple[str | None, list[RankedOffer]]:
     """For a placement with no published ranking: its decision's fallback offer, then its live offers by priority."""
-    assignments = sorted(((d.id, a) for d, a in catalog.active_assignments()
-                          if a.placement == placement_id and decision_id in (None, d.id)), key=lambda pair: pair[0])
+    assignments = sorted(
+        (
+            (d.id, a)
+            for d, a in catalog.active_assignments()
+            if a.placement == placement_id and decision_id in (None, d.id)
+        ),
+        key=lambda pair: pair[0],
+    )
     if decision_id is not None and not assignments:
         raise LookupRefused(f"decision {decision_id!r} does not assign placement {placement_id!r}")
     chosen_decision, assignment = assignments[0] if assignments else (None, None)
-    live = (catalog.eligible_live_offers(assignment, on) if assignment else
-            [o for o in catalog.offers if o.is_live(on) and placement_id in o.placements])
+    live = (
+        catalog.eligible_live_offers(assignment, on)
+        if assignment
+        else [o for o in catalog.offers if o.is_live(on) and placement_id in o.placements]
+    )
     ordered: list[tuple[str, float | None, str]] = []
     if assignment:
         ordered.append((assignment.fallback_offer, None, "fallback"))
-    ordered += [(o.id, float(o.priority), "priority_fallback")
-                for o in sorted(live, key=lambda o: (-o.priority, o.id)) if not assignment or o.id != assignment.fallback_offer]
-    return chosen_decision, [RankedOffer(offer_id=offer_id, rank=i, score=score, reason=reason)
-                             for i, (offer_id, score, reason) in enumerate(ordered, 1)]
+    ordered += [
+        (o.id, float(o.priority), "priority_fallback")
+        for o in sorted(live, key=lambda o: (-o.priority, o.id))
+        if not assignment or o.id != assignment.fallback_offer
+    ]
+    return chosen_decision, [
+        RankedOffer(offer_id=offer_id, rank=i, score=score, reason=reason)
+        for i, (offer_id, score, reason) in enumerate(ordered, 1)
+    ]
 
 
 def explore_order(served: _Ranked, seed: int) -> tuple[RankedOffer, ...]:
@@ -202,7 +255,7 @@ class RankingLookup:
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None):
         self._settings = settings
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._snapshot = Snapshot()
         self._lock = threading.Lock()  # one refresh at a time; lookups never take it
         self._stop = threading.Event()
@@ -230,13 +283,22 @@ class RankingLookup:
                 if versions == (current.table_version, current.registry_version, current.profiles_version):
                     self.last_refresh_error = None
                     return False
-                catalog = (current.catalog if versions[1] == current.registry_version
-                           else catalog_from_rows(read_rows(registry)) if registry else None)
+                catalog = (
+                    current.catalog
+                    if versions[1] == current.registry_version
+                    else catalog_from_rows(read_rows(registry))
+                    if registry
+                    else None
+                )
                 rows = read_rows(rankings, SERVED_COLUMNS) if rankings else []
                 segments = ranked_segments(rows)
-                members = load_profile_segments(profiles, segments, rows[0]["as_of_date"]) if profiles and segments else {}
+                members = (
+                    load_profile_segments(profiles, segments, rows[0]["as_of_date"]) if profiles and segments else {}
+                )
                 committed = _commit_time(rankings) if rankings else None
-                self._snapshot = build_snapshot(rows, catalog, versions[0], versions[1], committed, members, versions[2])
+                self._snapshot = build_snapshot(
+                    rows, catalog, versions[0], versions[1], committed, members, versions[2]
+                )
                 self.loaded_at = self._clock()
                 self.last_refresh_error = None
                 return True
@@ -263,8 +325,15 @@ class RankingLookup:
             self._thread.join()
             self._thread = None
 
-    def top(self, placement_id: str, channel: str, profile_id: str | None = None, limit: int = 10,
-            explore: bool = False, decision_id: str | None = None) -> Answer:
+    def top(
+        self,
+        placement_id: str,
+        channel: str,
+        profile_id: str | None = None,
+        limit: int = 10,
+        explore: bool = False,
+        decision_id: str | None = None,
+    ) -> Answer:
         """The first `limit` offers to show, from the profile's segment's list when the placement is personalized;
         with `explore`, drawn per profile by Thompson sampling."""
         check_arguments(placement_id, channel, profile_id, limit, decision_id)
@@ -277,10 +346,21 @@ class RankingLookup:
         offers, explored = ranked.offers, explore and ranked.alpha is not None
         if explored:
             offers = explore_order(ranked, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version))
-        return Answer(placement_id, channel, chosen.decision_id, snapshot.ranking_version, snapshot.table_version,
-                      snapshot.as_of_date, segment, explored, offers[:limit])
+        return Answer(
+            placement_id,
+            channel,
+            chosen.decision_id,
+            snapshot.ranking_version,
+            snapshot.table_version,
+            snapshot.as_of_date,
+            segment,
+            explored,
+            offers[:limit],
+        )
 
-    def _fallback(self, snapshot: Snapshot, placement_id: str, channel: str, limit: int, decision_id: str | None) -> Answer:
+    def _fallback(
+        self, snapshot: Snapshot, placement_id: str, channel: str, limit: int, decision_id: str | None
+    ) -> Answer:
         if snapshot.catalog is None:
             raise NothingToServe("nothing to serve yet: no catalog was applied and no ranking was published")
         placement = snapshot.catalog.get("placements", placement_id)
@@ -289,7 +369,17 @@ class RankingLookup:
         if placement.channel != channel:
             raise UnknownPlacement(f"placement {placement_id!r} is on channel {placement.channel!r}, not {channel!r}")
         chosen_decision, offers = fallback_offers(snapshot.catalog, placement_id, decision_id, self._clock().date())
-        return Answer(placement_id, channel, chosen_decision, None, snapshot.table_version, None, None, False, tuple(offers[:limit]))
+        return Answer(
+            placement_id,
+            channel,
+            chosen_decision,
+            None,
+            snapshot.table_version,
+            None,
+            None,
+            False,
+            tuple(offers[:limit]),
+        )
 
     def health(self) -> dict:
         """What is served and how fresh it is."""
@@ -312,7 +402,9 @@ class RankingLookup:
         }
 
 
-def check_arguments(placement_id: str, channel: str, profile_id: str | None, limit: int, decision_id: str | None) -> None:
+def check_arguments(
+    placement_id: str, channel: str, profile_id: str | None, limit: int, decision_id: str | None
+) -> None:
     """LookupRefused naming the first malformed argument."""
     if not _ID.match(placement_id):
         raise LookupRefused(f"placement id must be 1-128 letters, digits or . _ : - (got {placement_id[:140]!r})")
@@ -328,5 +420,4 @@ def check_arguments(placement_id: str, channel: str, profile_id: str | None, lim
 
 def _commit_time(table) -> datetime:
     millis = table.history(1)[0]["timestamp"]
-    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
-
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)

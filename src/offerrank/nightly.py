@@ -48,17 +48,26 @@ def validation_refusal(validation: dict | None, run_date: date) -> str | None:
     return None
 
 
-def record_validation_refusal(spark: SparkSession, settings: Settings, result: IngestResult,
-                              published_at: datetime | None = None) -> None:
+def record_validation_refusal(
+    spark: SparkSession, settings: Settings, result: IngestResult, published_at: datetime | None = None
+) -> None:
     """After the chain's ingest step: a day that failed validation is a refused publish in `ranking_runs`."""
     from offerrank.jobs.publish import Publisher, end_of
 
-    refusal = validation_refusal({"success": result.success, "failure_message": result.failure_message},
-                                 result.run_date)
+    refusal = validation_refusal(
+        {"success": result.success, "failure_message": result.failure_message}, result.run_date
+    )
     if refusal is not None:
-        Publisher(spark, settings).record(run_date=result.run_date, run_id=result.run_id, status="refused",
-                                          reason=refusal, validation_run_id=result.run_id, placements=0, offers=0,
-                                          published_at=published_at or end_of(result.run_date))
+        Publisher(spark, settings).record(
+            run_date=result.run_date,
+            run_id=result.run_id,
+            status="refused",
+            reason=refusal,
+            validation_run_id=result.run_id,
+            placements=0,
+            offers=0,
+            published_at=published_at or end_of(result.run_date),
+        )
 
 
 @dataclass
@@ -81,8 +90,14 @@ class RunReport:
         return "\n".join(lines)
 
 
-def run_day(spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None,
-            published_at: datetime | None = None, echo: Callable[[str], None] = print) -> RunReport:
+def run_day(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: date,
+    run_id: str | None = None,
+    published_at: datetime | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunReport:
     """Run every step of the chain for `run_date` in this session; stops at a failed gate."""
     from offerrank.jobs import aggregate, ingest, profiles, publish, rank
     from offerrank.registry import Registry
@@ -97,8 +112,9 @@ def run_day(spark: SparkSession, settings: Settings, run_date: date, run_id: str
         return state["ingest"].summary()
 
     def validate_step() -> str:
-        refusal = validation_refusal({"success": state["ingest"].success,
-                                      "failure_message": state["ingest"].failure_message}, run_date)
+        refusal = validation_refusal(
+            {"success": state["ingest"].success, "failure_message": state["ingest"].failure_message}, run_date
+        )
         if refusal is not None:
             report.success = False
             return f"stopped: {refusal}; channels keep the last good ranking"

@@ -14,8 +14,17 @@ from offerrank.settings import Settings, load_settings
 from offerrank.tables import DQ_RESULTS, RANKING_RUNS, REGISTRY
 from offerrank.warehouse import catalog_from_rows, table_rows, top_offer_lines
 
-__all__ = ["STEPS", "RunRefused", "delta_jars", "events_landed", "job", "ranking_units", "run_date_of", "run_summary",
-           "validation_outcome"]
+__all__ = [
+    "STEPS",
+    "RunRefused",
+    "delta_jars",
+    "events_landed",
+    "job",
+    "ranking_units",
+    "run_date_of",
+    "run_summary",
+    "validation_outcome",
+]
 
 
 def job(name: str) -> str:
@@ -44,10 +53,13 @@ def validation_outcome(run_date: date, settings: Settings | None = None) -> dict
     row = rows[0] if rows else None
     refusal = validation_refusal(row, run_date)
     if refusal is not None:
-        raise RunRefused(f"{refusal}; data docs: {row['data_docs']}" if row else
-                         f"{refusal}: the ingest step did not complete")
-    return {k: row[k] for k in ("records_read", "events_accepted", "exact_duplicates", "quarantined",
-                                "interactions_written")}
+        raise RunRefused(
+            f"{refusal}; data docs: {row['data_docs']}" if row else f"{refusal}: the ingest step did not complete"
+        )
+    return {
+        k: row[k]
+        for k in ("records_read", "events_accepted", "exact_duplicates", "quarantined", "interactions_written")
+    }
 
 
 def ranking_units(models: list[str] | None = None, settings: Settings | None = None) -> list[str]:
@@ -60,8 +72,10 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
         known = {method.model(catalog).name for method in methods if method.model(catalog) is not None}
         unknown = sorted(set(models) - known)
         if unknown:
-            raise RunRefused(f"models {', '.join(unknown)} are not active AI models assigned to a decision "
-                             f"(known: {', '.join(sorted(known))})")
+            raise RunRefused(
+                f"models {', '.join(unknown)} are not active AI models assigned to a decision "
+                f"(known: {', '.join(sorted(known))})"
+            )
         methods = [m for m in methods if m.model(catalog) is None or m.model(catalog).name in models]
     return [method.unit for method in methods]
 
@@ -72,6 +86,8 @@ def run_summary(run_date: date, run_id: str, settings: Settings | None = None, t
     attempts = [r for r in table_rows(settings, RANKING_RUNS) if r["run_id"] == run_id and r["run_date"] == run_date]
     lines = [f"run {run_id} for {run_date}:"]
     for attempt in attempts:
-        lines.append(f"  {attempt['status']}: ranking version {attempt['ranking_version']}, "
-                     f"{attempt['placements']} placements, {attempt['offers']} offers {attempt['reason'] or ''}".rstrip())
+        lines.append(
+            f"  {attempt['status']}: ranking version {attempt['ranking_version']}, "
+            f"{attempt['placements']} placements, {attempt['offers']} offers {attempt['reason'] or ''}".rstrip()
+        )
     return "\n".join(lines + top_offer_lines(settings, top))

@@ -48,8 +48,14 @@ def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
 
 
 _OPERATORS = {
-    "==": lambda c, p: c == p, "!=": lambda c, p: c != p, "<": lambda c, p: c < p, "<=": lambda c, p: c <= p,
-    ">": lambda c, p: c > p, ">=": lambda c, p: c >= p, "IN": lambda c, p: c.isin(p), "NOT_IN": lambda c, p: ~c.isin(p),
+    "==": lambda c, p: c == p,
+    "!=": lambda c, p: c != p,
+    "<": lambda c, p: c < p,
+    "<=": lambda c, p: c <= p,
+    ">": lambda c, p: c > p,
+    ">=": lambda c, p: c >= p,
+    "IN": lambda c, p: c.isin(p),
+    "NOT_IN": lambda c, p: ~c.isin(p),
 }
 
 
@@ -134,7 +140,9 @@ class DataQualityRun:
     def index_page(self) -> str:
         return f"{self.docs_dir.rstrip('/')}/index.html"
 
-    def validate(self, frame: DataFrame, suite: dict[str, Any], parameters: dict[str, Any], run_name: str) -> list[ExpectationOutcome]:
+    def validate(
+        self, frame: DataFrame, suite: dict[str, Any], parameters: dict[str, Any], run_name: str
+    ) -> list[ExpectationOutcome]:
         """Validate `frame` against `suite` with Great Expectations and add the result to the data docs."""
         gx = self._gx
         from great_expectations.checkpoint import UpdateDataDocsAction
@@ -144,7 +152,9 @@ class DataQualityRun:
             ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta"))
         )
         batch = self.source.add_dataframe_asset(suite["name"]).add_batch_definition_whole_dataframe(run_name)
-        definition = self.context.validation_definitions.add(gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite)
+        )
         checkpoint = self.context.checkpoints.add(
             gx.Checkpoint(
                 name=f"{run_name}-checkpoint",
@@ -154,7 +164,9 @@ class DataQualityRun:
             )
         )
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
-        return [_outcome(suite["name"], item) for validation in result.run_results.values() for item in validation.results]
+        return [
+            _outcome(suite["name"], item) for validation in result.run_results.values() for item in validation.results
+        ]
 
 
 def _outcome(suite_name: str, item: Any) -> ExpectationOutcome:

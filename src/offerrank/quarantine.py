@@ -36,11 +36,13 @@ def check_routing_agrees(outcomes: list[ExpectationOutcome], routed_counts: dict
     """GX's unexpected counts must equal the rows the job routed per code: the suite is the one rule source."""
     for outcome in outcomes:
         code = outcome.quarantine_code
-        expected = sum(n for c, n in routed_counts.items() if c in PARSE_REASONS) if code == CODE_FROM_VALUE else routed_counts.get(code, 0)
+        expected = (
+            sum(n for c, n in routed_counts.items() if c in PARSE_REASONS)
+            if code == CODE_FROM_VALUE
+            else routed_counts.get(code, 0)
+        )
         if (outcome.unexpected_count or 0) != expected:
             raise RuntimeError(
                 f"record routing disagrees with Great Expectations for {outcome.expectation}({outcome.column}): "
                 f"GX found {outcome.unexpected_count}, the job routed {expected}"
             )
-
-

@@ -15,10 +15,20 @@ from datetime import datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from offerrank.catalog import KINDS, AIModel, Catalog, CatalogError, ModelStatus, build_catalog, check_dataset_layout, entity_json
+from offerrank.catalog import (
+    KINDS,
+    AIModel,
+    Catalog,
+    CatalogError,
+    ModelStatus,
+    build_catalog,
+    check_dataset_layout,
+    entity_json,
+)
 from offerrank.settings import Settings
 from offerrank.storage import Warehouse
 from offerrank.tables import REGISTRY
+
 ALLOWED_TRANSITIONS = {
     (ModelStatus.draft, ModelStatus.active),
     (ModelStatus.active, ModelStatus.inactive),
@@ -37,10 +47,14 @@ class ChangeSet:
     version: int | None = None
 
     def summary(self) -> str:
-        lines = [f"{label}: {', '.join(items) if items else '-'}" for label, items in
-                 (("created", self.created), ("changed", self.changed), ("deleted", self.deleted))]
+        lines = [
+            f"{label}: {', '.join(items) if items else '-'}"
+            for label, items in (("created", self.created), ("changed", self.changed), ("deleted", self.deleted))
+        ]
         lines.append(f"left alone: {len(self.unchanged)} entities")
-        lines.append(f"registry version: {self.version}" if self.version is not None else "registry unchanged (no new version)")
+        lines.append(
+            f"registry version: {self.version}" if self.version is not None else "registry unchanged (no new version)"
+        )
         return "\n".join(lines)
 
 
@@ -70,7 +84,9 @@ class Registry:
         if check_datasets:
             for dataset in desired.datasets:
                 check_dataset_layout(dataset)
-        wanted = {(kind, getattr(e, key)): entity_json(e) for kind, key in KINDS.items() for e in getattr(desired, kind)}
+        wanted = {
+            (kind, getattr(e, key)): entity_json(e) for kind, key in KINDS.items() for e in getattr(desired, kind)
+        }
         changes = ChangeSet()
         upserts = []
         for ref, spec in sorted(wanted.items()):
@@ -92,7 +108,8 @@ class Registry:
             self.warehouse.overwrite(source, REGISTRY)
         else:
             (
-                self.warehouse.delta_table(REGISTRY).alias("r")
+                self.warehouse.delta_table(REGISTRY)
+                .alias("r")
                 .merge(source.alias("s"), "r.kind = s.kind AND r.id = s.id")
                 .whenMatchedDelete(condition="s.spec IS NULL")
                 .whenMatchedUpdateAll()
@@ -112,12 +129,22 @@ class Registry:
         versions = self.warehouse.delta_table(REGISTRY).history().select("version", "timestamp", "operation")
         entries, previous = [], None
         for commit in versions.orderBy("version").collect():
-            row = (self.warehouse.read(REGISTRY, commit.version)
-                   .filter((F.col("kind") == kind) & (F.col("id") == ident)).select("spec").first())
+            row = (
+                self.warehouse.read(REGISTRY, commit.version)
+                .filter((F.col("kind") == kind) & (F.col("id") == ident))
+                .select("spec")
+                .first()
+            )
             spec = row.spec if row else None
             if spec != previous:
-                entries.append({"version": commit.version, "timestamp": commit.timestamp, "operation": commit.operation,
-                                "spec": json.loads(spec) if spec else None})
+                entries.append(
+                    {
+                        "version": commit.version,
+                        "timestamp": commit.timestamp,
+                        "operation": commit.operation,
+                        "spec": json.loads(spec) if spec else None,
+                    }
+                )
             previous = spec
         return entries
 
@@ -129,8 +156,10 @@ def _check_transitions(current: dict[tuple[str, str], dict], desired: Catalog) -
             continue
         old = ModelStatus(json.loads(before["spec"])["status"])
         if old != model.status and (old, model.status) not in ALLOWED_TRANSITIONS:
-            raise CatalogError(f"ai_models[{model.name}].status: cannot go from {old.value} to {model.status.value} "
-                               f"(allowed: draft -> active -> inactive -> active)")
+            raise CatalogError(
+                f"ai_models[{model.name}].status: cannot go from {old.value} to {model.status.value} "
+                f"(allowed: draft -> active -> inactive -> active)"
+            )
 
 
 def with_model(catalog: Catalog, model: AIModel | None, name: str) -> Catalog:
@@ -144,5 +173,7 @@ def with_model(catalog: Catalog, model: AIModel | None, name: str) -> Catalog:
 def refuse_if_in_use(catalog: Catalog, name: str, action: str) -> None:
     users = catalog.models_in_use().get(name)
     if users:
-        raise CatalogError(f"cannot {action} AI model {name!r}: active decision placements use it ({', '.join(users)}); "
-                           f"assign them another ranking first")
+        raise CatalogError(
+            f"cannot {action} AI model {name!r}: active decision placements use it ({', '.join(users)}); "
+            f"assign them another ranking first"
+        )

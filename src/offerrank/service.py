@@ -35,12 +35,18 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         yield
         lookup.stop()
 
-    app = FastAPI(title="offerrank lookups", version="1", lifespan=lifespan,
-                  description="Ranked offers per placement and channel, from the latest complete published ranking.")
+    app = FastAPI(
+        title="offerrank lookups",
+        version="1",
+        lifespan=lifespan,
+        description="Ranked offers per placement and channel, from the latest complete published ranking.",
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in error.errors()]
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in error.errors()
+        ]
         return JSONResponse({"error": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(LookupRefused)
@@ -56,10 +62,18 @@ def create_app(lookup: RankingLookup) -> FastAPI:
     async def rankings(
         placement_id: Annotated[str, Path(pattern=ID_PATTERN, description="placement id")],
         channel: Annotated[str, Query(pattern=f"^({'|'.join(CHANNELS)})$", description="the placement's channel")],
-        profile: Annotated[str | None, Query(pattern=PROFILE_PATTERN, description="profile id: picks its segment's list on personalized placements, seeds exploration")] = None,
+        profile: Annotated[
+            str | None,
+            Query(
+                pattern=PROFILE_PATTERN,
+                description="profile id: picks its segment's list on personalized placements, seeds exploration",
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many offers")] = 10,
         explore: Annotated[bool, Query(description="order drawn per profile by Thompson sampling")] = False,
-        decision: Annotated[str | None, Query(pattern=ID_PATTERN, description="decision id, when several assign the placement")] = None,
+        decision: Annotated[
+            str | None, Query(pattern=ID_PATTERN, description="decision id, when several assign the placement")
+        ] = None,
     ) -> dict:
         return lookup.top(placement_id, channel, profile, limit, explore, decision).as_dict()
 

@@ -26,10 +26,16 @@ class Settings(BaseSettings):
 
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
     spark_driver_memory: str = Field("2g", description="spark.driver.memory for sessions offerrank starts.")
-    spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions; small for 2-core machines.")
+    spark_shuffle_partitions: int = Field(
+        4, ge=1, description="spark.sql.shuffle.partitions; small for 2-core machines."
+    )
     spark_ui_enabled: bool = Field(False, description="Start the Spark UI (off by default: no port clashes in tests).")
-    spark_local_ip: str = Field("127.0.0.1", description="SPARK_LOCAL_IP for local masters when the env does not set it.")
-    spark_python: str = Field(sys.executable, description="Python of Spark's Python workers (pandas UDFs); default: this one.")
+    spark_local_ip: str = Field(
+        "127.0.0.1", description="SPARK_LOCAL_IP for local masters when the env does not set it."
+    )
+    spark_python: str = Field(
+        sys.executable, description="Python of Spark's Python workers (pandas UDFs); default: this one."
+    )
     spark_extra_packages: list[str] = Field(
         default_factory=list, description="Extra Maven coordinates, e.g. org.apache.hadoop:hadoop-aws:3.4.1 for S3."
     )
@@ -37,29 +43,42 @@ class Settings(BaseSettings):
     expectations_dir: Path = Field(
         default_factory=lambda: packaged("expectations"), description="Folder of the versioned GX suites."
     )
-    dq_docs_dir: str = Field("", description="Folder of the Great Expectations data docs (default: <warehouse>/dq_docs).")
+    dq_docs_dir: str = Field(
+        "", description="Folder of the Great Expectations data docs (default: <warehouse>/dq_docs)."
+    )
 
     lateness_days: int = Field(3, ge=0, description="How many days after its UTC date an event may still land.")
     future_tolerance_minutes: int = Field(10, ge=0, description="Clock skew allowed past the end of the landing date.")
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records are quarantined as oversized.")
-    max_quarantine_share: float = Field(0.05, ge=0, le=1, description="Largest share of quarantined records a valid day may have.")
+    max_quarantine_share: float = Field(
+        0.05, ge=0, le=1, description="Largest share of quarantined records a valid day may have."
+    )
     min_events_per_day: int = Field(1, ge=0, description="Fewest accepted events a valid day may have.")
     volume_trailing_days: int = Field(7, ge=1, description="Trailing days whose mean volume the day is compared with.")
     min_volume_ratio: float = Field(0.2, ge=0, description="Lowest accepted-events ratio to the trailing mean.")
     max_volume_ratio: float = Field(5.0, ge=0, description="Highest accepted-events ratio to the trailing mean.")
-    conversion_tolerance: float = Field(0.1, ge=0, description="An offer's conversions may exceed its impressions by this share.")
-    conversion_check_min: int = Field(20, ge=0, description="Conversions an offer needs on the day before that check applies.")
+    conversion_tolerance: float = Field(
+        0.1, ge=0, description="An offer's conversions may exceed its impressions by this share."
+    )
+    conversion_check_min: int = Field(
+        20, ge=0, description="Conversions an offer needs on the day before that check applies."
+    )
 
     prior_alpha: float = Field(1.0, gt=0, description="Beta prior alpha of every offer's conversion rate.")
     prior_beta: float = Field(1.0, gt=0, description="Beta prior beta of every offer's conversion rate.")
 
     vacuum_retention_hours: int = Field(168, ge=168, description="Least history VACUUM keeps (Delta's minimum: 168 h).")
-    keep_ranking_versions: int = Field(10, ge=1, description="Published rankings that VACUUM keeps readable by time travel.")
+    keep_ranking_versions: int = Field(
+        10, ge=1, description="Published rankings that VACUUM keeps readable by time travel."
+    )
 
-    lookup_refresh_seconds: float = Field(2.0, gt=0, description="How often channel lookups poll for a newly published ranking.")
+    lookup_refresh_seconds: float = Field(
+        2.0, gt=0, description="How often channel lookups poll for a newly published ranking."
+    )
 
     jars_cache: Path = Field(
-        Path.home() / ".cache" / "offerrank" / "jars", description="Where Delta's jars are fetched once and reused offline."
+        Path.home() / ".cache" / "offerrank" / "jars",
+        description="Where Delta's jars are fetched once and reused offline.",
     )
 
     @model_validator(mode="after")

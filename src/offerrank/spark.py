@@ -60,6 +60,8 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
         .config("spark.pyspark.python", settings.spark_python)
         # Delta's default of 50 partitions for log replay dominates small-table latency on 2 cores.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+        # VACUUM lists a table's files with this many tasks (Spark's default: 10,000): 45 s for a tiny table.
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(settings.spark_shuffle_partitions))
     )
     jars = cached_jars(settings)
     if jars:

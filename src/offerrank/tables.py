@@ -14,10 +14,24 @@ from datetime import date
 ALL_SEGMENTS = "*"  # the segment key of all traffic, beside the segments of personalized models
 
 # A column's type, in Spark's DDL names; the only types the declared schemas use.
-_SPARK_TYPES = {"string": "StringType", "long": "LongType", "int": "IntegerType", "double": "DoubleType",
-                "boolean": "BooleanType", "date": "DateType", "timestamp": "TimestampType"}
-_ARROW_TYPES = {"string": "string", "long": "int64", "int": "int32", "double": "float64", "boolean": "bool_",
-                "date": "date32", "timestamp": "timestamp"}
+_SPARK_TYPES = {
+    "string": "StringType",
+    "long": "LongType",
+    "int": "IntegerType",
+    "double": "DoubleType",
+    "boolean": "BooleanType",
+    "date": "DateType",
+    "timestamp": "TimestampType",
+}
+_ARROW_TYPES = {
+    "string": "string",
+    "long": "int64",
+    "int": "int32",
+    "double": "float64",
+    "boolean": "bool_",
+    "date": "date32",
+    "timestamp": "timestamp",
+}
 
 
 @dataclass(frozen=True)
@@ -54,43 +68,96 @@ class Table:
 
 
 RANKED_COLUMNS = (
-    ("model_name", "string"), ("decision_id", "string"), ("placement_id", "string"), ("channel", "string"),
-    ("segment", "string"), ("rank", "int"), ("offer_id", "string"), ("score", "double"), ("p_best", "double"),
-    ("traffic_share", "double"), ("alpha", "double"), ("beta", "double"), ("impressions", "long"),
-    ("conversions", "long"), ("reason", "string"),
+    ("model_name", "string"),
+    ("decision_id", "string"),
+    ("placement_id", "string"),
+    ("channel", "string"),
+    ("segment", "string"),
+    ("rank", "int"),
+    ("offer_id", "string"),
+    ("score", "double"),
+    ("p_best", "double"),
+    ("traffic_share", "double"),
+    ("alpha", "double"),
+    ("beta", "double"),
+    ("impressions", "long"),
+    ("conversions", "long"),
+    ("reason", "string"),
 )
 
 EVENTS_RAW = Table("events_raw", ("landing_date",))
 INTERACTIONS = Table("interactions", ("landing_date",))
 QUARANTINE = Table("quarantine", ("run_date",))
 DQ_RESULTS = Table("dq_results", ("run_date",))
-PROFILE_SEGMENTS = Table("profile_segments", ("snapshot_date",),
-                         (("snapshot_date", "date"), ("profile_id", "string"), ("segment", "string")))
+PROFILE_SEGMENTS = Table(
+    "profile_segments", ("snapshot_date",), (("snapshot_date", "date"), ("profile_id", "string"), ("segment", "string"))
+)
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
 OFFER_CONVERSION_RATES = Table("offer_conversion_rates", ("as_of_date",))
 # A ranking method's lists of one run, before publishing (see offerrank.jobs.rank).
-RANKING_STAGE = Table("ranking_stage", ("as_of_date", "unit"),
-                      (*RANKED_COLUMNS, ("unit", "string"), ("run_id", "string"), ("as_of_date", "date")))
+RANKING_STAGE = Table(
+    "ranking_stage",
+    ("as_of_date", "unit"),
+    (*RANKED_COLUMNS, ("unit", "string"), ("run_id", "string"), ("as_of_date", "date")),
+)
 # The complete current ranking channels read: replaced in one commit per publish.
-OFFER_RANKINGS = Table("offer_rankings", (), (
-    ("ranking_version", "long"), *RANKED_COLUMNS, ("as_of_date", "date"), ("run_id", "string"),
-    ("published_at", "timestamp"),
-))
+OFFER_RANKINGS = Table(
+    "offer_rankings",
+    (),
+    (
+        ("ranking_version", "long"),
+        *RANKED_COLUMNS,
+        ("as_of_date", "date"),
+        ("run_id", "string"),
+        ("published_at", "timestamp"),
+    ),
+)
 # One row per publish attempt: published, unchanged, refused (with why) or rolled back.
-RANKING_RUNS = Table("ranking_runs", (), (
-    ("ranking_version", "long"), ("run_date", "date"), ("run_id", "string"), ("status", "string"),
-    ("reason", "string"), ("validation_run_id", "string"), ("placements", "long"), ("offers", "long"),
-    ("content_hash", "string"), ("rankings_table_version", "long"), ("published_at", "timestamp"),
-))
+RANKING_RUNS = Table(
+    "ranking_runs",
+    (),
+    (
+        ("ranking_version", "long"),
+        ("run_date", "date"),
+        ("run_id", "string"),
+        ("status", "string"),
+        ("reason", "string"),
+        ("validation_run_id", "string"),
+        ("placements", "long"),
+        ("offers", "long"),
+        ("content_hash", "string"),
+        ("rankings_table_version", "long"),
+        ("published_at", "timestamp"),
+    ),
+)
 # The catalog and AI models: one row per entity, every change one commit.
-REGISTRY = Table("registry", (), (
-    ("kind", "string"), ("id", "string"), ("spec", "string"), ("created_at", "timestamp"),
-    ("updated_at", "timestamp"),
-))
+REGISTRY = Table(
+    "registry",
+    (),
+    (
+        ("kind", "string"),
+        ("id", "string"),
+        ("spec", "string"),
+        ("created_at", "timestamp"),
+        ("updated_at", "timestamp"),
+    ),
+)
 
-ALL_TABLES = (EVENTS_RAW, INTERACTIONS, QUARANTINE, DQ_RESULTS, PROFILE_SEGMENTS, PROFILE_QUARANTINE, REGISTRY,
-              OFFER_STATS_DAILY, OFFER_CONVERSION_RATES, RANKING_STAGE, OFFER_RANKINGS, RANKING_RUNS)
+ALL_TABLES = (
+    EVENTS_RAW,
+    INTERACTIONS,
+    QUARANTINE,
+    DQ_RESULTS,
+    PROFILE_SEGMENTS,
+    PROFILE_QUARANTINE,
+    REGISTRY,
+    OFFER_STATS_DAILY,
+    OFFER_CONVERSION_RATES,
+    RANKING_STAGE,
+    OFFER_RANKINGS,
+    RANKING_RUNS,
+)
 
 
 def latest_on_or_before(days: Iterable[date], day: date) -> date | None:

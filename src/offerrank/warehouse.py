@@ -27,7 +27,9 @@ def open_table(settings: Settings, table: Table):
         return None
 
 
-def read_rows(table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None) -> list[dict]:
+def read_rows(
+    table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None
+) -> list[dict]:
     """Rows of an open table (optionally some columns, partitions, a pyarrow filter expression).
 
     Scans on the calling thread: pyarrow's scan thread pool can abort a short-lived process at exit
@@ -54,14 +56,22 @@ def catalog_from_rows(rows: list[dict]) -> Catalog:
 
 def top_offer_lines(settings: Settings, top: int) -> list[str]:
     """The published ranking's top offers of each placement, one line each, under a heading line."""
-    rows = sorted((r for r in table_rows(settings, OFFER_RANKINGS) if r["rank"] <= top),
-                  key=lambda r: (r["decision_id"], r["placement_id"], r["channel"], r["segment"], r["rank"]))
+    rows = sorted(
+        (r for r in table_rows(settings, OFFER_RANKINGS) if r["rank"] <= top),
+        key=lambda r: (r["decision_id"], r["placement_id"], r["channel"], r["segment"], r["rank"]),
+    )
     if not rows:
         return ["no ranking was published yet"]
-    lines = [f"published ranking version {rows[0]['ranking_version']} (as of {rows[0]['as_of_date']}): top {top} offers per placement"]
+    lines = [
+        f"published ranking version {rows[0]['ranking_version']} (as of {rows[0]['as_of_date']}): "
+        f"top {top} offers per placement"
+    ]
     for row in rows:
         share = f"{row['traffic_share']:6.1%}" if row["traffic_share"] is not None else "     -"
         score = f"{row['score']:.4f}" if row["score"] is not None else "-"
-        lines.append(f"  {row['decision_id']:<16} {row['placement_id']:<18} {row['channel']:<9} {row['segment']:<16} #{row['rank']} "
-                     f"{row['offer_id']:<10} score {score:<8} traffic {share}  {row['reason']}")
+        lines.append(
+            f"  {row['decision_id']:<16} {row['placement_id']:<18} {row['channel']:<9} {row['segment']:<16} "
+            f"#{row['rank']} "
+            f"{row['offer_id']:<10} score {score:<8} traffic {share}  {row['reason']}"
+        )
     return lines

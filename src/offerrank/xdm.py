@@ -22,38 +22,76 @@ EVENT_KINDS = {
 }
 INTERACTIONS = {"display": "impression", "interact": "conversion"}
 _ID = T.StructType([T.StructField("id", T.StringType())])
-_ITEM = T.StructType([
-    T.StructField("id", T.StringType()),
-    T.StructField("name", T.StringType()),
-    T.StructField("itemSelection", T.StructType([
-        T.StructField("rankingDetail", T.StructType([T.StructField("trafficType", T.StringType())])),
-    ])),
-])
-_PROPOSITION = T.StructType([
-    T.StructField("id", T.StringType()),
-    T.StructField("scope", T.StringType()),
-    T.StructField("scopeDetails", T.StructType([
-        T.StructField("placement", _ID),
-        T.StructField("decisionPolicy", _ID),
-        T.StructField("activity", _ID),
-    ])),
-    T.StructField("items", T.ArrayType(_ITEM)),
-])
-EVENT_SCHEMA = T.StructType([
-    T.StructField("_id", T.StringType()),
-    T.StructField("timestamp", T.StringType()),
-    T.StructField("eventType", T.StringType()),
-    T.StructField("identityMap", T.MapType(T.StringType(), T.ArrayType(T.StructType([
+_ITEM = T.StructType(
+    [
         T.StructField("id", T.StringType()),
-        T.StructField("primary", T.BooleanType()),
-    ])))),
-    T.StructField("channel", T.StructType([T.StructField("_type", T.StringType())])),
-    T.StructField("_experience", T.StructType([T.StructField("decisioning", T.StructType([
-        T.StructField("propositionEventType", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("channelType", T.StringType()),
-        T.StructField("propositions", T.ArrayType(_PROPOSITION)),
-    ]))])),
-])
+        T.StructField("name", T.StringType()),
+        T.StructField(
+            "itemSelection",
+            T.StructType(
+                [
+                    T.StructField("rankingDetail", T.StructType([T.StructField("trafficType", T.StringType())])),
+                ]
+            ),
+        ),
+    ]
+)
+_PROPOSITION = T.StructType(
+    [
+        T.StructField("id", T.StringType()),
+        T.StructField("scope", T.StringType()),
+        T.StructField(
+            "scopeDetails",
+            T.StructType(
+                [
+                    T.StructField("placement", _ID),
+                    T.StructField("decisionPolicy", _ID),
+                    T.StructField("activity", _ID),
+                ]
+            ),
+        ),
+        T.StructField("items", T.ArrayType(_ITEM)),
+    ]
+)
+EVENT_SCHEMA = T.StructType(
+    [
+        T.StructField("_id", T.StringType()),
+        T.StructField("timestamp", T.StringType()),
+        T.StructField("eventType", T.StringType()),
+        T.StructField(
+            "identityMap",
+            T.MapType(
+                T.StringType(),
+                T.ArrayType(
+                    T.StructType(
+                        [
+                            T.StructField("id", T.StringType()),
+                            T.StructField("primary", T.BooleanType()),
+                        ]
+                    )
+                ),
+            ),
+        ),
+        T.StructField("channel", T.StructType([T.StructField("_type", T.StringType())])),
+        T.StructField(
+            "_experience",
+            T.StructType(
+                [
+                    T.StructField(
+                        "decisioning",
+                        T.StructType(
+                            [
+                                T.StructField("propositionEventType", T.MapType(T.StringType(), T.LongType())),
+                                T.StructField("channelType", T.StringType()),
+                                T.StructField("propositions", T.ArrayType(_PROPOSITION)),
+                            ]
+                        ),
+                    )
+                ]
+            ),
+        ),
+    ]
+)
 
 PARSE_REASONS = {
     "invalid_utf8": "the record is not valid UTF-8",
@@ -62,11 +100,15 @@ PARSE_REASONS = {
     "not_an_object": "the record is valid JSON but not an object",
     "wrong_field_type": "a field has the wrong JSON type (e.g. propositions or items not an array)",
 }
+
+
 def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes: int) -> DataFrame:
     """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not."""
     raw = F.col("raw")
     with_corrupt = T.StructType(schema.fields + [T.StructField("_corrupt_record", T.StringType())])
-    parsed = records.withColumn("j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}))
+    parsed = records.withColumn(
+        "j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"})
+    )
     is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
     parse_status = (
         F.when(~F.is_valid_utf8(raw), "invalid_utf8")
@@ -115,12 +157,21 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         F.size(propositions).alias("propositions_count"),
         F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
         F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
-        F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias("propositions_without_items"),
+        F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias(
+            "propositions_without_items"
+        ),
         F.size(F.filter(items, lambda i: i["id"].isNull())).alias("items_without_id"),
         F.size(F.filter(ids, lambda i: i.isNotNull() & ~i.rlike(ID_PATTERN))).alias("ids_with_invalid_format"),
-        (F.size(F.array_except(F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
-                               F.array(*map(F.lit, known_offers))))
-         if known_offers is not None else F.lit(None).cast("int")).alias("unknown_offers"),
+        (
+            F.size(
+                F.array_except(
+                    F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
+                    F.array(*map(F.lit, known_offers)),
+                )
+            )
+            if known_offers is not None
+            else F.lit(None).cast("int")
+        ).alias("unknown_offers"),
         propositions.alias("propositions"),
     )
 
@@ -162,5 +213,3 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         F.lit(run_id).alias("run_id"),
         F.lit(run_date).alias("landing_date"),
     )
-
-

@@ -17,7 +17,7 @@ from offerrank.jobs.ingest import run as run_ingest
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
-from tests.dags.conftest import AIRFLOW_ENV, REPO
+from tests.factories import REPO
 
 RUN_DAG = """
 import json, sys
@@ -29,21 +29,25 @@ print(json.dumps({"state": str(run.state), "tasks": {ti.task_id: str(ti.state) f
 
 
 @pytest.fixture(scope="module")
-def airflow_home(spark, tmp_path_factory):
+def airflow_home(spark, airflow_env, tmp_path_factory):
     home = tmp_path_factory.mktemp("dag-home")
     generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
     generate(home / "bad", date(2026, 11, 3), days=1, seed=9, events_per_day=3_000, fault_rate=0.5)
     (home / "bad" / "events" / "2026-11-03").rename(home / "sample" / "events" / "2026-11-03")
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), __import__("datetime").datetime(2026, 11, 24))
+    Registry(spark, settings).commit(
+        load_catalog(home / "sample" / "catalog.yaml"), __import__("datetime").datetime(2026, 11, 24)
+    )
     assert run_ingest(spark, settings, date(2026, 11, 1)).success  # a day of history before the DAG runs
-    env = {**os.environ, **AIRFLOW_ENV, "OFFERRANK_HOME": str(home)}
+    env = {**os.environ, **airflow_env, "OFFERRANK_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     return home, env
 
 
 def run_dag(env, run_date: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", RUN_DAG, str(REPO / "dags"), run_date], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_DAG, str(REPO / "dags"), run_date], env=env, capture_output=True, text=True
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"state"')]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(lines[-1])
@@ -62,7 +66,9 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
     assert rankings_version(home) == (before + 1 if before is not None else 0)
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")))
-    assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len({(r["decision_id"], r["placement_id"]) for r in rows}) == 7
+    assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len(
+        {(r["decision_id"], r["placement_id"]) for r in rows}
+    ) == 7
     assert {r["segment"] for r in rows if r["model_name"] == "personalized-mobile"} == {"*", *SEGMENTS}
 
 
@@ -74,6 +80,7 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
     assert result["tasks"]["publish"] in ("upstream_failed", "None")
     assert rankings_version(home) == before
-    (dq,) = [r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results")))
-             if r["run_date"] == date(2026, 11, 3)]
+    (dq,) = [
+        r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results"))) if r["run_date"] == date(2026, 11, 3)
+    ]
     assert not dq["success"] and "quarantined" in dq["failure_message"]

@@ -14,12 +14,14 @@ def test_delta_jars_are_cached_for_offline_reuse(spark, settings):
 
 def test_delta_round_trip_merge_time_travel_history(spark, settings):
     path = settings.table_path("round_trip")
-    spark.createDataFrame([("offer-1", 10), ("offer-2", 20)], "offer_id string, impressions long") \
-        .write.format("delta").mode("overwrite").save(path)
+    spark.createDataFrame([("offer-1", 10), ("offer-2", 20)], "offer_id string, impressions long").write.format(
+        "delta"
+    ).mode("overwrite").save(path)
 
     updates = spark.createDataFrame([("offer-2", 25), ("offer-3", 5)], "offer_id string, impressions long")
     (
-        DeltaTable.forPath(spark, path).alias("t")
+        DeltaTable.forPath(spark, path)
+        .alias("t")
         .merge(updates.alias("u"), "t.offer_id = u.offer_id")
         .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
@@ -29,7 +31,9 @@ def test_delta_round_trip_merge_time_travel_history(spark, settings):
     current = {r.offer_id: r.impressions for r in spark.read.format("delta").load(path).collect()}
     assert current == {"offer-1": 10, "offer-2": 25, "offer-3": 5}
 
-    original = {r.offer_id: r.impressions for r in spark.read.format("delta").option("versionAsOf", 0).load(path).collect()}
+    original = {
+        r.offer_id: r.impressions for r in spark.read.format("delta").option("versionAsOf", 0).load(path).collect()
+    }
     assert original == {"offer-1": 10, "offer-2": 20}
 
     history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()

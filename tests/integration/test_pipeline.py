@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -22,7 +22,7 @@ from offerrank.settings import load_settings
 
 START = date(2026, 11, 1)
 DAYS = [START + timedelta(days=i) for i in range(3)]
-AT = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -65,16 +65,27 @@ def test_every_day_publishes_a_complete_ranking(spark, world):
     ai = current[current["reason"].isin(["model", "cold_start"])]
     assert ai.groupby(["decision_id", "placement_id", "segment"])["traffic_share"].sum().round(6).eq(1.0).all()
     personalized = current[current["model_name"] == "personalized-mobile"]
-    assert set(personalized["segment"]) == {"*", *SEGMENTS} and set(current[current["model_name"] != "personalized-mobile"]["segment"]) == {"*"}
+    assert set(personalized["segment"]) == {"*", *SEGMENTS} and set(
+        current[current["model_name"] != "personalized-mobile"]["segment"]
+    ) == {"*"}
 
 
 def test_channel_lookups_serve_the_published_ranking_of_the_profiles_segment(spark, world):
     settings, _ = world
     current = rankings(spark, settings).toPandas().sort_values("rank")
-    members = spark.read.format("delta").load(settings.table_path("profile_segments")).groupBy("segment") \
-        .agg(F.min("profile_id").alias("profile_id")).toPandas().set_index("segment")["profile_id"].to_dict()
+    members = (
+        spark.read.format("delta")
+        .load(settings.table_path("profile_segments"))
+        .groupBy("segment")
+        .agg(F.min("profile_id").alias("profile_id"))
+        .toPandas()
+        .set_index("segment")["profile_id"]
+        .to_dict()
+    )
     lookup = RankingLookup(settings)
-    for (decision, placement, channel, segment), group in current.groupby(["decision_id", "placement_id", "channel", "segment"]):
+    for (decision, placement, channel, segment), group in current.groupby(
+        ["decision_id", "placement_id", "channel", "segment"]
+    ):
         profile = None if segment == "*" else members[segment]
         answer = lookup.top(placement, channel, profile_id=profile, decision_id=decision, limit=100)
         assert (answer.ranking_version, answer.segment) == (3, segment)
@@ -91,27 +102,47 @@ def test_a_new_offer_without_data_is_published_in_cold_start(spark, world):
 
 def test_rates_and_facts_come_from_the_days_data(spark, world):
     settings, _ = world
-    rates = spark.read.format("delta").load(settings.table_path("offer_conversion_rates")).filter(F.col("as_of_date") == DAYS[-1])
-    assert set(r.model_name for r in rates.select("model_name").distinct().collect()) == {"auto-web", "auto-email", "personalized-mobile"}
+    rates = (
+        spark.read.format("delta")
+        .load(settings.table_path("offer_conversion_rates"))
+        .filter(F.col("as_of_date") == DAYS[-1])
+    )
+    assert set(r.model_name for r in rates.select("model_name").distinct().collect()) == {
+        "auto-web",
+        "auto-email",
+        "personalized-mobile",
+    }
     facts = spark.read.format("delta").load(settings.table_path("offer_stats_daily"))
     assert {r.event_date for r in facts.select("event_date").distinct().collect()} == set(DAYS)
     interactions = spark.read.format("delta").load(settings.table_path("interactions"))
-    assert facts.filter("segment = '*'").agg(F.sum("impressions")).first()[0] == interactions.filter("interaction = 'impression'").count()
-    by_segment = {r.segment: r.impressions for r in facts.filter("placement_id = 'push-evening'").groupBy("segment")
-                  .agg(F.sum("impressions").alias("impressions")).collect()}
+    assert (
+        facts.filter("segment = '*'").agg(F.sum("impressions")).first()[0]
+        == interactions.filter("interaction = 'impression'").count()
+    )
+    by_segment = {
+        r.segment: r.impressions
+        for r in facts.filter("placement_id = 'push-evening'")
+        .groupBy("segment")
+        .agg(F.sum("impressions").alias("impressions"))
+        .collect()
+    }
     assert set(by_segment) == {"*", *SEGMENTS} and sum(by_segment[s] for s in SEGMENTS) == by_segment["*"]
 
 
 def test_rerunning_the_last_date_changes_nothing(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)
-    before = {name: sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr)
-              for name in ("offer_stats_daily", "offer_conversion_rates", "offer_rankings")}
+    before = {
+        name: sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr)
+        for name in ("offer_stats_daily", "offer_conversion_rates", "offer_rankings")
+    }
     report = run_day(spark, settings, DAYS[-1], published_at=AT, echo=lambda _: None)
     assert "ranking unchanged: version 3" in report.steps[-1][2]
     assert table_version(spark, settings) == before_version
     for name, rows in before.items():
-        assert sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr) == rows, name
+        assert (
+            sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr) == rows
+        ), name
 
 
 def test_failed_validation_leaves_the_last_good_ranking(spark, world):
@@ -122,7 +153,12 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):
         rank_and_publish(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
     assert table_version(spark, settings) == before_version
-    refused = spark.read.format("delta").load(settings.table_path("ranking_runs")).filter(F.col("status") == "refused").collect()
+    refused = (
+        spark.read.format("delta")
+        .load(settings.table_path("ranking_runs"))
+        .filter(F.col("status") == "refused")
+        .collect()
+    )
     assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)]
     assert refused[0].reason.startswith("validation of 2026-11-03 did not pass (")
     assert run_ingest(spark, settings, DAYS[-1]).success  # back to a good day for the tests that follow
@@ -130,23 +166,34 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
 
 def test_readers_see_one_complete_version_while_publishing(spark, world):
     settings, _ = world
-    sizes = {row.ranking_version: row["count"] for v in range(table_version(spark, settings) + 1)
-             for row in rankings(spark, settings, v).groupBy("ranking_version").count().collect()}
+    sizes = {
+        row.ranking_version: row["count"]
+        for v in range(table_version(spark, settings) + 1)
+        for row in rankings(spark, settings, v).groupBy("ranking_version").count().collect()
+    }
     seen, stop = [], threading.Event()
 
     def read_continuously():
         while not stop.is_set():
-            seen.append({r.ranking_version: r["count"] for r in rankings(spark, settings).groupBy("ranking_version").count().collect()})
+            seen.append(
+                {
+                    r.ranking_version: r["count"]
+                    for r in rankings(spark, settings).groupBy("ranking_version").count().collect()
+                }
+            )
 
     reader = threading.Thread(target=read_continuously)
     reader.start()
+    publisher = Publisher(spark, settings)
     try:
-        result = Publisher(spark, settings).rollback(1, "rollback-test", AT)
+        result = publisher.rollback(1, "rollback-test", AT)
     finally:
         stop.set()
         reader.join()
     assert result.status == "rolled_back"
-    assert set(rankings(spark, settings).toPandas()["ranking_version"]) == {1}
+    rolled_back = set(rankings(spark, settings).toPandas()["ranking_version"])
+    publisher.rollback(3, "rollback-test-undo", AT)  # the latest ranking again, for the tests that follow
+    assert rolled_back == {1}
     assert seen and all(len(snapshot) == 1 for snapshot in seen)
     assert all(count == sizes[version] for snapshot in seen for version, count in snapshot.items())
 

@@ -20,8 +20,9 @@ def test_help_lists_commands_with_descriptions():
 
 
 def test_generate_prints_where_and_how_many(tmp_path):
-    result = run_cli("generate", "--start", "2026-11-01", "--days", "2", "--events-per-day", "500",
-                     "--out", str(tmp_path))
+    result = run_cli(
+        "generate", "--start", "2026-11-01", "--days", "2", "--events-per-day", "500", "--out", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote 1,0" in result.stdout and str(tmp_path / "events") in result.stdout
     assert sorted(p.name for p in (tmp_path / "events").iterdir()) == ["2026-11-01", "2026-11-02"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from offerrank.lookup import LookupRefused, NothingToServe, RankingLookup, Unkno
 from offerrank.settings import load_settings
 from tests.factories import publish_rows, published_order, ranking_rows
 
-TODAY = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+TODAY = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def lookup_of(settings) -> RankingLookup:
@@ -35,7 +35,9 @@ def test_top_serves_the_published_order_of_one_version(ranked_warehouse):
     assert [o.offer_id for o in answer.offers] == published_order(1, "home-hero")[:3]
     assert [o.rank for o in answer.offers] == [1, 2, 3] and {o.reason for o in answer.offers} == {"model"}
     sidebar = lookup.top("product-sidebar", "web")
-    assert [(o.offer_id, o.reason) for o in sidebar.offers] == [(i, "priority") for i in published_order(1, "product-sidebar")]
+    assert [(o.offer_id, o.reason) for o in sidebar.offers] == [
+        (i, "priority") for i in published_order(1, "product-sidebar")
+    ]
     assert lookup.health()["status"] == "ok" and lookup.health()["placements"] == 3
 
 
@@ -44,10 +46,13 @@ def test_a_placement_without_a_ranking_gets_its_fallback_then_the_priority_order
     assert answer.ranking_version is None and answer.decision_id == "dp-checkout"
     catalog = load_catalog(ranked_warehouse.catalog_file)
     (assignment,) = catalog.get("decisions", "dp-checkout").placements
-    by_priority = sorted((o for o in catalog.eligible_offers(assignment) if o.id != assignment.fallback_offer),
-                         key=lambda o: (-o.priority, o.id))
+    by_priority = sorted(
+        (o for o in catalog.eligible_offers(assignment) if o.id != assignment.fallback_offer),
+        key=lambda o: (-o.priority, o.id),
+    )
     assert [(o.offer_id, o.reason) for o in answer.offers] == [(assignment.fallback_offer, "fallback")] + [
-        (o.id, "priority_fallback") for o in by_priority[:3]]
+        (o.id, "priority_fallback") for o in by_priority[:3]
+    ]
     assert [o.score for o in answer.offers[1:]] == [float(o.priority) for o in by_priority[:3]]
 
 
@@ -72,7 +77,10 @@ def test_explore_draws_a_stable_order_per_profile_and_version(ranked_warehouse):
     first = lookup.top("home-hero", "web", profile_id="p-1", explore=True)
     assert first.explored and first == lookup.top("home-hero", "web", profile_id="p-1", explore=True)
     assert sorted(o.offer_id for o in first.offers) == sorted(published_order(1, "home-hero"))
-    orders = {tuple(o.offer_id for o in lookup.top("home-hero", "web", profile_id=f"p-{i}", explore=True).offers) for i in range(40)}
+    orders = {
+        tuple(o.offer_id for o in lookup.top("home-hero", "web", profile_id=f"p-{i}", explore=True).offers)
+        for i in range(40)
+    }
     assert len(orders) > 1  # the posteriors overlap, so profiles see different orders
     sidebar = lookup.top("product-sidebar", "web", profile_id="p-1", explore=True)
     assert not sidebar.explored  # a priority ranking has no posteriors: the published order
@@ -124,5 +132,9 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
     assert {hero.ranking_version for hero, _ in answers} == {1, 2, 3, 4}
     for hero, newsletter in answers:
         version = published[hero.table_version]
-        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == published_order(version, "home-hero")
-        assert [o.offer_id for o in newsletter.offers] == published_order(published[newsletter.table_version], "newsletter-top")
+        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == published_order(
+            version, "home-hero"
+        )
+        assert [o.offer_id for o in newsletter.offers] == published_order(
+            published[newsletter.table_version], "newsletter-top"
+        )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.factories import REPO
 
 
 def free_port() -> int:
@@ -50,13 +50,17 @@ class Stack:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.pids: dict[str, int] = {}
-        self.env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                    "SPARK_LOCAL_IP": "127.0.0.1"}
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
 
     def _spawn(self, name: str, command: list[str], env: dict, **kwargs) -> subprocess.Popen:
         log = self.workdir / f"{name}.log"
-        process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   start_new_session=True, **kwargs)
+        process = subprocess.Popen(
+            command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )
         self.pids[name] = process.pid
         return process
 
@@ -68,21 +72,62 @@ class Stack:
 
         spark_home = Path(pyspark.__file__).parent
         folder = self.workdir / "spark"
-        env = {**self.env, "SPARK_HOME": str(spark_home), "SPARK_LOG_DIR": str(folder / "logs"),
-               "SPARK_PID_DIR": str(folder / "pids"), "SPARK_WORKER_DIR": str(folder / "work")}
+        env = {
+            **self.env,
+            "SPARK_HOME": str(spark_home),
+            "SPARK_LOG_DIR": str(folder / "logs"),
+            "SPARK_PID_DIR": str(folder / "pids"),
+            "SPARK_WORKER_DIR": str(folder / "work"),
+        }
         port, master_ui, worker_ui = free_port(), free_port(), free_port()
         daemon = ["bash", str(spark_home / "sbin" / "spark-daemon.sh"), "start"]
-        subprocess.run([*daemon, "org.apache.spark.deploy.master.Master", "1", "--host", "127.0.0.1", "--port", str(port),
-                        "--webui-port", str(master_ui)], env=env, check=True, capture_output=True, start_new_session=True)
+        subprocess.run(
+            [
+                *daemon,
+                "org.apache.spark.deploy.master.Master",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(master_ui),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            start_new_session=True,
+        )
         self._adopt_pids(folder / "pids")
         master = f"spark://127.0.0.1:{port}"
-        subprocess.run([*daemon, "org.apache.spark.deploy.worker.Worker", "1", master, "--host", "127.0.0.1",
-                        "--webui-port", str(worker_ui), "--cores", str(worker_cores), "--memory", worker_memory],
-                       env=env, check=True, capture_output=True, start_new_session=True)
+        subprocess.run(
+            [
+                *daemon,
+                "org.apache.spark.deploy.worker.Worker",
+                "1",
+                master,
+                "--host",
+                "127.0.0.1",
+                "--webui-port",
+                str(worker_ui),
+                "--cores",
+                str(worker_cores),
+                "--memory",
+                worker_memory,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            start_new_session=True,
+        )
         self._adopt_pids(folder / "pids")
         logs = [Path(p) for p in glob.glob(str(folder / "logs" / "*.out"))]
-        wait_for("the Spark master with one worker",
-                 lambda: httpx.get(f"http://127.0.0.1:{master_ui}/json/").json()["aliveworkers"] >= 1, 90, logs)
+        wait_for(
+            "the Spark master with one worker",
+            lambda: httpx.get(f"http://127.0.0.1:{master_ui}/json/").json()["aliveworkers"] >= 1,
+            90,
+            logs,
+        )
         return master
 
     def _adopt_pids(self, folder: Path) -> None:
@@ -103,15 +148,42 @@ class Stack:
         if as_user:  # postgres refuses to run as root
             for folder in (self.workdir, data):
                 os.chown(folder, *(_ids("postgres")))
-        subprocess.run([bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
-                       check=True, capture_output=True, **as_user)
+        subprocess.run(
+            [bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+            **as_user,
+        )
         port = free_port()
-        self._spawn("postgres", [bindir / "postgres", "-D", data, "-p", str(port), "-k", data, "-c", "listen_addresses=127.0.0.1",
-                                 "-c", "fsync=off"], self.env, **as_user)
-        wait_for("PostgreSQL", lambda: subprocess.run([bindir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0,
-                 60, [self.workdir / "postgres.log"])
-        subprocess.run([bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE airflow"],
-                       check=True, capture_output=True)
+        self._spawn(
+            "postgres",
+            [
+                bindir / "postgres",
+                "-D",
+                data,
+                "-p",
+                str(port),
+                "-k",
+                data,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            self.env,
+            **as_user,
+        )
+        wait_for(
+            "PostgreSQL",
+            lambda: subprocess.run([bindir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)]).returncode == 0,
+            60,
+            [self.workdir / "postgres.log"],
+        )
+        subprocess.run(
+            [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE airflow"],
+            check=True,
+            capture_output=True,
+        )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow"
 
     # --- Airflow ----------------------------------------------------------------------------------------------
@@ -126,7 +198,8 @@ class Stack:
         passwords.write_text(json.dumps({"offerrank": password}))
         host, _, master_port = spark_master.rpartition(":")
         env = {
-            **self.env, **offerrank_env,
+            **self.env,
+            **offerrank_env,
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -141,19 +214,34 @@ class Stack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": host, "port": int(master_port)}
-                                                      if spark_master.startswith("spark://") else
-                                                      {"conn_type": "spark", "host": spark_master}),
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+                {"conn_type": "spark", "host": host, "port": int(master_port)}
+                if spark_master.startswith("spark://")
+                else {"conn_type": "spark", "host": spark_master}
+            ),
         }
         airflow = [sys.executable, "-m", "airflow"]
         migrated = subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, text=True)
         assert migrated.returncode == 0, migrated.stderr[-3000:]
-        self._spawn("airflow-api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env)
+        self._spawn(
+            "airflow-api-server",
+            [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env,
+        )
         self._spawn("airflow-scheduler", [*airflow, "scheduler"], env)
         self._spawn("airflow-dag-processor", [*airflow, "dag-processor"], env)
-        api = AirflowAPI(f"http://127.0.0.1:{port}", "offerrank", password, [self.workdir / f"airflow-{n}.log" for n in
-                                                                               ("api-server", "scheduler", "dag-processor")])
-        wait_for("the Airflow API server", lambda: httpx.get(f"{api.base}/api/v2/monitor/health").status_code == 200, 180, api.logs)
+        api = AirflowAPI(
+            f"http://127.0.0.1:{port}",
+            "offerrank",
+            password,
+            [self.workdir / f"airflow-{n}.log" for n in ("api-server", "scheduler", "dag-processor")],
+        )
+        wait_for(
+            "the Airflow API server",
+            lambda: httpx.get(f"{api.base}/api/v2/monitor/health").status_code == 200,
+            180,
+            api.logs,
+        )
         return api
 
     def stop(self) -> None:
@@ -176,8 +264,11 @@ class AirflowAPI:
     def client(self) -> httpx.Client:
         token = httpx.post(f"{self.base}/auth/token", json={"username": self.username, "password": self.password})
         token.raise_for_status()
-        return httpx.Client(base_url=f"{self.base}/api/v2", timeout=30,
-                            headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        return httpx.Client(
+            base_url=f"{self.base}/api/v2",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
 
     def run_dag(self, dag_id: str, conf: dict, timeout: float) -> tuple[dict, dict[str, str], float]:
         """Trigger `dag_id` with `conf`, wait until it ends; (the run, task states, wall seconds)."""
@@ -196,7 +287,10 @@ class AirflowAPI:
             wait_for(f"DAG run {run_id}", finished, timeout, self.logs)
             elapsed = time.monotonic() - started
             instances = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-            tasks = {f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"] for t in instances}
+            tasks = {
+                f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
+                for t in instances
+            }
         return state, tasks, elapsed
 
 

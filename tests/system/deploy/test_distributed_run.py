@@ -20,11 +20,27 @@ from offerrank.nightly import run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
-from tests.deploy.stack import Stack
+from tests.system.deploy.stack import Stack
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
-COMPARED = ["model_name", "decision_id", "placement_id", "channel", "segment", "rank", "offer_id", "score", "p_best", "traffic_share",
-            "alpha", "beta", "impressions", "conversions", "reason", "as_of_date"]
+COMPARED = [
+    "model_name",
+    "decision_id",
+    "placement_id",
+    "channel",
+    "segment",
+    "rank",
+    "offer_id",
+    "score",
+    "p_best",
+    "traffic_share",
+    "alpha",
+    "beta",
+    "impressions",
+    "conversions",
+    "reason",
+    "as_of_date",
+]
 
 
 def prepared_home(spark, home: Path) -> None:
@@ -58,10 +74,14 @@ def test_nightly_dag_on_postgres_airflow_and_a_spark_cluster_publishes_what_loca
 
     master = stack.start_spark()
     database = stack.start_postgres()
-    api = stack.start_airflow(database, master, {
-        "OFFERRANK_HOME": str(cluster_home),
-        "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
-    })
+    api = stack.start_airflow(
+        database,
+        master,
+        {
+            "OFFERRANK_HOME": str(cluster_home),
+            "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
+        },
+    )
     run, tasks, elapsed = api.run_dag("offer_ranking", {"run_date": RUN.isoformat()}, timeout=900)
     print(f"offer_ranking on {master} via the REST API: {run['state']} in {elapsed:.0f}s; tasks {tasks}")
     assert run["state"] == "success", (tasks, [log.read_text()[-2000:] for log in api.logs])

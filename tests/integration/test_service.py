@@ -42,7 +42,10 @@ def test_a_good_request_gets_the_ranked_offers(service):
     version = lookup.snapshot.ranking_version
     expected = published_order(version, "home-hero")[:2]
     assert body["ranking_version"] == version and body["decision_id"] == "dp-web-home" and body["explored"] is False
-    assert [(o["offer_id"], o["rank"], o["reason"]) for o in body["offers"]] == [(expected[0], 1, "model"), (expected[1], 2, "model")]
+    assert [(o["offer_id"], o["rank"], o["reason"]) for o in body["offers"]] == [
+        (expected[0], 1, "model"),
+        (expected[1], 2, "model"),
+    ]
     assert body["as_of_date"] == f"2026-11-{version:02d}"
 
 
@@ -60,18 +63,46 @@ def test_a_placement_without_ranking_answers_with_its_fallback(service):
     assert {o["reason"] for o in body["offers"][1:]} == {"priority_fallback"}
 
 
-@pytest.mark.parametrize(("path", "params", "status", "error"), [
-    ("/v1/rankings/no-such-slot", {"channel": "web"}, 404, "unknown placement 'no-such-slot'"),
-    ("/v1/rankings/home-hero", {"channel": "email"}, 404, "is on channel 'web', not 'email'"),
-    ("/v1/rankings/home-hero", {}, 422, "channel: Field required"),
-    ("/v1/rankings/home-hero", {"channel": "fax"}, 422, "channel: String should match pattern"),
-    ("/v1/rankings/home-hero", {"channel": "web", "limit": 0}, 422, "limit: Input should be greater than or equal to 1"),
-    ("/v1/rankings/home-hero", {"channel": "web", "limit": 101}, 422, "limit: Input should be less than or equal to 100"),
-    ("/v1/rankings/home-hero", {"channel": "web", "explore": "maybe"}, 422, "explore: Input should be a valid boolean"),
-    ("/v1/rankings/home-hero", {"channel": "web", "profile": "x" * 300}, 422, "profile: String should match pattern"),
-    ("/v1/rankings/" + "a" * 200, {"channel": "web"}, 422, "placement_id: String should match pattern"),
-    ("/v1/rankings/home-hero", {"channel": "web", "decision": "dp-checkout"}, 400, "does not assign placement 'home-hero'"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "status", "error"),
+    [
+        ("/v1/rankings/no-such-slot", {"channel": "web"}, 404, "unknown placement 'no-such-slot'"),
+        ("/v1/rankings/home-hero", {"channel": "email"}, 404, "is on channel 'web', not 'email'"),
+        ("/v1/rankings/home-hero", {}, 422, "channel: Field required"),
+        ("/v1/rankings/home-hero", {"channel": "fax"}, 422, "channel: String should match pattern"),
+        (
+            "/v1/rankings/home-hero",
+            {"channel": "web", "limit": 0},
+            422,
+            "limit: Input should be greater than or equal to 1",
+        ),
+        (
+            "/v1/rankings/home-hero",
+            {"channel": "web", "limit": 101},
+            422,
+            "limit: Input should be less than or equal to 100",
+        ),
+        (
+            "/v1/rankings/home-hero",
+            {"channel": "web", "explore": "maybe"},
+            422,
+            "explore: Input should be a valid boolean",
+        ),
+        (
+            "/v1/rankings/home-hero",
+            {"channel": "web", "profile": "x" * 300},
+            422,
+            "profile: String should match pattern",
+        ),
+        ("/v1/rankings/" + "a" * 200, {"channel": "web"}, 422, "placement_id: String should match pattern"),
+        (
+            "/v1/rankings/home-hero",
+            {"channel": "web", "decision": "dp-checkout"},
+            400,
+            "does not assign placement 'home-hero'",
+        ),
+    ],
+)
 def test_bad_requests_get_a_4xx_that_says_what_is_wrong(service, path, params, status, error):
     client, _ = service
     response = client.get(path, params=params)

@@ -6,6 +6,7 @@ import csv
 import json
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -13,8 +14,8 @@ from pyspark.sql import functions as F
 from offerrank.cli import main as cli_main
 from offerrank.generator import generate
 from offerrank.jobs.ingest import run as run_ingest
-from offerrank.xdm import EVENT_SCHEMA
 from offerrank.settings import load_settings
+from offerrank.xdm import EVENT_SCHEMA
 
 DAY = date(2026, 11, 1)
 # generator fault kind -> the quarantine code it must end up under (exact duplicates are dropped, not quarantined)
@@ -57,7 +58,10 @@ def table(spark, settings, name):
 
 
 def snapshot(spark, settings):
-    return {name: sorted(map(tuple, table(spark, settings, name).drop("expectations").collect()), key=repr) for name in TABLES}
+    return {
+        name: sorted(map(tuple, table(spark, settings, name).drop("expectations").collect()), key=repr)
+        for name in TABLES
+    }
 
 
 def test_every_record_is_accounted_for_exactly(first_run, landing):
@@ -76,11 +80,24 @@ def test_every_record_is_accounted_for_exactly(first_run, landing):
 
 def test_interactions_match_the_generators_truth(spark, run_settings, first_run, landing):
     rows = table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY)
-    impressions = Counter({(r.offer_id, r.placement_id, r.channel): r["count"] for r in
-                           rows.filter("interaction = 'impression'").groupBy("offer_id", "placement_id", "channel").count().collect()})
-    conversions = Counter({(r.offer_id, r.placement_id, r.channel): r.n for r in
-                           rows.filter("interaction = 'conversion'").groupBy("offer_id", "placement_id", "channel")
-                           .agg(F.countDistinct("proposition_id").alias("n")).collect()})
+    impressions = Counter(
+        {
+            (r.offer_id, r.placement_id, r.channel): r["count"]
+            for r in rows.filter("interaction = 'impression'")
+            .groupBy("offer_id", "placement_id", "channel")
+            .count()
+            .collect()
+        }
+    )
+    conversions = Counter(
+        {
+            (r.offer_id, r.placement_id, r.channel): r.n
+            for r in rows.filter("interaction = 'conversion'")
+            .groupBy("offer_id", "placement_id", "channel")
+            .agg(F.countDistinct("proposition_id").alias("n"))
+            .collect()
+        }
+    )
     truth_impressions, truth_conversions = Counter(), Counter()
     with open(landing / "ground_truth.csv") as handle:
         for row in csv.DictReader(handle):
@@ -98,14 +115,24 @@ def test_tables_hold_the_run(spark, run_settings, first_run):
     quarantine = table(spark, run_settings, "quarantine").collect()
     assert len(quarantine) == first_run.quarantined
     malformed = next(r for r in quarantine if r.reason_codes == ["malformed_json"])
-    assert malformed.reasons == "the record is not valid JSON" and malformed.raw and malformed.source_file.endswith(".jsonl")
+    assert (
+        malformed.reasons == "the record is not valid JSON"
+        and malformed.raw
+        and malformed.source_file.endswith(".jsonl")
+    )
     (dq,) = table(spark, run_settings, "dq_results").collect()
     assert dq.success and dq.records_read == first_run.records_read and dq.run_id == "manual__2026-11-01"
     outcomes = {(e.suite, e.column, e.quarantine_code): e for e in dq.expectations}
-    assert outcomes[("events_records", "event_id", "missing_event_id")].unexpected_count == first_run.quarantined_by_reason["missing_event_id"]
+    assert (
+        outcomes[("events_records", "event_id", "missing_event_id")].unexpected_count
+        == first_run.quarantined_by_reason["missing_event_id"]
+    )
     assert all(e.success for e in dq.expectations if e.suite == "events_dataset")
-    docs = (run_settings.warehouse + "/dq_docs/index.html")
-    assert "events_records" in open(docs).read() or any((run_settings.home / "warehouse/dq_docs/validations").rglob("*.html"))
+    docs = Path(run_settings.dq_docs_dir)
+    index = (docs / "index.html").read_text()
+    for suite in ("events_records", "events_dataset"):  # the day's page of each suite, linked from the index
+        (page,) = (docs / "validations" / suite).rglob("*.html")
+        assert str(page.relative_to(docs)) in index, suite
 
 
 def test_rerunning_a_date_gives_identical_tables(spark, run_settings, first_run):
@@ -115,7 +142,9 @@ def test_rerunning_a_date_gives_identical_tables(spark, run_settings, first_run)
     assert snapshot(spark, run_settings) == before
 
 
-def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_interactions(spark, run_settings, first_run, capsys):
+def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_interactions(
+    spark, run_settings, first_run, capsys
+):
     strict = run_settings.model_copy(update={"max_quarantine_share": 0.001})
     failed = run_ingest(spark, strict, DAY, run_id="strict")
     assert not failed.success
@@ -124,9 +153,14 @@ def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_intera
     (dq,) = table(spark, run_settings, "dq_results").collect()
     assert (dq.success, dq.run_id) == (False, "strict")
 
-    code = cli_main(["--home", str(run_settings.home), "--events-root", run_settings.events_root, "ingest", "--date", "2026-11-01"])
+    code = cli_main(
+        ["--home", str(run_settings.home), "--events-root", run_settings.events_root, "ingest", "--date", "2026-11-01"]
+    )
     assert code == 0 and "validation passed" in capsys.readouterr().out
-    assert table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count() == first_run.interactions_written
+    assert (
+        table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count()
+        == first_run.interactions_written
+    )
 
 
 def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_run, landing, tmp_path):

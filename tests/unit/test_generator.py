@@ -35,8 +35,9 @@ def test_same_seed_gives_identical_files(tmp_path, sample):
     for relative in files:
         assert (sample.out / relative).read_bytes() == (again.out / relative).read_bytes(), relative
     other = generate(tmp_path / "other", START, days=1, seed=12, events_per_day=200)
-    assert (other.out / "events/2026-11-01/events-2026-11-01.jsonl").read_bytes()[:500] != \
-        (sample.out / "events/2026-11-01/events-2026-11-01.jsonl").read_bytes()[:500]
+    assert (other.out / "events/2026-11-01/events-2026-11-01.jsonl").read_bytes()[:500] != (
+        sample.out / "events/2026-11-01/events-2026-11-01.jsonl"
+    ).read_bytes()[:500]
 
 
 def test_events_follow_the_contract(sample):
@@ -45,14 +46,18 @@ def test_events_follow_the_contract(sample):
         event = json.loads(line)
         assert event["timestamp"].startswith(folder), "an event lands in the folder of its UTC date"
         decisioning = event["_experience"]["decisioning"]
-        kind = {"decisioning.propositionDisplay": "display", "decisioning.propositionInteract": "interact"}[event["eventType"]]
+        kind = {"decisioning.propositionDisplay": "display", "decisioning.propositionInteract": "interact"}[
+            event["eventType"]
+        ]
         assert decisioning["propositionEventType"] == {kind: 1}
         assert event["identityMap"]["ECID"][0]["primary"] is True
         assert event["channel"]["_type"].startswith(CHANNEL_TYPE_PREFIX)
         for proposition in decisioning["propositions"]:
             assert proposition["id"] and proposition["scopeDetails"]["placement"]["id"] == proposition["scope"]
-            assert all(item["id"] and item["itemSelection"]["rankingDetail"]["trafficType"] in ("model", "random")
-                       for item in proposition["items"])
+            assert all(
+                item["id"] and item["itemSelection"]["rankingDetail"]["trafficType"] in ("model", "random")
+                for item in proposition["items"]
+            )
         counted[(kind, event["channel"]["_type"].rsplit("/", 1)[1])] += 1
     assert sum(counted.values()) == sample.events_written == sum(sample.lines_per_date.values())
     assert {channel for _, channel in counted} == {"web", "email", "push", "mobileApp"}
@@ -62,7 +67,7 @@ def test_events_follow_the_contract(sample):
 def test_email_shows_several_items_and_some_clicks_land_next_day(sample):
     items_per_email = set()
     next_day_clicks = 0
-    for folder, line in read_lines(sample.out):
+    for _folder, line in read_lines(sample.out):
         event = json.loads(line)
         proposition = event["_experience"]["decisioning"]["propositions"][0]
         if event["eventType"].endswith("Display") and event["channel"]["_type"].endswith("email"):
@@ -115,8 +120,9 @@ def test_injected_faults_are_counted_per_folder(tmp_path):
                 malformed += 1
         except json.JSONDecodeError:
             malformed += 1
-    assert malformed == sum(kinds.get("malformed_json", 0) + kinds.get("not_an_object", 0)
-                            for kinds in manifest["faults"].values())
+    assert malformed == sum(
+        kinds.get("malformed_json", 0) + kinds.get("not_an_object", 0) for kinds in manifest["faults"].values()
+    )
 
 
 def test_catalog_covers_every_ranking_method(sample):

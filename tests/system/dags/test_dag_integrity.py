@@ -10,42 +10,54 @@ import sys
 
 import pytest
 
-from tests.dags.conftest import REPO
+from tests.factories import REPO
 
 PARSE_SCRIPT = """
 import json, sys, time
 from airflow.dag_processing.dagbag import DagBag
-started = time.perf_counter()
+started = time.process_time()
 bag = DagBag(dag_folder=sys.argv[1])
-print(json.dumps({"seconds": time.perf_counter() - started, "errors": {k: str(v) for k, v in bag.import_errors.items()},
+errors = {k: str(v) for k, v in bag.import_errors.items()}
+print(json.dumps({"cpu_seconds": time.process_time() - started, "errors": errors,
                   "dags": sorted(bag.dags), "pyspark": "pyspark" in sys.modules}))
 """
 
 
 @pytest.fixture(scope="module")
-def dagbag():
+def dagbag(airflow_env):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(REPO / "dags"))
 
 
-def test_the_dag_folder_parses_fast_without_errors_or_pyspark():
-    done = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(REPO / "dags")], capture_output=True, text=True,
-                          env=os.environ.copy(), check=True)
+def test_the_dag_folder_parses_fast_without_errors_or_pyspark(airflow_env):
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, str(REPO / "dags")],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        check=True,
+    )
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
     assert parsed["dags"] == ["offer_ranking", "warehouse_maintenance"]
     assert parsed["pyspark"] is False
-    assert parsed["seconds"] < 2.0
+    assert parsed["cpu_seconds"] < 2.0  # CPU time: a busy machine does not make parsing look slow
 
 
 def test_offer_ranking_tasks_and_edges(dagbag):
     dag = dagbag.dags["offer_ranking"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
-        "wait_for_events": ["ingest"], "ingest": ["validate"], "validate": ["profiles"],
-        "profiles": ["aggregate"], "aggregate": ["ranking_units"],
-        "ranking_units": ["rank"], "rank": ["publish"], "publish": ["summary"], "summary": [],
+        "wait_for_events": ["ingest"],
+        "ingest": ["validate"],
+        "validate": ["profiles"],
+        "profiles": ["aggregate"],
+        "aggregate": ["ranking_units"],
+        "ranking_units": ["rank"],
+        "rank": ["publish"],
+        "publish": ["summary"],
+        "summary": [],
     }
     assert dag.catchup is False and "offerrank" in dag.tags and dag.doc_md
     assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 2 * * *", "UTC")

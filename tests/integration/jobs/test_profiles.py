@@ -14,33 +14,44 @@ from offerrank.settings import load_settings
 
 
 def profile(ecid, **segments):
-    ups = {name: {"status": status, "lastQualificationTime": "2026-10-31T00:00:00Z"} for name, status in segments.items()}
+    ups = {
+        name: {"status": status, "lastQualificationTime": "2026-10-31T00:00:00Z"} for name, status in segments.items()
+    }
     return json.dumps({"identityMap": {"ECID": [{"id": ecid, "primary": True}]}, "segmentMembership": {"ups": ups}})
 
 
 def routed(spark, settings, lines):
     records = spark.createDataFrame([("f.jsonl", line) for line in lines], "source_file string, raw string")
-    return route_records(memberships(records, settings.max_record_bytes), load_suite(settings.expectations_dir, "profile_segments"), {})
+    return route_records(
+        memberships(records, settings.max_record_bytes), load_suite(settings.expectations_dir, "profile_segments"), {}
+    )
 
 
 def test_memberships_are_read_per_segment_and_bad_ones_get_reason_codes(spark, settings):
-    rows = routed(spark, settings, [
-        profile("e1", loyal="realized", vip="exited"),
-        profile("e2", **{"bad segment!": "realized"}),
-        profile("e3", loyal="pending"),
-        json.dumps({"segmentMembership": {"ups": {"loyal": {"status": "realized"}}}}),
-        "{not json",
-        profile("e4"),  # in no segment: no row
-    ]).collect()
+    rows = routed(
+        spark,
+        settings,
+        [
+            profile("e1", loyal="realized", vip="exited"),
+            profile("e2", **{"bad segment!": "realized"}),
+            profile("e3", loyal="pending"),
+            json.dumps({"segmentMembership": {"ups": {"loyal": {"status": "realized"}}}}),
+            "{not json",
+            profile("e4"),  # in no segment: no row
+        ],
+    ).collect()
     by_line = sorted(((r.profile_id, r.segment, r.status, tuple(r.reason_codes)) for r in rows), key=str)
-    assert by_line == sorted([
-        (None, None, None, ("malformed_json",)),
-        (None, "loyal", "realized", ("missing_identity",)),
-        ("e1", "loyal", "realized", ()),
-        ("e1", "vip", "exited", ()),
-        ("e2", "bad segment!", "realized", ("invalid_segment_id",)),
-        ("e3", "loyal", "pending", ("unknown_segment_status",)),
-    ], key=str)
+    assert by_line == sorted(
+        [
+            (None, None, None, ("malformed_json",)),
+            (None, "loyal", "realized", ("missing_identity",)),
+            ("e1", "loyal", "realized", ()),
+            ("e1", "vip", "exited", ()),
+            ("e2", "bad segment!", "realized", ("invalid_segment_id",)),
+            ("e3", "loyal", "pending", ("unknown_segment_status",)),
+        ],
+        key=str,
+    )
 
 
 def test_a_run_date_uses_the_latest_snapshot_on_or_before_it(tmp_path):
@@ -54,15 +65,36 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
     settings = load_settings(home=tmp_path, spark_shuffle_partitions=2, max_quarantine_share=0.3)
     good = tmp_path / "sample" / "profiles" / "2026-11-01"
     good.mkdir(parents=True)
-    (good / "profiles.jsonl").write_text("\n".join([
-        profile("e1", loyal="realized", vip="exited"), profile("e2", loyal="existing", vip="realized"),
-        profile("e3", vip="realized"), profile("e4", loyal="nonsense")]) + "\n")
+    (good / "profiles.jsonl").write_text(
+        "\n".join(
+            [
+                profile("e1", loyal="realized", vip="exited"),
+                profile("e2", loyal="existing", vip="realized"),
+                profile("e3", vip="realized"),
+                profile("e4", loyal="nonsense"),
+            ]
+        )
+        + "\n"
+    )
     result = run(spark, settings, date(2026, 11, 2))
-    assert (result.snapshot_date, result.profiles, result.memberships, result.quarantined) == (date(2026, 11, 1), 3, 4, 1)
+    assert (result.snapshot_date, result.profiles, result.memberships, result.quarantined) == (
+        date(2026, 11, 1),
+        3,
+        4,
+        1,
+    )
     members = spark.read.format("delta").load(settings.table_path("profile_segments")).collect()
-    assert sorted((r.profile_id, r.segment) for r in members) == [("e1", "loyal"), ("e2", "loyal"), ("e2", "vip"), ("e3", "vip")]
+    assert sorted((r.profile_id, r.segment) for r in members) == [
+        ("e1", "loyal"),
+        ("e2", "loyal"),
+        ("e2", "vip"),
+        ("e3", "vip"),
+    ]
     (quarantined,) = spark.read.format("delta").load(settings.table_path("profile_quarantine")).collect()
-    assert quarantined.reason_codes == ["unknown_segment_status"] and "not realized, existing or exited" in quarantined.reasons
+    assert (
+        quarantined.reason_codes == ["unknown_segment_status"]
+        and "not realized, existing or exited" in quarantined.reasons
+    )
     assert run(spark, settings, date(2026, 11, 2)).memberships == 4  # a rerun gives the same table
 
     bad = tmp_path / "sample" / "profiles" / "2026-11-05"
@@ -70,5 +102,7 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
     (bad / "profiles.jsonl").write_text("{broken\n" + profile("e5", loyal="realized") + "\n")
     with pytest.raises(SnapshotRejected, match="1 of 2 memberships failed validation"):
         run(spark, settings, date(2026, 11, 6))
-    snapshots = {r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_segments")).collect()}
+    snapshots = {
+        r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_segments")).collect()
+    }
     assert snapshots == {date(2026, 11, 1)}  # the last good snapshot stays the one in use

@@ -42,14 +42,21 @@ def classify(spark, settings, tmp_path):
 
     def run(lines: list, earlier_ids: list[str] | None = None, max_record_bytes: int = 1_000_000, known_offers=None):
         path = tmp_path / f"part-{len(list(tmp_path.iterdir()))}.jsonl"
-        path.write_bytes(b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n")
+        path.write_bytes(
+            b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n"
+        )
         records = read_records(spark, {"json": [str(path)], "parquet": []})
-        routed = route_records(parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE))
+        routed = route_records(
+            parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
+        )
         earlier = spark.createDataFrame([(i,) for i in earlier_ids], "event_id string") if earlier_ids else None
         labelled = label_records(routed, earlier)
         rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
-        return [rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")] for line in lines
-                if not isinstance(line, bytes)], labelled
+        return [
+            rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
+            for line in lines
+            if not isinstance(line, bytes)
+        ], labelled
 
     return run
 
@@ -70,18 +77,29 @@ def test_valid_examples_are_accepted_and_flattened_per_item(classify, examples):
     assert len(interactions) == 5  # the email impression carries two offers
     click = next(r for r in interactions if r.interaction == "conversion")
     assert (click.offer_id, click.placement_id, click.channel, click.decision_id, click.traffic_type) == (
-        "offer-spring-10", "home-hero", "web", "dp-spring-sale", "model")
+        "offer-spring-10",
+        "home-hero",
+        "web",
+        "dp-spring-sale",
+        "model",
+    )
     assert click.profile_id == "41520911863207584021459103812775114701"
     assert click.event_date == date(2026, 11, 22) and click.landing_date == RUN_DATE
-    assert sorted(r.offer_id for r in interactions if r.channel == "email") == ["offer-free-shipping", "offer-loyalty-2x"]
+    assert sorted(r.offer_id for r in interactions if r.channel == "email") == [
+        "offer-free-shipping",
+        "offer-loyalty-2x",
+    ]
 
 
-@pytest.mark.parametrize("line, code", [
-    ('{"_id": "x", "timestamp": ', "malformed_json"),
-    ('[{"_id": "x"}]', "not_an_object"),
-    ("42", "not_an_object"),
-    ('{"_id": "x", "_experience": {"decisioning": {"propositions": {"id": "p"}}}}', "wrong_field_type"),
-])
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        ('{"_id": "x", "timestamp": ', "malformed_json"),
+        ('[{"_id": "x"}]', "not_an_object"),
+        ("42", "not_an_object"),
+        ('{"_id": "x", "_experience": {"decisioning": {"propositions": {"id": "p"}}}}', "wrong_field_type"),
+    ],
+)
 def test_unreadable_records_are_quarantined_with_why(classify, examples, line, code):
     assert outcome(classify, line, examples[1]) == ("quarantined", [code])
 
@@ -105,28 +123,36 @@ def test_a_line_of_several_megabytes_is_quarantined_as_oversized(classify, event
     assert results == [("quarantined", ["oversized_record"]), ("accepted", [])]
 
 
-@pytest.mark.parametrize("mutate, code", [
-    (lambda e: e.pop("_id"), "missing_event_id"),
-    (lambda e: e.update(_id="has spaces/and slashes"), "invalid_event_id"),
-    (lambda e: e.pop("timestamp"), "missing_timestamp"),
-    (lambda e: e.update(timestamp="yesterday at noon"), "unparseable_timestamp"),
-    (lambda e: e.update(timestamp="2026-11-23T00:30:00Z"), "future_timestamp"),
-    (lambda e: e.update(timestamp="2026-11-18T23:59:59Z"), "beyond_lateness_window"),
-    (lambda e: e["_experience"]["decisioning"].update(propositionEventType={"interact": 1}), "event_type_mismatch"),
-    (lambda e: e.update(eventType="commerce.purchases"), "unknown_event_type"),
-    (lambda e: e.pop("eventType"), "missing_event_type"),
-    (lambda e: e["_experience"]["decisioning"].update(propositions=[]), "no_propositions"),
-    (lambda e: e["_experience"]["decisioning"].pop("propositions"), "no_propositions"),
-    (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(items=[]), "proposition_without_items"),
-    (lambda e: e["_experience"]["decisioning"]["propositions"][0].pop("id"), "proposition_without_id"),
-    (lambda e: [e["_experience"]["decisioning"]["propositions"][0].pop(k) for k in ("scope", "scopeDetails")],
-     "proposition_without_placement"),
-    (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id"), "item_without_id"),
-    (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"), "invalid_id_format"),
-    (lambda e: e.pop("identityMap"), "missing_identity"),
-    (lambda e: e.pop("channel"), "missing_channel"),
-    (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
-])
+@pytest.mark.parametrize(
+    "mutate, code",
+    [
+        (lambda e: e.pop("_id"), "missing_event_id"),
+        (lambda e: e.update(_id="has spaces/and slashes"), "invalid_event_id"),
+        (lambda e: e.pop("timestamp"), "missing_timestamp"),
+        (lambda e: e.update(timestamp="yesterday at noon"), "unparseable_timestamp"),
+        (lambda e: e.update(timestamp="2026-11-23T00:30:00Z"), "future_timestamp"),
+        (lambda e: e.update(timestamp="2026-11-18T23:59:59Z"), "beyond_lateness_window"),
+        (lambda e: e["_experience"]["decisioning"].update(propositionEventType={"interact": 1}), "event_type_mismatch"),
+        (lambda e: e.update(eventType="commerce.purchases"), "unknown_event_type"),
+        (lambda e: e.pop("eventType"), "missing_event_type"),
+        (lambda e: e["_experience"]["decisioning"].update(propositions=[]), "no_propositions"),
+        (lambda e: e["_experience"]["decisioning"].pop("propositions"), "no_propositions"),
+        (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(items=[]), "proposition_without_items"),
+        (lambda e: e["_experience"]["decisioning"]["propositions"][0].pop("id"), "proposition_without_id"),
+        (
+            lambda e: [e["_experience"]["decisioning"]["propositions"][0].pop(k) for k in ("scope", "scopeDetails")],
+            "proposition_without_placement",
+        ),
+        (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id"), "item_without_id"),
+        (
+            lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"),
+            "invalid_id_format",
+        ),
+        (lambda e: e.pop("identityMap"), "missing_identity"),
+        (lambda e: e.pop("channel"), "missing_channel"),
+        (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
+    ],
+)
 def test_record_level_rules(classify, event, examples, mutate, code):
     mutate(event)
     assert outcome(classify, event, examples[1]) == ("quarantined", [code])

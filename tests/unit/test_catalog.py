@@ -57,20 +57,41 @@ def test_a_formula_that_does_not_parse_or_breaks_the_limits(data):
     refused(data, r"formulas\[margin-boost\].expression: .*nests parentheses 20 levels")
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda d: d["decisions"][0]["placements"][0].update(eligible_offers=["offer-999"]), r"unknown offer 'offer-999'"),
-    (lambda d: d["decisions"][0]["placements"][0].update(placement="nowhere"), r"placement: unknown placement 'nowhere'"),
-    (lambda d: d["decisions"][1]["placements"][0].update(ranking="formula:nope"), r"ranking: unknown formula 'nope'"),
-    (lambda d: d["decisions"][0]["placements"][0].update(ranking="ai_model:ghost"), r"ranking: unknown AI model 'ghost'"),
-    (lambda d: d["decisions"][0]["placements"][0].update(ranking="random"), r"ranking: Value error, unknown ranking 'random'; one of ai_model:<id>, formula:<id>, priority"),
-    (lambda d: d["offers"][0].update(placements=["nowhere"]), r"offers\[offer-001\].placements: unknown placement"),
-    (lambda d: d["ai_models"][0].update(datasets=["clicks"]), r"ai_models\[auto-web\].datasets: unknown dataset 'clicks'"),
-    (lambda d: d["offers"].append(copy.deepcopy(d["offers"][0])), r"offers\[offer-001\]: duplicate id"),
-    (lambda d: d["ai_models"][0].update(status="draft"), r"AI model 'auto-web' is draft; activate it first"),
-    (lambda d: d["placements"][0].update(channel="fax"), r"placements\[home-hero\].channel: Input should be"),
-    (lambda d: d["ai_models"][0].update(exploration_share=1.5), r"ai_models\[auto-web\].exploration_share"),
-    (lambda d: d["ai_models"][0].update(segments=["vip"]), r"auto-optimization model is not personalized"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (
+            lambda d: d["decisions"][0]["placements"][0].update(eligible_offers=["offer-999"]),
+            r"unknown offer 'offer-999'",
+        ),
+        (
+            lambda d: d["decisions"][0]["placements"][0].update(placement="nowhere"),
+            r"placement: unknown placement 'nowhere'",
+        ),
+        (
+            lambda d: d["decisions"][1]["placements"][0].update(ranking="formula:nope"),
+            r"ranking: unknown formula 'nope'",
+        ),
+        (
+            lambda d: d["decisions"][0]["placements"][0].update(ranking="ai_model:ghost"),
+            r"ranking: unknown AI model 'ghost'",
+        ),
+        (
+            lambda d: d["decisions"][0]["placements"][0].update(ranking="random"),
+            r"ranking: Value error, unknown ranking 'random'; one of ai_model:<id>, formula:<id>, priority",
+        ),
+        (lambda d: d["offers"][0].update(placements=["nowhere"]), r"offers\[offer-001\].placements: unknown placement"),
+        (
+            lambda d: d["ai_models"][0].update(datasets=["clicks"]),
+            r"ai_models\[auto-web\].datasets: unknown dataset 'clicks'",
+        ),
+        (lambda d: d["offers"].append(copy.deepcopy(d["offers"][0])), r"offers\[offer-001\]: duplicate id"),
+        (lambda d: d["ai_models"][0].update(status="draft"), r"AI model 'auto-web' is draft; activate it first"),
+        (lambda d: d["placements"][0].update(channel="fax"), r"placements\[home-hero\].channel: Input should be"),
+        (lambda d: d["ai_models"][0].update(exploration_share=1.5), r"ai_models\[auto-web\].exploration_share"),
+        (lambda d: d["ai_models"][0].update(segments=["vip"]), r"auto-optimization model is not personalized"),
+    ],
+)
 def test_decisions_and_entities_must_reference_what_exists(data, mutate, match):
     mutate(data)
     refused(data, match)
@@ -80,8 +101,11 @@ def test_a_dataset_without_the_proposition_interactions_layout(tmp_path, sample)
     check_dataset_layout(Dataset(name="events", path=str(sample / "events")))
     (tmp_path / "2026-11-01").mkdir()
     (tmp_path / "2026-11-01" / "orders.jsonl").write_text('{"order_id": 1, "timestamp": "2026-11-01T00:00:00Z"}\n')
-    with pytest.raises(CatalogError, match=r"datasets\[orders\]: .*orders.jsonl does not have the proposition-interactions "
-                                           r"layout \(missing _id, eventType, _experience.decisioning.propositions\)"):
+    with pytest.raises(
+        CatalogError,
+        match=r"datasets\[orders\]: .*orders.jsonl does not have the proposition-interactions "
+        r"layout \(missing _id, eventType, _experience.decisioning.propositions\)",
+    ):
         check_dataset_layout(Dataset(name="orders", path=str(tmp_path)))
     with pytest.raises(CatalogError, match="no event files"):
         check_dataset_layout(Dataset(name="empty", path=str(tmp_path / "nothing")))

@@ -29,11 +29,17 @@ def test_equal_posteriors_share_the_probability_and_a_seed_repeats():
 
 
 def test_scores_shares_and_ranks():
-    ranked = thompson_rank(group([
-        ("weak", 21.0, 981.0, False),       # 2% after 1,000 impressions
-        ("strong", 61.0, 941.0, False),     # 6%
-        ("new", 1.0, 1.0, True),            # no data yet
-    ]), exploration_share=0.1, seed=3).set_index("offer_id")
+    ranked = thompson_rank(
+        group(
+            [
+                ("weak", 21.0, 981.0, False),  # 2% after 1,000 impressions
+                ("strong", 61.0, 941.0, False),  # 6%
+                ("new", 1.0, 1.0, True),  # no data yet
+            ]
+        ),
+        exploration_share=0.1,
+        seed=3,
+    ).set_index("offer_id")
     assert ranked.loc["strong", "score"] == pytest.approx(61 / 1002)
     assert list(ranked.sort_values("rank").index) == ["strong", "new", "weak"]
     assert ranked["traffic_share"].sum() == pytest.approx(1.0)
@@ -43,7 +49,9 @@ def test_scores_shares_and_ranks():
 
 
 def test_without_cold_start_offers_exploration_spreads_over_all():
-    ranked = thompson_rank(group([("a", 61.0, 941.0, False), ("b", 21.0, 981.0, False)]), 0.2, seed=3).set_index("offer_id")
+    ranked = thompson_rank(group([("a", 61.0, 941.0, False), ("b", 21.0, 981.0, False)]), 0.2, seed=3).set_index(
+        "offer_id"
+    )
     assert ranked.loc["b", "traffic_share"] == pytest.approx(0.1, abs=0.01)
 
 
@@ -60,7 +68,10 @@ def test_with_enough_traffic_the_true_best_ranks_first():
         rates = rng.uniform(0.005, 0.08, size=6)
         impressions = rng.integers(20_000, 60_000, size=6)  # "enough": the best is separable from the runner-up
         conversions = rng.binomial(impressions, rates)
-        ranked = thompson_rank(group([(f"o{i}", 1 + c, 1 + n - c, False) for i, (n, c) in enumerate(zip(impressions, conversions))]),
-                               0.1, seed=placement)
+        ranked = thompson_rank(
+            group([(f"o{i}", 1 + c, 1 + n - c, False) for i, (n, c) in enumerate(zip(impressions, conversions))]),
+            0.1,
+            seed=placement,
+        )
         hits += ranked.iloc[0]["offer_id"] == f"o{rates.argmax()}"
     assert hits / 200 >= 0.95

@@ -15,15 +15,16 @@ from airflow.configuration import conf as airflow_conf
 
 from offerrank.cli import build_parser
 from offerrank.settings import Settings
-from tests.deploy.conftest import REPO
+from tests.factories import REPO
 
 COMPOSE = Path(compose.__file__).parent / "docker-compose"  # the binary itself: the package's wrapper always exits 0
 IMAGE = "offerrank:local"
 
 
 def compose_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(COMPOSE), "-f", str(REPO / "docker-compose.yml"), *args], capture_output=True, text=True,
-                          cwd=REPO)
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(REPO / "docker-compose.yml"), *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,20 @@ def test_the_compose_file_is_valid_with_the_example_env_and_refuses_to_start_wit
 
 def test_the_deployment_has_every_service(rendered):
     assert set(rendered["services"]) == {
-        "postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-        "airflow-triggerer", "airflow-worker", "spark-master", "spark-worker", "lookup", "minio", "minio-init"}
+        "postgres",
+        "redis",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "spark-master",
+        "spark-worker",
+        "lookup",
+        "minio",
+        "minio-init",
+    }
     assert {name for name, s in rendered["services"].items() if s.get("profiles")} == {"minio", "minio-init"}
     for name, service in rendered["services"].items():
         assert "healthcheck" in service or name in ("airflow-init", "minio-init"), f"{name} has no healthcheck"
@@ -86,7 +99,9 @@ def test_commands_name_real_programs_subcommands_and_classes(rendered):
 
 def test_environment_names_real_settings(rendered):
     settings = set(Settings.model_fields)
-    airflow_options = {section: set(spec["options"]) for section, spec in airflow_conf.configuration_description.items()}
+    airflow_options = {
+        section: set(spec["options"]) for section, spec in airflow_conf.configuration_description.items()
+    }
     for name, service in rendered["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if key.startswith("OFFERRANK_"):
@@ -98,13 +113,25 @@ def test_environment_names_real_settings(rendered):
                 assert json.loads(value)["conn_type"] == "spark", name
     scheduler = rendered["services"]["airflow-scheduler"]["environment"]
     assert scheduler["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert scheduler["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/offerrank/dags" and "COPY dags ./dags" in (REPO / "Dockerfile").read_text()
+    assert (
+        scheduler["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/offerrank/dags"
+        and "COPY dags ./dags" in (REPO / "Dockerfile").read_text()
+    )
     assert scheduler["OFFERRANK_SPARK_MASTER"] == "spark://spark-master:7077"
 
 
 def test_no_secret_is_written_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
-    for variable in ("POSTGRES_PASSWORD", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "MINIO_ROOT_PASSWORD"):
+    for variable in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_FERNET_KEY",
+        "MINIO_ROOT_PASSWORD",
+    ):
         assert f"${{{variable}:?" in text
-    assert all("change-me" in line for line in (REPO / ".env.example").read_text().splitlines()
-               if re.match(r"^[A-Z_]*(PASSWORD|SECRET|KEY)[A-Z_]*=", line))
+    assert all(
+        "change-me" in line
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if re.match(r"^[A-Z_]*(PASSWORD|SECRET|KEY)[A-Z_]*=", line)
+    )

@@ -1,0 +1,75 @@
+"""Ranking one group of candidates by its method, and the fallback, on hand-built rows (no Spark session)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from offerrank.jobs.rank import rank_placement
+
+RUN = date(2026, 11, 3)
+
+
+def frame(method, rows, exploration=None, segment="*"):
+    return pd.DataFrame(
+        [
+            {
+                "decision_id": "d",
+                "placement_id": "p",
+                "channel": "web",
+                "segment": segment,
+                "ranking": {"ai_model": "ai_model:m", "formula": "formula:f"}.get(method, method),
+                "model_name": "m" if method == "ai_model" else method,
+                "offer_id": offer,
+                "priority": priority,
+                "formula_score": formula,
+                "is_fallback": fallback,
+                "exploration_share": exploration,
+                "alpha": alpha,
+                "beta": beta,
+                "impressions": 0,
+                "conversions": 0,
+                "cold_start": cold,
+            }
+            for offer, priority, formula, fallback, alpha, beta, cold in rows
+        ]
+    )
+
+
+def test_priority_and_formula_rankings():
+    rows = [
+        ("a", 10, 5.0, False, 1.0, 1.0, True),
+        ("b", 30, 1.0, False, 1.0, 1.0, True),
+        ("c", 30, 9.0, False, 1.0, 1.0, True),
+        ("fb", 1, None, True, 1.0, 1.0, True),
+    ]
+    by_priority = rank_placement(frame("priority", rows), RUN)
+    assert by_priority[["offer_id", "rank", "score", "reason"]].values.tolist() == [
+        ["b", 1, 30.0, "priority"],
+        ["c", 2, 30.0, "priority"],
+        ["a", 3, 10.0, "priority"],
+    ]
+    by_formula = rank_placement(frame("formula", rows), RUN)
+    assert by_formula["offer_id"].tolist() == ["c", "a", "b"]
+
+
+def test_the_fallback_offer_when_nothing_is_eligible():
+    ranked = rank_placement(frame("ai_model", [("fb", 1, None, True, 1.0, 1.0, True)], 0.1), RUN)
+    assert ranked[["offer_id", "rank", "reason"]].values.tolist() == [["fb", 1, "fallback"]]
+
+
+def test_ai_ranking_is_seeded_per_run():
+    rows = [
+        ("a", 1, None, False, 30.0, 970.0, False),
+        ("b", 1, None, False, 31.0, 969.0, False),
+        ("n", 1, None, False, 1.0, 1.0, True),
+        ("fb", 1, None, True, 1.0, 1.0, True),
+    ]
+    first, again = rank_placement(frame("ai_model", rows, 0.1), RUN), rank_placement(frame("ai_model", rows, 0.1), RUN)
+    pd.testing.assert_frame_equal(first, again)
+    assert "fb" not in first["offer_id"].tolist()
+    assert first.set_index("offer_id").loc["n", "reason"] == "cold_start"
+    in_segment = rank_placement(frame("ai_model", rows, 0.1, segment="loyal"), RUN)
+    assert in_segment["segment"].unique().tolist() == ["loyal"]
+    assert in_segment["p_best"].tolist() != first["p_best"].tolist()  # each segment draws with its own seed

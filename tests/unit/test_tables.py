@@ -1,0 +1,23 @@
+"""The table contract: engine schemas derived from one declaration, and the shared snapshot rule."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from offerrank.tables import ALL_TABLES, OFFER_RANKINGS, RANKING_RUNS, latest_on_or_before
+
+
+def test_engine_schemas_derive_from_the_one_declaration():
+    assert (
+        OFFER_RANKINGS.spark_schema().fieldNames() == OFFER_RANKINGS.column_names == OFFER_RANKINGS.arrow_schema().names
+    )
+    assert OFFER_RANKINGS.ddl.startswith("ranking_version long, model_name string, decision_id string")
+    assert str(RANKING_RUNS.arrow_schema().field("published_at").type) == "timestamp[us, tz=UTC]"
+    assert len({table.name for table in ALL_TABLES}) == len(ALL_TABLES) == 12
+
+
+def test_the_snapshot_a_date_uses_is_the_latest_on_or_before_it():
+    days = [date(2026, 11, 1), date(2026, 11, 8), date(2026, 11, 15)]
+    assert latest_on_or_before(days, date(2026, 11, 10)) == date(2026, 11, 8)
+    assert latest_on_or_before(days, date(2026, 11, 8)) == date(2026, 11, 8)
+    assert latest_on_or_before(days, date(2026, 10, 31)) is None
