@@ -29,13 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS
+
 CHANNELS = ("web", "email", "push", "mobileApp")
-SCHEMA = (
-    "ranking_version long, model_name string, decision_id string, placement_id string, channel string, rank int, "
-    "offer_id string, score double, p_best double, traffic_share double, alpha double, beta double, "
-    "impressions long, conversions long, reason string, as_of_date date, run_id string, published_at timestamp, "
-    "segment string"
-)
 
 
 def placement_ids(placements: int) -> list[tuple[str, str]]:
@@ -95,47 +91,47 @@ def catalog_data(placements: int, offers: int) -> dict:
     }
 
 
-def ranking_rows(version: int, placements: int, offers: int) -> list[tuple]:
+def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
+    """Rows of `offer_rankings` (by column name) ranking every placement's offers, differently per version."""
     rows = []
     published = datetime(2026, 11, 1, 3, tzinfo=UTC)
     for index, (placement, channel) in enumerate(placement_ids(placements)):
         for rank, offer in enumerate(offer_order(version, index, offers), 1):
             alpha, beta = 1.0 + (offers - rank) * 0.5 + version, 500.0
             rows.append(
-                (
-                    version,
-                    "bench-model",
-                    f"dec-{channel.lower()}",
-                    placement,
-                    channel,
-                    rank,
-                    offer,
-                    alpha / (alpha + beta),
-                    None,
-                    None,
-                    alpha,
-                    beta,
-                    5000,
-                    20,
-                    "model",
-                    date(2026, 11, 1),
-                    f"bench-{version}",
-                    published,
-                    "*",
-                )
+                {
+                    "ranking_version": version,
+                    "model_name": "bench-model",
+                    "decision_id": f"dec-{channel.lower()}",
+                    "placement_id": placement,
+                    "channel": channel,
+                    "segment": ALL_SEGMENTS,
+                    "rank": rank,
+                    "offer_id": offer,
+                    "score": alpha / (alpha + beta),
+                    "p_best": None,
+                    "traffic_share": None,
+                    "alpha": alpha,
+                    "beta": beta,
+                    "impressions": 5000,
+                    "conversions": 20,
+                    "reason": "model",
+                    "as_of_date": date(2026, 11, 1),
+                    "run_id": f"bench-{version}",
+                    "published_at": published,
+                }
             )
     return rows
 
 
 def publish(spark, settings, version: int, placements: int, offers: int) -> tuple[int, float]:
     """One overwrite commit of `offer_rankings`, as the publish step writes it; (table version, commit epoch s)."""
-    from delta.tables import DeltaTable
+    from offerrank.storage import Warehouse
 
-    path = settings.table_path("offer_rankings")
-    spark.createDataFrame(ranking_rows(version, placements, offers), SCHEMA).write.format("delta").mode(
-        "overwrite"
-    ).save(path)
-    last = DeltaTable.forPath(spark, path).history(1).first()
+    warehouse = Warehouse(spark, settings)
+    rows = [tuple(row[c] for c in OFFER_RANKINGS.column_names) for row in ranking_rows(version, placements, offers)]
+    warehouse.overwrite(spark.createDataFrame(rows, OFFER_RANKINGS.ddl), OFFER_RANKINGS)
+    last = warehouse.delta_table(OFFER_RANKINGS).history(1).first()
     return last.version, last.timestamp.replace(tzinfo=UTC).timestamp()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from offerrank.jobs import maintain
 from offerrank.settings import load_settings
@@ -24,4 +24,4 @@ def test_every_existing_table_is_compacted_and_vacuumed(spark, tmp_path):
     assert set(done) == {PROFILE_SEGMENTS.name, OFFER_RANKINGS.name}
     assert done[PROFILE_SEGMENTS.name] == "compacted 3 files into 1; vacuumed files older than 168 h"
     assert warehouse.read(PROFILE_SEGMENTS).count() == 3
-    assert maintain.retention_hours(spark, settings, datetime(2026, 11, 20, tzinfo=timezone.utc)) == 168
+    assert maintain.retention_hours(spark, settings, datetime(2026, 11, 20, tzinfo=UTC)) == 168
