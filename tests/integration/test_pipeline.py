@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +18,7 @@ from offerrank.lookup import RankingLookup
 from offerrank.nightly import STEPS, run_day
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
+from tests.factories import DATA
 
 START = date(2026, 11, 1)
 DAYS = [START + timedelta(days=i) for i in range(3)]
@@ -149,8 +149,10 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)
     strict = settings.model_copy(update={"max_quarantine_share": -1.0})  # every day now fails validation
-    assert not run_ingest(spark, strict, DAYS[-1]).success
-    with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):
+    report = run_day(spark, strict, DAYS[-1], published_at=AT, echo=lambda _: None)
+    assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
+    assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
+    with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too
         rank_and_publish(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
     assert table_version(spark, settings) == before_version
     refused = (
@@ -159,8 +161,9 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
         .filter(F.col("status") == "refused")
         .collect()
     )
-    assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)]
-    assert refused[0].reason.startswith("validation of 2026-11-03 did not pass (")
+    # one row for the chain's gate, one for the refused publish
+    assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)] * 2
+    assert {r.reason for r in refused} == {report.steps[-1][2].removeprefix("stopped: ").split("; channels")[0]}
     assert run_ingest(spark, settings, DAYS[-1]).success  # back to a good day for the tests that follow
 
 
@@ -203,7 +206,7 @@ def test_the_published_ranking_equals_the_one_stored_before_the_redesign(spark, 
     strategies: the same inputs must give the same ranked lists, scores, shares and posteriors."""
     import pandas as pd
 
-    stored = pd.read_csv(Path(__file__).parent / "data" / "pipeline_ranking_v3.csv", parse_dates=["as_of_date"])
+    stored = pd.read_csv(DATA / "pipeline_ranking_v3.csv", parse_dates=["as_of_date"])
     settings, _ = world
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
     (published,) = runs.filter((F.col("ranking_version") == 3) & (F.col("status") == "published")).collect()

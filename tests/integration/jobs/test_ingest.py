@@ -5,23 +5,18 @@ from __future__ import annotations
 import copy
 import json
 from datetime import date
-from pathlib import Path
 
 import pytest
 
-from offerrank.jobs.ingest import (
-    label_records,
-    parse_records,
-    read_records,
-    record_parameters,
-    route_records,
-    to_interactions,
-)
+from offerrank.jobs.ingest import label_records, read_records, record_parameters
 from offerrank.quality import load_suite
+from offerrank.quarantine import route_records
+from offerrank.xdm import parse_records, to_interactions
+from tests.factories import DATA
 
 RUN_DATE = date(2026, 11, 22)
 # A copy of shared/events/examples.jsonl (the event contract's examples), so the suite runs from any checkout.
-EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "proposition_interactions_examples.jsonl"
+EXAMPLES = DATA / "proposition_interactions_examples.jsonl"
 
 
 @pytest.fixture(scope="module")

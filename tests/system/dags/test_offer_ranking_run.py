@@ -78,9 +78,15 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     result = run_dag(env, "2026-11-03")
     assert result["state"] == "failed"
     assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
-    assert result["tasks"]["publish"] in ("upstream_failed", "None")
+    assert {result["tasks"][name] for name in ("profiles", "aggregate", "publish", "summary")} == {"upstream_failed"}
     assert rankings_version(home) == before
     (dq,) = [
         r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results"))) if r["run_date"] == date(2026, 11, 3)
     ]
     assert not dq["success"] and "quarantined" in dq["failure_message"]
+    # the chain's gate recorded the day as a refused publish, as `offerrank run` does
+    (refused,) = [
+        r for r in read_rows(DeltaTable(str(home / "warehouse" / "ranking_runs"))) if r["run_date"] == date(2026, 11, 3)
+    ]
+    assert (refused["status"], refused["ranking_version"]) == ("refused", None)
+    assert refused["reason"] == f"validation of 2026-11-03 did not pass ({dq['failure_message']})"

@@ -309,7 +309,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie child of ours is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        # the state follows the command name in parentheses, which may hold spaces ("(airflow api_ser)")
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
 
