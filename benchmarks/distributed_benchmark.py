@@ -15,7 +15,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/deploy/stack.py: the loopback services
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/system/deploy/stack.py: the loopback services
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
 
@@ -32,7 +32,7 @@ def main() -> None:
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
     from offerrank.spark import build_spark
-    from tests.deploy.stack import Stack
+    from tests.system.deploy.stack import Stack
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     generate(args.workdir / "sample", FIRST, days=2, events_per_day=args.events_per_day)

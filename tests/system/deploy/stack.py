@@ -2,7 +2,7 @@
 installation), PostgreSQL (Debian's package) and Airflow (api-server, scheduler, dag-processor, LocalExecutor).
 
 Every service runs in its own process group in a throw-away folder; `Stack.stop()` ends them by PID.
-Used by tests/deploy/ and benchmarks/distributed_benchmark.py.
+Used by tests/system/deploy/ and benchmarks/distributed_benchmark.py.
 """
 
 from __future__ import annotations
