@@ -10,13 +10,15 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 4. loads the **profiles** snapshot the day uses (segment memberships, validated; a rejected snapshot is logged
    and the run goes on with the last good one);
 5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates;
-6. **ranks**, one task per ranking method in use (each AI model, each formula, priority);
+6. **ranks**, one task per ranking method in use (each AI model, each formula, priority), in memory;
 7. **publishes** all rankings in one Delta commit (Asset `offerrank://offer_rankings`), behind the publish gate;
+   a refusal fails the task with its reason, and channels keep the last good ranking;
 8. writes a short **summary**.
 
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
 without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
-Spark steps are submitted through the `spark_default` connection: `local[*]` or a cluster, by configuration.
+Spark steps (ingest, profiles, aggregate) are submitted through the `spark_default` connection: `local[*]` or a
+cluster, by configuration; ranking and publishing handle a few rows per offer and run in the task, without a JVM.
 The steps and their gates are those of `offerrank.nightly` (the same chain `offerrank run` runs in one session).
 """
 
@@ -81,7 +83,14 @@ with DAG(
         ),
     },
 ) as dag:
-    spark_job = {"conn_id": "spark_default", "jars": "{{ delta_jars() }}", "verbose": False}
+    # Every spark-submit gets offerrank's Spark settings (driver memory before the JVM starts, shuffle partitions,
+    # Delta, OFFERRANK_SPARK_CONF): the same conf as a session the CLI builds.
+    spark_job = {
+        "conn_id": "spark_default",
+        "jars": "{{ delta_jars() }}",
+        "conf": orchestration.spark_submit_conf(),
+        "verbose": False,
+    }
 
     @task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule", soft_fail=False)
     def wait_for_events(params=None, ds=None) -> bool:
@@ -123,34 +132,33 @@ with DAG(
     )
 
     @task(retries=0)
-    def ranking_units(params=None, ds=None, run_id=None) -> list[list[str]]:
-        """One spark-submit argument list per ranking method to run."""
+    def ranking_units(params=None) -> list[str]:
+        """The ranking methods to run: one mapped rank task each."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        run_date = orchestration.run_date_of(params["run_date"], ds).isoformat()
         try:
-            units = orchestration.ranking_units(params["models"])
+            return orchestration.ranking_units(params["models"])
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
-        return [["--date", run_date, "--run-id", run_id, "--unit", unit] for unit in units]
 
-    units = ranking_units()
-    rank = SparkSubmitOperator.partial(
-        task_id="rank",
-        application=orchestration.job("rank"),
-        name="offerrank-rank",
-        map_index_template="{{ task.application_args[-1] }}",
-        **spark_job,
-    ).expand(application_args=units)
+    @task(map_index_template="{{ ranking_unit }}")
+    def rank(unit: str, params=None, ds=None, run_id=None) -> str:
+        """Stage one ranking method's lists (in memory, no Spark: a ranking is a few rows per offer)."""
+        from airflow.sdk import get_current_context
 
-    publish = SparkSubmitOperator(
-        task_id="publish",
-        application=orchestration.job("publish"),
-        name="offerrank-publish",
-        outlets=[RANKINGS],
-        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--dry-run", "{{ params.dry_run }}"],
-        **spark_job,
-    )
+        get_current_context()["ranking_unit"] = unit
+        return orchestration.stage_ranking(orchestration.run_date_of(params["run_date"], ds), run_id, unit)
+
+    @task(retries=0, outlets=[RANKINGS])
+    def publish(params=None, ds=None, run_id=None) -> str:
+        """Publish the run's staged lists in one commit behind the gate; a refusal fails the task with its reason."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        try:
+            return orchestration.publish_ranking(run_date, run_id, params["dry_run"])
+        except orchestration.RunRefused as refused:
+            raise AirflowFailException(str(refused)) from None
 
     @task
     def summary(params=None, ds=None, run_id=None) -> str:
@@ -164,7 +172,7 @@ with DAG(
         "validate": [validate()],
         "profiles": [profiles],
         "aggregate": [aggregate],
-        "rank": [units, rank],
-        "publish": [publish],
+        "rank": [units := ranking_units(), rank.expand(unit=units)],
+        "publish": [publish()],
     }
     chain(wait_for_events(), *[task for step in orchestration.STEPS for task in steps[step]], summary())

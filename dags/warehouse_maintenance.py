@@ -41,4 +41,5 @@ with DAG(
         application_args=["--as-of", "{{ data_interval_end | ds }}"],
         conn_id="spark_default",
         jars="{{ delta_jars() }}",
+        conf=orchestration.spark_submit_conf(),
     )

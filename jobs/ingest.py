@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(spark, settings, args.date, args.run_id, args.events)
     print(result.summary())
     if args.nightly:
-        record_validation_refusal(spark, settings, result)
+        record_validation_refusal(settings, result)
     return 0 if result.success or args.nightly else 1
 
 

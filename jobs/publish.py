@@ -1,4 +1,4 @@
-"""Publish a run's staged rankings as the one current ranking, behind the publish gate; roll back.
+"""Publish a run's staged rankings as the one current ranking, behind the publish gate; roll back (no JVM).
 
 Reads  `ranking_stage` (the run's lists), `dq_results` (the date's validation), `ranking_runs`, the catalog.
 Writes `offer_rankings` — the complete current ranking, replaced in one Delta commit per publish, so a reader sees
@@ -7,27 +7,25 @@ Writes `offer_rankings` — the complete current ranking, replaced in one Delta 
        `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
 The gate refuses (and leaves the last good ranking in place) when the date's validation failed, a ranking method
 failed, an assigned placement (or segment) would get no offer, or a ranked offer is not eligible.
-Run: `offerrank rank --date D` (rank, then publish) or `spark-submit jobs/publish.py --date D --run-id ID`.
+These tables hold one ranking, not events: the job runs in memory with `deltalake`, so the DAG's publish task
+starts no Spark application.
+Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task calls `run`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
 import pandas as pd
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from offerrank.catalog import Catalog
 from offerrank.jobs.rank import RANKED, Candidate, RankingFailed, candidates
 from offerrank.nightly import validation_refusal
-from offerrank.settings import Settings, parse_flag
-from offerrank.storage import Warehouse
+from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, DQ_RESULTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
+from offerrank.warehouse import open_table, read_rows, table_rows, write_frame
 
 
 class PublishRefused(RuntimeError):
@@ -85,28 +83,22 @@ def placement_count(ranked: pd.DataFrame) -> int:
 class Publisher:
     """Publish attempts of one warehouse, each recorded in `ranking_runs`."""
 
-    def __init__(self, spark: SparkSession, settings: Settings):
-        self.warehouse = Warehouse(spark, settings)
+    def __init__(self, settings: Settings):
+        self.settings = settings
 
     def validation(self, run_date: date) -> dict | None:
-        results = self.warehouse.read(DQ_RESULTS)
-        row = results.filter(F.col("run_date") == run_date).first() if results is not None else None
-        return row.asDict() if row is not None else None
+        rows = table_rows(self.settings, DQ_RESULTS, {"run_date": run_date})
+        return rows[0] if rows else None
 
     def staged(self, run_date: date, run_id: str) -> pd.DataFrame:
-        stage = self.warehouse.read(RANKING_STAGE)
-        if stage is None:
-            return pd.DataFrame(columns=RANKED.column_names)
-        mine = stage.filter((F.col("as_of_date") == run_date) & (F.col("run_id") == run_id))
-        return mine.select(*RANKED.column_names).toPandas()
+        rows = table_rows(self.settings, RANKING_STAGE, {"as_of_date": run_date})
+        mine = pd.DataFrame([row for row in rows if row["run_id"] == run_id], columns=RANKING_STAGE.column_names)
+        return mine[RANKED.column_names].reset_index(drop=True)
 
-    def latest_published(self):
-        runs = self.warehouse.read(RANKING_RUNS)
-        if runs is None:
-            return None, 0
-        published = runs.filter(F.col("ranking_version").isNotNull())
-        latest = published.orderBy(F.col("rankings_table_version").desc()).first()
-        return latest, published.agg(F.max("ranking_version")).first()[0] or 0
+    def published_runs(self) -> list[dict]:
+        """The attempts that published a ranking (or rolled one back), oldest commit first."""
+        runs = [row for row in table_rows(self.settings, RANKING_RUNS) if row["ranking_version"] is not None]
+        return sorted(runs, key=lambda row: row["rankings_table_version"])
 
     def publish(
         self, catalog: Catalog, run_date: date, run_id: str, published_at: datetime | None = None, dry_run: bool = False
@@ -140,20 +132,14 @@ class Publisher:
             raise PublishRefused(refusal)
         if dry_run:
             return PublishResult("dry_run", None, placements, len(ranked))
-        latest, last_version = self.latest_published()
+        published = self.published_runs()
         fingerprint = content_hash(ranked)
-        if latest is not None and latest.run_date == run_date and latest.content_hash == fingerprint:
-            return PublishResult("unchanged", latest.ranking_version, placements, len(ranked))
-        version = last_version + 1
-        spark = self.warehouse.spark
-        table = spark.createDataFrame(ranked.astype(object).where(ranked.notna(), None), RANKED.ddl).select(
-            F.lit(version).cast("long").alias("ranking_version"),
-            "*",
-            F.lit(run_date).alias("as_of_date"),
-            F.lit(run_id).alias("run_id"),
-            F.lit(published_at).alias("published_at"),
-        )
-        table_version = self.warehouse.overwrite(table, OFFER_RANKINGS)
+        latest = published[-1] if published else None
+        if latest is not None and latest["run_date"] == run_date and latest["content_hash"] == fingerprint:
+            return PublishResult("unchanged", latest["ranking_version"], placements, len(ranked))
+        version = max((row["ranking_version"] for row in published), default=0) + 1
+        table = ranked.assign(ranking_version=version, as_of_date=run_date, run_id=run_id, published_at=published_at)
+        table_version = write_frame(self.settings, OFFER_RANKINGS, table, "overwrite")
         self.record(
             ranking_version=version,
             run_date=run_date,
@@ -170,35 +156,33 @@ class Publisher:
 
     def rollback(self, to_version: int, run_id: str, published_at: datetime) -> PublishResult:
         """Publish ranking `to_version` again as a new commit of `offer_rankings`."""
-        runs = self.warehouse.read(RANKING_RUNS)
-        source = (
-            runs.filter(F.col("ranking_version") == to_version).orderBy("rankings_table_version").first()
-            if runs is not None
-            else None
-        )
-        if source is None:
+        sources = [row for row in self.published_runs() if row["ranking_version"] == to_version]
+        if not sources:
             raise PublishRefused(f"no published ranking version {to_version}")
-        old = self.warehouse.read(OFFER_RANKINGS, version=source.rankings_table_version)
-        old = old.localCheckpoint()  # the rows must be read before the table they come from is overwritten
-        table_version = self.warehouse.overwrite(old, OFFER_RANKINGS)
+        source = sources[0]
+        old = pd.DataFrame(
+            read_rows(open_table(self.settings, OFFER_RANKINGS, source["rankings_table_version"])),
+            columns=OFFER_RANKINGS.column_names,
+        )
+        table_version = write_frame(self.settings, OFFER_RANKINGS, old, "overwrite")
         self.record(
             ranking_version=to_version,
-            run_date=source.run_date,
+            run_date=source["run_date"],
             run_id=run_id,
             status="rolled_back",
             reason=f"rollback to ranking version {to_version}",
-            placements=source.placements,
-            offers=source.offers,
-            content_hash=source.content_hash,
+            placements=source["placements"],
+            offers=source["offers"],
+            content_hash=source["content_hash"],
             rankings_table_version=table_version,
             published_at=published_at,
         )
-        return PublishResult("rolled_back", to_version, source.placements, source.offers)
+        return PublishResult("rolled_back", to_version, source["placements"], source["offers"])
 
     def record(self, **values: object) -> None:
         """Append one attempt to `ranking_runs` (columns not given are null)."""
-        row = tuple(values.get(name) for name in RANKING_RUNS.column_names)
-        self.warehouse.append(self.warehouse.spark.createDataFrame([row], RANKING_RUNS.ddl), RANKING_RUNS)
+        row = {name: values.get(name) for name in RANKING_RUNS.column_names}
+        write_frame(self.settings, RANKING_RUNS, pd.DataFrame([row], columns=RANKING_RUNS.column_names, dtype=object))
 
 
 def end_of(run_date: date) -> datetime:
@@ -207,7 +191,6 @@ def end_of(run_date: date) -> datetime:
 
 
 def run(
-    spark: SparkSession,
     settings: Settings,
     catalog: Catalog,
     run_date: date,
@@ -215,11 +198,10 @@ def run(
     published_at: datetime | None = None,
     dry_run: bool = False,
 ) -> PublishResult:
-    return Publisher(spark, settings).publish(catalog, run_date, run_id, published_at, dry_run)
+    return Publisher(settings).publish(catalog, run_date, run_id, published_at, dry_run)
 
 
 def rank_and_publish(
-    spark: SparkSession,
     settings: Settings,
     catalog: Catalog,
     run_date: date,
@@ -233,29 +215,7 @@ def rank_and_publish(
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
     try:
-        rank.run(spark, settings, catalog, run_date, run_id)
+        rank.run(settings, catalog, run_date, run_id)
     except RankingFailed:
         pass  # the gate below records the refusal with the same reason
-    return run(spark, settings, catalog, run_date, run_id, published_at, dry_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `jobs/publish.py --date D --run-id ID [--dry-run BOOL]`."""
-    from offerrank.jobs import job_session
-
-    parser = argparse.ArgumentParser(prog="publish", description=__doc__.splitlines()[0])
-    parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--dry-run", type=parse_flag, nargs="?", const=True, default=False)
-    args = parser.parse_args(argv)
-    spark, settings, catalog = job_session("publish")
-    try:
-        print(run(spark, settings, catalog, args.date, args.run_id, dry_run=args.dry_run).summary())
-    except PublishRefused as refused:
-        print(f"ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(settings, catalog, run_date, run_id, published_at, dry_run)

@@ -1,30 +1,26 @@
-"""Rank the eligible offers of every active decision placement that uses one ranking method.
+"""Rank the eligible offers of every active decision placement that uses one ranking method (in memory, no JVM).
 
-Reads  the registry's catalog, `offer_conversion_rates` (as_of_date = D, for methods that use posteriors).
+Reads  the registry's catalog, `offer_conversion_rates` (the as_of_date = D partition, for methods that use
+       posteriors) — a few rows per offer, placement and segment, so ranking runs in pandas, not Spark.
 Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing its own as_of_date/unit partition
-                         (one task per method in Airflow, side by side); `offerrank.jobs.publish` publishes them.
+                         (one Airflow task per method, side by side); `offerrank.jobs.publish` publishes them.
 The methods themselves are strategies in `offerrank.ranking`.
-Run: `offerrank rank --date D` (rank every method, then publish) or `spark-submit jobs/rank.py --date D --unit U`.
+Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapped `rank` tasks call `stage_unit`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import date
 from typing import NamedTuple
 
 import pandas as pd
-from delta.exceptions import ProtocolChangedException
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from offerrank.catalog import Catalog
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
-from offerrank.storage import Warehouse
 from offerrank.tables import OFFER_CONVERSION_RATES, RANKED_COLUMNS, RANKING_STAGE, Table
+from offerrank.warehouse import table_rows, write_frame
 
 
 class Candidate(NamedTuple):
@@ -43,29 +39,10 @@ class Candidate(NamedTuple):
     segment: str
 
 
-CANDIDATES = Table(
-    "candidates",
-    (),
-    (
-        ("decision_id", "string"),
-        ("placement_id", "string"),
-        ("channel", "string"),
-        ("ranking", "string"),
-        ("model_name", "string"),
-        ("offer_id", "string"),
-        ("priority", "long"),
-        ("formula_score", "double"),
-        ("is_fallback", "boolean"),
-        ("exploration_share", "double"),
-        ("segment", "string"),
-    ),
-)
 RANKED = Table("ranked", (), RANKED_COLUMNS)
+GROUP_KEYS = ["decision_id", "placement_id", "channel", "segment"]
 POSTERIOR_KEYS = ["model_name", "offer_id", "placement_id", "channel", "segment"]
-NO_POSTERIORS = ", ".join(
-    [f"{key} string" for key in POSTERIOR_KEYS]
-    + ["alpha double", "beta double", "impressions long", "conversions long", "cold_start boolean"]
-)
+POSTERIOR_VALUES = ["alpha", "beta", "impressions", "conversions", "cold_start"]
 
 
 class RankingFailed(RuntimeError):
@@ -104,23 +81,17 @@ def candidates(catalog: Catalog, run_date: date) -> list[Candidate]:
 
 
 def with_posteriors(
-    candidate_frame: DataFrame, rates: DataFrame | None, prior_alpha: float, prior_beta: float
-) -> DataFrame:
+    candidate_frame: pd.DataFrame, rates: pd.DataFrame, prior_alpha: float, prior_beta: float
+) -> pd.DataFrame:
     """Attach each candidate's posterior; an offer with no data gets the prior and is in cold start."""
-    if rates is None:
-        rates = candidate_frame.sparkSession.createDataFrame([], NO_POSTERIORS)
-    joined = candidate_frame.join(
-        rates.select(*POSTERIOR_KEYS, "alpha", "beta", "impressions", "conversions", "cold_start"),
-        POSTERIOR_KEYS,
-        "left",
-    )
-    return joined.select(
-        *candidate_frame.columns,
-        F.coalesce("alpha", F.lit(prior_alpha)).alias("alpha"),
-        F.coalesce("beta", F.lit(prior_beta)).alias("beta"),
-        F.coalesce("impressions", F.lit(0)).cast("long").alias("impressions"),
-        F.coalesce("conversions", F.lit(0)).cast("long").alias("conversions"),
-        F.coalesce("cold_start", F.lit(True)).alias("cold_start"),
+    posteriors = rates.reindex(columns=[*POSTERIOR_KEYS, *POSTERIOR_VALUES])
+    joined = candidate_frame.merge(posteriors, on=POSTERIOR_KEYS, how="left")
+    return joined.assign(
+        alpha=joined["alpha"].astype(float).fillna(prior_alpha),
+        beta=joined["beta"].astype(float).fillna(prior_beta),
+        impressions=joined["impressions"].fillna(0).astype("int64"),
+        conversions=joined["conversions"].fillna(0).astype("int64"),
+        cold_start=joined["cold_start"].astype("boolean").fillna(True).astype(bool),
     )
 
 
@@ -140,73 +111,33 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
     return ranked.assign(rank=ranked["rank"].astype("int32"))[RANKED.column_names]
 
 
-def rank_all(candidates_with_posteriors: DataFrame, run_date: date) -> DataFrame:
-    return candidates_with_posteriors.groupBy("decision_id", "placement_id", "channel", "segment").applyInPandas(
-        lambda group: rank_placement(group, run_date), RANKED.ddl
-    )
+def rank_all(candidates_with_posteriors: pd.DataFrame, run_date: date) -> pd.DataFrame:
+    """Rank every decision placement x channel x segment of the candidates."""
+    groups = candidates_with_posteriors.groupby(GROUP_KEYS, sort=True, dropna=False)
+    return pd.concat([rank_placement(group, run_date) for _, group in groups], ignore_index=True)
 
 
 # --- I/O edge -----------------------------------------------------------------------------------------------
 
 
-def stage_unit(
-    spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str
-) -> int:
+def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str) -> int:
     """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit)."""
     rows = [row for row in candidates(catalog, run_date) if row.ranking == unit]
     if not rows:
         raise ValueError(f"no active decision placement ranks with {unit!r}")
-    warehouse = Warehouse(spark, settings)
-    rates = warehouse.read(OFFER_CONVERSION_RATES) if method_of(unit).uses_posteriors else None
-    if rates is not None:
-        rates = rates.filter(F.col("as_of_date") == run_date)
+    day = {"as_of_date": run_date}
+    rates = pd.DataFrame(table_rows(settings, OFFER_CONVERSION_RATES, day) if method_of(unit).uses_posteriors else [])
     frame = with_posteriors(
-        spark.createDataFrame(rows, CANDIDATES.ddl), rates, settings.prior_alpha, settings.prior_beta
+        pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
     )
-    staged = rank_all(frame, run_date).select(
-        "*", F.lit(unit).alias("unit"), F.lit(run_id).alias("run_id"), F.lit(run_date).alias("as_of_date")
-    )
-    partition = {"as_of_date": run_date, "unit": unit}
-    try:
-        warehouse.replace_where(staged, RANKING_STAGE, partition)
-    except ProtocolChangedException:  # another rank task created the table at the same moment; it exists now
-        warehouse.replace_where(staged, RANKING_STAGE, partition)
-    written = warehouse.read(RANKING_STAGE)
-    return written.filter((F.col("as_of_date") == run_date) & (F.col("unit") == unit)).count()
+    staged = rank_all(frame, run_date).assign(unit=unit, run_id=run_id, as_of_date=run_date)
+    write_frame(settings, RANKING_STAGE, staged, "overwrite", {"as_of_date": run_date, "unit": unit})
+    return len(staged)
 
 
-def run(
-    spark: SparkSession,
-    settings: Settings,
-    catalog: Catalog,
-    run_date: date,
-    run_id: str,
-    units: list[str] | None = None,
-) -> str:
+def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str, units: list[str] | None = None) -> str:
     """Stage the lists of every ranking method in use (or of `units`); a line for the run summary."""
     units = units or [method.unit for method in catalog.ranking_methods()]
     candidates(catalog, run_date)  # a method that fails for any offer fails the run before anything is staged
-    counts = {unit: stage_unit(spark, settings, catalog, run_date, run_id, unit) for unit in units}
+    counts = {unit: stage_unit(settings, catalog, run_date, run_id, unit) for unit in units}
     return ", ".join(f"{unit}: {count} ranked offers" for unit, count in counts.items())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `jobs/rank.py --date D --run-id ID --unit UNIT`."""
-    from offerrank.jobs import job_session
-
-    parser = argparse.ArgumentParser(prog="rank", description=__doc__.splitlines()[0])
-    parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--unit", required=True, help="the ranking method whose placements to rank")
-    args = parser.parse_args(argv)
-    spark, settings, catalog = job_session("rank")
-    try:
-        print(run(spark, settings, catalog, args.date, args.run_id, [args.unit]))
-    except RankingFailed as failed:
-        print(f"ranking failed: {failed}; channels keep the last good ranking", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

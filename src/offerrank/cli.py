@@ -96,13 +96,10 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.publish import PublishRefused, rank_and_publish
-    from offerrank.registry import Registry
+    from offerrank.warehouse import registry_catalog
 
-    spark = _spark(settings, "rank")
     try:
-        result = rank_and_publish(
-            spark, settings, Registry(spark, settings).catalog(), args.date, args.run_id, _now(), args.dry_run
-        )
+        result = rank_and_publish(settings, registry_catalog(settings), args.date, args.run_id, _now(), args.dry_run)
     except PublishRefused as refused:
         print(f"offerrank rank: ranking refused: {refused}; channels keep the last good ranking", file=sys.stderr)
         return 1
@@ -113,21 +110,22 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.publish import Publisher, PublishRefused
     from offerrank.tables import RANKING_RUNS
+    from offerrank.warehouse import table_rows
 
     if args.action == "show":
         _print_top(settings, args.top)
         return 0
-    publisher = Publisher(_spark(settings, "rankings"), settings)
+    publisher = Publisher(settings)
     if args.action == "history":
-        runs = publisher.warehouse.read(RANKING_RUNS)
-        if runs is None:
+        runs = table_rows(settings, RANKING_RUNS)
+        if not runs:
             print("no ranking was published yet")
             return 0
-        for run in runs.orderBy("published_at", "rankings_table_version").collect():
-            version = run.ranking_version if run.ranking_version is not None else "-"
+        for run in sorted(runs, key=lambda r: (r["published_at"], r["rankings_table_version"] or -1)):
+            version = run["ranking_version"] if run["ranking_version"] is not None else "-"
             print(
-                f"{str(run.published_at):<20} {run.status:<12} version {version!s:<4} date {run.run_date}  "
-                f"{run.placements} placements, {run.offers} offers  {run.reason or ''}"
+                f"{run['published_at'].strftime('%Y-%m-%d %H:%M:%S'):<20} {run['status']:<12} version {version!s:<4} "
+                f"date {run['run_date']}  {run['placements']} placements, {run['offers']} offers  {run['reason'] or ''}"
             )
     else:
         try:

@@ -48,9 +48,7 @@ def validation_refusal(validation: dict | None, run_date: date) -> str | None:
     return None
 
 
-def record_validation_refusal(
-    spark: SparkSession, settings: Settings, result: IngestResult, published_at: datetime | None = None
-) -> None:
+def record_validation_refusal(settings: Settings, result: IngestResult, published_at: datetime | None = None) -> None:
     """After the chain's ingest step: a day that failed validation is a refused publish in `ranking_runs`."""
     from offerrank.jobs.publish import Publisher, end_of
 
@@ -58,7 +56,7 @@ def record_validation_refusal(
         {"success": result.success, "failure_message": result.failure_message}, result.run_date
     )
     if refusal is not None:
-        Publisher(spark, settings).record(
+        Publisher(settings).record(
             run_date=result.run_date,
             run_id=result.run_id,
             status="refused",
@@ -108,7 +106,7 @@ def run_day(
 
     def ingest_step() -> str:
         state["ingest"] = ingest.run(spark, settings, run_date, run_id)
-        record_validation_refusal(spark, settings, state["ingest"], published_at)
+        record_validation_refusal(settings, state["ingest"], published_at)
         return state["ingest"].summary()
 
     def validate_step() -> str:
@@ -128,13 +126,13 @@ def run_day(
 
     def rank_step() -> str:
         try:
-            return rank.run(spark, settings, catalog, run_date, run_id)
+            return rank.run(settings, catalog, run_date, run_id)
         except rank.RankingFailed as failed:  # the publish gate records the refusal
             return f"failed: {failed}"
 
     def publish_step() -> str:
         try:
-            return publish.run(spark, settings, catalog, run_date, run_id, published_at).summary()
+            return publish.run(settings, catalog, run_date, run_id, published_at).summary()
         except publish.PublishRefused as refused:
             report.success = False
             return f"refused: {refused}; channels keep the last good ranking"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from offerrank.nightly import STEPS, RunRefused, run_date_of, validation_refusal
 from offerrank.settings import Settings, load_settings
-from offerrank.tables import DQ_RESULTS, RANKING_RUNS, REGISTRY
-from offerrank.warehouse import catalog_from_rows, table_rows, top_offer_lines
+from offerrank.tables import DQ_RESULTS, RANKING_RUNS
+from offerrank.warehouse import registry_catalog, table_rows, top_offer_lines
 
 __all__ = [
     "STEPS",
@@ -20,9 +20,12 @@ __all__ = [
     "delta_jars",
     "events_landed",
     "job",
+    "publish_ranking",
     "ranking_units",
     "run_date_of",
     "run_summary",
+    "spark_submit_conf",
+    "stage_ranking",
     "validation_outcome",
 ]
 
@@ -39,6 +42,11 @@ def delta_jars() -> str:
     from offerrank.spark import cached_jars
 
     return ",".join(str(jar) for jar in cached_jars(load_settings()))
+
+
+def spark_submit_conf() -> dict[str, str]:
+    """The `--conf`s of every spark-submit: offerrank's Spark settings, as a session the CLI builds gets them."""
+    return load_settings().spark_session_conf()
 
 
 def events_landed(run_date: date, settings: Settings | None = None) -> bool:
@@ -64,7 +72,7 @@ def validation_outcome(run_date: date, settings: Settings | None = None) -> dict
 
 def ranking_units(models: list[str] | None = None, settings: Settings | None = None) -> list[str]:
     """The ranking methods to run (one mapped task each), limited to `models` when the trigger names some."""
-    catalog = catalog_from_rows(table_rows(settings or load_settings(), REGISTRY))
+    catalog = registry_catalog(settings or load_settings())
     methods = catalog.ranking_methods()
     if not methods:
         raise RunRefused("the registry has no active decision to rank: run `offerrank apply -f catalog.yaml` first")
@@ -78,6 +86,28 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
             )
         methods = [m for m in methods if m.model(catalog) is None or m.model(catalog).name in models]
     return [method.unit for method in methods]
+
+
+def stage_ranking(run_date: date, run_id: str, unit: str, settings: Settings | None = None) -> str:
+    """Stage ranking method `unit`'s lists of the run; a method that cannot rank is left to the publish gate."""
+    from offerrank.jobs.rank import RankingFailed, stage_unit
+
+    settings = settings or load_settings()
+    try:
+        return f"{unit}: {stage_unit(settings, registry_catalog(settings), run_date, run_id, unit)} ranked offers"
+    except RankingFailed as failed:
+        return f"{unit} failed: {failed}; the publish gate refuses the run"
+
+
+def publish_ranking(run_date: date, run_id: str, dry_run: bool, settings: Settings | None = None) -> str:
+    """Publish the run's staged lists behind the gate; RunRefused with the gate's reason."""
+    from offerrank.jobs.publish import PublishRefused, run
+
+    settings = settings or load_settings()
+    try:
+        return run(settings, registry_catalog(settings), run_date, run_id, dry_run=dry_run).summary()
+    except PublishRefused as refused:
+        raise RunRefused(f"ranking refused: {refused}; channels keep the last good ranking") from None
 
 
 def run_summary(run_date: date, run_id: str, settings: Settings | None = None, top: int = 3) -> str:

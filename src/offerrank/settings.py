@@ -105,6 +105,27 @@ class Settings(BaseSettings):
     def spark_is_local(self) -> bool:
         return self.spark_master.startswith("local")
 
+    def spark_session_conf(self) -> dict[str, str]:
+        """Every Spark setting of an offerrank Spark application, however it starts: the SparkSession offerrank
+        builds (`offerrank.spark`) and the `--conf`s spark-submit gets from the DAG, where the driver's memory must
+        be set before its JVM starts. `spark_conf` entries override the defaults."""
+        partitions = str(self.spark_shuffle_partitions)
+        conf = {
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            "spark.driver.memory": self.spark_driver_memory,
+            "spark.sql.shuffle.partitions": partitions,
+            "spark.ui.enabled": str(self.spark_ui_enabled).lower(),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.pyspark.python": self.spark_python,
+            # Delta's default of 50 partitions for log replay dominates small-table latency on 2 cores.
+            "spark.databricks.delta.snapshotPartitions": partitions,
+            # VACUUM lists a table's files with this many tasks (Spark's default: 10,000): 45 s for a tiny table.
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": partitions,
+        }
+        return conf | self.spark_conf
+
 
 def packaged(folder: str) -> Path:
     """A data folder shipped as the sub-package `offerrank.<folder>` (the repo's `expectations/`), found through

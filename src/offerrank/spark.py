@@ -49,20 +49,8 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
     # connection; PythonRunner sets PYSPARK_GATEWAY_PORT for the driver it starts.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(settings.spark_master)
-    builder = (
-        builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.ui.enabled", str(settings.spark_ui_enabled).lower())
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.pyspark.python", settings.spark_python)
-        # Delta's default of 50 partitions for log replay dominates small-table latency on 2 cores.
-        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
-        # VACUUM lists a table's files with this many tasks (Spark's default: 10,000): 45 s for a tiny table.
-        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(settings.spark_shuffle_partitions))
-    )
+    for key, value in settings.spark_session_conf().items():
+        builder = builder.config(key, value)
     jars = cached_jars(settings)
     if jars:
         builder = builder.config("spark.jars", ",".join(str(jar) for jar in jars))
@@ -70,6 +58,4 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
         builder = builder.config("spark.jars.packages", ",".join(delta_coordinates(settings))).config(
             "spark.jars.ivy", str(jars_folder(settings))
         )
-    for key, value in settings.spark_conf.items():
-        builder = builder.config(key, value)
     return builder.getOrCreate()

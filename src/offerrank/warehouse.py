@@ -1,7 +1,9 @@
-"""JVM-free reads of offerrank's Delta tables with the `deltalake` package (no Spark, no JVM).
+"""JVM-free reads and writes of offerrank's Delta tables with the `deltalake` package (no Spark, no JVM).
 
-Used where starting Spark would cost more than the read: Airflow's Python tasks, the channel lookup path
-(`offerrank.lookup`), the CLI's listings. Writes always go through Spark and delta-spark.
+Used where starting Spark would cost more than the work: Airflow's Python tasks, the channel lookup path
+(`offerrank.lookup`), the CLI's listings, and the small tables of ranking and publishing (`ranking_stage`,
+`offer_rankings`, `ranking_runs`), which fit in memory. The event-sized tables are written by Spark jobs through
+`offerrank.storage`; both engines write the same Delta protocol, so either reads what the other wrote.
 """
 
 from __future__ import annotations
@@ -16,15 +18,45 @@ if TYPE_CHECKING:
     from offerrank.catalog import Catalog
 
 
-def open_table(settings: Settings, table: Table):
-    """The latest version of a Delta table, or None before its first write."""
+# Concurrent writers of one table (the DAG's rank tasks) retry a commit that lost the race this many times.
+COMMIT_ATTEMPTS = 5
+
+
+def open_table(settings: Settings, table: Table, version: int | None = None):
+    """The latest version of a Delta table (or `version`), or None before its first write."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(settings.table_path(table.name))
+        return DeltaTable(settings.table_path(table.name), version=version)
     except TableNotFoundError:
         return None
+
+
+def write_frame(
+    settings: Settings, table: Table, frame, mode: str = "append", where: dict[str, object] | None = None
+) -> int:
+    """Write a pandas frame with the table's declared schema in one commit; returns the commit's table version.
+
+    `mode`: append, or overwrite (the whole table, or only the partitions equal to `where`). A commit that loses a
+    race with another writer of the same table is retried on the new version."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
+    predicate = " AND ".join(f"{column} = '{value}'" for column, value in (where or {}).items()) or None
+    path = settings.table_path(table.name)
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            write_deltalake(
+                path, data, mode=mode, partition_by=list(table.partitions) or None, predicate=predicate
+            )
+            break
+        except CommitFailedError:  # e.g. two first writers both creating the table
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+    return DeltaTable(path).version()
 
 
 def read_rows(
@@ -34,14 +66,18 @@ def read_rows(
 
     Scans on the calling thread: pyarrow's scan thread pool can abort a short-lived process at exit
     ("terminate called without an active exception": delta-rs #2184, arrow #34314)."""
-    dataset = table.to_pyarrow_dataset(partitions=partitions)
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
     return dataset.to_table(columns=columns, filter=row_filter, use_threads=False).to_pylist()
 
 
-def table_rows(settings: Settings, table: Table) -> list[dict]:
-    """Every row of the latest version of a table (none before its first write)."""
+def table_rows(settings: Settings, table: Table, partitions: dict[str, object] | None = None) -> list[dict]:
+    """Every row of the latest version of a table (none before its first write), or of the partitions whose
+    columns equal `partitions`."""
     opened = open_table(settings, table)
-    return read_rows(opened) if opened is not None else []
+    if opened is None:
+        return []
+    selected = [(column, "=", str(value)) for column, value in partitions.items()] if partitions else None
+    return read_rows(opened, partitions=selected)
 
 
 def catalog_from_rows(rows: list[dict]) -> Catalog:
@@ -52,6 +88,13 @@ def catalog_from_rows(rows: list[dict]) -> Catalog:
     for row in sorted(rows, key=lambda r: (r["kind"], r["id"])):
         data[row["kind"]].append(json.loads(row["spec"]))
     return build_catalog(data, "registry")
+
+
+def registry_catalog(settings: Settings) -> Catalog:
+    """The catalog the registry holds now, read without Spark."""
+    from offerrank.tables import REGISTRY
+
+    return catalog_from_rows(table_rows(settings, REGISTRY))
 
 
 def top_offer_lines(settings: Settings, top: int) -> list[str]:

@@ -153,7 +153,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
     assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too
-        rank_and_publish(spark, settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
+        rank_and_publish(settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
     assert table_version(spark, settings) == before_version
     refused = (
         spark.read.format("delta")
@@ -187,7 +187,7 @@ def test_readers_see_one_complete_version_while_publishing(spark, world):
 
     reader = threading.Thread(target=read_continuously)
     reader.start()
-    publisher = Publisher(spark, settings)
+    publisher = Publisher(settings)
     try:
         result = publisher.rollback(1, "rollback-test", AT)
     finally:

@@ -64,15 +64,33 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     assert [o.uri.rstrip("/") for o in dag.get_task("publish").outlets] == ["offerrank://offer_rankings"]
     assert dag.get_task("wait_for_events").mode == "reschedule"
     assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
-    for name in ("ingest", "profiles", "aggregate", "publish"):
+    for name in ("ingest", "profiles", "aggregate"):
         assert dag.get_task(name)._conn_id == "spark_default"
+
+
+def test_spark_submit_gets_offerrank_spark_settings(airflow_env, monkeypatch):
+    """spark-submit starts the driver's JVM: its memory and every other Spark setting must be on the command line,
+    the same as a session the CLI builds (Spark's 1 GB default driver died on a 1M-event day)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    monkeypatch.setenv("OFFERRANK_SPARK_DRIVER_MEMORY", "3g")
+    monkeypatch.setenv("OFFERRANK_SPARK_CONF", json.dumps({"spark.executor.memory": "5g"}))
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["offer_ranking"]
+    for name in ("ingest", "profiles", "aggregate"):
+        task = dag.get_task(name)
+        hook = SparkSubmitHook(conf=task.conf, conn_id=task._conn_id)
+        command = hook._build_spark_submit_command(task.application)
+        confs = {command[i + 1] for i, arg in enumerate(command) if arg == "--conf"}
+        assert {"spark.driver.memory=3g", "spark.executor.memory=5g", "spark.sql.shuffle.partitions=4"} <= confs
+        assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in confs
 
 
 @pytest.mark.parametrize("dag_id", ["offer_ranking", "warehouse_maintenance"])
 def test_retries_and_timeouts(dagbag, dag_id):
     for task in dagbag.dags[dag_id].tasks:
         assert task.execution_timeout is not None, task.task_id
-        if task.task_id not in ("validate", "ranking_units"):  # deterministic checks: retrying cannot help
+        if task.task_id not in ("validate", "ranking_units", "publish"):  # deterministic gates: retrying cannot help
             assert task.retries >= 2 and task.retry_exponential_backoff, task.task_id
 
 

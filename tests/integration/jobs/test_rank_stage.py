@@ -1,4 +1,4 @@
-"""Staging ranked lists into `ranking_stage` with Spark: the DAG's mapped rank tasks side by side."""
+"""Staging ranked lists into `ranking_stage` without Spark: the DAG's mapped rank tasks side by side."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from datetime import date
 RUN = date(2026, 11, 3)
 
 
-def test_ranking_methods_stage_side_by_side_when_run_at_once(spark, tmp_path):
+def test_ranking_methods_stage_side_by_side_when_run_at_once(tmp_path):
     """The DAG's mapped rank tasks write `ranking_stage` concurrently, the first ones into a table not yet created."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from deltalake import DeltaTable
 
     from offerrank.catalog import load_catalog
     from offerrank.generator import generate
@@ -17,11 +19,12 @@ def test_ranking_methods_stage_side_by_side_when_run_at_once(spark, tmp_path):
     from offerrank.settings import load_settings
 
     generate(tmp_path / "sample", RUN, days=1, seed=3, events_per_day=100)
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     catalog = load_catalog(tmp_path / "sample" / "catalog.yaml")
     units = [method.unit for method in catalog.ranking_methods()]
     with ThreadPoolExecutor(len(units)) as pool:
-        staged = list(pool.map(lambda unit: stage_unit(spark, settings, catalog, RUN, "run-1", unit), units))
+        staged = list(pool.map(lambda unit: stage_unit(settings, catalog, RUN, "run-1", unit), units))
     assert len(units) == 5 and all(count > 0 for count in staged)
-    stage = spark.read.format("delta").load(settings.table_path("ranking_stage"))
-    assert {r.unit: r["count"] for r in stage.groupBy("unit").count().collect()} == dict(zip(units, staged))
+    stage = DeltaTable(settings.table_path("ranking_stage")).to_pandas()
+    assert stage.groupby("unit").size().to_dict() == dict(zip(units, staged))
+    assert set(stage["run_id"]) == {"run-1"} and set(stage["as_of_date"]) == {RUN}
