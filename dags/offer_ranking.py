@@ -34,6 +34,7 @@ from offerrank import orchestration
 
 RANKINGS = Asset("offerrank://offer_rankings")
 RUN_DATE = "{{ params.run_date or ds }}"
+WAIT_FOR_EVENTS = timedelta(hours=6)
 
 with DAG(
     dag_id="offer_ranking",
@@ -42,7 +43,9 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # Runs do not wait behind each other: a run waiting for its events holds no worker slot (reschedule mode), and
+    # what must not overlap is serialized per task below (one Spark step and one publish at a time).
+    max_active_runs=4,
     tags=["offerrank", "ranking", "spark"],
     default_args={
         "owner": "offerrank",
@@ -63,8 +66,8 @@ with DAG(
             description="The events' UTC date to rank from (YYYY-MM-DD). Empty: the data interval's date.",
         ),
         "models": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string"},
             title="AI models",
             description="Names of the AI models to run. Empty: all active models.",
@@ -90,12 +93,19 @@ with DAG(
         "jars": "{{ delta_jars() }}",
         "conf": orchestration.spark_submit_conf(),
         "verbose": False,
+        # one Spark application at a time: steps of different dates write overlapping partitions (the aggregate's
+        # late-click window) and two drivers would not fit a small machine's memory
+        "max_active_tis_per_dag": 1,
     }
 
-    @task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule", soft_fail=False)
-    def wait_for_events(params=None, ds=None) -> bool:
-        """True once the day's landing folder has event files."""
-        return orchestration.events_landed(orchestration.run_date_of(params["run_date"], ds))
+    @task.sensor(poke_interval=120, timeout=WAIT_FOR_EVENTS.total_seconds(), mode="reschedule", soft_fail=False)
+    def wait_for_events(params=None, ds=None, ti=None) -> bool:
+        """True once the day's landing folder has event files; until then, says where and until when it waits."""
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        if orchestration.events_landed(run_date):
+            return True
+        print(orchestration.waiting_message(run_date, ti.start_date, WAIT_FOR_EVENTS))
+        return False
 
     ingest = SparkSubmitOperator(
         task_id="ingest",
@@ -137,19 +147,25 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return orchestration.ranking_units(params["models"])
+            return orchestration.ranking_units(params["models"] or [])
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     @task(map_index_template="{{ ranking_unit }}")
     def rank(unit: str, params=None, ds=None, run_id=None) -> str:
-        """Stage one ranking method's lists (in memory, no Spark: a ranking is a few rows per offer)."""
+        """Stage one ranking method's lists (in memory, no Spark: a ranking is a few rows per offer); a method that
+        cannot rank fails its own task only."""
         from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
 
         get_current_context()["ranking_unit"] = unit
-        return orchestration.stage_ranking(orchestration.run_date_of(params["run_date"], ds), run_id, unit)
+        try:
+            return orchestration.stage_ranking(orchestration.run_date_of(params["run_date"], ds), run_id, unit)
+        except orchestration.RunRefused as refused:
+            raise AirflowFailException(str(refused)) from None
 
-    @task(retries=0, outlets=[RANKINGS])
+    # publishes when at least one method ranked: the placements of a failed method keep their last good lists
+    @task(retries=0, outlets=[RANKINGS], max_active_tis_per_dag=1, trigger_rule="all_done_min_one_success")
     def publish(params=None, ds=None, run_id=None) -> str:
         """Publish the run's staged lists in one commit behind the gate; a refusal fails the task with its reason."""
         from airflow.sdk.exceptions import AirflowFailException

@@ -16,7 +16,6 @@ Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import date, timedelta
 
 import pandas as pd
@@ -232,4 +231,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from offerrank.process import exit_cleanly
+
+    exit_cleanly(main())

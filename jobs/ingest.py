@@ -14,7 +14,6 @@ GX data docs go to `<dq_docs_dir>`. Run: `offerrank ingest --date YYYY-MM-DD` or
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -457,4 +456,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from offerrank.process import exit_cleanly
+
+    exit_cleanly(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from datetime import UTC, date, datetime, time
 
 from pyspark.sql import SparkSession
@@ -79,4 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from offerrank.process import exit_cleanly
+
+    exit_cleanly(main())

@@ -5,8 +5,9 @@ Writes `offer_rankings` — the complete current ranking, replaced in one Delta 
                          the previous complete ranking or the new one, never a mix; every earlier ranking stays
                          readable by time travel;
        `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
-The gate refuses (and leaves the last good ranking in place) when the date's validation failed, a ranking method
-failed, an assigned placement (or segment) would get no offer, or a ranked offer is not eligible.
+The gate refuses (and leaves the last good ranking in place) when the date's validation failed, the ranking is older
+than the one served, a ranking method failed, an assigned placement (or segment) would get no offer, or a ranked
+offer is not eligible.
 These tables hold one ranking, not events: the job runs in memory with `deltalake`, so the DAG's publish task
 starts no Spark application.
 Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task calls `run`.
@@ -15,17 +16,19 @@ Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task ca
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
 import pandas as pd
 
 from offerrank.catalog import Catalog
-from offerrank.jobs.rank import RANKED, Candidate, RankingFailed, candidates
+from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates
 from offerrank.nightly import validation_refusal
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, DQ_RESULTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
 from offerrank.warehouse import open_table, read_rows, table_rows, write_frame
+
+PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 
 
 class PublishRefused(RuntimeError):
@@ -38,11 +41,13 @@ class PublishResult:
     ranking_version: int | None
     placements: int
     offers: int
+    kept: list[str] = field(default_factory=list)  # ranking methods whose last good lists were kept, and why
 
     def summary(self) -> str:
+        kept = f"; kept the last good lists of {'; '.join(self.kept)}" if self.kept else ""
         return (
             f"ranking {self.status}: version {self.ranking_version}, {self.placements} placements, "
-            f"{self.offers} ranked offers"
+            f"{self.offers} ranked offers{kept}"
         )
 
 
@@ -65,6 +70,39 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list
         if key not in eligible and not (row.reason == "fallback" and key in fallbacks):
             problems.append(f"offer {row.offer_id} ranked for {row.decision_id}/{row.placement_id} is not eligible")
     return problems
+
+
+def kept_lists(
+    served: pd.DataFrame, catalog: Catalog, run_date: date, units: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The served lists of the placements of ranking methods `units`, which this run did not stage (a `models`
+    subset run, a method that failed): their offers still eligible on `run_date`, renumbered; and why each was
+    kept."""
+    kept, notes = [], []
+    for unit in units:
+        eligible = {(c.decision_id, c.placement_id, c.offer_id) for c in candidates(catalog, run_date, unit, False)}
+        keep = [key in eligible for key in zip(served["decision_id"], served["placement_id"], served["offer_id"])]
+        kept.append(served[keep])
+        try:
+            candidates(catalog, run_date, unit)
+            notes.append(f"{unit} (not ranked by this run)")
+        except RankingFailed as failed:
+            notes.append(f"{unit} (failed: {failed})")
+    frame = pd.concat([k for k in kept if not k.empty] or [served.head(0)], ignore_index=True)
+    frame = frame.sort_values([*GROUP_KEYS, "rank"], kind="mergesort")
+    frame["rank"] = (frame.groupby(GROUP_KEYS).cumcount() + 1).astype("int32")
+    return frame.reset_index(drop=True), notes
+
+
+def older_than_served(run_date: date, served: dict | None) -> str | None:
+    """Why a ranking of `run_date` must not replace the one channels are served (a backfill, an old run cleared):
+    it is older. Going back on purpose is a rollback."""
+    if served is None or served["run_date"] <= run_date:
+        return None
+    return (
+        f"the ranking of {run_date} is older than the one served (of {served['run_date']}, version "
+        f"{served['ranking_version']}); to serve an earlier ranking on purpose, `offerrank rankings rollback`"
+    )
 
 
 def content_hash(ranked: pd.DataFrame) -> str:
@@ -92,8 +130,11 @@ class Publisher:
 
     def staged(self, run_date: date, run_id: str) -> pd.DataFrame:
         rows = table_rows(self.settings, RANKING_STAGE, {"as_of_date": run_date})
-        mine = pd.DataFrame([row for row in rows if row["run_id"] == run_id], columns=RANKING_STAGE.column_names)
-        return mine[RANKED.column_names].reset_index(drop=True)
+        return pd.DataFrame([row for row in rows if row["run_id"] == run_id], columns=RANKING_STAGE.column_names)
+
+    def served(self) -> pd.DataFrame:
+        """The ranking channels are served now (its rows)."""
+        return pd.DataFrame(table_rows(self.settings, OFFER_RANKINGS), columns=OFFER_RANKINGS.column_names)
 
     def published_runs(self) -> list[dict]:
         """The attempts that published a ranking (or rolled one back), oldest commit first."""
@@ -106,16 +147,9 @@ class Publisher:
         """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate."""
         published_at = published_at or end_of(run_date)
         validation = self.validation(run_date)
-        ranked = pd.DataFrame(columns=RANKED.column_names)
-        refusal = validation_refusal(validation, run_date)
-        if refusal is None:
-            try:
-                rows = candidates(catalog, run_date)
-            except RankingFailed as failed:
-                refusal = str(failed)
-        if refusal is None:
-            ranked = self.staged(run_date, run_id)
-            refusal = "; ".join(gate_problems(ranked, rows)) or None
+        published = self.published_runs()
+        served = published[-1] if published else None
+        ranked, refusal, kept = self.gate(catalog, run_date, run_id, validation, served)
         placements = placement_count(ranked)
         if refusal is not None:
             if not dry_run:
@@ -131,20 +165,19 @@ class Publisher:
                 )
             raise PublishRefused(refusal)
         if dry_run:
-            return PublishResult("dry_run", None, placements, len(ranked))
-        published = self.published_runs()
-        fingerprint = content_hash(ranked)
-        latest = published[-1] if published else None
-        if latest is not None and latest["run_date"] == run_date and latest["content_hash"] == fingerprint:
-            return PublishResult("unchanged", latest["ranking_version"], placements, len(ranked))
+            return PublishResult("dry_run", None, placements, len(ranked), kept)
+        fingerprint = content_hash(ranked[RANKED.column_names])
+        if served is not None and served["run_date"] == run_date and served["content_hash"] == fingerprint:
+            return PublishResult("unchanged", served["ranking_version"], placements, len(ranked), kept)
         version = max((row["ranking_version"] for row in published), default=0) + 1
-        table = ranked.assign(ranking_version=version, as_of_date=run_date, run_id=run_id, published_at=published_at)
+        table = ranked.assign(ranking_version=version, published_at=published_at)
         table_version = write_frame(self.settings, OFFER_RANKINGS, table, "overwrite")
         self.record(
             ranking_version=version,
             run_date=run_date,
             run_id=run_id,
             status="published",
+            reason=f"kept the last good lists of {'; '.join(kept)}" if kept else None,
             validation_run_id=validation["run_id"],
             placements=placements,
             offers=len(ranked),
@@ -152,7 +185,26 @@ class Publisher:
             rankings_table_version=table_version,
             published_at=published_at,
         )
-        return PublishResult("published", version, placements, len(ranked))
+        return PublishResult("published", version, placements, len(ranked), kept)
+
+    def gate(
+        self, catalog: Catalog, run_date: date, run_id: str, validation: dict | None, served: dict | None
+    ) -> tuple[pd.DataFrame, str | None, list[str]]:
+        """The ranking to publish: the run's staged lists, plus the served lists of the ranking methods it did not
+        stage; why it must not be published (None: it may); and which methods' lists were kept, and why."""
+        nothing = pd.DataFrame(columns=PUBLISHED_COLUMNS)
+        refusal = validation_refusal(validation, run_date) or older_than_served(run_date, served)
+        if refusal is not None:
+            return nothing, refusal, []
+        staged = self.staged(run_date, run_id)
+        missing = [method.unit for method in catalog.ranking_methods() if method.unit not in set(staged["unit"])]
+        kept, notes = kept_lists(self.served(), catalog, run_date, missing) if missing else (nothing, [])
+        parts = [frame[PUBLISHED_COLUMNS] for frame in (staged, kept) if not frame.empty]
+        ranked = pd.concat(parts, ignore_index=True) if parts else nothing
+        problems = gate_problems(ranked, candidates(catalog, run_date, scored=False))
+        if problems and notes:
+            problems.append(f"kept the last good lists of {'; '.join(notes)}")
+        return ranked, "; ".join(problems) or None, notes
 
     def rollback(self, to_version: int, run_id: str, published_at: datetime) -> PublishResult:
         """Publish ranking `to_version` again as a new commit of `offer_rankings`."""
@@ -209,13 +261,10 @@ def rank_and_publish(
     published_at: datetime | None = None,
     dry_run: bool = False,
 ) -> PublishResult:
-    """Stage every ranking method's lists, then publish them (`offerrank rank`); a failed method is refused by the
-    gate like any other problem, and recorded."""
+    """Stage every ranking method's lists, then publish them (`offerrank rank`); the placements of a method that
+    failed keep their last good lists, and the publish says so."""
     from offerrank.jobs import rank
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
-    try:
-        rank.run(settings, catalog, run_date, run_id)
-    except RankingFailed:
-        pass  # the gate below records the refusal with the same reason
+    rank.run(settings, catalog, run_date, run_id)
     return run(settings, catalog, run_date, run_id, published_at, dry_run)

@@ -2,8 +2,9 @@
 
 Reads  the registry's catalog, `offer_conversion_rates` (the as_of_date = D partition, for methods that use
        posteriors) — a few rows per offer, placement and segment, so ranking runs in pandas, not Spark.
-Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing its own as_of_date/unit partition
-                         (one Airflow task per method, side by side); `offerrank.jobs.publish` publishes them.
+Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing that run's rows of its own
+                         as_of_date/unit partition (one Airflow task per method, side by side);
+                         `offerrank.jobs.publish` publishes them.
 The methods themselves are strategies in `offerrank.ranking`.
 Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapped `rank` tasks call `stage_unit`.
 """
@@ -52,15 +53,18 @@ class RankingFailed(RuntimeError):
 # --- pure transformations -----------------------------------------------------------------------------------
 
 
-def candidates(catalog: Catalog, run_date: date) -> list[Candidate]:
-    """Each active decision placement's eligible offers live on `run_date`, plus its fallback, once per segment
-    its method ranks for."""
+def candidates(catalog: Catalog, run_date: date, unit: str | None = None, scored: bool = True) -> list[Candidate]:
+    """Each active decision placement's eligible offers live on `run_date`, plus its fallback, once per segment its
+    method ranks for; only the placements of ranking method `unit` when given. `scored=False` leaves formulas
+    unevaluated (what is eligible does not depend on them); a formula that fails for an offer is RankingFailed."""
     from offerrank.formula import FormulaError
 
     rows = []
     for decision, assignment in catalog.active_assignments():
         method = assignment.method
-        score, share = method.scorer(catalog), method.exploration_share(catalog)
+        if unit is not None and method.unit != unit:
+            continue
+        score, share = method.scorer(catalog) if scored else None, method.exploration_share(catalog)
         common = (
             decision.id,
             assignment.placement,
@@ -122,7 +126,7 @@ def rank_all(candidates_with_posteriors: pd.DataFrame, run_date: date) -> pd.Dat
 
 def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str) -> int:
     """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit)."""
-    rows = [row for row in candidates(catalog, run_date) if row.ranking == unit]
+    rows = candidates(catalog, run_date, unit)
     if not rows:
         raise ValueError(f"no active decision placement ranks with {unit!r}")
     day = {"as_of_date": run_date}
@@ -131,13 +135,18 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
         pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
     )
     staged = rank_all(frame, run_date).assign(unit=unit, run_id=run_id, as_of_date=run_date)
-    write_frame(settings, RANKING_STAGE, staged, "overwrite", {"as_of_date": run_date, "unit": unit})
+    # per run: two runs of one date (a nightly and a manual trigger) stage side by side
+    write_frame(settings, RANKING_STAGE, staged, "overwrite", {"as_of_date": run_date, "unit": unit, "run_id": run_id})
     return len(staged)
 
 
 def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str, units: list[str] | None = None) -> str:
-    """Stage the lists of every ranking method in use (or of `units`); a line for the run summary."""
-    units = units or [method.unit for method in catalog.ranking_methods()]
-    candidates(catalog, run_date)  # a method that fails for any offer fails the run before anything is staged
-    counts = {unit: stage_unit(settings, catalog, run_date, run_id, unit) for unit in units}
-    return ", ".join(f"{unit}: {count} ranked offers" for unit, count in counts.items())
+    """Stage the lists of every ranking method in use (or of `units`); a line for the run summary. A method that
+    fails is confined to its own placements: the others are staged, and publish keeps its last good lists."""
+    outcomes = []
+    for unit in units or [method.unit for method in catalog.ranking_methods()]:
+        try:
+            outcomes.append(f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers")
+        except RankingFailed as failed:
+            outcomes.append(f"{unit} FAILED: {failed}")
+    return ", ".join(outcomes)

@@ -60,5 +60,5 @@ def ranked_warehouse(spark, tmp_path_factory) -> Settings:
     generate(home / "sample", date(2026, 11, 1), days=1, seed=5, events_per_day=200)
     settings = load_settings(home=home, spark_shuffle_partitions=2)
     Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 1))
-    publish_rows(spark, settings, ranking_rows(1))
+    publish_rows(settings, ranking_rows(1))
     return settings

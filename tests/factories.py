@@ -59,9 +59,25 @@ def published_order(version: int, placement: str) -> list[str]:
     return [row["offer_id"] for row in rows]
 
 
-def publish_rows(spark, settings, rows: list[dict]) -> int:
+def publish_rows(settings, rows: list[dict]) -> int:
     """Replace `offer_rankings` in one commit, as the publish step does; returns the new table version."""
-    from offerrank.storage import Warehouse
+    import pandas as pd
 
-    frame = spark.createDataFrame([tuple(r[c] for c in OFFER_RANKINGS.column_names) for r in rows], OFFER_RANKINGS.ddl)
-    return Warehouse(spark, settings).overwrite(frame, OFFER_RANKINGS)
+    from offerrank.warehouse import write_frame
+
+    return write_frame(settings, OFFER_RANKINGS, pd.DataFrame(rows), "overwrite")
+
+
+def prepared_home(spark, home: Path, first: date) -> None:
+    """A home with two generated days from `first` (3,000 events each), the sample catalog applied and the first day
+    ingested: the input of the DAG runs of the system tier."""
+    from offerrank.catalog import load_catalog
+    from offerrank.generator import generate
+    from offerrank.jobs.ingest import run as run_ingest
+    from offerrank.registry import Registry
+    from offerrank.settings import load_settings
+
+    generate(home / "sample", first, days=2, seed=9, events_per_day=3_000)
+    settings = load_settings(home=home)
+    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
+    assert run_ingest(spark, settings, first).success

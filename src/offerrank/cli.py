@@ -499,5 +499,12 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
+def entry() -> None:
+    """The `offerrank` command: `main`, then a clean exit (see `offerrank.process`)."""
+    from offerrank.process import exit_cleanly
+
+    exit_cleanly(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -125,10 +125,7 @@ def run_day(
             return f"REJECTED: {rejected}"
 
     def rank_step() -> str:
-        try:
-            return rank.run(settings, catalog, run_date, run_id)
-        except rank.RankingFailed as failed:  # the publish gate records the refusal
-            return f"failed: {failed}"
+        return rank.run(settings, catalog, run_date, run_id)  # a failed method keeps its last good lists
 
     def publish_step() -> str:
         try:

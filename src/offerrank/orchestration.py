@@ -6,7 +6,7 @@ Importing this module is cheap (no pyspark, no Airflow): the DAG files import it
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from offerrank.nightly import STEPS, RunRefused, run_date_of, validation_refusal
@@ -27,6 +27,7 @@ __all__ = [
     "spark_submit_conf",
     "stage_ranking",
     "validation_outcome",
+    "waiting_message",
 ]
 
 
@@ -49,10 +50,25 @@ def spark_submit_conf() -> dict[str, str]:
     return load_settings().spark_session_conf()
 
 
+def landing_folder(run_date: date, settings: Settings | None = None) -> Path:
+    return Path((settings or load_settings()).events_root) / run_date.isoformat()
+
+
 def events_landed(run_date: date, settings: Settings | None = None) -> bool:
     """True once the date's landing folder holds at least one event file."""
-    folder = Path((settings or load_settings()).events_root) / run_date.isoformat()
+    folder = landing_folder(run_date, settings)
     return folder.is_dir() and any(p.suffix in (".jsonl", ".json", ".parquet") for p in folder.iterdir())
+
+
+def waiting_message(run_date: date, since: datetime | None, timeout: timedelta) -> str:
+    """What a run waiting for its events tells the UI's log: the folder, since when and until when."""
+    if since is None:
+        return f"waiting for event files in {landing_folder(run_date)}"
+    until = since + timeout
+    return (
+        f"waiting for event files in {landing_folder(run_date)} since {since:%Y-%m-%d %H:%M} UTC; "
+        f"the run fails at {until:%Y-%m-%d %H:%M} UTC if none land (other runs go on meanwhile)"
+    )
 
 
 def validation_outcome(run_date: date, settings: Settings | None = None) -> dict:
@@ -89,14 +105,15 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
 
 
 def stage_ranking(run_date: date, run_id: str, unit: str, settings: Settings | None = None) -> str:
-    """Stage ranking method `unit`'s lists of the run; a method that cannot rank is left to the publish gate."""
+    """Stage ranking method `unit`'s lists of the run; RunRefused when the method cannot rank (its placements then
+    keep their last good lists at publish)."""
     from offerrank.jobs.rank import RankingFailed, stage_unit
 
     settings = settings or load_settings()
     try:
         return f"{unit}: {stage_unit(settings, registry_catalog(settings), run_date, run_id, unit)} ranked offers"
     except RankingFailed as failed:
-        return f"{unit} failed: {failed}; the publish gate refuses the run"
+        raise RunRefused(f"{unit} failed: {failed}; its placements keep their last good lists") from None
 
 
 def publish_ranking(run_date: date, run_id: str, dry_run: bool, settings: Settings | None = None) -> str:

@@ -49,9 +49,7 @@ def write_frame(
     path = settings.table_path(table.name)
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            write_deltalake(
-                path, data, mode=mode, partition_by=list(table.partitions) or None, predicate=predicate
-            )
+            write_deltalake(path, data, mode=mode, partition_by=list(table.partitions) or None, predicate=predicate)
             break
         except CommitFailedError:  # e.g. two first writers both creating the table
             if attempt == COMMIT_ATTEMPTS - 1:

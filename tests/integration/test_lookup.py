@@ -96,7 +96,7 @@ def test_an_empty_warehouse_is_degraded_and_says_why(tmp_path):
 
 def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):
     settings = load_settings(home=tmp_path)
-    version = publish_rows(spark, settings, ranking_rows(2))
+    version = publish_rows(settings, ranking_rows(2))
     lookup = lookup_of(settings)
     broken = Path(settings.table_path("offer_rankings")) / "_delta_log" / f"{version + 1:020d}.json"
     broken.write_text("this is not a Delta commit\n")
@@ -110,7 +110,7 @@ def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):
 
 def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spark, tmp_path):
     settings = load_settings(home=tmp_path)
-    published = {publish_rows(spark, settings, ranking_rows(1)): 1}
+    published = {publish_rows(settings, ranking_rows(1)): 1}
     lookup = lookup_of(settings).start(interval_seconds=0.02)
     answers, stop = [], threading.Event()
 
@@ -122,7 +122,7 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
     reader.start()
     try:
         for version in (2, 3, 4):
-            table_version = publish_rows(spark, settings, ranking_rows(version))
+            table_version = publish_rows(settings, ranking_rows(version))
             published[table_version] = version
             wait_until_served(lookup, table_version)
     finally:

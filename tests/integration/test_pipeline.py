@@ -158,13 +158,27 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     refused = (
         spark.read.format("delta")
         .load(settings.table_path("ranking_runs"))
-        .filter(F.col("status") == "refused")
+        .filter((F.col("status") == "refused") & (F.col("run_date") == DAYS[-1]))
         .collect()
     )
     # one row for the chain's gate, one for the refused publish
     assert [(r.run_date, r.ranking_version) for r in refused] == [(DAYS[-1], None)] * 2
     assert {r.reason for r in refused} == {report.steps[-1][2].removeprefix("stopped: ").split("; channels")[0]}
     assert run_ingest(spark, settings, DAYS[-1]).success  # back to a good day for the tests that follow
+
+
+def test_an_older_ranking_never_replaces_the_served_one(spark, world):
+    """A backfill, an old run cleared in Airflow or `offerrank run --date <earlier>` ranks an earlier date: its
+    publish is refused and recorded; channels keep the newer ranking."""
+    settings, _ = world
+    before_version = table_version(spark, settings)
+    with pytest.raises(PublishRefused, match=f"the ranking of {DAYS[0]} is older than the one served"):
+        rank_and_publish(settings, Registry(spark, settings).catalog(), DAYS[0], published_at=AT)
+    assert table_version(spark, settings) == before_version
+    assert {row.as_of_date for row in rankings(spark, settings).select("as_of_date").distinct().collect()} == {DAYS[-1]}
+    runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
+    (refused,) = runs.filter((F.col("run_date") == DAYS[0]) & (F.col("status") == "refused")).collect()
+    assert "offerrank rankings rollback" in refused.reason and refused.ranking_version is None
 
 
 def test_readers_see_one_complete_version_while_publishing(spark, world):
@@ -214,3 +228,37 @@ def test_the_published_ranking_equals_the_one_stored_before_the_redesign(spark, 
     current = current.sort_values(["decision_id", "placement_id", "channel", "segment", "rank"]).reset_index(drop=True)
     current["as_of_date"] = pd.to_datetime(current["as_of_date"])
     pd.testing.assert_frame_equal(current, stored, check_dtype=False, rtol=1e-9)
+
+
+def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publish(spark, world):
+    """One bad formula used to fail every ranking task and publish nothing; now only its placements keep their
+    last good lists, and `ranking_runs` says which and why."""
+    settings, _ = world
+    registry = Registry(spark, settings)
+    good = registry.catalog()
+    served = rankings(spark, settings).toPandas()
+    data = yaml.safe_load((settings.home / "sample" / "catalog.yaml").read_text())
+    data["formulas"][0]["expression"] = "priority / (priority - priority)"
+    changed = next(o for o in data["offers"] if o["id"] == "offer-017")
+    changed["priority"] = 1000  # the priority placement's list changes, so there is something new to publish
+    broken = settings.home / "sample" / "catalog-bad-formula.yaml"  # beside the original: same relative paths
+    broken.write_text(yaml.safe_dump(data))
+    registry.commit(load_catalog(broken), AT)
+    try:
+        result = rank_and_publish(settings, registry.catalog(), DAYS[-1], run_id="bad-formula", published_at=AT)
+        now = rankings(spark, settings).toPandas()
+    finally:
+        registry.commit(good, AT)
+        Publisher(settings).rollback(3, "rollback-bad-formula", AT)  # the ranking before, for the tests that follow
+    assert result.status == "published"
+    assert result.kept == [
+        "formula:margin-boost (failed: formula 'margin-boost' fails for offer offer-001: division by zero)"
+    ]
+    columns = ["decision_id", "placement_id", "offer_id", "rank", "as_of_date", "run_id"]
+    checkout = lambda frame: frame[frame["model_name"] == "margin-boost"][columns].reset_index(drop=True)  # noqa: E731
+    assert checkout(now).equals(checkout(served)) and not checkout(now).empty
+    sidebar = now[now["placement_id"] == "product-sidebar"].sort_values("rank")
+    assert sidebar["offer_id"].iloc[0] == "offer-017" and set(sidebar["run_id"]) == {"bad-formula"}
+    runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
+    (row,) = runs.filter(F.col("run_id") == "bad-formula").collect()
+    assert row.status == "published" and row.reason == f"kept the last good lists of {result.kept[0]}"

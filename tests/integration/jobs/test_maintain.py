@@ -17,7 +17,7 @@ def test_every_existing_table_is_compacted_and_vacuumed(spark, tmp_path):
     for profile in ("p-1", "p-2", "p-3"):  # three commits, three small files of one partition
         rows = spark.createDataFrame([(date(2026, 11, 1), profile, "loyal")], PROFILE_SEGMENTS.ddl)
         warehouse.append(rows, PROFILE_SEGMENTS)
-    publish_rows(spark, settings, ranking_rows(1))
+    publish_rows(settings, ranking_rows(1))
 
     done = maintain.run(spark, settings, date(2026, 11, 20))
 

@@ -63,6 +63,12 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 2 * * *", "UTC")
     assert [o.uri.rstrip("/") for o in dag.get_task("publish").outlets] == ["offerrank://offer_rankings"]
     assert dag.get_task("wait_for_events").mode == "reschedule"
+    # runs do not queue behind one waiting for its events; Spark steps and publishing are serialized across runs
+    assert dag.max_active_runs > 1
+    for name in ("ingest", "profiles", "aggregate", "publish"):
+        assert dag.get_task(name).max_active_tis_per_dag == 1, name
+    # a failed ranking method fails its own task; the others publish, its placements keep their last good lists
+    assert dag.get_task("publish").trigger_rule == "all_done_min_one_success"
     assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
     for name in ("ingest", "profiles", "aggregate"):
         assert dag.get_task(name)._conn_id == "spark_default"

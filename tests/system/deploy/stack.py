@@ -188,8 +188,11 @@ class Stack:
 
     # --- Airflow ----------------------------------------------------------------------------------------------
 
-    def start_airflow(self, database_url: str, spark_master: str, offerrank_env: dict[str, str]) -> AirflowAPI:
-        """db migrate, then api-server, scheduler (LocalExecutor) and dag-processor over this repo's DAGs."""
+    def start_airflow(
+        self, database_url: str, spark_master: str, offerrank_env: dict[str, str], scheduled_runs: bool = False
+    ) -> AirflowAPI:
+        """db migrate, then api-server, scheduler (LocalExecutor) and dag-processor over this repo's DAGs; the
+        scheduler creates the DAGs' scheduled runs only when `scheduled_runs`."""
         port = free_port()
         home = self.workdir / "airflow"
         home.mkdir()
@@ -206,7 +209,7 @@ class Stack:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the runs the test triggers
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled_runs),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "offerrank:admin",
