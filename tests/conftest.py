@@ -20,7 +20,7 @@ TIERS = ("unit", "integration", "system")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, and order the slowest files first (the system tier, its loopback cluster
-    first): `./dev.sh test` hands whole files to two pytest-xdist workers in this order."""
+    first): with OFFERRANK_TEST_WORKERS, pytest-xdist workers take whole files in this order."""
     tiers = {}
     for item in items:
         tier = tiers[item.nodeid] = Path(str(item.path)).relative_to(TESTS).parts[0]
