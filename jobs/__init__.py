@@ -1,6 +1,9 @@
-"""Spark jobs, importable as `offerrank.jobs`: pure DataFrame transformations plus one `run(...)` per job that
-reads, calls and writes, and a `main()` that parses spark-submit's arguments and calls `run`. The CLI, the nightly
-chain and Airflow call the same `run`; each module also runs as a file under spark-submit."""
+"""The nightly chain's jobs, importable as `offerrank.jobs`: one `run(...)` per job that reads, calls pure
+transformations and writes; the CLI, the nightly chain and Airflow call the same `run`.
+
+The Spark jobs (ingest, profiles, aggregate, maintain) hold DataFrame-in/DataFrame-out transformations and a `main()`
+that parses spark-submit's arguments, so each module also runs as a file under spark-submit. `rank` and `publish`
+handle a few rows per offer in memory (pandas, `deltalake`): they start no JVM."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task ca
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
@@ -55,8 +56,8 @@ class PublishResult:
 
 
 def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list[str]:
-    """Why this ranking must not be published: a placement (or segment) with no offer, or a ranked offer not
-    eligible."""
+    """Why this ranking must not be published: a placement (or segment) with no offer, a ranked offer not eligible
+    or without a finite score."""
     problems = []
     eligible = {(c.decision_id, c.placement_id, c.offer_id) for c in candidate_rows if not c.is_fallback}
     fallbacks = {(c.decision_id, c.placement_id, c.offer_id) for c in candidate_rows if c.is_fallback}
@@ -66,9 +67,11 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list
         where = "" if segment == ALL_SEGMENTS else f" in segment {segment}"
         problems.append(f"placement {decision_id}/{placement_id} would get no offer{where}")
     for row in ranked.itertuples():
-        key = (row.decision_id, row.placement_id, row.offer_id)
+        key, where = (row.decision_id, row.placement_id, row.offer_id), f"{row.decision_id}/{row.placement_id}"
         if key not in eligible and not (row.reason == "fallback" and key in fallbacks):
-            problems.append(f"offer {row.offer_id} ranked for {row.decision_id}/{row.placement_id} is not eligible")
+            problems.append(f"offer {row.offer_id} ranked for {where} is not eligible")
+        if row.reason != "fallback" and not math.isfinite(float(row.score)):
+            problems.append(f"offer {row.offer_id} ranked for {where} has no finite score ({row.score})")
     return problems
 
 

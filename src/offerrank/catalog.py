@@ -7,6 +7,7 @@ by its fields, then every reference between them. Errors name the file, the enti
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -125,6 +126,14 @@ class AIModel(_Entity):
 
     @model_validator(mode="after")
     def _personalization(self) -> AIModel:
+        not_ids = [segment for segment in self.segments if not re.match(ID_PATTERN, segment)]
+        if not_ids:
+            raise ValueError(
+                f"segment {not_ids[0]!r} is not a segment id ({ALL_SEGMENTS!r}, all traffic, is always ranked)"
+            )
+        twice = sorted({segment for segment in self.segments if self.segments.count(segment) > 1})
+        if twice:
+            raise ValueError(f"segments listed more than once: {', '.join(twice)}")
         if len(self.segments) > MAX_SEGMENTS:
             raise ValueError(f"{len(self.segments)} segments given; a model may use at most {MAX_SEGMENTS}")
         if self.type is ModelType.personalized and not (self.segments or self.attributes):
@@ -181,6 +190,14 @@ class Decision(_Entity):
     status: DecisionStatus = DecisionStatus.active
     placements: tuple[DecisionPlacement, ...] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _each_placement_once(self) -> Decision:
+        assigned = [assignment.placement for assignment in self.placements]
+        twice = sorted({placement for placement in assigned if assigned.count(placement) > 1})
+        if twice:
+            raise ValueError(f"placements assigned more than once: {', '.join(twice)} (one ranking per placement)")
+        return self
+
 
 class Catalog(_Entity):
     datasets: tuple[Dataset, ...] = ()
@@ -220,7 +237,10 @@ class Catalog(_Entity):
                     if offer_id not in offers:
                         problems.append(f"{where}: unknown offer {offer_id!r}")
                 active = decision.status is DecisionStatus.active
-                problems += [f"{where}.ranking: {problem}" for problem in assignment.method.problems(self, active)]
+                method_problems = assignment.method.problems(self, active)
+                problems += [f"{where}.ranking: {problem}" for problem in method_problems]
+                if not problems:
+                    problems += [f"{where}.ranking: {problem}" for problem in self._scoring_problems(assignment)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -228,6 +248,18 @@ class Catalog(_Entity):
     def get(self, kind: str, ident: str) -> Any:
         key = KINDS[kind]
         return next((e for e in getattr(self, kind) if getattr(e, key) == ident), None)
+
+    def _scoring_problems(self, assignment: DecisionPlacement) -> list[str]:
+        """A static score (a formula) that cannot be computed for an offer the placement may rank: found when the
+        catalog is applied, not at night."""
+        score = assignment.method.scorer(self)
+        problems = []
+        for offer in self.eligible_offers(assignment) if score else []:
+            try:
+                score(offer)
+            except FormulaError as error:
+                problems.append(f"formula {assignment.method.ref!r} fails for offer {offer.id}: {error}")
+        return problems
 
     def eligible_offers(self, assignment: DecisionPlacement) -> list[Offer]:
         """The offers a decision placement may rank: its explicit ids, or those matching its filter."""

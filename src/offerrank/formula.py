@@ -10,6 +10,7 @@ by construction. A formula is limited in length and nesting depth.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Mapping
@@ -88,7 +89,13 @@ class Formula:
         value = _evaluate(self.tree, fields)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FormulaError(f"formula {self.source!r} gives {value!r}, not a number")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise FormulaError(f"formula {self.source!r} gives a number too large for a score") from None
+        if not math.isfinite(value):
+            raise FormulaError(f"formula {self.source!r} gives {value}, not a finite number")
+        return value
 
 
 def _nesting(source: str) -> int:
@@ -114,15 +121,15 @@ def _evaluate(node: Tree, fields: Mapping[str, Any]) -> Any:
             raise FormulaError(f"the offer has no field {name!r}")
         return fields[name]
     if kind == "if_":
-        return _evaluate(children[1] if _evaluate(children[0], fields) else children[2], fields)
+        return _evaluate(children[1] if _boolean(_evaluate(children[0], fields)) else children[2], fields)
     if kind == "not_":
-        return not _evaluate(children[0], fields)
+        return not _boolean(_evaluate(children[0], fields))
     if kind == "neg":
         return -_number(_evaluate(children[0], fields))
     if kind == "and_":
-        return all(_evaluate(child, fields) for child in children)
+        return all(_boolean(_evaluate(child, fields)) for child in children)
     if kind == "or_":
-        return any(_evaluate(child, fields) for child in children)
+        return any(_boolean(_evaluate(child, fields)) for child in children)
     if kind in ("arith", "compare"):
         value = _evaluate(children[0], fields)
         for symbol, operand in zip(children[1::2], children[2::2]):
@@ -131,12 +138,26 @@ def _evaluate(node: Tree, fields: Mapping[str, Any]) -> Any:
                 value, right = _number(value), _number(right)
                 if symbol in ("/", "%") and right == 0:
                     raise FormulaError("division by zero")
+            elif _kind(value) != _kind(right):  # "1" == 1 or true == 1 would be silently false or true
+                raise FormulaError(f"cannot compare {value!r} with {right!r}: a {_kind(value)} and a {_kind(right)}")
             try:
                 value = _BINARY[str(symbol)](value, right)
             except TypeError:
                 raise FormulaError(f"cannot compare {value!r} with {right!r}") from None
+            except OverflowError:
+                raise FormulaError("a number too large for a score") from None
         return value
     raise FormulaError(f"unexpected formula node {kind}")
+
+
+def _kind(value: Any) -> str:
+    return "boolean" if isinstance(value, bool) else "number" if isinstance(value, (int, float)) else "text"
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FormulaError(f"{value!r} is not true or false")
+    return value
 
 
 def _number(value: Any) -> float:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # Concurrent writers of one table (the DAG's rank tasks) retry a commit that lost the race this many times.
 COMMIT_ATTEMPTS = 5
+COMMIT_TOKEN = "offerrank.commit"  # commit-info key that identifies a commit of `write_frame`
 
 
 def open_table(settings: Settings, table: Table, version: int | None = None):
@@ -36,25 +37,50 @@ def open_table(settings: Settings, table: Table, version: int | None = None):
 def write_frame(
     settings: Settings, table: Table, frame, mode: str = "append", where: dict[str, object] | None = None
 ) -> int:
-    """Write a pandas frame with the table's declared schema in one commit; returns the commit's table version.
+    """Write a pandas frame with the table's declared schema in one commit; returns that commit's table version.
 
-    `mode`: append, or overwrite (the whole table, or only the partitions equal to `where`). A commit that loses a
-    race with another writer of the same table is retried on the new version."""
+    `mode`: append, or overwrite (the whole table, or only the rows whose columns equal `where`). A commit that loses
+    a race with another writer of the same table is retried on the new version. The version is read from the
+    commit itself (a token in its commit info), not from the table's latest version, which another writer may
+    have moved on."""
+    import uuid
+
     import pyarrow as pa
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
     data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
     predicate = " AND ".join(f"{column} = '{value}'" for column, value in (where or {}).items()) or None
-    path = settings.table_path(table.name)
+    path, token = settings.table_path(table.name), uuid.uuid4().hex
     for attempt in range(COMMIT_ATTEMPTS):
         try:
-            write_deltalake(path, data, mode=mode, partition_by=list(table.partitions) or None, predicate=predicate)
+            write_deltalake(
+                path,
+                data,
+                mode=mode,
+                partition_by=list(table.partitions) or None,
+                predicate=predicate,
+                commit_properties=CommitProperties(custom_metadata={COMMIT_TOKEN: token}),
+            )
             break
         except CommitFailedError:  # e.g. two first writers both creating the table
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
-    return DeltaTable(path).version()
+    return _version_of(path, token)
+
+
+def _version_of(path: str, token: str) -> int:
+    """The version of the commit carrying `token`: its commit file, searched from the latest version back (usually
+    the first). (`DeltaTable.history` numbers entries from the loaded version, wrong while others commit.)"""
+    from deltalake import DeltaTable
+    from pyarrow import fs
+
+    files, root = fs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    for version in range(DeltaTable(path).version(), -1, -1):
+        with files.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as commit:
+            if token.encode() in commit.read():
+                return version
+    raise LookupError(f"no commit {token} in {path}")
 
 
 def read_rows(

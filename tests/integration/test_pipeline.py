@@ -232,23 +232,19 @@ def test_the_published_ranking_equals_the_one_stored_before_the_redesign(spark, 
 
 def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publish(spark, world):
     """One bad formula used to fail every ranking task and publish nothing; now only its placements keep their
-    last good lists, and `ranking_runs` says which and why."""
+    last good lists, and `ranking_runs` says which and why. (Applying such a formula is refused: see test_catalog;
+    the catalog is changed in memory here, as whatever slips through would be.)"""
     settings, _ = world
-    registry = Registry(spark, settings)
-    good = registry.catalog()
+    good = Registry(spark, settings).catalog()
     served = rankings(spark, settings).toPandas()
-    data = yaml.safe_load((settings.home / "sample" / "catalog.yaml").read_text())
-    data["formulas"][0]["expression"] = "priority / (priority - priority)"
-    changed = next(o for o in data["offers"] if o["id"] == "offer-017")
-    changed["priority"] = 1000  # the priority placement's list changes, so there is something new to publish
-    broken = settings.home / "sample" / "catalog-bad-formula.yaml"  # beside the original: same relative paths
-    broken.write_text(yaml.safe_dump(data))
-    registry.commit(load_catalog(broken), AT)
+    failing = good.formulas[0].model_copy(update={"expression": "priority / (priority - priority)"})
+    # offer-017 first by priority: the priority placement's list changes, so there is something new to publish
+    offers = tuple(o.model_copy(update={"priority": 1000}) if o.id == "offer-017" else o for o in good.offers)
+    broken = good.model_copy(update={"formulas": (failing,), "offers": offers})
     try:
-        result = rank_and_publish(settings, registry.catalog(), DAYS[-1], run_id="bad-formula", published_at=AT)
+        result = rank_and_publish(settings, broken, DAYS[-1], run_id="bad-formula", published_at=AT)
         now = rankings(spark, settings).toPandas()
     finally:
-        registry.commit(good, AT)
         Publisher(settings).rollback(3, "rollback-bad-formula", AT)  # the ranking before, for the tests that follow
     assert result.status == "published"
     assert result.kept == [

@@ -50,6 +50,29 @@ def test_more_than_fifty_segments(data):
     refused(data, r"ai_models\[personalized-mobile\]: Value error, 51 segments given; a model may use at most 50")
 
 
+def test_model_segments_are_ids_listed_once(data):
+    model = next(m for m in data["ai_models"] if m["type"] == "personalized")
+    model["segments"] = ["*", "vip"]
+    refused(data, r"ai_models\[personalized-mobile\]: Value error, segment '\*' is not a segment id")
+    model["segments"] = ["vip", "loyal", "vip"]
+    refused(data, r"ai_models\[personalized-mobile\]: Value error, segments listed more than once: vip")
+
+
+def test_a_decision_assigns_each_placement_once(data):
+    decision = data["decisions"][0]
+    decision["placements"].append(dict(decision["placements"][0]))
+    placement = decision["placements"][0]["placement"]
+    refused(data, rf"decisions\[{decision['id']}\]: Value error, placements assigned more than once: {placement}")
+
+
+def test_a_formula_that_fails_for_an_offer_it_may_rank_is_refused_when_applied(data):
+    data["formulas"][0]["expression"] = "priority / (priority - priority)"
+    refused(data, r"decisions\[dp-checkout\]\.placements\[checkout-banner\]\.ranking: formula 'margin-boost' fails "
+            r"for offer offer-0\d+: division by zero")  # fmt: skip
+    data["formulas"][0]["expression"] = 'priority + if(margin > "0.3", 20, 0)'  # a quoted number
+    refused(data, r"fails for offer offer-0\d+: cannot compare .* a number and a text")
+
+
 def test_a_formula_that_does_not_parse_or_breaks_the_limits(data):
     data["formulas"][0]["expression"] = "priority.__class__"
     refused(data, r"formulas\[margin-boost\].expression: Value error, formula does not parse")

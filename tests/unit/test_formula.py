@@ -69,6 +69,13 @@ def test_length_and_nesting_limits():
         ("category + 1", "not a number"),
         ("priority / (margin - 0.35)", "division by zero"),
         ("if(category < 1, 1, 0)", "cannot compare"),
+        ("1e999", "gives inf, not a finite number"),
+        ("1e999 - 1e999", "gives nan, not a finite number"),
+        ("priority * 1e308 * 10", "not a finite number"),
+        ("if(category == 1, 1, 0)", "cannot compare 'apparel' with 1.0: a text and a number"),
+        ("if(true == 1, 1, 0)", "a boolean and a number"),
+        ('if("false", 1, 2)', "'false' is not true or false"),
+        ("if(priority, 1, 2)", "is not true or false"),
     ],
 )
 def test_evaluation_errors_are_formula_errors(source, message):

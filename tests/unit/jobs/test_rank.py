@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from offerrank.jobs.rank import rank_placement
 
@@ -73,3 +74,17 @@ def test_ai_ranking_is_seeded_per_run():
     in_segment = rank_placement(frame("ai_model", rows, 0.1, segment="loyal"), RUN)
     assert in_segment["segment"].unique().tolist() == ["loyal"]
     assert in_segment["p_best"].tolist() != first["p_best"].tolist()  # each segment draws with its own seed
+
+
+def test_traffic_shares_do_not_depend_on_where_the_fallback_row_is():
+    """The fallback candidate carries no exploration share: coming first in its group must not make shares NaN."""
+    rows = [
+        ("fb", 1, None, True, 1.0, 1.0, True),
+        ("a", 1, None, False, 30.0, 970.0, False),
+        ("n", 1, None, False, 1.0, 1.0, True),
+    ]
+    group = frame("ai_model", rows, 0.1)
+    group.loc[group["is_fallback"], "exploration_share"] = None
+    ranked = rank_placement(group, RUN)
+    assert ranked["traffic_share"].notna().all() and abs(ranked["traffic_share"].sum() - 1) < 1e-12
+    assert ranked.set_index("offer_id")["traffic_share"].to_dict() == pytest.approx({"a": 0.9, "n": 0.1})
