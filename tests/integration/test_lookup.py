@@ -125,6 +125,10 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
             table_version = publish_rows(settings, ranking_rows(version))
             published[table_version] = version
             wait_until_served(lookup, table_version)
+            # a publish takes milliseconds now (no Spark): let the reader see this version before the next one
+            deadline = time.monotonic() + 10
+            while (not answers or answers[-1][0].ranking_version != version) and time.monotonic() < deadline:
+                time.sleep(0.005)
     finally:
         stop.set()
         reader.join()

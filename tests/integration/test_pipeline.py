@@ -190,14 +190,16 @@ def test_readers_see_one_complete_version_while_publishing(spark, world):
     }
     seen, stop = [], threading.Event()
 
-    def read_continuously():
-        while not stop.is_set():
+    def read_continuously():  # at least one read, even if the (JVM-free, fast) rollback is already done
+        while True:
             seen.append(
                 {
                     r.ranking_version: r["count"]
                     for r in rankings(spark, settings).groupBy("ranking_version").count().collect()
                 }
             )
+            if stop.is_set():
+                break
 
     reader = threading.Thread(target=read_continuously)
     reader.start()
