@@ -18,12 +18,11 @@ import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.factories import publish_rows, ranking_rows  # noqa: E402
+from tests.factories import published_ranking  # noqa: E402
 
 PLAIN_EXIT = "import sys; from offerrank.cli import main; sys.exit(main())"
 
@@ -38,20 +37,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-exits"))
     args = parser.parse_args()
 
-    from offerrank.jobs.publish import Publisher
     from offerrank.settings import load_settings
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     settings = load_settings(home=args.workdir)
-    version = publish_rows(settings, ranking_rows(1))
-    Publisher(settings).record(
-        ranking_version=1,
-        run_date=date(2026, 11, 1),
-        run_id="run-1",
-        status="published",
-        rankings_table_version=version,
-        published_at=datetime(2026, 11, 1, 3, tzinfo=UTC),
-    )
+    published_ranking(settings)
     env = {**os.environ, "OFFERRANK_HOME": str(args.workdir)}
     command_args = ["rankings", "rollback", "--to-version", "1"]
     ways = {

@@ -68,6 +68,25 @@ def publish_rows(settings, rows: list[dict]) -> int:
     return write_frame(settings, OFFER_RANKINGS, pd.DataFrame(rows), "overwrite")
 
 
+def published_ranking(settings) -> None:
+    """Ranking version 1 published and recorded in `ranking_runs`, as the publish step leaves it (no Spark)."""
+    from datetime import UTC
+
+    from offerrank.jobs.publish import Publisher
+
+    version = publish_rows(settings, ranking_rows(1))
+    Publisher(settings).record(
+        ranking_version=1,
+        run_date=date(2026, 11, 1),
+        run_id="run-1",
+        status="published",
+        placements=3,
+        offers=13,
+        rankings_table_version=version,
+        published_at=datetime(2026, 11, 1, 3, tzinfo=UTC),
+    )
+
+
 def prepared_home(spark, home: Path, first: date) -> None:
     """A home with two generated days from `first` (3,000 events each), the sample catalog applied and the first day
     ingested: the input of the DAG runs of the system tier."""

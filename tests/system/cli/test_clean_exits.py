@@ -15,30 +15,18 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
 from pathlib import Path
 
-from tests.factories import publish_rows, ranking_rows
+from tests.factories import published_ranking
 
 RUNS = 100
 
 
 def test_the_offerrank_command_exits_zero_every_time(tmp_path):
-    from offerrank.jobs.publish import Publisher
     from offerrank.settings import load_settings
 
     settings = load_settings(home=tmp_path)
-    version = publish_rows(settings, ranking_rows(1))
-    Publisher(settings).record(
-        ranking_version=1,
-        run_date=date(2026, 11, 1),
-        run_id="run-1",
-        status="published",
-        placements=3,
-        offers=13,
-        rankings_table_version=version,
-        published_at=datetime(2026, 11, 1, 3, tzinfo=UTC),
-    )
+    published_ranking(settings)
     command = shutil.which("offerrank", path=str(Path(sys.executable).parent))
     env = {**os.environ, "OFFERRANK_HOME": str(tmp_path)}
 

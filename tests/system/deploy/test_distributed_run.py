@@ -5,19 +5,15 @@ equal the one `local[*]` publishes from the same input. Only settings differ bet
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
-import pytest
 from deltalake import DeltaTable
 
 from offerrank.nightly import run_day
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
 from tests.factories import prepared_home
-from tests.system.deploy.stack import Stack
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
 COMPARED = [
@@ -43,15 +39,6 @@ COMPARED = [
 def published(home: Path) -> list[tuple]:
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")), COMPARED)
     return sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in (row[c] for c in COMPARED)) for row in rows)
-
-
-@pytest.fixture(scope="module")
-def stack():
-    workdir = Path(tempfile.mkdtemp(prefix="offerrank-stack-"))  # not under pytest's 0700 tmp: postgres must read it
-    os.chmod(workdir, 0o755)
-    services = Stack(workdir)
-    yield services
-    services.stop()
 
 
 def test_nightly_dag_on_postgres_airflow_and_a_spark_cluster_publishes_what_local_publishes(spark, stack, tmp_path):

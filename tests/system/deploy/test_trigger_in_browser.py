@@ -4,8 +4,6 @@ the manual run must start at once and succeed. Screenshots of the form and of th
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import REPO, prepared_home
-from tests.system.deploy.stack import Stack, wait_for
+from tests.system.deploy.stack import wait_for
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,15 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="module")
-def stack():
-    workdir = Path(tempfile.mkdtemp(prefix="offerrank-ui-"))  # not under pytest's 0700 tmp: postgres must read it
-    os.chmod(workdir, 0o755)
-    services = Stack(workdir)
-    yield services
-    services.stop()
 
 
 @pytest.fixture
