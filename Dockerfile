@@ -22,5 +22,11 @@ COPY expectations ./expectations
 # Editable, as on a developer machine: the DAGs hand spark-submit the job files under /opt/offerrank/jobs.
 RUN pip install -e '.[deploy]' && offerrank setup
 
+# Every service runs as this user (uid 50000, as Airflow's images), never as root; the volumes' mount points are its.
+RUN useradd --uid 50000 --gid 0 --create-home --home-dir /home/offerrank offerrank \
+    && mkdir -p /data /opt/airflow \
+    && chown -R offerrank:0 /data /opt/airflow
+USER offerrank
+
 EXPOSE 8000 8080 7077
 CMD ["offerrank", "--help"]

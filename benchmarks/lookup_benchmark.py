@@ -6,10 +6,12 @@ every placement x channel (P x 4 x O rows) with Spark. Then prints:
 2. HTTP (`offerrank serve` in its own process, load from another process): p50/p99 at a fixed request rate,
    and the most requests/s a closed loop of 32 connections gets;
 3. the fixed-rate load again while K new ranking versions are published: errors, answers not matching the
-   version they name, and how long after its Delta commit each version was first served.
+   version they name, and how long after its Delta commit each version was first served;
+4. the profile index of personalized lookups (profile -> segments) for 1M and 10M profiles: bytes per membership,
+   the process's memory growth, build time and `segments_of` latency.
 
     python benchmarks/lookup_benchmark.py [--placements 50] [--offers 200] [--lookups 100000] [--rate 1000] \\
-        [--seconds 30] [--publishes 5] [--workdir /tmp/offerrank-lookup]
+        [--seconds 30] [--publishes 5] [--profiles 1000000,10000000] [--workdir /tmp/offerrank-lookup]
 """
 
 from __future__ import annotations
@@ -160,6 +162,52 @@ def in_process(settings, placements: int, lookups: int) -> None:
         )
 
 
+def profile_index(profiles: int) -> None:
+    """Build the lookup's profile index of `profiles` profiles in 1 or 2 of 3 segments (1.5 memberships each)."""
+    import gc
+
+    import psutil
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from offerrank.lookup import ProfileIndex
+
+    number = np.arange(profiles)
+    twice = number[number % 2 == 0]
+    owners = np.concatenate([number, twice])
+    segments = pa.array(np.concatenate([number % 3, (twice + 1) % 3])).cast(pa.string())
+    memberships = pa.table(
+        {
+            "profile_id": pc.binary_join_element_wise("profile-", pa.array(owners).cast(pa.string()), ""),
+            "segment": pc.binary_join_element_wise("segment-", segments, ""),
+        }
+    )
+    del number, twice, owners, segments
+    gc.collect()
+    process = psutil.Process()
+    before = process.memory_info().rss
+    started = time.perf_counter()
+    index = ProfileIndex.build(memberships)
+    built = time.perf_counter() - started
+    del memberships
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    grown = process.memory_info().rss - before
+    rng = random.Random(3)
+    timings = []
+    for _ in range(100_000):
+        profile = f"profile-{rng.randrange(profiles * 2)}"  # half of them unknown
+        started = time.perf_counter()
+        index.segments_of(profile)
+        timings.append(time.perf_counter() - started)
+    print(
+        f"profile index, {profiles:,} profiles, {index.memberships:,} memberships: "
+        f"{index.nbytes / index.memberships:.1f} bytes per membership ({index.nbytes / 2**20:,.0f} MiB), "
+        f"process memory +{grown / 2**20:,.0f} MiB after the build, built in {built:.1f} s; "
+        f"segments_of {percentiles(timings)}"
+    )
+
+
 # --- the load generator (its own process) ---------------------------------------------------------------------
 
 
@@ -269,6 +317,7 @@ def main() -> None:
         target.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--lookups", type=int, default=100_000)
     parser.add_argument("--publishes", type=int, default=5)
+    parser.add_argument("--profiles", default="1000000,10000000", help="profile counts of the profile index figures")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-lookup"))
     args = parser.parse_args()
     if args.command == "load":
@@ -277,6 +326,9 @@ def main() -> None:
         result = uvloop.run(_load(args.base, args.mode, args.rate, args.seconds, args.placements, args.offers))
         args.out.write_text(json.dumps(result))
         return
+
+    for profiles in (int(count) for count in args.profiles.split(",") if count):
+        profile_index(profiles)
 
     from offerrank.catalog import build_catalog
     from offerrank.registry import Registry

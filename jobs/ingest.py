@@ -1,6 +1,7 @@
 """Ingest and validate one landing date of proposition-interaction events.
 
-Reads  `<events_root>/<date>/` (*.jsonl / *.json lines, *.parquet with the same nested columns).
+Reads  `<events_root>/<date>/` (*.jsonl / *.json lines, optionally gzipped, *.parquet with the same nested columns;
+       what else is in the folder is skipped and reported: see `offerrank.landing`).
 Writes, under the warehouse root, replacing only that date's partition:
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
   quarantine    every rejected record, its reason codes and a sentence          (partition: run_date)
@@ -22,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from offerrank.landing import LandingFolder, scan
 from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -37,6 +39,7 @@ DEDUP_REASONS = {
     "conflicting_duplicate": "another record with the same _id and different content won "
     "(earliest timestamp, then content hash order)",
     "duplicate_of_earlier_day": "the _id was already ingested from an earlier landing date",
+    "duplicate_of_later_day": "the _id was already ingested from a later landing date (days ingested out of order)",
 }
 
 
@@ -55,30 +58,32 @@ class IngestResult:
     failure_message: str | None
     data_docs: str
     expectations: list[ExpectationOutcome] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # what the landing folder held besides data files, and why
 
     def summary(self) -> str:
         reasons = ", ".join(f"{code} {count:,}" for code, count in sorted(self.quarantined_by_reason.items())) or "none"
         verdict = "passed" if self.success else f"FAILED: {self.failure_message}"
+        skipped = f"; skipped files: {', '.join(self.skipped_files)}" if self.skipped_files else ""
         return (
             f"ingest {self.run_date}: {self.records_read:,} records read = {self.events_accepted:,} accepted + "
             f"{self.exact_duplicates:,} exact duplicates + {self.quarantined:,} quarantined ({reasons}); "
-            f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}"
+            f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}{skipped}"
         )
 
 
 # --- reading (I/O edge) -------------------------------------------------------------------------------------
 
 
-def landing_files(events_root: str, run_date: date) -> dict[str, list[str]]:
-    """The date folder's event files by format; a missing or empty folder is a clear error."""
+def landing_files(events_root: str, run_date: date, marker: str = "") -> LandingFolder:
+    """The date folder's event files by format; a missing or empty folder, or one without its completeness marker
+    when one is set, is a clear error."""
     folder = Path(events_root) / run_date.isoformat()
-    files = {
-        "json": sorted(str(p) for p in folder.glob("*.json*") if p.is_file()),
-        "parquet": sorted(str(p) for p in folder.glob("*.parquet")),
-    }
-    if not any(files.values()):
+    if marker and not (folder / marker).is_file():
+        raise FileNotFoundError(f"{folder} has no {marker} marker yet: its producer has not finished the day")
+    found = scan(folder)
+    if found.empty:
         raise FileNotFoundError(f"no event files (*.jsonl, *.json, *.parquet) for {run_date} in {folder}")
-    return files
+    return found
 
 
 def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
@@ -201,22 +206,29 @@ def catalog_offer_ids(spark: SparkSession, settings: Settings) -> list[str] | No
     return [offer.id for offer in catalog.offers] if catalog.offers else None
 
 
-def label_records(routed: DataFrame, earlier_event_ids: DataFrame | None) -> DataFrame:
-    """Every record with its `outcome` (accepted, exact_duplicate, quarantined) and final `reason_codes`."""
+def label_records(routed: DataFrame, other_days: DataFrame | None, run_date: date) -> DataFrame:
+    """Every record with its `outcome` (accepted, exact_duplicate, quarantined) and final `reason_codes`.
+
+    `other_days`: the event ids (and `landing_date`) already accepted from the other landing dates of the lateness
+    window, before and after `run_date`: an event counts once whichever of its days is ingested first, and a re-run
+    of either day keeps it that way."""
     valid = routed.filter(F.size("reason_codes") == 0)
     invalid = routed.filter(F.size("reason_codes") > 0).withColumn("outcome", F.lit("quarantined"))
     deduped = deduplicate(valid)
-    if earlier_event_ids is not None:
-        seen = earlier_event_ids.select("event_id", F.lit(True).alias("_seen")).distinct()
+    if other_days is not None:
+        seen = other_days.groupBy("event_id").agg(F.min("landing_date").alias("_seen_on"))
+        duplicate = F.when(F.col("_seen_on") < F.lit(run_date), "duplicate_of_earlier_day").otherwise(
+            "duplicate_of_later_day"
+        )
         deduped = (
             deduped.join(seen, "event_id", "left")
             .withColumn(
                 "outcome",
-                F.when((F.col("outcome") == "accepted") & F.col("_seen"), "duplicate_of_earlier_day").otherwise(
+                F.when((F.col("outcome") == "accepted") & F.col("_seen_on").isNotNull(), duplicate).otherwise(
                     F.col("outcome")
                 ),
             )
-            .drop("_seen")
+            .drop("_seen_on")
         )
     deduped = deduped.withColumn(
         "reason_codes",
@@ -278,14 +290,14 @@ def label_day(
     }
     check_routing_agrees(record_outcomes, routed_counts)
 
-    earlier = warehouse.read(INTERACTIONS)
-    if earlier is not None and settings.lateness_days:
-        earlier = earlier.filter(
-            F.col("landing_date").between(
-                run_date - timedelta(days=settings.lateness_days), run_date - timedelta(days=1)
-            )
-        )
-    labelled = label_records(routed, earlier).persist(CACHE_LEVEL)
+    other_days = warehouse.read(INTERACTIONS)
+    if other_days is not None and settings.lateness_days:
+        window = timedelta(days=settings.lateness_days)
+        other_days = other_days.filter(
+            F.col("landing_date").between(run_date - window, run_date + window)
+            & (F.col("landing_date") != F.lit(run_date))
+        ).select("event_id", "landing_date")
+    labelled = label_records(routed, other_days if settings.lateness_days else None, run_date).persist(CACHE_LEVEL)
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
     routed.unpersist()
     by_reason = {
@@ -369,7 +381,8 @@ def run(
     dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
     quality = DataQualityRun(settings.dq_docs_dir)
 
-    records = read_records(spark, landing_files(events_root or settings.events_root, run_date))
+    landing = landing_files(events_root or settings.events_root, run_date, settings.landing_marker)
+    records = read_records(spark, landing.files)
     day = label_day(warehouse, quality, record_suite, run_date, run_id, records)
     dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, run_date, day)
     interactions_written = write_day(warehouse, record_suite, run_date, run_id, day, success=failure is None)
@@ -385,6 +398,7 @@ def run(
         failure_message=failure,
         data_docs=quality.index_page,
         expectations=day.record_outcomes + dataset_outcomes,
+        skipped_files=landing.skipped,
         **day.counts,
     )
     warehouse.replace_partition(_dq_row(spark, result), DQ_RESULTS, run_date)

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from offerrank.landing import scan
 from offerrank.quality import DataQualityRun, load_suite
 from offerrank.quarantine import quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -119,7 +120,7 @@ def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResu
     if found is None:
         return ProfilesResult(None)
     snapshot_date, folder = found
-    files = sorted(str(p) for p in folder.glob("*.json*") if p.is_file())
+    files = scan(folder).files["json"]
     if not files:
         raise FileNotFoundError(f"profile snapshot folder {folder} holds no *.jsonl / *.json files")
     suite = load_suite(settings.expectations_dir, SUITE)

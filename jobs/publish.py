@@ -27,7 +27,7 @@ from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, ca
 from offerrank.nightly import validation_refusal
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, DQ_RESULTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
-from offerrank.warehouse import open_table, read_rows, table_rows, write_frame
+from offerrank.warehouse import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
 
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 
@@ -150,6 +150,10 @@ class Publisher:
         """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate."""
         published_at = published_at or end_of(run_date)
         validation = self.validation(run_date)
+        if not dry_run:
+            self.record_interrupted()
+        rankings = open_table(self.settings, OFFER_RANKINGS)
+        read_version = rankings.version() if rankings is not None else None  # what this publish decides on
         published = self.published_runs()
         served = published[-1] if published else None
         ranked, refusal, kept = self.gate(catalog, run_date, run_id, validation, served)
@@ -174,7 +178,12 @@ class Publisher:
             return PublishResult("unchanged", served["ranking_version"], placements, len(ranked), kept)
         version = max((row["ranking_version"] for row in published), default=0) + 1
         table = ranked.assign(ranking_version=version, published_at=published_at)
-        table_version = write_frame(self.settings, OFFER_RANKINGS, table, "overwrite")
+        try:
+            table_version = write_frame(self.settings, OFFER_RANKINGS, table, "overwrite", read_version=read_version)
+        except ConcurrentCommit as concurrent:
+            reason = f"another publish or rollback committed meanwhile, so this one did not: {concurrent}; run it again"
+            self.record(run_date=run_date, run_id=run_id, status="refused", reason=reason, published_at=published_at)
+            raise PublishRefused(reason) from None
         self.record(
             ranking_version=version,
             run_date=run_date,
@@ -209,8 +218,33 @@ class Publisher:
             problems.append(f"kept the last good lists of {'; '.join(notes)}")
         return ranked, "; ".join(problems) or None, notes
 
+    def record_interrupted(self) -> int | None:
+        """Record the served ranking if its publish committed `offer_rankings` but was stopped before recording it
+        (a killed task): its version is then known, and the next publish numbers after it. Returns that version."""
+        served = self.served()
+        if served.empty:
+            return None
+        version = int(served["ranking_version"].iloc[0])
+        if any(row["ranking_version"] == version for row in self.published_runs()):
+            return None
+        latest = served.loc[served["as_of_date"].idxmax()]  # kept lists carry the dates of earlier runs
+        self.record(
+            ranking_version=version,
+            run_date=latest["as_of_date"],
+            run_id=latest["run_id"],
+            status="published",
+            reason="recorded by a later publish: this one was stopped between its commit and its record",
+            placements=placement_count(served),
+            offers=len(served),
+            content_hash=content_hash(served[RANKED.column_names]),
+            rankings_table_version=open_table(self.settings, OFFER_RANKINGS).version(),
+            published_at=latest["published_at"],
+        )
+        return version
+
     def rollback(self, to_version: int, run_id: str, published_at: datetime) -> PublishResult:
         """Publish ranking `to_version` again as a new commit of `offer_rankings`."""
+        self.record_interrupted()
         sources = [row for row in self.published_runs() if row["ranking_version"] == to_version]
         if not sources:
             raise PublishRefused(f"no published ranking version {to_version}")

@@ -1,7 +1,8 @@
 """Rank the eligible offers of every active decision placement that uses one ranking method (in memory, no JVM).
 
-Reads  the registry's catalog, `offer_conversion_rates` (the as_of_date = D partition, for methods that use
-       posteriors) — a few rows per offer, placement and segment, so ranking runs in pandas, not Spark.
+Reads  the registry's catalog (the offers live on the serving day, D + 1), `offer_conversion_rates` (the
+       as_of_date = D partition, for methods that use posteriors) — a few rows per offer, placement and segment,
+       so ranking runs in pandas, not Spark.
 Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing that run's rows of its own
                          as_of_date/unit partition (one Airflow task per method, side by side);
                          `offerrank.jobs.publish` publishes them.
@@ -11,7 +12,7 @@ Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapp
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import NamedTuple
 
 import pandas as pd
@@ -53,10 +54,16 @@ class RankingFailed(RuntimeError):
 # --- pure transformations -----------------------------------------------------------------------------------
 
 
+def serving_day(run_date: date) -> date:
+    """The day a ranking of data day `run_date` is served: the next one (it is published after `run_date` ends)."""
+    return run_date + timedelta(days=1)
+
+
 def candidates(catalog: Catalog, run_date: date, unit: str | None = None, scored: bool = True) -> list[Candidate]:
-    """Each active decision placement's eligible offers live on `run_date`, plus its fallback, once per segment its
-    method ranks for; only the placements of ranking method `unit` when given. `scored=False` leaves formulas
-    unevaluated (what is eligible does not depend on them); a formula that fails for an offer is RankingFailed."""
+    """Each active decision placement's eligible offers live on the ranking's serving day, plus its fallback, once
+    per segment its method ranks for (a segment's list only the offers its audience may see); only the placements of
+    ranking method `unit` when given. `scored=False` leaves formulas unevaluated (what is eligible does not depend on
+    them); a formula that fails for an offer is RankingFailed."""
     from offerrank.formula import FormulaError
 
     rows = []
@@ -73,14 +80,17 @@ def candidates(catalog: Catalog, run_date: date, unit: str | None = None, scored
             method.model_name,
         )
         offers = []
-        for offer in catalog.eligible_live_offers(assignment, run_date):
+        for offer in catalog.eligible_live_offers(assignment, serving_day(run_date)):
             try:
-                offers.append((offer.id, offer.priority, score(offer) if score else None, False, share))
+                offers.append((offer, (offer.priority, score(offer) if score else None, False, share)))
             except FormulaError as error:
                 raise RankingFailed(f"formula {method.ref!r} fails for offer {offer.id}: {error}") from None
         fallback = catalog.get("offers", assignment.fallback_offer)
-        offers.append((fallback.id, fallback.priority, None, True, None))
-        rows += [Candidate(*common, *offer, segment) for segment in method.segments(catalog) for offer in offers]
+        for segment in method.segments(catalog):
+            rows += [
+                Candidate(*common, offer.id, *fields, segment) for offer, fields in offers if offer.ranked_for(segment)
+            ]
+            rows.append(Candidate(*common, fallback.id, fallback.priority, None, True, None, segment))
     return rows
 
 

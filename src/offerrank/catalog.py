@@ -6,6 +6,7 @@ by its fields, then every reference between them. Errors name the file, the enti
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from datetime import date
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offerrank.formula import Formula, FormulaError
+from offerrank.landing import scan
 from offerrank.tables import ALL_SEGMENTS
 
 if TYPE_CHECKING:
@@ -48,6 +50,18 @@ class Placement(_Entity):
     channel: Literal[CHANNELS]  # type: ignore[valid-type]
 
 
+def _check_segment_ids(segments: tuple[str, ...]) -> None:
+    """ValueError unless `segments` are distinct segment ids (at most MAX_SEGMENTS)."""
+    not_ids = [segment for segment in segments if not re.match(ID_PATTERN, segment)]
+    if not_ids:
+        raise ValueError(f"segment {not_ids[0]!r} is not a segment id ({ALL_SEGMENTS!r} means all traffic: list none)")
+    twice = sorted({segment for segment in segments if segments.count(segment) > 1})
+    if twice:
+        raise ValueError(f"segments listed more than once: {', '.join(twice)}")
+    if len(segments) > MAX_SEGMENTS:
+        raise ValueError(f"{len(segments)} segments given; at most {MAX_SEGMENTS}")
+
+
 class Offer(_Entity):
     id: str = Field(pattern=ID_PATTERN)
     name: str
@@ -56,7 +70,7 @@ class Offer(_Entity):
     end_date: date
     placements: tuple[str, ...] = Field(min_length=1)
     characteristics: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    segments: tuple[str, ...] = ()
+    segments: tuple[str, ...] = ()  # its audiences: shown only to profiles in one of them (empty: to everyone)
 
     @model_validator(mode="after")
     def _date_range(self) -> Offer:
@@ -64,6 +78,7 @@ class Offer(_Entity):
             raise ValueError(
                 f"the date range is empty: end_date {self.end_date} is before start_date {self.start_date}"
             )
+        _check_segment_ids(self.segments)
         return self
 
     def fields(self) -> dict[str, Any]:
@@ -72,6 +87,15 @@ class Offer(_Entity):
 
     def is_live(self, on: date) -> bool:
         return self.start_date <= on <= self.end_date
+
+    def ranked_for(self, segment: str) -> bool:
+        """Whether a ranked list of `segment` may hold the offer: all traffic's list holds every offer (the lookup
+        then checks the profile), a segment's list the offers of its audience and those without one."""
+        return segment == ALL_SEGMENTS or not self.segments or segment in self.segments
+
+    def shown_to(self, profile_segments: frozenset[str]) -> bool:
+        """Whether a profile in `profile_segments` is in the offer's audience."""
+        return not self.segments or not profile_segments.isdisjoint(self.segments)
 
 
 class RankingFormula(_Entity):
@@ -126,16 +150,7 @@ class AIModel(_Entity):
 
     @model_validator(mode="after")
     def _personalization(self) -> AIModel:
-        not_ids = [segment for segment in self.segments if not re.match(ID_PATTERN, segment)]
-        if not_ids:
-            raise ValueError(
-                f"segment {not_ids[0]!r} is not a segment id ({ALL_SEGMENTS!r}, all traffic, is always ranked)"
-            )
-        twice = sorted({segment for segment in self.segments if self.segments.count(segment) > 1})
-        if twice:
-            raise ValueError(f"segments listed more than once: {', '.join(twice)}")
-        if len(self.segments) > MAX_SEGMENTS:
-            raise ValueError(f"{len(self.segments)} segments given; a model may use at most {MAX_SEGMENTS}")
+        _check_segment_ids(self.segments)
         if self.type is ModelType.personalized and not (self.segments or self.attributes):
             raise ValueError("a personalized model needs segments or profile attributes")
         if self.type is ModelType.auto_optimization and (self.segments or self.attributes):
@@ -354,7 +369,9 @@ def entity_json(entity: _Entity) -> str:
 def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
     """Refuse a dataset whose actual files lack the proposition-interactions layout."""
     root = Path(dataset.path)
-    files = sorted(p for pattern in ("*/*.json*", "*/*.parquet") for p in root.glob(pattern))
+    files = sorted(
+        Path(name) for folder in sorted(root.glob("*/")) for names in scan(folder).files.values() for name in names
+    )
     if not files:
         raise CatalogError(
             f"datasets[{dataset.name}]: no event files under {root} (expected <date>/*.jsonl or *.parquet)"
@@ -371,7 +388,8 @@ def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
         )
     else:
         names, has_propositions = set(), False
-        with open(newest, encoding="utf-8", errors="replace") as handle:
+        opener = gzip.open if newest.name.endswith(".gz") else open
+        with opener(newest, "rt", encoding="utf-8", errors="replace") as handle:
             for _, line in zip(range(sample_lines), handle):
                 try:
                     record = json.loads(line)

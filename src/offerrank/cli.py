@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -148,9 +149,8 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.tables import ALL_SEGMENTS
 
     lookup = RankingLookup(settings)
-    if lookup.last_refresh_error:
-        print(f"offerrank lookup: cannot read the warehouse: {lookup.last_refresh_error}", file=sys.stderr)
-        return 1
+    if lookup.last_refresh_error:  # what could be read still answers (e.g. the catalog's fallbacks)
+        print(f"offerrank lookup: warning: {lookup.last_refresh_error}", file=sys.stderr)
     try:
         answer = lookup.top(args.placement, args.channel, args.profile, args.limit, args.explore, args.decision)
     except LookupRefused as refused:
@@ -284,7 +284,11 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         if not entries:
             raise CatalogError(f"the registry never held an AI model named {args.name!r}")
         for entry in entries:
-            state = entry["spec"]["status"] if entry["spec"] else "deleted"
+            state = (
+                (entry["spec"]["status"] if entry["spec"] else "deleted")
+                if entry["readable"]
+                else "no longer readable (VACUUM removed its files)"
+            )
             print(f"version {entry['version']:>3}  {entry['timestamp']}  {entry['operation']:<6} {state}")
         return 0
     current = catalog.get("ai_models", args.name)
@@ -323,6 +327,17 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     )
     spark.stop()
     return 0
+
+
+def cmd_check_deployment(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.deploy import deployment_problems
+
+    problems = deployment_problems(os.environ)
+    for problem in problems:
+        print(f"offerrank check-deployment: {problem}", file=sys.stderr)
+    if not problems:
+        print("deployment secrets: ok")
+    return 1 if problems else 0
 
 
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
@@ -415,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)
+
+    check = commands.add_parser(
+        "check-deployment", help="refuse a deployment whose secrets are unset, placeholders or too short (compose)"
+    )
+    check.set_defaults(handler=cmd_check_deployment)
 
     apply = commands.add_parser("apply", help="make the registry match a catalog YAML file (idempotent)")
     apply.add_argument("-f", "--file", type=Path, required=True, help="catalog YAML")

@@ -1,10 +1,16 @@
 """Channel lookups: the ranked offers of a placement on a channel, always from one complete published ranking.
 
-Reads `offer_rankings` (its latest Delta version: one complete ranking), `registry` (the catalog, for
-fallbacks and to tell unknown placements) and, when the ranking has per-segment lists, `profile_segments` (the
-snapshot the ranking's date used, to find a profile's segments) with `deltalake`, so no JVM starts. A `RankingLookup`
-keeps the loaded ranking as one immutable snapshot in memory and swaps in a newly published version whole, so a lookup
-never sees a half-loaded version; `start()` polls the tables' versions in a background thread.
+Reads `offer_rankings` (its latest Delta version: one complete ranking), `registry` (the catalog: offers' dates and
+audiences, fallbacks, unknown placements) and, when the ranking has per-segment lists or offers have audiences,
+`profile_segments` (the snapshot the ranking's date used) with `deltalake`, so no JVM starts. A `RankingLookup`
+keeps the loaded ranking as one immutable snapshot, column by column in numpy arrays (a refresh builds few Python
+objects, so serving threads are not stalled while a new version loads), swaps in a newly published version whole,
+so a lookup never sees a half-loaded version, and keeps serving the last good one when a table cannot be read;
+`start()` polls the tables' versions in a background thread.
+
+What is served is judged on the serving day (the UTC date of the lookup's clock): an offer not live that day, or
+whose audience the profile is not in, is dropped and the next ranked offers move up; a list left empty serves the
+placement's fallback chain.
 
     lookup = RankingLookup(load_settings()).start()
     answer = lookup.top("home-hero", "web", profile_id="p-1", limit=3, explore=True)
@@ -12,7 +18,9 @@ never sees a half-loaded version; `start()` polls the tables' versions in a back
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -20,15 +28,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from offerrank.bandit import run_seed
 from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PROFILE_SEGMENTS, REGISTRY, latest_on_or_before
-from offerrank.warehouse import catalog_from_rows, open_table, read_rows
+from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_arrow, read_rows
 
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 _ID = re.compile(ID_PATTERN)
+log = logging.getLogger("offerrank.lookup")
 
 
 class LookupRefused(ValueError):
@@ -86,13 +97,158 @@ class Answer:
         return asdict(self)
 
 
+class ProfileIndex:
+    """Profile id -> its segments, compact for millions of profiles: the distinct profile ids sorted in one Arrow
+    string array (found by binary search), and per profile a run of 16-bit segment codes."""
+
+    def __init__(
+        self, ids=None, starts: np.ndarray | None = None, codes: np.ndarray | None = None, names=(), source=None
+    ):
+        self.source = source  # what it was loaded from: (table version, segments, as-of date)
+        self._ids = ids if ids is not None else pa.array([], pa.string())
+        # profile i (in the order of `ids`) is in segments codes[starts[i]:starts[i + 1]]
+        self._starts = starts if starts is not None else np.zeros(1, np.uint32)
+        self._codes = codes if codes is not None else np.zeros(0, np.uint16)
+        self._names: tuple[str, ...] = tuple(names)
+
+    @classmethod
+    def build(cls, memberships: pa.Table, source=None) -> ProfileIndex:
+        """The index of a table of (profile_id, segment) rows."""
+        if memberships.num_rows == 0:
+            return cls(source=source)
+        segment = memberships["segment"].combine_chunks()
+        names = pa.array(sorted(pc.unique(segment).to_pylist()), pa.string())
+        coded = pa.table(
+            {"profile_id": memberships["profile_id"].combine_chunks(), "code": pc.index_in(segment, names)}
+        )
+        coded = coded.sort_by([("profile_id", "ascending"), ("code", "ascending")])
+        ids = coded["profile_id"].combine_chunks()
+        changed = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
+        first_rows = np.concatenate([[0], np.flatnonzero(changed) + 1])
+        starts = np.append(first_rows, len(ids)).astype(np.uint32 if len(ids) < 2**32 else np.int64)
+        codes = coded["code"].to_numpy().astype(np.uint16)
+        return cls(ids.take(pa.array(first_rows)), starts, codes, names.to_pylist(), source)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def memberships(self) -> int:
+        return len(self._codes)
+
+    @property
+    def nbytes(self) -> int:
+        return self._ids.nbytes + self._starts.nbytes + self._codes.nbytes
+
+    def segments_of(self, profile_id: str | None) -> frozenset[str]:
+        """The profile's segments (none for an unknown or anonymous profile)."""
+        ids = self._ids
+        if profile_id is None or not len(ids):
+            return frozenset()
+        # Arrow sorts strings by their UTF-8 bytes: the order of Python's str comparison
+        at = bisect.bisect_left(range(len(ids)), profile_id, key=lambda i: ids[i].as_py())
+        if at == len(ids) or ids[at].as_py() != profile_id:
+            return frozenset()
+        return frozenset(self._names[code] for code in self._codes[self._starts[at] : self._starts[at + 1]])
+
+
+NO_PROFILES = ProfileIndex()
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One served column in arrays: numbers in numpy, strings as codes into their distinct values; nulls as None."""
+
+    data: np.ndarray
+    distinct: tuple | None = None  # the strings the codes in `data` stand for
+    nulls: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, column: pa.ChunkedArray) -> _Field:
+        array = column.combine_chunks()
+        nulls = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            encoded = pc.dictionary_encode(array)
+            codes = pc.fill_null(encoded.indices, 0).to_numpy()
+            return cls(codes, tuple(encoded.dictionary.to_pylist()), nulls)
+        return cls(array.to_numpy(zero_copy_only=False), None, nulls)
+
+    def at(self, row: int) -> object:
+        if self.nulls is not None and self.nulls[row]:
+            return None
+        value = self.data[row]
+        return self.distinct[value] if self.distinct is not None else value.item()
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The rows of one published ranking column by column, sorted by placement, channel, decision, segment, rank:
+    every served field of `RankedOffer` (but the rank, which each answer numbers), and the posteriors."""
+
+    fields: dict[str, _Field]
+    alpha: np.ndarray  # NaN where none (lists not ranked by an AI model)
+    beta: np.ndarray
+    fallback: np.ndarray  # the fallback offer published for a list with nothing eligible: served whatever the day
+
+    @classmethod
+    def of(cls, ranking: pa.Table) -> _Columns:
+        def floats(name: str) -> np.ndarray:
+            return pc.fill_null(ranking[name].combine_chunks().cast(pa.float64()), np.nan).to_numpy()
+
+        return cls(
+            {name: _Field.of(ranking[name]) for name in OFFER_FIELDS if name != "rank"},
+            floats("alpha"),
+            floats("beta"),
+            pc.equal(ranking["reason"], "fallback").combine_chunks().to_numpy(zero_copy_only=False),
+        )
+
+    @property
+    def offer(self) -> np.ndarray:
+        """Each row's offer, as a code into `offer_ids`."""
+        return self.fields["offer_id"].data
+
+    @property
+    def offer_ids(self) -> tuple[str, ...]:
+        return self.fields["offer_id"].distinct
+
+    def offers(self, rows: np.ndarray) -> tuple[RankedOffer, ...]:
+        """The answer's offers: `rows` in serving order, ranked from 1."""
+        return tuple(
+            RankedOffer(rank=rank, **{name: field.at(row) for name, field in self.fields.items()})
+            for rank, row in enumerate(rows, 1)
+        )
+
+
+@dataclass(frozen=True)
+class _Servable:
+    """What the catalog says of each offer id of the ranking: the days it is live and its audience."""
+
+    first_day: np.ndarray  # datetime64[D]; offers gone from the catalog are never live
+    last_day: np.ndarray
+    audiences: tuple[frozenset[str] | None, ...]
+    restricted: np.ndarray  # bool: the offer has an audience
+
+    @classmethod
+    def of(cls, offer_ids: tuple[str, ...], catalog: Catalog | None) -> _Servable:
+        always, never = (np.datetime64(date.min, "D"), np.datetime64(date.max, "D")), (date.max, date.min)
+        offers = [catalog.get("offers", offer_id) if catalog else None for offer_id in offer_ids]
+        days = [(o.start_date, o.end_date) if o else never if catalog else always for o in offers]
+        audiences = tuple(frozenset(o.segments) if o and o.segments else None for o in offers)
+        return cls(
+            np.array([first for first, _ in days], "datetime64[D]"),
+            np.array([last for _, last in days], "datetime64[D]"),
+            audiences,
+            np.array([audience is not None for audience in audiences], bool),
+        )
+
+
 @dataclass(frozen=True)
 class _Ranked:
-    """One ranked list of a published ranking, ready to serve."""
+    """One ranked list of a published ranking: rows [start, stop) of the snapshot's columns."""
 
-    offers: tuple[RankedOffer, ...]
-    alpha: np.ndarray | None  # posteriors for serve-time exploration (AI-ranked lists only)
-    beta: np.ndarray | None
+    start: int
+    stop: int
+    explorable: bool  # the lookup may re-draw it from the offers' posteriors
 
 
 @dataclass(frozen=True)
@@ -118,67 +274,99 @@ class Snapshot:
 
     table_version: int | None = None
     registry_version: int | None = None
-    profiles_version: int | None = None
     ranking_version: int | None = None
     as_of_date: date | None = None
     published_at: datetime | None = None
     committed_at: datetime | None = None
     catalog: Catalog | None = None
+    ranking: pa.Table | None = None  # the rows the columns were built from (kept to rebuild on a catalog change)
+    columns: _Columns | None = None
+    servable: _Servable | None = None
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = field(default_factory=dict)
-    profile_segments: dict[str, frozenset[str]] = field(default_factory=dict)
+    profiles: ProfileIndex = NO_PROFILES
+
+    @property
+    def profiles_version(self) -> int | None:
+        return self.profiles.source[0] if self.profiles.source else None
+
+    def served_rows(self, ranked: _Ranked, on: date, profile_segments: frozenset[str]) -> np.ndarray:
+        """The rows of a ranked list that may be served on day `on` to a profile in `profile_segments`, in order.
+        A published fallback row (nothing was eligible) is served whatever the day and audience."""
+        rows = np.arange(ranked.start, ranked.stop)
+        offers, servable, fallback = self.columns.offer[rows], self.servable, self.columns.fallback[rows]
+        day = np.datetime64(on, "D")
+        keep = fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers]))
+        for at in np.flatnonzero(keep & servable.restricted[offers] & ~fallback):
+            keep[at] = not servable.audiences[offers[at]].isdisjoint(profile_segments)
+        return rows[keep]
 
 
-def ranked_segments(rows: list[dict]) -> set[str]:
+def ranked_segments(ranking: pa.Table) -> set[str]:
     """The segments a ranking has per-segment lists for (besides all traffic)."""
-    return {row["segment"] for row in rows} - {ALL_SEGMENTS}
+    return set(pc.unique(ranking["segment"]).to_pylist()) - {ALL_SEGMENTS} if ranking.num_rows else set()
+
+
+def audience_segments(catalog: Catalog | None) -> set[str]:
+    """The segments offers are restricted to."""
+    return {segment for offer in catalog.offers for segment in offer.segments} if catalog else set()
+
+
+GROUP_COLUMNS = ["placement_id", "channel", "decision_id", "segment"]
 
 
 def build_snapshot(
-    rows: list[dict],
+    ranking: pa.Table | None,
     catalog: Catalog | None,
     table_version: int | None = None,
     registry_version: int | None = None,
     committed_at: datetime | None = None,
-    profile_segments: dict[str, frozenset[str]] | None = None,
-    profiles_version: int | None = None,
+    profiles: ProfileIndex | None = None,
 ) -> Snapshot:
     """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
-    grouped: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
-    for row in rows:
-        grouped.setdefault((row["placement_id"], row["channel"], row["decision_id"]), {}).setdefault(
-            row["segment"], []
-        ).append(row)
+    common = {
+        "table_version": table_version,
+        "registry_version": registry_version,
+        "committed_at": committed_at,
+        "catalog": catalog,
+        "profiles": profiles or NO_PROFILES,
+    }
+    if ranking is None or ranking.num_rows == 0:
+        return Snapshot(**common)
+    ranking = ranking.sort_by([(name, "ascending") for name in [*GROUP_COLUMNS, "rank"]])
+    columns = _Columns.of(ranking)
+    keys = pc.binary_join_element_wise(*(ranking[name] for name in GROUP_COLUMNS), "\x1f").combine_chunks()
+    changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.flatnonzero(changed) + 1])
+    stops = np.append(starts[1:], len(keys))
+    models = ranking["model_name"].take(pa.array(starts)).to_pylist()
+    lists: dict[tuple[str, str, str], dict[str, _Ranked]] = {}
+    model_names: dict[tuple[str, str, str], str] = {}
+    for key, start, stop, model_name in zip(keys.take(pa.array(starts)).to_pylist(), starts, stops, models):
+        placement_id, channel, decision_id, segment = key.split("\x1f")
+        posteriors = not (np.isnan(columns.alpha[start:stop]).any() or np.isnan(columns.beta[start:stop]).any())
+        explorable = posteriors and method_explorable(catalog, decision_id, placement_id)
+        lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(int(start), int(stop), explorable)
+        model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
-    for (placement_id, channel, decision_id), segments in sorted(grouped.items()):
-        by_segment = {}
-        for segment, group in segments.items():
-            group.sort(key=lambda r: r["rank"])
-            explorable = method_explorable(catalog, decision_id, placement_id) and all(
-                r["alpha"] is not None and r["beta"] is not None for r in group
-            )
-            by_segment[segment] = _Ranked(
-                tuple(RankedOffer(**{name: r[name] for name in OFFER_FIELDS}) for r in group),
-                np.array([r["alpha"] for r in group], float) if explorable else None,
-                np.array([r["beta"] for r in group], float) if explorable else None,
-            )
-        model = catalog.get("ai_models", next(iter(segments.values()))[0]["model_name"]) if catalog else None
-        order = tuple(s for s in (model.segments if model else sorted(segments)) if s in segments and s != ALL_SEGMENTS)
+    for (placement_id, channel, decision_id), by_segment in sorted(lists.items()):
+        model = catalog.get("ai_models", model_names[(placement_id, channel, decision_id)]) if catalog else None
+        order = tuple(
+            s for s in (model.segments if model else sorted(by_segment)) if s in by_segment and s != ALL_SEGMENTS
+        )
         served = _Placement(decision_id, by_segment, order)
         by_decision = placements.setdefault((placement_id, channel), {})
         by_decision[decision_id] = served
         by_decision.setdefault(None, served)  # the first decision by id answers when none is named
-    first = rows[0] if rows else {}
+    first = ranking.slice(0, 1).select(["ranking_version", "as_of_date", "published_at"]).to_pylist()[0]
     return Snapshot(
-        table_version,
-        registry_version,
-        profiles_version,
-        first.get("ranking_version"),
-        first.get("as_of_date"),
-        first.get("published_at"),
-        committed_at,
-        catalog,
-        placements,
-        profile_segments or {},
+        **common,
+        ranking_version=first["ranking_version"],
+        as_of_date=first["as_of_date"],
+        published_at=first["published_at"],
+        ranking=ranking,
+        columns=columns,
+        servable=_Servable.of(columns.offer_ids, catalog),
+        placements=placements,
     )
 
 
@@ -189,30 +377,27 @@ def method_explorable(catalog: Catalog | None, decision_id: str, placement_id: s
     return assignment is not None and assignment.method.explorable
 
 
-def load_profile_segments(table, segments: set[str], as_of: date) -> dict[str, frozenset[str]]:
-    """Profile id -> its segments among `segments`, from the latest snapshot on or before `as_of` in
-    `profile_segments`."""
+def load_profiles(table, segments: set[str], as_of: date, source=None) -> ProfileIndex:
+    """The memberships of `segments` in the latest snapshot on or before `as_of` in `profile_segments`."""
     latest = latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
     if latest is None:
-        return {}
+        return ProfileIndex(source=source)
     import pyarrow.dataset as ds
 
-    rows = read_rows(
+    memberships = read_arrow(
         table,
         ["profile_id", "segment"],
         [("snapshot_date", "=", latest.isoformat())],
         ds.field("segment").isin(sorted(segments)),
     )
-    members: dict[str, set[str]] = {}
-    for row in rows:
-        members.setdefault(row["profile_id"], set()).add(row["segment"])
-    return {profile: frozenset(names) for profile, names in members.items()}
+    return ProfileIndex.build(memberships, source)
 
 
 def fallback_offers(
-    catalog: Catalog, placement_id: str, decision_id: str | None, on: date
+    catalog: Catalog, placement_id: str, decision_id: str | None, on: date, profile_segments: frozenset[str]
 ) -> tuple[str | None, list[RankedOffer]]:
-    """For a placement with no published ranking: its decision's fallback offer, then its live offers by priority."""
+    """For a placement with nothing ranked to serve: its decision's fallback offer, then its offers live on `on` and
+    shown to the profile, by priority."""
     assignments = sorted(
         (
             (d.id, a)
@@ -235,7 +420,7 @@ def fallback_offers(
     ordered += [
         (o.id, float(o.priority), "priority_fallback")
         for o in sorted(live, key=lambda o: (-o.priority, o.id))
-        if not assignment or o.id != assignment.fallback_offer
+        if (not assignment or o.id != assignment.fallback_offer) and o.shown_to(profile_segments)
     ]
     return chosen_decision, [
         RankedOffer(offer_id=offer_id, rank=i, score=score, reason=reason)
@@ -243,11 +428,11 @@ def fallback_offers(
     ]
 
 
-def explore_order(served: _Ranked, seed: int) -> tuple[RankedOffer, ...]:
-    """The offers re-ordered by one Thompson draw from each offer's published Beta posterior."""
-    draws = np.random.default_rng(seed).beta(served.alpha, served.beta)
-    order = np.argsort(-draws, kind="stable")
-    return tuple(dataclasses.replace(served.offers[i], rank=rank) for rank, i in enumerate(order, 1))
+def explore_order(snapshot: Snapshot, rows: np.ndarray, seed: int) -> np.ndarray:
+    """`rows` re-ordered by one Thompson draw from each offer's published Beta posterior."""
+    columns = snapshot.columns
+    draws = np.random.default_rng(seed).beta(columns.alpha[rows], columns.beta[rows])
+    return rows[np.argsort(-draws, kind="stable")]
 
 
 class RankingLookup:
@@ -272,39 +457,44 @@ class RankingLookup:
     def refresh(self) -> bool:
         """Load the tables' latest versions if they changed; True when a new snapshot is being served.
 
-        A failed refresh keeps serving the current snapshot and records the error for `health()`."""
+        Each table is loaded on its own: one that cannot be read keeps its part of the current snapshot (a corrupt
+        ranking still leaves the catalog's fallbacks to serve), and the error is recorded for `health()`."""
         with self._lock:
             self.last_refresh_at = self._clock()
-            try:
-                tables = [open_table(self._settings, table) for table in (OFFER_RANKINGS, REGISTRY, PROFILE_SEGMENTS)]
-                rankings, registry, profiles = tables
-                versions = tuple(table.version() if table else None for table in tables)
-                current = self._snapshot
-                if versions == (current.table_version, current.registry_version, current.profiles_version):
-                    self.last_refresh_error = None
-                    return False
-                catalog = (
-                    current.catalog
-                    if versions[1] == current.registry_version
-                    else catalog_from_rows(read_rows(registry))
-                    if registry
-                    else None
-                )
-                rows = read_rows(rankings, SERVED_COLUMNS) if rankings else []
-                segments = ranked_segments(rows)
-                members = (
-                    load_profile_segments(profiles, segments, rows[0]["as_of_date"]) if profiles and segments else {}
-                )
-                committed = _commit_time(rankings) if rankings else None
-                self._snapshot = build_snapshot(
-                    rows, catalog, versions[0], versions[1], committed, members, versions[2]
-                )
-                self.loaded_at = self._clock()
-                self.last_refresh_error = None
-                return True
-            except Exception as error:  # noqa: BLE001 - serve the last good snapshot whatever the reason
-                self.last_refresh_error = f"{type(error).__name__}: {error}"
+            current, errors = self._snapshot, []
+
+            def attempt(what: str, load: Callable[[], object], keep: object) -> object:
+                try:
+                    return load()
+                except Exception as error:  # noqa: BLE001 - serve the last good part whatever the reason
+                    errors.append(f"{what}: {one_line(error)}")
+                    log.warning("cannot read %s", what, exc_info=error)
+                    return keep
+
+            ranking, table_version, committed = attempt(
+                "offer_rankings",
+                lambda: _ranking_of(open_table(self._settings, OFFER_RANKINGS), current),
+                (current.ranking, current.table_version, current.committed_at),
+            )
+            catalog, registry_version = attempt(
+                "registry",
+                lambda: _catalog_of(open_table(self._settings, REGISTRY), current),
+                (current.catalog, current.registry_version),
+            )
+            segments = (ranked_segments(ranking) if ranking is not None else set()) | audience_segments(catalog)
+            as_of = ranking["as_of_date"][0].as_py() if ranking is not None and ranking.num_rows else None
+            profiles = attempt(
+                "profile_segments",
+                lambda: _profiles_of(open_table(self._settings, PROFILE_SEGMENTS), segments, as_of, current),
+                current.profiles,
+            )
+            self.last_refresh_error = "; ".join(errors) or None
+            if ranking is current.ranking and catalog is current.catalog and profiles is current.profiles:
                 return False
+            self._snapshot = build_snapshot(ranking, catalog, table_version, registry_version, committed, profiles)
+            pa.default_memory_pool().release_unused()  # the build's scratch memory, back to the system
+            self.loaded_at = self._clock()
+            return True
 
     def start(self, interval_seconds: float | None = None) -> RankingLookup:
         """Poll for new versions every `interval_seconds` (default: the lookup_refresh_seconds setting)."""
@@ -334,18 +524,24 @@ class RankingLookup:
         explore: bool = False,
         decision_id: str | None = None,
     ) -> Answer:
-        """The first `limit` offers to show, from the profile's segment's list when the placement is personalized;
-        with `explore`, drawn per profile by Thompson sampling."""
+        """The first `limit` offers to show on the serving day, from the profile's segment's list when the placement
+        is personalized; with `explore`, drawn per profile by Thompson sampling."""
         check_arguments(placement_id, channel, profile_id, limit, decision_id)
         snapshot = self._snapshot  # one read: the whole answer comes from this version
+        profile_segments = snapshot.profiles.segments_of(profile_id)
         served = snapshot.placements.get((placement_id, channel))
         chosen = served.get(decision_id) if served is not None else None
         if chosen is None:
-            return self._fallback(snapshot, placement_id, channel, limit, decision_id)
-        segment, ranked = chosen.for_segments(snapshot.profile_segments.get(profile_id, frozenset()))
-        offers, explored = ranked.offers, explore and ranked.alpha is not None
+            return self._fallback(snapshot, placement_id, channel, limit, decision_id, profile_segments)
+        segment, ranked = chosen.for_segments(profile_segments)
+        rows = snapshot.served_rows(ranked, self._clock().date(), profile_segments)
+        if not len(rows):  # every ranked offer ended or is not for this profile
+            return self._fallback(snapshot, placement_id, channel, limit, chosen.decision_id, profile_segments)
+        explored = explore and ranked.explorable
         if explored:
-            offers = explore_order(ranked, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version))
+            rows = explore_order(
+                snapshot, rows, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version)
+            )
         return Answer(
             placement_id,
             channel,
@@ -355,11 +551,17 @@ class RankingLookup:
             snapshot.as_of_date,
             segment,
             explored,
-            offers[:limit],
+            snapshot.columns.offers(rows[:limit]),
         )
 
     def _fallback(
-        self, snapshot: Snapshot, placement_id: str, channel: str, limit: int, decision_id: str | None
+        self,
+        snapshot: Snapshot,
+        placement_id: str,
+        channel: str,
+        limit: int,
+        decision_id: str | None,
+        profile_segments: frozenset[str],
     ) -> Answer:
         if snapshot.catalog is None:
             raise NothingToServe("nothing to serve yet: no catalog was applied and no ranking was published")
@@ -368,7 +570,9 @@ class RankingLookup:
             raise UnknownPlacement(f"unknown placement {placement_id!r}")
         if placement.channel != channel:
             raise UnknownPlacement(f"placement {placement_id!r} is on channel {placement.channel!r}, not {channel!r}")
-        chosen_decision, offers = fallback_offers(snapshot.catalog, placement_id, decision_id, self._clock().date())
+        chosen_decision, offers = fallback_offers(
+            snapshot.catalog, placement_id, decision_id, self._clock().date(), profile_segments
+        )
         return Answer(
             placement_id,
             channel,
@@ -381,18 +585,43 @@ class RankingLookup:
             tuple(offers[:limit]),
         )
 
+    def problems(self) -> list[str]:
+        """Why the lookup is degraded: nothing published, a table it cannot read, a ranking older than the limit."""
+        snapshot, problems = self._snapshot, []
+        if snapshot.table_version is None:
+            problems.append("no ranking is published: every placement gets its fallback")
+        if self.last_refresh_error:
+            problems.append(f"the last refresh failed: {self.last_refresh_error}")
+        age = self.ranking_age_hours()
+        if age is not None and age > self._settings.lookup_max_age_hours:
+            problems.append(
+                f"the ranking served was published {age:.1f} h ago (limit {self._settings.lookup_max_age_hours:g} "
+                "h): the nightly runs are failing or refused"
+            )
+        return problems
+
+    def ranking_age_hours(self) -> float | None:
+        published = self._snapshot.published_at
+        if published is None:
+            return None
+        published = published if published.tzinfo else published.replace(tzinfo=UTC)
+        return (self._clock() - published).total_seconds() / 3600
+
     def health(self) -> dict:
-        """What is served and how fresh it is."""
-        snapshot, now = self._snapshot, self._clock()
+        """What is served, how fresh it is, and why it is degraded if it is."""
+        snapshot, now, problems = self._snapshot, self._clock(), self.problems()
+        age = self.ranking_age_hours()
         return {
-            "status": "ok" if snapshot.table_version is not None and self.last_refresh_error is None else "degraded",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "ranking_version": snapshot.ranking_version,
             "table_version": snapshot.table_version,
             "registry_version": snapshot.registry_version,
             "profiles_version": snapshot.profiles_version,
-            "profiles": len(snapshot.profile_segments),
+            "profiles": len(snapshot.profiles),
             "as_of_date": snapshot.as_of_date.isoformat() if snapshot.as_of_date else None,
             "published_at": snapshot.published_at.isoformat() if snapshot.published_at else None,
+            "ranking_age_hours": round(age, 3) if age is not None else None,
             "committed_at": snapshot.committed_at.isoformat() if snapshot.committed_at else None,
             "age_seconds": round((now - snapshot.committed_at).total_seconds(), 3) if snapshot.committed_at else None,
             "placements": len(snapshot.placements),
@@ -400,6 +629,34 @@ class RankingLookup:
             "last_refresh_at": self.last_refresh_at.isoformat() if self.last_refresh_at else None,
             "last_refresh_error": self.last_refresh_error,
         }
+
+
+def _ranking_of(table, current: Snapshot) -> tuple[pa.Table | None, int | None, datetime | None]:
+    """The served columns of `offer_rankings`' latest version (the current ones while it has not changed)."""
+    if table is None:
+        return None, None, None
+    version = table.version()
+    if version == current.table_version:
+        return current.ranking, version, current.committed_at
+    return read_arrow(table, SERVED_COLUMNS), version, _commit_time(table)
+
+
+def _catalog_of(table, current: Snapshot) -> tuple[Catalog | None, int | None]:
+    """The registry's catalog (the current one while the registry has not changed)."""
+    if table is None:
+        return None, None
+    version = table.version()
+    return (current.catalog if version == current.registry_version else catalog_from_rows(read_rows(table))), version
+
+
+def _profiles_of(table, segments: set[str], as_of: date | None, current: Snapshot) -> ProfileIndex:
+    """The memberships of `segments` the ranking of `as_of` used (the current index while none of that changed)."""
+    if table is None or not segments:
+        return NO_PROFILES
+    source = (table.version(), frozenset(segments), as_of)
+    if current.profiles.source == source:
+        return current.profiles
+    return load_profiles(table, segments, as_of or date.max, source)
 
 
 def check_arguments(

@@ -55,18 +55,22 @@ def landing_folder(run_date: date, settings: Settings | None = None) -> Path:
 
 
 def events_landed(run_date: date, settings: Settings | None = None) -> bool:
-    """True once the date's landing folder holds at least one event file."""
-    folder = landing_folder(run_date, settings)
-    return folder.is_dir() and any(p.suffix in (".jsonl", ".json", ".parquet") for p in folder.iterdir())
+    """True once the date's landing folder holds an event file, or its completeness marker when one is set."""
+    from offerrank.landing import landed
+
+    settings = settings or load_settings()
+    return landed(landing_folder(run_date, settings), settings.landing_marker)
 
 
 def waiting_message(run_date: date, since: datetime | None, timeout: timedelta) -> str:
     """What a run waiting for its events tells the UI's log: the folder, since when and until when."""
+    marker = load_settings().landing_marker
+    waiting = f"waiting for event files in {landing_folder(run_date)}" + (f" and its {marker} marker" if marker else "")
     if since is None:
-        return f"waiting for event files in {landing_folder(run_date)}"
+        return waiting
     until = since + timeout
     return (
-        f"waiting for event files in {landing_folder(run_date)} since {since:%Y-%m-%d %H:%M} UTC; "
+        f"{waiting} since {since:%Y-%m-%d %H:%M} UTC; "
         f"the run fails at {until:%Y-%m-%d %H:%M} UTC if none land (other runs go on meanwhile)"
     )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
+from deltalake.exceptions import DeltaError
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from offerrank.catalog import (
     KINDS,
@@ -28,6 +28,10 @@ from offerrank.catalog import (
 from offerrank.settings import Settings
 from offerrank.storage import Warehouse
 from offerrank.tables import REGISTRY
+from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_rows
+
+# what reading a version whose data files VACUUM removed raises (pyarrow's FileNotFoundError is an OSError)
+UNREADABLE = (OSError, DeltaError)
 
 ALLOWED_TRANSITIONS = {
     (ModelStatus.draft, ModelStatus.active),
@@ -63,6 +67,7 @@ class Registry:
 
     def __init__(self, spark: SparkSession, settings: Settings):
         self.spark = spark
+        self.settings = settings
         self.warehouse = Warehouse(spark, settings)
         self.path = self.warehouse.path(REGISTRY)
 
@@ -71,11 +76,47 @@ class Registry:
         return {(r.kind, r.id): r.asDict() for r in table.collect()} if table is not None else {}
 
     def catalog(self, version: int | None = None) -> Catalog:
-        """The registry's catalog (at `version`, else the latest)."""
+        """The registry's catalog (at `version`, else the latest); CatalogError naming the readable versions when
+        VACUUM has removed that version's files."""
+        if version is not None:
+            try:
+                return catalog_from_rows(read_rows(open_table(self.settings, REGISTRY, version)))
+            except UNREADABLE as error:
+                raise CatalogError(
+                    f"registry version {version} is no longer readable ({one_line(error)}): VACUUM removes the files "
+                    f"of versions older than {self.settings.vacuum_retention_hours} h; readable versions: "
+                    f"{', '.join(str(v) for v in self.readable_versions())}"
+                ) from None
         data: dict[str, list] = {kind: [] for kind in KINDS}
-        for (kind, _), row in sorted(self.rows(version).items()):
+        for (kind, _), row in sorted(self.rows().items()):
             data[kind].append(json.loads(row["spec"]))
         return build_catalog(data, f"registry {self.path}")
+
+    def readable_versions(self) -> list[int]:
+        """The registry versions whose files are all still there (VACUUM removes older ones)."""
+        return [entry["version"] for entry in self._versions() if entry["rows"] is not None]
+
+    def _versions(self) -> list[dict]:
+        """Every version in the registry's log, oldest first: version, timestamp, operation, and its rows (None when
+        VACUUM removed its files)."""
+        table = open_table(self.settings, REGISTRY)
+        if table is None:
+            return []
+        versions = []
+        for commit in sorted(table.history(), key=lambda c: c["version"]):
+            try:
+                rows = read_rows(open_table(self.settings, REGISTRY, commit["version"]), ["kind", "id", "spec"])
+            except UNREADABLE:
+                rows = None
+            versions.append(
+                {
+                    "version": commit["version"],
+                    "timestamp": datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC),
+                    "operation": commit["operation"],
+                    "rows": rows,
+                }
+            )
+        return versions
 
     def commit(self, desired: Catalog, now: datetime, check_datasets: bool = True) -> ChangeSet:
         """Make the registry equal `desired` in one MERGE; no commit when nothing differs."""
@@ -123,30 +164,26 @@ class Registry:
         return self.warehouse.version(REGISTRY)
 
     def history(self, kind: str, ident: str) -> list[dict]:
-        """Every registry version in which the entity changed: version, timestamp, operation, its spec or None."""
-        if not self.warehouse.exists(REGISTRY):
-            return []
-        versions = self.warehouse.delta_table(REGISTRY).history().select("version", "timestamp", "operation")
+        """Every registry version in which the entity changed: version, timestamp, operation, its spec (None once
+        deleted) and `readable`; a version whose files VACUUM removed is listed as not readable (spec unknown)."""
         entries, previous = [], None
-        for commit in versions.orderBy("version").collect():
-            row = (
-                self.warehouse.read(REGISTRY, commit.version)
-                .filter((F.col("kind") == kind) & (F.col("id") == ident))
-                .select("spec")
-                .first()
-            )
-            spec = row.spec if row else None
+        for commit in self._versions():
+            if commit["rows"] is None:
+                entries.append({**_commit_fields(commit), "spec": None, "readable": False})
+                previous = _UNKNOWN
+                continue
+            spec = next((r["spec"] for r in commit["rows"] if (r["kind"], r["id"]) == (kind, ident)), None)
             if spec != previous:
-                entries.append(
-                    {
-                        "version": commit.version,
-                        "timestamp": commit.timestamp,
-                        "operation": commit.operation,
-                        "spec": json.loads(spec) if spec else None,
-                    }
-                )
+                entries.append({**_commit_fields(commit), "spec": json.loads(spec) if spec else None, "readable": True})
             previous = spec
         return entries
+
+
+_UNKNOWN = object()  # the entity's spec in a version that can no longer be read
+
+
+def _commit_fields(commit: dict) -> dict:
+    return {name: commit[name] for name in ("version", "timestamp", "operation")}
 
 
 def _check_transitions(current: dict[tuple[str, str], dict], desired: Catalog) -> None:

@@ -77,9 +77,13 @@ def create_app(lookup: RankingLookup) -> FastAPI:
     ) -> dict:
         return lookup.top(placement_id, channel, profile, limit, explore, decision).as_dict()
 
-    @app.get("/healthz", summary="The serving ranking version, its age and the last refresh error")
-    async def healthz() -> dict:
-        return lookup.health()
+    @app.get(
+        "/healthz",
+        summary="The serving ranking version, its age and why it is degraded: 200 when ok, 503 when degraded",
+    )
+    async def healthz() -> JSONResponse:
+        health = lookup.health()
+        return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
     return app
 

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     warehouse: str = Field("", description="Root of the Delta tables: a folder or an s3a://, abfss://, gs:// URI.")
     events_root: str = Field("", description="Landing root of event files, one folder per UTC date.")
     profiles_root: str = Field("", description="Root of profile-segment snapshots, one folder per snapshot date.")
+    landing_marker: str = Field(
+        "",
+        description="A file (e.g. _SUCCESS) a landing folder must hold before its events are read; empty: the first "
+        "event file is enough.",
+    )
     catalog_file: Path | None = Field(None, description="Catalog YAML (offers, placements, decisions, models).")
 
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
@@ -74,6 +79,11 @@ class Settings(BaseSettings):
 
     lookup_refresh_seconds: float = Field(
         2.0, gt=0, description="How often channel lookups poll for a newly published ranking."
+    )
+    lookup_max_age_hours: float = Field(
+        48.0,
+        gt=0,
+        description="A lookup is degraded (HTTP 503 on /healthz) once the ranking it serves is older than this.",
     )
 
     jars_cache: Path = Field(

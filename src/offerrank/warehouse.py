@@ -34,28 +34,39 @@ def open_table(settings: Settings, table: Table, version: int | None = None):
         return None
 
 
+class ConcurrentCommit(RuntimeError):
+    """Another writer committed the table after the version this write was based on."""
+
+
 def write_frame(
-    settings: Settings, table: Table, frame, mode: str = "append", where: dict[str, object] | None = None
+    settings: Settings,
+    table: Table,
+    frame,
+    mode: str = "append",
+    where: dict[str, object] | None = None,
+    read_version: int | None = None,
 ) -> int:
     """Write a pandas frame with the table's declared schema in one commit; returns that commit's table version.
 
     `mode`: append, or overwrite (the whole table, or only the rows whose columns equal `where`). A commit that loses
-    a race with another writer of the same table is retried on the new version. The version is read from the
-    commit itself (a token in its commit info), not from the table's latest version, which another writer may
-    have moved on."""
+    a race with another writer of the same table is retried on the new version, unless the write is based on
+    `read_version` (what the writer read to decide it): then a commit since that version is a ConcurrentCommit. The
+    version is read from the commit itself (a token in its commit info), not from the table's latest version, which
+    another writer may have moved on."""
     import uuid
 
     import pyarrow as pa
-    from deltalake import CommitProperties, write_deltalake
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
     data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
     predicate = " AND ".join(f"{column} = '{value}'" for column, value in (where or {}).items()) or None
     path, token = settings.table_path(table.name), uuid.uuid4().hex
-    for attempt in range(COMMIT_ATTEMPTS):
+    target = DeltaTable(path, version=read_version) if read_version is not None else path
+    for attempt in range(COMMIT_ATTEMPTS if read_version is None else 1):
         try:
             write_deltalake(
-                path,
+                target,
                 data,
                 mode=mode,
                 partition_by=list(table.partitions) or None,
@@ -63,7 +74,11 @@ def write_frame(
                 commit_properties=CommitProperties(custom_metadata={COMMIT_TOKEN: token}),
             )
             break
-        except CommitFailedError:  # e.g. two first writers both creating the table
+        except CommitFailedError as failed:  # e.g. two first writers both creating the table
+            if read_version is not None:
+                raise ConcurrentCommit(
+                    f"{table.name} was committed by another writer after version {read_version} ({one_line(failed)})"
+                ) from None
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
     return _version_of(path, token)
@@ -83,15 +98,26 @@ def _version_of(path: str, token: str) -> int:
     raise LookupError(f"no commit {token} in {path}")
 
 
-def read_rows(
-    table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None
-) -> list[dict]:
-    """Rows of an open table (optionally some columns, partitions, a pyarrow filter expression).
+def read_arrow(table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None):
+    """An open table as one pyarrow Table (optionally some columns, partitions, a pyarrow filter expression).
 
     Scans on the calling thread: pyarrow's scan thread pool can abort a short-lived process at exit
     ("terminate called without an active exception": delta-rs #2184, arrow #34314)."""
     dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
-    return dataset.to_table(columns=columns, filter=row_filter, use_threads=False).to_pylist()
+    return dataset.to_table(columns=columns, filter=row_filter, use_threads=False)
+
+
+def read_rows(
+    table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None
+) -> list[dict]:
+    """Rows of an open table as dicts (see `read_arrow`)."""
+    return read_arrow(table, columns, partitions, row_filter).to_pylist()
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one short line: its type and first line (no backtraces of native libraries to callers)."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
 def table_rows(settings: Settings, table: Table, partitions: dict[str, object] | None = None) -> list[dict]:

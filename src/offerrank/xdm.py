@@ -103,16 +103,18 @@ PARSE_REASONS = {
 
 
 def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes: int) -> DataFrame:
-    """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not."""
+    """`records` (a `raw` text column) plus `j`, the record parsed with `schema`, and `parse_status`: ok, or why not.
+    A record larger than `max_record_bytes` is never parsed (`j` null): a line of millions of items would otherwise
+    become millions of rows in the executor's memory before it is quarantined."""
     raw = F.col("raw")
+    oversized = F.octet_length(raw) > max_record_bytes
     with_corrupt = T.StructType(schema.fields + [T.StructField("_corrupt_record", T.StringType())])
-    parsed = records.withColumn(
-        "j", F.from_json(raw, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"})
-    )
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
+    parsed = records.withColumn("j", F.when(~oversized, F.from_json(raw, with_corrupt, options)))
     is_json_value = F.get_json_object(F.concat(F.lit('{"v":'), raw, F.lit("}")), "$.v").isNotNull()
     parse_status = (
         F.when(~F.is_valid_utf8(raw), "invalid_utf8")
-        .when(F.octet_length(raw) > max_record_bytes, "oversized_record")
+        .when(oversized, "oversized_record")
         .when(F.col("j._corrupt_record").isNull(), "ok")
         .when(F.json_object_keys(raw).isNull(), F.when(is_json_value, "not_an_object").otherwise("malformed_json"))
         .otherwise("wrong_field_type")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from offerrank.catalog import load_catalog
 from offerrank.lookup import LookupRefused, NothingToServe, RankingLookup, UnknownPlacement
+from offerrank.registry import Registry
 from offerrank.settings import load_settings
+from offerrank.tables import PROFILE_SEGMENTS
+from offerrank.warehouse import write_frame
 from tests.factories import publish_rows, published_order, ranking_rows
 
-TODAY = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+TODAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # the day after ranking 1's data day: its serving day
 
 
 def lookup_of(settings) -> RankingLookup:
@@ -142,3 +146,56 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
         assert [o.offer_id for o in newsletter.offers] == published_order(
             published[newsletter.table_version], "newsletter-top"
         )
+
+
+def copy_of(settings, home: Path):
+    """Settings of a copy of `settings`' warehouse under `home`."""
+    shutil.copytree(settings.warehouse, home / "warehouse")
+    return load_settings(home=home)
+
+
+def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark, ranked_warehouse, tmp_path):
+    import pandas as pd
+
+    settings = copy_of(ranked_warehouse, tmp_path)
+    order = published_order(1, "home-hero")
+    ended, vip_only = order[0], order[2]
+    catalog = load_catalog(ranked_warehouse.catalog_file)
+    changes = {ended: {"end_date": TODAY.date() - timedelta(days=1)}, vip_only: {"segments": ("vip",)}}
+    offers = tuple(o.model_copy(update=changes.get(o.id, {})) for o in catalog.offers)
+    Registry(spark, settings).commit(catalog.model_copy(update={"offers": offers}), TODAY, check_datasets=False)
+    members = [{"snapshot_date": date(2026, 11, 1), "profile_id": "p-vip", "segment": "vip"}]
+    write_frame(settings, PROFILE_SEGMENTS, pd.DataFrame(members), "append")
+    lookup = lookup_of(settings)
+
+    anonymous = lookup.top("home-hero", "web")
+    assert [o.offer_id for o in anonymous.offers] == [o for o in order if o not in (ended, vip_only)]
+    assert [o.rank for o in anonymous.offers] == [1, 2, 3] and anonymous.ranking_version == 1
+    vip = lookup.top("home-hero", "web", profile_id="p-vip")
+    assert [o.offer_id for o in vip.offers] == [o for o in order if o != ended]
+    for i in range(20):
+        explored = lookup.top("home-hero", "web", profile_id=f"p-{i}", explore=True)
+        assert explored.explored and sorted(o.offer_id for o in explored.offers) == sorted(
+            o for o in order if o not in (ended, vip_only)
+        )
+
+    # once every ranked offer has ended, the placement's fallback chain answers
+    later = RankingLookup(settings, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
+    (assignment,) = [a for a in catalog.get("decisions", "dp-web-home").placements if a.placement == "home-hero"]
+    fallback = later.top("home-hero", "web")
+    assert fallback.ranking_version is None
+    assert [(o.offer_id, o.reason) for o in fallback.offers] == [(assignment.fallback_offer, "fallback")]
+
+
+def test_an_unreadable_ranking_still_serves_the_fallbacks_and_says_why_in_one_line(ranked_warehouse, tmp_path):
+    settings = copy_of(ranked_warehouse, tmp_path)
+    log = Path(settings.table_path("offer_rankings")) / "_delta_log"
+    for commit in log.glob("*.json"):
+        commit.write_text("this is not a Delta commit\n")
+    lookup = lookup_of(settings)
+    answer = lookup.top("home-hero", "web")
+    assert answer.ranking_version is None and answer.offers[0].reason == "fallback"
+    health = lookup.health()
+    assert health["status"] == "degraded" and health["registry_version"] is not None
+    assert health["last_refresh_error"].startswith("offer_rankings: ")
+    assert "\n" not in health["last_refresh_error"] and len(health["last_refresh_error"]) < 400

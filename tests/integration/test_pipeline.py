@@ -145,6 +145,17 @@ def test_rerunning_the_last_date_changes_nothing(spark, world):
         ), name
 
 
+def test_a_dry_run_ranks_and_gates_but_publishes_and_records_nothing(spark, world):
+    settings, _ = world
+    before_version = table_version(spark, settings)
+    runs_before = table_version(spark, settings, "ranking_runs")
+    catalog = Registry(spark, settings).catalog()
+    result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", published_at=AT, dry_run=True)
+    assert result.status == "dry_run" and result.ranking_version is None and result.placements == 7
+    assert table_version(spark, settings) == before_version
+    assert table_version(spark, settings, "ranking_runs") == runs_before
+
+
 def test_failed_validation_leaves_the_last_good_ranking(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pytest
@@ -132,7 +133,7 @@ def test_the_life_of_a_model(registry, applied, home, capsys):
                 "events",
                 *sum((["--segment", f"s{i}"] for i in range(51)), []),
             ),
-            "51 segments given; a model may use at most 50",
+            "51 segments given; at most 50",
         ),
         (("models", "show", "ghost"), "no AI model named 'ghost'"),
     ],
@@ -159,3 +160,31 @@ def test_a_dataset_without_the_layout_is_refused(registry, applied, tmp_path):
     data["datasets"][0]["path"] = str(tmp_path)
     with pytest.raises(CatalogError, match="does not have the proposition-interactions layout"):
         registry.commit(build_catalog(data, "test"), NOW)
+
+
+def test_history_and_time_travel_say_which_versions_vacuum_left_readable(spark, home, capsys, tmp_path):
+    from deltalake import DeltaTable
+
+    settings = load_settings(home=tmp_path)
+    registry = Registry(spark, settings)
+    catalog = load_catalog(home / "sample" / "catalog.yaml")
+    registry.commit(catalog, NOW, check_datasets=False)
+    data = catalog.model_dump(mode="json")
+    for status in ("inactive", "active"):
+        data["ai_models"][0]["status"] = status
+        data["decisions"] = [d for d in data["decisions"] if "auto-web" not in json.dumps(d)]
+        registry.commit(build_catalog(data, "test"), NOW, check_datasets=False)
+    DeltaTable(settings.table_path("registry")).vacuum(
+        retention_hours=0, enforce_retention_duration=False, dry_run=False
+    )
+
+    versions = registry.readable_versions()  # the last commit's, and VACUUM's own commits after it
+    assert versions[0] == 2 and len(versions) > 1
+    history = registry.history("ai_models", "auto-web")
+    assert [(e["version"], e["readable"]) for e in history] == [(0, False), (1, False), (2, True)]
+    assert history[-1]["spec"]["status"] == "active"
+    code, out = run(tmp_path, capsys, "models", "history", "auto-web")
+    assert code == 0 and out.strip().splitlines()[0].endswith("no longer readable (VACUUM removed its files)")
+    with pytest.raises(CatalogError, match=r"registry version 0 is no longer readable .* readable versions: 2, 3"):
+        registry.catalog(0)
+    assert registry.catalog(2).get("ai_models", "auto-web").status.value == "active"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,11 +14,12 @@ import uvicorn
 from offerrank.lookup import RankingLookup
 from offerrank.service import create_app
 from tests.factories import published_order
+from tests.integration.test_lookup import TODAY
 
 
 @pytest.fixture(scope="module")
 def service(ranked_warehouse):
-    lookup = RankingLookup(ranked_warehouse)
+    lookup = RankingLookup(ranked_warehouse, clock=lambda: TODAY)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -121,9 +123,26 @@ def test_the_service_is_read_only_and_documented(service):
 
 def test_healthz_reports_the_serving_version(service):
     client, lookup = service
-    health = client.get("/healthz").json()
-    assert health["status"] == "ok" and health["last_refresh_error"] is None
-    assert health["ranking_version"] == lookup.snapshot.ranking_version and health["age_seconds"] >= 0
+    response = client.get("/healthz")
+    health = response.json()
+    assert response.status_code == 200 and health["status"] == "ok" and health["problems"] == []
+    assert health["ranking_version"] == lookup.snapshot.ranking_version == 1
+    assert health["ranking_age_hours"] == 30.0  # published 2026-11-01 03:00, served 2026-11-02 09:00
+
+
+def test_healthz_is_a_503_once_the_ranking_is_older_than_the_limit(ranked_warehouse):
+    import asyncio
+
+    async def healthz(app) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://lookup") as client:
+            return await client.get("/healthz")
+
+    stale = RankingLookup(ranked_warehouse, clock=lambda: TODAY + timedelta(days=2))
+    response = asyncio.run(healthz(create_app(stale)))
+    assert response.status_code == 503 and response.json()["status"] == "degraded"
+    assert response.json()["problems"] == [
+        "the ranking served was published 78.0 h ago (limit 48 h): the nightly runs are failing or refused"
+    ]
 
 
 def test_an_unexpected_failure_is_a_500_without_internals(service, monkeypatch):

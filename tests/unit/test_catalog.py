@@ -47,7 +47,7 @@ def test_an_offer_with_an_empty_date_range(data):
 def test_more_than_fifty_segments(data):
     model = next(m for m in data["ai_models"] if m["type"] == "personalized")
     model["segments"] = [f"segment-{i}" for i in range(51)]
-    refused(data, r"ai_models\[personalized-mobile\]: Value error, 51 segments given; a model may use at most 50")
+    refused(data, r"ai_models\[personalized-mobile\]: Value error, 51 segments given; at most 50")
 
 
 def test_model_segments_are_ids_listed_once(data):
@@ -56,6 +56,22 @@ def test_model_segments_are_ids_listed_once(data):
     refused(data, r"ai_models\[personalized-mobile\]: Value error, segment '\*' is not a segment id")
     model["segments"] = ["vip", "loyal", "vip"]
     refused(data, r"ai_models\[personalized-mobile\]: Value error, segments listed more than once: vip")
+
+
+def test_offer_audiences_are_segment_ids_listed_once(data):
+    data["offers"][0]["segments"] = ["vip", "*"]
+    refused(data, r"offers\[offer-001\]: Value error, segment '\*' is not a segment id")
+    data["offers"][0]["segments"] = ["vip", "vip"]
+    refused(data, r"offers\[offer-001\]: Value error, segments listed more than once: vip")
+
+
+def test_an_offer_audience_decides_which_lists_hold_it_and_who_sees_it(data):
+    data["offers"][0]["segments"] = ["vip"]
+    offer, open_offer = build_catalog(data, "catalog.yaml").offers[:2]
+    assert offer.ranked_for("*") and offer.ranked_for("vip") and not offer.ranked_for("loyal")
+    assert open_offer.ranked_for("loyal")
+    assert offer.shown_to(frozenset({"loyal", "vip"})) and not offer.shown_to(frozenset({"loyal"}))
+    assert not offer.shown_to(frozenset()) and open_offer.shown_to(frozenset())
 
 
 def test_a_decision_assigns_each_placement_once(data):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from offerrank.jobs.ingest import label_records, read_records, record_parameters
 from offerrank.quality import load_suite
 from offerrank.quarantine import route_records
-from offerrank.xdm import parse_records, to_interactions
+from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, parse_records, to_interactions
 from tests.factories import DATA
 
 RUN_DATE = date(2026, 11, 22)
@@ -35,7 +36,7 @@ def classify(spark, settings, tmp_path):
     """Run records through parse -> route -> label; returns {record: (outcome, reason codes)} in input order."""
     suite = load_suite(settings.expectations_dir, "events_records")
 
-    def run(lines: list, earlier_ids: list[str] | None = None, max_record_bytes: int = 1_000_000, known_offers=None):
+    def run(lines: list, other_days: list[tuple] | None = None, max_record_bytes: int = 1_000_000, known_offers=None):
         path = tmp_path / f"part-{len(list(tmp_path.iterdir()))}.jsonl"
         path.write_bytes(
             b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n"
@@ -44,8 +45,8 @@ def classify(spark, settings, tmp_path):
         routed = route_records(
             parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
         )
-        earlier = spark.createDataFrame([(i,) for i in earlier_ids], "event_id string") if earlier_ids else None
-        labelled = label_records(routed, earlier)
+        seen = spark.createDataFrame(other_days, "event_id string, landing_date date") if other_days else None
+        labelled = label_records(routed, seen, RUN_DATE)
         rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
         return [
             rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
@@ -116,6 +117,17 @@ def test_a_line_of_several_megabytes_is_quarantined_as_oversized(classify, event
     event["padding"] = "x" * 3_000_000
     results, _ = classify([event, examples[1]], max_record_bytes=1_000_000)
     assert results == [("quarantined", ["oversized_record"]), ("accepted", [])]
+
+
+def test_an_oversized_record_is_not_parsed(spark, event, examples):
+    items = [{"id": f"offer-{i % 7:03d}"} for i in range(100_000)]  # 2 MB of items: would be 100,000 structs
+    event["_experience"]["decisioning"]["propositions"][0]["items"] = items
+    lines = [json.dumps(event), json.dumps(examples[1])]
+    records = spark.createDataFrame([("f.jsonl", line) for line in lines], "source_file string, raw string")
+    parsed = parse_json_lines(records, EVENT_SCHEMA, 1_000_000).select(
+        "parse_status", F.col("j").isNull().alias("skipped")
+    )
+    assert [tuple(row) for row in parsed.collect()] == [("oversized_record", True), ("ok", False)]
 
 
 @pytest.mark.parametrize(
@@ -195,9 +207,13 @@ def test_conflicting_duplicates_with_equal_timestamps_are_decided_by_content(cla
     assert first == list(reversed(second))
 
 
-def test_an_event_ingested_on_an_earlier_day_is_not_counted_again(classify, event, examples):
-    results, _ = classify([event, examples[1]], earlier_ids=[event["_id"]])
+def test_an_event_ingested_on_another_day_of_the_window_is_not_counted_again(classify, event, examples):
+    earlier, later = RUN_DATE - timedelta(days=1), RUN_DATE + timedelta(days=1)
+    results, _ = classify([event, examples[1]], other_days=[(event["_id"], earlier)])
     assert results == [("quarantined", ["duplicate_of_earlier_day"]), ("accepted", [])]
+    # days ingested out of order: the later folder went first
+    results, _ = classify([event, examples[1]], other_days=[(event["_id"], later)])
+    assert results == [("quarantined", ["duplicate_of_later_day"]), ("accepted", [])]
 
 
 def test_an_offer_unknown_to_the_catalog_is_quarantined_once_a_catalog_exists(classify, examples):

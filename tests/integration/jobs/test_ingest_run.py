@@ -178,3 +178,47 @@ def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_
 def test_a_missing_landing_folder_is_a_clear_error(spark, run_settings):
     with pytest.raises(FileNotFoundError, match="no event files .* for 2026-10-01"):
         run_ingest(spark, run_settings, date(2026, 10, 1))
+
+
+def test_an_event_in_two_landing_days_counts_once_whichever_day_is_ingested_first(spark, tmp_path):
+    first_day, second_day = date(2026, 11, 2), date(2026, 11, 3)
+    generate(tmp_path / "sample", first_day, days=2, seed=8, events_per_day=200, profiles=100)
+    events = tmp_path / "sample" / "events"
+    line = next((events / first_day.isoformat()).glob("*.json*")).read_text().splitlines()[0]
+    (events / second_day.isoformat() / "resent.jsonl").write_text(line + "\n")
+    settings = load_settings(home=tmp_path, events_root=str(events), spark_shuffle_partitions=2)
+    for day in (second_day, first_day, second_day):  # out of order, then a re-run
+        assert run_ingest(spark, settings, day).success
+
+    event_id = json.loads(line)["_id"]
+    accepted = table(spark, settings, "interactions").filter(F.col("event_id") == event_id)
+    assert {row.landing_date for row in accepted.select("landing_date").distinct().collect()} == {second_day}
+    later_copy = F.array_contains("reason_codes", "duplicate_of_later_day")
+    quarantined = table(spark, settings, "quarantine").filter(later_copy)
+    assert [row.run_date for row in quarantined.select("run_date").collect()] == [first_day]
+
+
+def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark, tmp_path):
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    folder = tmp_path / "sample" / "events" / DAY.isoformat()
+    (data_file,) = folder.glob("*.json*")
+    line = data_file.read_text().splitlines()[0]
+    (folder / "upload.jsonl._COPYING_").write_text(line.replace(json.loads(line)["_id"], "in-flight") + "\n")
+    (tmp_path / "host-file.jsonl").write_text(line.replace(json.loads(line)["_id"], "host-file") + "\n")
+    (folder / "linked.jsonl").symlink_to(tmp_path / "host-file.jsonl")
+    settings = load_settings(
+        home=tmp_path, events_root=str(folder.parent), landing_marker="_SUCCESS", spark_shuffle_partitions=2
+    )
+    with pytest.raises(FileNotFoundError, match="has no _SUCCESS marker yet"):
+        run_ingest(spark, settings, DAY)
+
+    (folder / "_SUCCESS").write_text("")
+    result = run_ingest(spark, settings, DAY)
+    assert result.success and result.records_read == len(data_file.read_text().splitlines())
+    assert result.skipped_files == [
+        "linked.jsonl: a symbolic link (only regular files are read)",
+        "upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
+    ]
+    assert "skipped files: linked.jsonl: a symbolic link" in result.summary()
+    raw_ids = {row.raw for row in table(spark, settings, "events_raw").collect()}
+    assert not any("in-flight" in raw or "host-file" in raw for raw in raw_ids)

@@ -189,10 +189,14 @@ class Stack:
     # --- Airflow ----------------------------------------------------------------------------------------------
 
     def start_airflow(
-        self, database_url: str, spark_master: str, offerrank_env: dict[str, str], scheduled_runs: bool = False
+        self,
+        database_url: str,
+        spark_master: str,
+        offerrank_env: dict[str, str],
+        scheduled_runs: tuple[str, ...] = (),
     ) -> AirflowAPI:
         """db migrate, then api-server, scheduler (LocalExecutor) and dag-processor over this repo's DAGs; the
-        scheduler creates the DAGs' scheduled runs only when `scheduled_runs`."""
+        scheduler creates scheduled runs only of the DAGs in `scheduled_runs` (the others stay paused then)."""
         port = free_port()
         home = self.workdir / "airflow"
         home.mkdir()
@@ -208,8 +212,8 @@ class Stack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled_runs),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(bool(scheduled_runs)),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(bool(scheduled_runs)),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "offerrank:admin",
@@ -245,6 +249,11 @@ class Stack:
             180,
             api.logs,
         )
+        with api.client() as client:
+            for dag_id in scheduled_runs:
+                path = f"/dags/{dag_id}"
+                wait_for(f"DAG {dag_id} in the API", lambda path=path: client.get(path).status_code == 200, 180)
+                assert client.patch(path, json={"is_paused": False}).status_code == 200
         return api
 
     def stop(self) -> None:
@@ -280,7 +289,12 @@ class AirflowAPI:
             started = time.monotonic()
             triggered = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
             assert triggered.status_code == 200, triggered.text
-            run_id = triggered.json()["dag_run_id"]
+        run, tasks = self.wait_for_run(dag_id, triggered.json()["dag_run_id"], timeout)
+        return run, tasks, time.monotonic() - started
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> tuple[dict, dict[str, str]]:
+        """Wait until a DAG run ends; (the run, its task states by task id, `task[map index]` for mapped ones)."""
+        with self.client() as api:
             state = {}
 
             def finished() -> bool:
@@ -288,13 +302,11 @@ class AirflowAPI:
                 return state.get("state") in ("success", "failed")
 
             wait_for(f"DAG run {run_id}", finished, timeout, self.logs)
-            elapsed = time.monotonic() - started
             instances = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-            tasks = {
-                f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"]
-                for t in instances
-            }
-        return state, tasks, elapsed
+        tasks = {
+            f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"] for t in instances
+        }
+        return state, tasks
 
 
 def _ids(user: str) -> tuple[int, int]:

@@ -4,8 +4,10 @@ and renders it, and every service's image, command and environment must refer to
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -120,6 +122,35 @@ def test_environment_names_real_settings(rendered):
     assert scheduler["OFFERRANK_SPARK_MASTER"] == "spark://spark-master:7077"
 
 
+def test_published_ports_bind_to_loopback_and_the_lookup_reads_with_read_only_rights(rendered):
+    for name, service in rendered["services"].items():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port['published']} on every interface"
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if "=" in line)
+    lookup = rendered["services"]["lookup"]
+    assert lookup["environment"]["AWS_ACCESS_KEY_ID"] == example["MINIO_READER_USER"]
+    assert [volume["read_only"] for volume in lookup["volumes"]] == [True]
+    root_secret = example["MINIO_ROOT_PASSWORD"]
+    with_root_keys = {
+        n for n, s in rendered["services"].items() if root_secret in (s.get("environment") or {}).values()
+    }
+    assert with_root_keys == {"minio", "minio-init"}
+    assert "-Dspark.ui.killEnabled=false" in rendered["services"]["spark-master"]["environment"]["SPARK_MASTER_OPTS"]
+
+
+def test_the_image_runs_as_a_non_root_user_and_init_refuses_placeholder_secrets(rendered):
+    users = re.findall(r"^USER (\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    init = rendered["services"]["airflow-init"]
+    assert init["command"][-1].startswith("offerrank check-deployment &&")
+    env = {**os.environ, **init["environment"]}
+    checked = subprocess.run(
+        [sys.executable, "-m", "offerrank.cli", "check-deployment"], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 1 and "AIRFLOW_JWT_SECRET is still the placeholder" in checked.stderr
+    assert 'case "$$MINIO_ROOT_PASSWORD" in *change-me*' in rendered["services"]["minio-init"]["command"][-1]
+
+
 def test_no_secret_is_written_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
     for variable in (
@@ -128,6 +159,8 @@ def test_no_secret_is_written_in_the_compose_file():
         "AIRFLOW_JWT_SECRET",
         "AIRFLOW_FERNET_KEY",
         "MINIO_ROOT_PASSWORD",
+        "MINIO_WRITER_PASSWORD",
+        "MINIO_READER_PASSWORD",
     ):
         assert f"${{{variable}:?" in text
     assert all(

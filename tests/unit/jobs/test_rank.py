@@ -88,3 +88,40 @@ def test_traffic_shares_do_not_depend_on_where_the_fallback_row_is():
     ranked = rank_placement(group, RUN)
     assert ranked["traffic_share"].notna().all() and abs(ranked["traffic_share"].sum() - 1) < 1e-12
     assert ranked.set_index("offer_id")["traffic_share"].to_dict() == pytest.approx({"a": 0.9, "n": 0.1})
+
+
+@pytest.fixture(scope="module")
+def catalog_data(tmp_path_factory):
+    import yaml
+
+    from offerrank.generator import generate
+
+    out = tmp_path_factory.mktemp("rank-catalog")
+    generate(out, date(2026, 11, 1), days=1, events_per_day=300)
+    return yaml.safe_load((out / "catalog.yaml").read_text())
+
+
+def test_candidates_are_the_offers_live_on_the_serving_day_and_each_segment_gets_its_audiences(catalog_data):
+    import copy
+
+    from offerrank.catalog import build_catalog
+    from offerrank.jobs.rank import candidates
+
+    data = copy.deepcopy(catalog_data)
+    catalog = build_catalog(data, "catalog.yaml")
+    (decision, assignment), *_ = [(d, a) for d, a in catalog.active_assignments() if a.placement == "push-evening"]
+    eligible = [o.id for o in catalog.eligible_offers(assignment) if o.id != assignment.fallback_offer]
+    ending, restricted = eligible[0], eligible[1]
+    for offer in data["offers"]:
+        if offer["id"] == ending:
+            offer["end_date"] = RUN.isoformat()  # live on the data day, ended on the serving day
+        if offer["id"] == restricted:
+            offer["segments"] = ["loyal-customers"]
+    rows = [c for c in candidates(build_catalog(data, "catalog.yaml"), RUN) if c.placement_id == "push-evening"]
+    offers_of = {
+        s: {c.offer_id for c in rows if c.segment == s and not c.is_fallback} for s in {c.segment for c in rows}
+    }
+    assert all(ending not in offers for offers in offers_of.values())
+    assert restricted in offers_of["*"] and restricted in offers_of["loyal-customers"]
+    assert restricted not in offers_of["new-visitors"] and restricted not in offers_of["bargain-hunters"]
+    assert offers_of["new-visitors"] == offers_of["*"] - {restricted}
