@@ -1,7 +1,8 @@
 """Benchmark: channel lookups in process and over HTTP, also while new rankings are published.
 
 Builds a warehouse with a catalog of P placements on each of 4 channels and O offers, and publishes a ranking of
-every placement x channel (P x 4 x O rows) with Spark. Then prints:
+every placement x channel (P x 4 x O rows) as the publish step does (deltalake; Spark only commits the catalog).
+Then prints:
 1. in-process `RankingLookup.top()` latency p50/p99 over N lookups (published order, and with explore);
 2. HTTP (`offerrank serve` in its own process, load from another process): p50/p99 at a fixed request rate,
    and the most requests/s a closed loop of 32 connections gets;
@@ -126,15 +127,17 @@ def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
     return rows
 
 
-def publish(spark, settings, version: int, placements: int, offers: int) -> tuple[int, float]:
-    """One overwrite commit of `offer_rankings`, as the publish step writes it; (table version, commit epoch s)."""
-    from offerrank.storage import Warehouse
+def publish(settings, version: int, placements: int, offers: int) -> tuple[int, float]:
+    """One overwrite commit of `offer_rankings`, as the publish step writes it (with deltalake, no JVM);
+    (table version, commit epoch s)."""
+    import pandas as pd
 
-    warehouse = Warehouse(spark, settings)
-    rows = [tuple(row[c] for c in OFFER_RANKINGS.column_names) for row in ranking_rows(version, placements, offers)]
-    warehouse.overwrite(spark.createDataFrame(rows, OFFER_RANKINGS.ddl), OFFER_RANKINGS)
-    last = warehouse.delta_table(OFFER_RANKINGS).history(1).first()
-    return last.version, last.timestamp.replace(tzinfo=UTC).timestamp()
+    from offerrank.warehouse import open_table, write_frame
+
+    rows = pd.DataFrame(ranking_rows(version, placements, offers))
+    table_version = write_frame(settings, OFFER_RANKINGS, rows, "overwrite")
+    committed = open_table(settings, OFFER_RANKINGS, table_version).history(1)[0]["timestamp"]
+    return table_version, committed / 1000
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -172,6 +175,8 @@ def profile_index(profiles: int) -> None:
 
     from offerrank.lookup import ProfileIndex
 
+    process = psutil.Process()
+    before = process.memory_info().rss  # before the memberships exist: what the index keeps, once they are gone
     number = np.arange(profiles)
     twice = number[number % 2 == 0]
     owners = np.concatenate([number, twice])
@@ -183,9 +188,6 @@ def profile_index(profiles: int) -> None:
         }
     )
     del number, twice, owners, segments
-    gc.collect()
-    process = psutil.Process()
-    before = process.memory_info().rss
     started = time.perf_counter()
     index = ProfileIndex.build(memberships)
     built = time.perf_counter() - started
@@ -203,7 +205,7 @@ def profile_index(profiles: int) -> None:
     print(
         f"profile index, {profiles:,} profiles, {index.memberships:,} memberships: "
         f"{index.nbytes / index.memberships:.1f} bytes per membership ({index.nbytes / 2**20:,.0f} MiB), "
-        f"process memory +{grown / 2**20:,.0f} MiB after the build, built in {built:.1f} s; "
+        f"process memory +{grown / 2**20:,.0f} MiB once built (the input freed), built in {built:.1f} s; "
         f"segments_of {percentiles(timings)}"
     )
 
@@ -343,7 +345,8 @@ def main() -> None:
         datetime(2026, 11, 1, tzinfo=UTC),
         check_datasets=False,
     )
-    publish(spark, settings, 1, args.placements, args.offers)
+    spark.stop()  # only the registry needs Spark: publishing is JVM-free, as in the product
+    publish(settings, 1, args.placements, args.offers)
     print(
         f"ranking: {args.placements} placements x {len(CHANNELS)} channels x {args.offers} offers = "
         f"{args.placements * len(CHANNELS) * args.offers:,} rows"
@@ -386,7 +389,7 @@ def main() -> None:
         gap = args.seconds / (args.publishes + 2)  # the last commit lands well before the load ends
         for version in range(2, args.publishes + 2):
             time.sleep(max(0.0, started + gap * (version - 1) - time.monotonic()))
-            commits[version] = publish(spark, settings, version, args.placements, args.offers)[1]
+            commits[version] = publish(settings, version, args.placements, args.offers)[1]
         loader.wait()
         result = json.loads(out.read_text())
         report(f"HTTP at {args.rate}/s while publishing {args.publishes} versions", result)
@@ -403,7 +406,6 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-        spark.stop()
 
 
 if __name__ == "__main__":

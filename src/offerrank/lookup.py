@@ -249,6 +249,7 @@ class _Ranked:
     start: int
     stop: int
     explorable: bool  # the lookup may re-draw it from the offers' posteriors
+    restricted: bool  # some of its offers have an audience: what is served depends on the profile
 
 
 @dataclass(frozen=True)
@@ -284,10 +285,28 @@ class Snapshot:
     servable: _Servable | None = None
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = field(default_factory=dict)
     profiles: ProfileIndex = NO_PROFILES
+    # (list, day, the profile's segments where they matter) -> what `served` answers; filled as lookups come
+    _served: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def profiles_version(self) -> int | None:
         return self.profiles.source[0] if self.profiles.source else None
+
+    def served(
+        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], limit: int
+    ) -> tuple[np.ndarray, tuple[RankedOffer, ...]]:
+        """`served_rows` and the first `limit` of their offers in the published order, computed once per list, day,
+        limit and (for a list with audiences) profile segments: most lookups then reuse one answer's offers."""
+        key = (ranked.start, on, profile_segments if ranked.restricted else None)
+        found = self._served.get((*key, limit))
+        if found is None:
+            if len(self._served) > 100_000:  # many profile-segment combinations: start over rather than grow
+                self._served.clear()
+            rows = self._served.get(key)
+            if rows is None:
+                rows = self._served[key] = self.served_rows(ranked, on, profile_segments)
+            found = self._served[(*key, limit)] = (rows, self.columns.offers(rows[:limit]))
+        return found
 
     def served_rows(self, ranked: _Ranked, on: date, profile_segments: frozenset[str]) -> np.ndarray:
         """The rows of a ranked list that may be served on day `on` to a profile in `profile_segments`, in order.
@@ -334,6 +353,7 @@ def build_snapshot(
         return Snapshot(**common)
     ranking = ranking.sort_by([(name, "ascending") for name in [*GROUP_COLUMNS, "rank"]])
     columns = _Columns.of(ranking)
+    servable = _Servable.of(columns.offer_ids, catalog)
     keys = pc.binary_join_element_wise(*(ranking[name] for name in GROUP_COLUMNS), "\x1f").combine_chunks()
     changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
     starts = np.concatenate([[0], np.flatnonzero(changed) + 1])
@@ -345,7 +365,10 @@ def build_snapshot(
         placement_id, channel, decision_id, segment = key.split("\x1f")
         posteriors = not (np.isnan(columns.alpha[start:stop]).any() or np.isnan(columns.beta[start:stop]).any())
         explorable = posteriors and method_explorable(catalog, decision_id, placement_id)
-        lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(int(start), int(stop), explorable)
+        restricted = bool(servable.restricted[columns.offer[start:stop]].any())
+        lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
+            int(start), int(stop), explorable, restricted
+        )
         model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
     for (placement_id, channel, decision_id), by_segment in sorted(lists.items()):
@@ -365,7 +388,7 @@ def build_snapshot(
         published_at=first["published_at"],
         ranking=ranking,
         columns=columns,
-        servable=_Servable.of(columns.offer_ids, catalog),
+        servable=servable,
         placements=placements,
     )
 
@@ -534,14 +557,13 @@ class RankingLookup:
         if chosen is None:
             return self._fallback(snapshot, placement_id, channel, limit, decision_id, profile_segments)
         segment, ranked = chosen.for_segments(profile_segments)
-        rows = snapshot.served_rows(ranked, self._clock().date(), profile_segments)
+        rows, offers = snapshot.served(ranked, self._clock().date(), profile_segments, limit)
         if not len(rows):  # every ranked offer ended or is not for this profile
             return self._fallback(snapshot, placement_id, channel, limit, chosen.decision_id, profile_segments)
         explored = explore and ranked.explorable
         if explored:
-            rows = explore_order(
-                snapshot, rows, run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version)
-            )
+            seed = run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version)
+            offers = snapshot.columns.offers(explore_order(snapshot, rows, seed)[:limit])
         return Answer(
             placement_id,
             channel,
@@ -551,7 +573,7 @@ class RankingLookup:
             snapshot.as_of_date,
             segment,
             explored,
-            snapshot.columns.offers(rows[:limit]),
+            offers,
         )
 
     def _fallback(
