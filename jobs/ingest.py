@@ -30,7 +30,7 @@ from offerrank.settings import Settings, load_settings
 from offerrank.spark import CACHE_LEVEL
 from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
-from offerrank.xdm import EVENT_SCHEMA, parse_records, record_hash, to_interactions
+from offerrank.xdm import parse_records, record_hash, to_interactions
 
 RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
@@ -86,6 +86,17 @@ def landing_files(events_root: str, run_date: date, marker: str = "") -> Landing
     return found
 
 
+def parquet_by_schema(files: list[str]) -> list[list[str]]:
+    """Parquet files grouped by the schema in their footers, so that files of differing column types are each read
+    with their own."""
+    import pyarrow.parquet as pq
+
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        groups.setdefault(str(pq.read_schema(path)), []).append(path)
+    return list(groups.values())
+
+
 def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
     """One row per record: `source_file`, `raw` text (JSON lines as read; Parquet rows rendered as JSON)."""
     frames = []
@@ -95,8 +106,10 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
                 F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")
             )
         )
-    if files["parquet"]:
-        parquet = spark.read.schema(EVENT_SCHEMA).parquet(*files["parquet"])
+    for same_schema in parquet_by_schema(files["parquet"]):
+        # each file read with its own column types (a `timestamp` exported as TIMESTAMP, say), rendered as JSON text
+        # and parsed like a JSON line: the event schema is applied once, to the text
+        parquet = spark.read.parquet(*same_schema)
         frames.append(
             parquet.select(
                 F.col("_metadata.file_path").alias("source_file"),

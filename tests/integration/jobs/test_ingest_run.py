@@ -174,6 +174,16 @@ def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_
     assert result.records_read == valid.count()
     assert result.interactions_written > 0.9 * first_run.interactions_written
 
+    # another export of the same events with `timestamp` as a real TIMESTAMP column, beside the first
+    valid.withColumn("timestamp", F.to_timestamp("timestamp")).coalesce(1).write.parquet(str(folder / "typed"))
+    for part in (folder / "typed").glob("*.parquet"):
+        part.rename(folder / f"typed-{part.name}")
+    both = run_ingest(spark, parquet_settings, DAY)
+    assert both.records_read == 2 * valid.count()
+    # every event once: the second copy of each is a duplicate (its timestamp text may differ: `...00.000Z`)
+    assert both.events_accepted == result.events_accepted
+    assert both.interactions_written == result.interactions_written
+
 
 def test_a_missing_landing_folder_is_a_clear_error(spark, run_settings):
     with pytest.raises(FileNotFoundError, match="no event files .* for 2026-10-01"):
