@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.landing import LandingFolder, scan
+from offerrank.landing import LandingFolder, landed, scan
 from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -78,7 +78,7 @@ def landing_files(events_root: str, run_date: date, marker: str = "") -> Landing
     """The date folder's event files by format; a missing or empty folder, or one without its completeness marker
     when one is set, is a clear error."""
     folder = Path(events_root) / run_date.isoformat()
-    if marker and not (folder / marker).is_file():
+    if marker and not landed(folder, marker):
         raise FileNotFoundError(f"{folder} has no {marker} marker yet: its producer has not finished the day")
     found = scan(folder)
     if found.empty:
@@ -303,14 +303,14 @@ def label_day(
     }
     check_routing_agrees(record_outcomes, routed_counts)
 
-    other_days = warehouse.read(INTERACTIONS)
-    if other_days is not None and settings.lateness_days:
+    other_days = warehouse.read(INTERACTIONS) if settings.lateness_days else None
+    if other_days is not None:
         window = timedelta(days=settings.lateness_days)
         other_days = other_days.filter(
             F.col("landing_date").between(run_date - window, run_date + window)
             & (F.col("landing_date") != F.lit(run_date))
         ).select("event_id", "landing_date")
-    labelled = label_records(routed, other_days if settings.lateness_days else None, run_date).persist(CACHE_LEVEL)
+    labelled = label_records(routed, other_days, run_date).persist(CACHE_LEVEL)
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
     routed.unpersist()
     by_reason = {

@@ -97,6 +97,12 @@ class Answer:
         return asdict(self)
 
 
+def run_starts(values: pa.Array) -> np.ndarray:
+    """The first row of each run of equal neighbours in `values` (sorted), starting with row 0."""
+    changed = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1)).to_numpy(zero_copy_only=False)
+    return np.concatenate([[0], np.flatnonzero(changed) + 1])
+
+
 class ProfileIndex:
     """Profile id -> its segments, compact for millions of profiles: the distinct profile ids sorted in one Arrow
     string array (found by binary search), and per profile a run of 16-bit segment codes."""
@@ -123,8 +129,7 @@ class ProfileIndex:
         )
         coded = coded.sort_by([("profile_id", "ascending"), ("code", "ascending")])
         ids = coded["profile_id"].combine_chunks()
-        changed = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).to_numpy(zero_copy_only=False)
-        first_rows = np.concatenate([[0], np.flatnonzero(changed) + 1])
+        first_rows = run_starts(ids)
         starts = np.append(first_rows, len(ids)).astype(np.uint32 if len(ids) < 2**32 else np.int64)
         codes = coded["code"].to_numpy().astype(np.uint16)
         return cls(ids.take(pa.array(first_rows)), starts, codes, names.to_pylist(), source)
@@ -355,8 +360,7 @@ def build_snapshot(
     columns = _Columns.of(ranking)
     servable = _Servable.of(columns.offer_ids, catalog)
     keys = pc.binary_join_element_wise(*(ranking[name] for name in GROUP_COLUMNS), "\x1f").combine_chunks()
-    changed = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
-    starts = np.concatenate([[0], np.flatnonzero(changed) + 1])
+    starts = run_starts(keys)
     stops = np.append(starts[1:], len(keys))
     models = ranking["model_name"].take(pa.array(starts)).to_pylist()
     lists: dict[tuple[str, str, str], dict[str, _Ranked]] = {}

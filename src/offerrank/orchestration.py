@@ -64,8 +64,11 @@ def events_landed(run_date: date, settings: Settings | None = None) -> bool:
 
 def waiting_message(run_date: date, since: datetime | None, timeout: timedelta) -> str:
     """What a run waiting for its events tells the UI's log: the folder, since when and until when."""
-    marker = load_settings().landing_marker
-    waiting = f"waiting for event files in {landing_folder(run_date)}" + (f" and its {marker} marker" if marker else "")
+    settings = load_settings()
+    marker = settings.landing_marker
+    waiting = f"waiting for event files in {landing_folder(run_date, settings)}" + (
+        f" and its {marker} marker" if marker else ""
+    )
     if since is None:
         return waiting
     until = since + timeout

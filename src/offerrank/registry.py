@@ -80,17 +80,16 @@ class Registry:
         VACUUM has removed that version's files."""
         if version is not None:
             try:
-                return catalog_from_rows(read_rows(open_table(self.settings, REGISTRY, version)))
+                return catalog_from_rows(
+                    read_rows(open_table(self.settings, REGISTRY, version)), f"registry {self.path}"
+                )
             except UNREADABLE as error:
                 raise CatalogError(
                     f"registry version {version} is no longer readable ({one_line(error)}): VACUUM removes the files "
                     f"of versions older than {self.settings.vacuum_retention_hours} h; readable versions: "
                     f"{', '.join(str(v) for v in self.readable_versions())}"
                 ) from None
-        data: dict[str, list] = {kind: [] for kind in KINDS}
-        for (kind, _), row in sorted(self.rows().items()):
-            data[kind].append(json.loads(row["spec"]))
-        return build_catalog(data, f"registry {self.path}")
+        return catalog_from_rows(self.rows().values(), f"registry {self.path}")
 
     def readable_versions(self) -> list[int]:
         """The registry versions whose files are all still there (VACUUM removes older ones)."""

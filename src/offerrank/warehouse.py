@@ -130,14 +130,14 @@ def table_rows(settings: Settings, table: Table, partitions: dict[str, object] |
     return read_rows(opened, partitions=selected)
 
 
-def catalog_from_rows(rows: list[dict]) -> Catalog:
-    """The catalog held by rows of the `registry` table."""
+def catalog_from_rows(rows, source: str = "registry") -> Catalog:
+    """The catalog held by rows of the `registry` table (`source` names it in errors)."""
     from offerrank.catalog import KINDS, build_catalog
 
     data: dict[str, list] = {kind: [] for kind in KINDS}
     for row in sorted(rows, key=lambda r: (r["kind"], r["id"])):
         data[row["kind"]].append(json.loads(row["spec"]))
-    return build_catalog(data, "registry")
+    return build_catalog(data, source)
 
 
 def registry_catalog(settings: Settings) -> Catalog:
