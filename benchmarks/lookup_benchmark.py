@@ -3,8 +3,11 @@
 Builds a warehouse with a catalog of P placements on each of 4 channels and O offers, and publishes a ranking of
 every placement x channel (P x 4 x O rows) as the publish step does (deltalake; Spark only commits the catalog).
 Then prints:
-1. in-process `RankingLookup.top()` latency p50/p99 over N lookups (published order, and with explore);
-2. HTTP (`offerrank serve` in its own process, load from another process): p50/p99 at a fixed request rate,
+1. in-process `RankingLookup.top()` latency p50/p99 over N lookups: the published order, and the per-request
+   policy (random share, else one Thompson draw over the O offers, with propensities); and the one-off cost of a
+   list's first policy answer (its slot probabilities);
+2. HTTP (`offerrank serve` in its own process, load from another process, published order so that each answer can
+   be checked against the version it names): p50/p99 at a fixed request rate,
    and the most requests/s a closed loop of 32 connections gets;
 3. the fixed-rate load again while K new ranking versions are published: errors, answers not matching the
    version they name, and how long after its Delta commit each version was first served;
@@ -96,11 +99,15 @@ def catalog_data(placements: int, offers: int) -> dict:
 
 def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
     """Rows of `offer_rankings` (by column name) ranking every placement's offers, differently per version."""
+    from offerrank.bandit import probability_best
+
     rows = []
     published = datetime(2026, 11, 1, 3, tzinfo=UTC)
+    alphas = 1.0 + (offers - np.arange(1, offers + 1)) * 0.5 + version
+    p_best = probability_best(alphas, np.full(offers, 500.0), seed=version)
     for index, (placement, channel) in enumerate(placement_ids(placements)):
         for rank, offer in enumerate(offer_order(version, index, offers), 1):
-            alpha, beta = 1.0 + (offers - rank) * 0.5 + version, 500.0
+            alpha, beta = float(alphas[rank - 1]), 500.0
             rows.append(
                 {
                     "ranking_version": version,
@@ -112,7 +119,7 @@ def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
                     "rank": rank,
                     "offer_id": offer,
                     "score": alpha / (alpha + beta),
-                    "p_best": None,
+                    "p_best": float(p_best[rank - 1]),
                     "traffic_share": None,
                     "alpha": alpha,
                     "beta": beta,
@@ -153,16 +160,20 @@ def in_process(settings, placements: int, lookups: int) -> None:
     slots = placement_ids(placements)
     rng = random.Random(1)
     keys = [rng.choice(slots) for _ in range(lookups)]
-    for explore in (False, True):
+    started = time.perf_counter()
+    for placement, channel in slots:  # each list's first policy answer computes its slot probabilities
+        lookup.top(placement, channel, limit=10)
+    print(
+        f"first policy answer of a list (slot probabilities, once per list, day and limit): "
+        f"{(time.perf_counter() - started) / len(slots) * 1e3:.1f} ms on average over {len(slots)} lists"
+    )
+    for mode in ("published", "policy"):
         timings = []
         for i, (placement, channel) in enumerate(keys):
             started = time.perf_counter()
-            lookup.top(placement, channel, profile_id=f"profile-{i % 5000}", limit=10, explore=explore)
+            lookup.top(placement, channel, profile_id=f"profile-{i % 5000}", limit=10, mode=mode)
             timings.append(time.perf_counter() - started)
-        print(
-            f"in-process top() {'explore' if explore else 'published order'}, {lookups:,} lookups: "
-            f"{percentiles(timings)}"
-        )
+        print(f"in-process top() {mode}, {lookups:,} lookups: {percentiles(timings)}")
 
 
 def profile_index(profiles: int) -> None:
@@ -227,7 +238,7 @@ async def _load(base: str, mode: str, rate: int, seconds: float, placements: int
         placement, channel = rng.choice(slots)
         try:
             async with session.get(
-                f"{base}/v1/rankings/{placement}", params={"channel": channel, "limit": "10"}
+                f"{base}/v1/rankings/{placement}", params={"channel": channel, "limit": "10", "mode": "published"}
             ) as response:
                 body = await response.json()
                 status = response.status

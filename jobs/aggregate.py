@@ -9,7 +9,8 @@ Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel,
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
                                 look-back window (optionally decayed), rate, Beta posterior, 95% credible
-                                interval, cold start; replaces as_of_date = D.
+                                interval, cold start; replaces as_of_date = D;
+       `offer_cap_counts`       per as_of_date (D): the frequency caps' counts (see offerrank.jobs.caps).
 Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
 """
 
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.jobs import caps
 from offerrank.settings import Settings, parse_flag
 from offerrank.storage import Warehouse
 from offerrank.tables import (
@@ -209,11 +211,13 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     if rates is not None:
         warehouse.replace_partition(rates, OFFER_CONVERSION_RATES, run_date)
     written = warehouse.read(OFFER_CONVERSION_RATES)
+    counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
     return {
         "stats_dates": f"{first}..{run_date}",
         "profile_snapshot": str(snapshot) if snapshot else None,
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
         "rate_rows": written.filter(F.col("as_of_date") == run_date).count() if rates is not None else 0,
+        "caps_counted": counted_caps,
     }
 
 

@@ -21,12 +21,18 @@ PRIORITY_PLACEMENTS = {("dp-web-home", "product-sidebar", "web"): ["offer-019", 
 def ranking_rows(version: int) -> list[dict]:
     """A complete ranking (rows of `offer_rankings`) whose order and posteriors differ by `version` (rotated
     offers, alpha grows)."""
+    import numpy as np
+
+    from offerrank.bandit import probability_best
+
     rows = []
     for (decision, placement, channel), offers in {**AI_PLACEMENTS, **PRIORITY_PLACEMENTS}.items():
         ai = (decision, placement, channel) in AI_PLACEMENTS
         turn = version % len(offers)
+        alphas = 10.0 * version + 20 - np.arange(1, len(offers) + 1)
+        p_best = probability_best(alphas, np.full(len(offers), 400.0), seed=version) if ai else [None] * len(offers)
         for rank, offer in enumerate(offers[turn:] + offers[:turn], 1):
-            alpha, beta = (10.0 * version + 20 - rank, 400.0) if ai else (None, None)
+            alpha, beta = (alphas[rank - 1], 400.0) if ai else (None, None)
             rows.append(
                 {
                     "ranking_version": version,
@@ -38,9 +44,9 @@ def ranking_rows(version: int) -> list[dict]:
                     "rank": rank,
                     "offer_id": offer,
                     "score": alpha / (alpha + beta) if ai else 100.0 - rank,
-                    "p_best": None,
+                    "p_best": float(p_best[rank - 1]) if ai else None,
                     "traffic_share": None,
-                    "alpha": alpha,
+                    "alpha": float(alpha) if ai else None,
                     "beta": beta,
                     "impressions": 400,
                     "conversions": 10,

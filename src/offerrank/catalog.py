@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_SEGMENTS = 50
+MAX_CAPS = 10
 CHANNELS = ("web", "email", "push", "sms", "mobileApp", "inApp", "directMail", "code")
 
 
@@ -62,6 +63,43 @@ def _check_segment_ids(segments: tuple[str, ...]) -> None:
         raise ValueError(f"{len(segments)} segments given; at most {MAX_SEGMENTS}")
 
 
+class FrequencyCap(_Entity):
+    """At most `limit` `event`s of an offer per `period`, over all traffic (`per: total`) or per profile.
+
+    Periods are calendar periods in UTC: a day resets at 00:00, a week on Monday, a month on its first day; a
+    lifetime cap counts from the offer's start date. Clicks are counted from the events, nightly: a click cap per
+    day could never bind, and is refused."""
+
+    event: Literal["impression", "click"]
+    per: Literal["total", "profile"] = "total"
+    limit: int = Field(ge=1)
+    period: Literal["day", "week", "month", "lifetime"]
+
+    @model_validator(mode="after")
+    def _enforceable(self) -> FrequencyCap:
+        if self.event == "click" and self.period == "day":
+            raise ValueError(
+                "a click cap per day cannot be enforced: clicks are counted nightly from the events; "
+                "use week, month or lifetime"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        """What identifies the rule among the offer's (and its counts in `offer_cap_counts`)."""
+        return f"{self.event}:{self.per}:{self.period}"
+
+    def window_start(self, on: date, offer_start: date) -> date:
+        """The first day counted on day `on`."""
+        if self.period == "day":
+            return on
+        if self.period == "week":
+            return on - timedelta(days=on.weekday())
+        if self.period == "month":
+            return on.replace(day=1)
+        return offer_start
+
+
 class Offer(_Entity):
     id: str = Field(pattern=ID_PATTERN)
     name: str
@@ -71,6 +109,7 @@ class Offer(_Entity):
     placements: tuple[str, ...] = Field(min_length=1)
     characteristics: dict[str, str | int | float | bool] = Field(default_factory=dict)
     segments: tuple[str, ...] = ()  # its audiences: shown only to profiles in one of them (empty: to everyone)
+    caps: tuple[FrequencyCap, ...] = Field(default=(), max_length=MAX_CAPS)  # frequency capping rules
 
     @model_validator(mode="after")
     def _date_range(self) -> Offer:
@@ -79,6 +118,10 @@ class Offer(_Entity):
                 f"the date range is empty: end_date {self.end_date} is before start_date {self.start_date}"
             )
         _check_segment_ids(self.segments)
+        keys = [cap.key for cap in self.caps]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"caps: one rule per event, per and period; given more than once: {', '.join(twice)}")
         return self
 
     def fields(self) -> dict[str, Any]:

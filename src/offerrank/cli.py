@@ -152,7 +152,9 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     if lookup.last_refresh_error:  # what could be read still answers (e.g. the catalog's fallbacks)
         print(f"offerrank lookup: warning: {lookup.last_refresh_error}", file=sys.stderr)
     try:
-        answer = lookup.top(args.placement, args.channel, args.profile, args.limit, args.explore, args.decision)
+        answer = lookup.top(
+            args.placement, args.channel, args.profile, args.limit, args.mode, args.request_id, args.decision
+        )
     except LookupRefused as refused:
         print(f"offerrank lookup: {refused}", file=sys.stderr)
         return 2
@@ -165,13 +167,17 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
         if answer.ranking_version is not None
         else "no published ranking: fallback"
     )
+    dropped = ", ".join(f"{count} {cause}" for cause, count in answer.dropped.items() if count)
     print(
-        f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}"
-        f"{', explored for ' + str(args.profile) if answer.explored else ''}"
+        f"{answer.placement_id} on {answer.channel} (decision {answer.decision_id}), {source}; "
+        f"{answer.traffic_type} traffic, request {answer.request_id}{'; dropped ' + dropped if dropped else ''}"
     )
     for offer in answer.offers:
         score = f"{offer.score:.4f}" if offer.score is not None else "-"
-        print(f"  #{offer.rank} {offer.offer_id:<12} score {score:<8} {offer.reason}")
+        print(
+            f"  #{offer.rank} {offer.offer_id:<12} score {score:<8} {offer.reason:<17} "
+            f"log trafficType={offer.traffic_type} propensity={offer.propensity:.4f}"
+        )
     return 0
 
 
@@ -416,10 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     lookup = commands.add_parser("lookup", help="ranked offers for a placement on a channel, as a channel sees them")
     lookup.add_argument("--placement", required=True)
     lookup.add_argument("--channel", required=True)
-    lookup.add_argument("--profile", help="profile id: its segment's list on personalized placements; seeds --explore")
+    lookup.add_argument("--profile", help="profile id: its segment's list on personalized placements, audiences")
     lookup.add_argument("--decision", help="decision id, when several decisions assign the placement")
     lookup.add_argument("--limit", type=int, default=10)
-    lookup.add_argument("--explore", action="store_true", help="order drawn per profile by Thompson sampling")
+    lookup.add_argument(
+        "--mode",
+        choices=("policy", "published"),
+        default="policy",
+        help="policy: the order decided for this request (random share, Thompson draw); published: the fixed order",
+    )
+    lookup.add_argument("--request-id", help="fixes the request's draws (a retry gets the same answer)")
     lookup.add_argument("--json", action="store_true", help="print the answer as JSON")
     lookup.set_defaults(handler=cmd_lookup)
 

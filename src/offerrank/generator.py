@@ -2,7 +2,9 @@
 
 Writes, under `out`:
 - `events/YYYY-MM-DD/*.jsonl` — one folder per UTC date, in the contract of `shared/events/README.md`;
-  clicks arrive minutes after their impression, so some land in the next day's folder;
+  clicks arrive minutes after their impression, so some land in the next day's folder; each item logs its
+  `trafficType` and its `propensity` (the probability that the generator's popularity-weighted draw put that offer
+  in that slot);
 - `profiles/YYYY-MM-DD/profiles.jsonl` — one profile-segment snapshot (dated the first day) in the layout of
   an XDM Individual Profile export: each profile's ECID and `segmentMembership` (its segment `realized`; every
   20th profile also `exited` another one);
@@ -250,11 +252,12 @@ def _event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channe
 
 
 def _proposition_json(
-    proposition_id: str, placement_id: str, decision_id: str, items: list[tuple[str, str, str]]
+    proposition_id: str, placement_id: str, decision_id: str, items: list[tuple[str, str, str, float]]
 ) -> str:
     item_json = ",".join(
-        f'{{"id":"{offer_id}","name":"{name}","itemSelection":{{"rankingDetail":{{"trafficType":"{traffic}"}}}}}}'
-        for offer_id, name, traffic in items
+        f'{{"id":"{offer_id}","name":"{name}","itemSelection":{{"rankingDetail":'
+        f'{{"trafficType":"{traffic}","propensity":{propensity:.6g}}}}}}}'
+        for offer_id, name, traffic, propensity in items
     )
     return (
         f'{{"id":"{proposition_id}","scope":"{placement_id}","scopeDetails":{{"decisionProvider":"AJO",'
@@ -322,6 +325,7 @@ def generate(
     decision_of = {p["placement"]: d["id"] for d in catalog["decisions"] for p in d["placements"]}
     offers_of = [[o for o in offers if pid in o.placements] for pid, *_ in PLACEMENTS]
     weights_of = [np.array([o.popularity for o in group]) / sum(o.popularity for o in group) for group in offers_of]
+    in_slot_of = [slot_probabilities_of_draw(weights, slots) for weights, (*_, slots) in zip(weights_of, PLACEMENTS)]
     segment_of_profile = rng.choice(len(SEGMENTS), size=profiles, p=SEGMENT_SHARES)
     ecids = [f"{(seed * 1_000_003 + i) % 10**38:038d}" for i in range(profiles)]
 
@@ -360,7 +364,8 @@ def generate(
                 traffic = "random" if random_traffic[n] else "model"
                 decision_id = decision_of[placement_id]
                 proposition_id = writer.new_id("b")
-                items = [(group[i].id, group[i].name, traffic) for i in picks[n]]
+                in_slot = in_slot_of[placement_index]
+                items = [(group[i].id, group[i].name, traffic, in_slot[i, slot]) for slot, i in enumerate(picks[n])]
                 ts = day_start + timedelta(seconds=float(seconds[n]))
                 ecid = ecids[profile_draws[n]]
                 line = _event_json(
@@ -384,9 +389,7 @@ def generate(
                     shown[key] += 1
                     if conversion_draws[n, slot] >= true_rate(offer, placement_index, segment):
                         continue
-                    click_prop = _proposition_json(
-                        proposition_id, placement_id, decision_id, [(offer.id, offer.name, traffic)]
-                    )
+                    click_prop = _proposition_json(proposition_id, placement_id, decision_id, [items[slot]])
                     click_ts = ts
                     for repeat in range(2 if repeat_draws[n, slot] else 1):
                         click_ts = click_ts + timedelta(minutes=float(delays[n, slot, repeat]))
@@ -429,6 +432,22 @@ def _draw_offers(
         for row, chosen in zip(rows.tolist(), top.tolist()):
             picks[row] = chosen
     return picks
+
+
+def slot_probabilities_of_draw(weights: np.ndarray, slots: int) -> np.ndarray:
+    """P(offer i is in slot j) when `slots` offers are drawn without replacement with probabilities proportional
+    to `weights` (what `_draw_offers` does): an (offers x slots) matrix, exact (a walk over the ordered prefixes)."""
+    in_slot = np.zeros((len(weights), min(slots, len(weights))))
+
+    def walk(prefix: float, taken: np.ndarray, slot: int) -> None:
+        chosen = np.where(taken, 0.0, prefix * weights / weights[~taken].sum())
+        in_slot[:, slot] += chosen
+        if slot + 1 < in_slot.shape[1]:
+            for offer in np.flatnonzero(chosen):
+                walk(chosen[offer], taken | (np.arange(len(weights)) == offer), slot + 1)
+
+    walk(1.0, np.zeros(len(weights), bool), 0)
+    return in_slot
 
 
 def _write_profiles(folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray) -> None:

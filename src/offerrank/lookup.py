@@ -10,31 +10,41 @@ so a lookup never sees a half-loaded version, and keeps serving the last good on
 
 What is served is judged on the serving day (the UTC date of the lookup's clock): an offer not live that day, or
 whose audience the profile is not in, is dropped and the next ranked offers move up; a list left empty serves the
-placement's fallback chain.
+placement's fallback chain. An AI-ranked list is served by the policy of `offerrank.policy`, decided per request
+(random share, Thompson draw), and every offer says what the channel logs with it (traffic type, propensity).
 
     lookup = RankingLookup(load_settings()).start()
-    answer = lookup.top("home-hero", "web", profile_id="p-1", limit=3, explore=True)
+    answer = lookup.top("home-hero", "web", profile_id="p-1", limit=3)
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import logging
 import re
 import threading
+import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from offerrank.bandit import run_seed
-from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog
+from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog, DecisionPlacement, Offer
+from offerrank.policy import MODEL, RANDOM, Decision, decide, random_order, request_generator, slot_probabilities
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PROFILE_SEGMENTS, REGISTRY, latest_on_or_before
+from offerrank.tables import (
+    ALL_SEGMENTS,
+    OFFER_CAP_COUNTS,
+    OFFER_RANKINGS,
+    PROFILE_SEGMENTS,
+    REGISTRY,
+    latest_on_or_before,
+)
 from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_arrow, read_rows
 
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
@@ -54,16 +64,25 @@ class NothingToServe(LookupRefused):
     """The warehouse holds neither a catalog nor a published ranking yet."""
 
 
+POLICY, PUBLISHED = "policy", "published"  # the serving policy per request; the published order as it is
+MODES = (POLICY, PUBLISHED)
+
+
 @dataclass(frozen=True)
 class RankedOffer:
+    """One offer to show, and what the channel logs with it."""
+
     offer_id: str
     rank: int
     score: float | None
-    reason: str  # model | cold_start | priority | formula | fallback | priority_fallback
+    reason: str  # model | cold_start | random | priority | formula | fallback | priority_fallback
+    traffic_type: str  # random | model: the item's itemSelection.rankingDetail.trafficType
+    propensity: float  # P(the serving policy puts this offer in this slot for this request): 1.0 for a fixed order
 
 
-OFFER_FIELDS = [f.name for f in dataclasses.fields(RankedOffer)]
-# What a lookup loads of the published ranking: what it indexes by, the posteriors, and every served field.
+# The served fields that come from the published ranking as they are.
+PUBLISHED_FIELDS = ("offer_id", "score", "reason")
+# What a lookup loads of the published ranking: what it indexes by, the posteriors, and every published field.
 SERVED_COLUMNS = [
     "ranking_version",
     "model_name",
@@ -73,9 +92,11 @@ SERVED_COLUMNS = [
     "segment",
     "alpha",
     "beta",
+    "p_best",
     "as_of_date",
     "published_at",
-    *OFFER_FIELDS,
+    "rank",
+    *PUBLISHED_FIELDS,
 ]
 
 
@@ -90,11 +111,30 @@ class Answer:
     table_version: int | None
     as_of_date: date | None
     segment: str | None  # the segment whose ranking answered (`*`: all traffic; None for a fallback)
-    explored: bool
+    mode: str  # policy | published
+    traffic_type: str  # random | model: how this request's order was chosen
+    request_id: str  # seeds the request's draws: the same id (and ranking version) gives the same answer
     offers: tuple[RankedOffer, ...]
+    dropped: dict[str, int]  # offers not served, by cause: not_live (ended, not started, gone), audience, capped
+
+    def proposition(self, shown: int | None = None) -> dict:
+        """The XDM proposition a channel logs with its impression (and again with a click on one of its items) of
+        the first `shown` offers (all by default): the request id ties the click to the impression, and each item
+        carries its traffic type and propensity (`itemSelection.rankingDetail`)."""
+        scope_details = {"placement": {"id": self.placement_id}}
+        if self.decision_id is not None:
+            scope_details["decisionPolicy"] = {"id": self.decision_id}
+        items = [
+            {
+                "id": offer.offer_id,
+                "itemSelection": {"rankingDetail": {"trafficType": offer.traffic_type, "propensity": offer.propensity}},
+            }
+            for offer in self.offers[:shown]
+        ]
+        return {"id": self.request_id, "scope": self.placement_id, "scopeDetails": scope_details, "items": items}
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "proposition": self.proposition()}
 
 
 def run_starts(values: pa.Array) -> np.ndarray:
@@ -161,6 +201,68 @@ NO_PROFILES = ProfileIndex()
 
 
 @dataclass(frozen=True)
+class CapCounts:
+    """The nightly frequency-capping counts a lookup starts from: events per (offer, cap index, profile or None for
+    a total cap) through `as_of` (the latest date of `offer_cap_counts`)."""
+
+    as_of: date | None = None
+    events: dict[tuple[str, str, str | None], int] = field(default_factory=dict)  # (offer, cap key, profile)
+    source: int | None = None  # the table version they were loaded from
+
+
+NO_CAP_COUNTS = CapCounts()
+
+
+class ServedCounts:
+    """What this lookup process served of capped offers since the nightly counts: per (offer, profile or None for
+    all traffic, serving day). Only impressions: clicks are known from the events alone."""
+
+    def __init__(self) -> None:
+        self._by_day: dict[tuple[str, str | None], Counter] = {}  # (offer, profile or None) -> day -> served
+        self._lock = threading.Lock()
+
+    def add(self, offer_ids: list[str], profile_id: str | None, day: date) -> None:
+        with self._lock:
+            for offer_id in offer_ids:
+                for who in (None, profile_id) if profile_id is not None else (None,):
+                    self._by_day.setdefault((offer_id, who), Counter())[day] += 1
+
+    def between(self, offer_id: str, profile_id: str | None, first: date, last: date) -> int:
+        days = self._by_day.get((offer_id, profile_id))
+        return sum(n for day, n in list(days.items()) if first <= day <= last) if days else 0
+
+    def forget_through(self, day: date) -> None:
+        """Drop the counts of days the nightly counts now hold."""
+        with self._lock:
+            for key, days in list(self._by_day.items()):
+                for old in [d for d in days if d <= day]:
+                    del days[old]
+                if not days:
+                    del self._by_day[key]
+
+
+def cap_reached(offer: Offer, profile_id: str | None, day: date, nightly: CapCounts, served: ServedCounts) -> bool:
+    """Whether one of the offer's caps is reached on `day` for this profile: the nightly count of the cap's current
+    period (when the counts' period is still the current one) plus what this process served since their date.
+    A per-profile cap does not apply to an anonymous request."""
+    for cap in offer.caps:
+        if cap.per == "profile" and profile_id is None:
+            continue
+        who = profile_id if cap.per == "profile" else None
+        start = cap.window_start(day, offer.start_date)
+        counted_through = nightly.as_of if nightly.as_of is not None else start - timedelta(days=1)
+        same_period = (
+            nightly.as_of is not None and cap.window_start(nightly.as_of + timedelta(days=1), offer.start_date) == start
+        )
+        events = nightly.events.get((offer.id, cap.key, who), 0) if same_period else 0
+        if cap.event == "impression":
+            events += served.between(offer.id, who, max(start, counted_through + timedelta(days=1)), day)
+        if events >= cap.limit:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
 class _Field:
     """One served column in arrays: numbers in numpy, strings as codes into their distinct values; nulls as None."""
 
@@ -188,11 +290,12 @@ class _Field:
 @dataclass(frozen=True)
 class _Columns:
     """The rows of one published ranking column by column, sorted by placement, channel, decision, segment, rank:
-    every served field of `RankedOffer` (but the rank, which each answer numbers), and the posteriors."""
+    the published fields of `RankedOffer`, and the posteriors."""
 
     fields: dict[str, _Field]
     alpha: np.ndarray  # NaN where none (lists not ranked by an AI model)
     beta: np.ndarray
+    p_best: np.ndarray
     fallback: np.ndarray  # the fallback offer published for a list with nothing eligible: served whatever the day
 
     @classmethod
@@ -201,9 +304,10 @@ class _Columns:
             return pc.fill_null(ranking[name].combine_chunks().cast(pa.float64()), np.nan).to_numpy()
 
         return cls(
-            {name: _Field.of(ranking[name]) for name in OFFER_FIELDS if name != "rank"},
+            {name: _Field.of(ranking[name]) for name in PUBLISHED_FIELDS},
             floats("alpha"),
             floats("beta"),
+            floats("p_best"),
             pc.equal(ranking["reason"], "fallback").combine_chunks().to_numpy(zero_copy_only=False),
         )
 
@@ -216,10 +320,19 @@ class _Columns:
     def offer_ids(self) -> tuple[str, ...]:
         return self.fields["offer_id"].distinct
 
-    def offers(self, rows: np.ndarray) -> tuple[RankedOffer, ...]:
-        """The answer's offers: `rows` in serving order, ranked from 1."""
+    def offers(
+        self, rows: np.ndarray, traffic_type: str = MODEL, propensity: np.ndarray | None = None
+    ) -> tuple[RankedOffer, ...]:
+        """The answer's offers: `rows` in serving order, ranked from 1; a fixed order has propensity 1, random
+        traffic has reason `random`."""
+        random = {"reason": RANDOM} if traffic_type == RANDOM else {}
         return tuple(
-            RankedOffer(rank=rank, **{name: field.at(row) for name, field in self.fields.items()})
+            RankedOffer(
+                rank=rank,
+                traffic_type=traffic_type,
+                propensity=1.0 if propensity is None else float(propensity[rank - 1]),
+                **{name: field.at(row) for name, field in self.fields.items()} | random,
+            )
             for rank, row in enumerate(rows, 1)
         )
 
@@ -253,8 +366,20 @@ class _Ranked:
 
     start: int
     stop: int
-    explorable: bool  # the lookup may re-draw it from the offers' posteriors
+    exploration_share: float | None  # an AI model's list, served by the per-request policy; None: a fixed order
     restricted: bool  # some of its offers have an audience: what is served depends on the profile
+    capped: tuple[str, ...] = ()  # its offers with frequency caps
+
+
+@dataclass
+class _Served:
+    """What one list serves on one day to one audience, for answers of up to `limit` offers."""
+
+    rows: np.ndarray  # the servable rows, in the published order
+    dropped: dict[str, int]
+    published: tuple[RankedOffer, ...]  # the first `limit` of `rows`, as a fixed order
+    limit: int
+    in_slot: np.ndarray | None = None  # `slot_probabilities` of `rows`, computed at the first policy answer
 
 
 @dataclass(frozen=True)
@@ -290,39 +415,75 @@ class Snapshot:
     servable: _Servable | None = None
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = field(default_factory=dict)
     profiles: ProfileIndex = NO_PROFILES
-    # (list, day, the profile's segments where they matter) -> what `served` answers; filled as lookups come
+    cap_counts: CapCounts = NO_CAP_COUNTS
+    capped_offers: dict[str, Offer] = field(default_factory=dict)  # the catalog's offers with frequency caps
+    # (list, day, the profile's segments where they matter, offers capped) -> what `served` answers
     _served: dict = field(default_factory=dict, compare=False, repr=False)
+    # (list, its servable rows, slots) -> their slot probabilities: the same rows on another day reuse them
+    _in_slot: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def profiles_version(self) -> int | None:
         return self.profiles.source[0] if self.profiles.source else None
 
     def served(
-        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], limit: int
-    ) -> tuple[np.ndarray, tuple[RankedOffer, ...]]:
+        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], limit: int, capped: frozenset[str]
+    ) -> _Served:
         """`served_rows` and the first `limit` of their offers in the published order, computed once per list, day,
-        limit and (for a list with audiences) profile segments: most lookups then reuse one answer's offers."""
-        key = (ranked.start, on, profile_segments if ranked.restricted else None)
-        found = self._served.get((*key, limit))
+        limit, capped offers and (for a list with audiences) profile segments: most lookups reuse one answer's."""
+        key = (ranked.start, on, profile_segments if ranked.restricted else None, limit, capped)
+        found = self._served.get(key)
         if found is None:
             if len(self._served) > 100_000:  # many profile-segment combinations: start over rather than grow
                 self._served.clear()
-            rows = self._served.get(key)
-            if rows is None:
-                rows = self._served[key] = self.served_rows(ranked, on, profile_segments)
-            found = self._served[(*key, limit)] = (rows, self.columns.offers(rows[:limit]))
+            rows, dropped = self.served_rows(ranked, on, profile_segments, capped)
+            found = self._served[key] = _Served(rows, dropped, self.columns.offers(rows[:limit]), limit)
         return found
 
-    def served_rows(self, ranked: _Ranked, on: date, profile_segments: frozenset[str]) -> np.ndarray:
-        """The rows of a ranked list that may be served on day `on` to a profile in `profile_segments`, in order.
-        A published fallback row (nothing was eligible) is served whatever the day and audience."""
+    def served_rows(
+        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], capped: frozenset[str] = frozenset()
+    ) -> tuple[np.ndarray, dict[str, int]]:
+        """The rows of a ranked list that may be served on day `on` to a profile in `profile_segments`, less the
+        `capped` offers, in order, and how many were dropped by cause. A published fallback row (nothing was
+        eligible) is served whatever the day and audience."""
         rows = np.arange(ranked.start, ranked.stop)
         offers, servable, fallback = self.columns.offer[rows], self.servable, self.columns.fallback[rows]
         day = np.datetime64(on, "D")
-        keep = fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers]))
-        for at in np.flatnonzero(keep & servable.restricted[offers] & ~fallback):
+        live = fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers]))
+        keep = live.copy()
+        for at in np.flatnonzero(live & servable.restricted[offers] & ~fallback):
             keep[at] = not servable.audiences[offers[at]].isdisjoint(profile_segments)
-        return rows[keep]
+        shown = keep.copy()
+        if capped:
+            codes = [code for code, offer_id in enumerate(self.columns.offer_ids) if offer_id in capped]
+            keep &= ~np.isin(offers, codes)
+        dropped = {
+            "not_live": int((~live).sum()),
+            "audience": int((live & ~shown).sum()),
+            "capped": int((shown & ~keep).sum()),
+        }
+        return rows[keep], dropped
+
+    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[np.ndarray, Decision]:
+        """One request's order of a list served by the policy: its rows, and the decision."""
+        rows, columns = served.rows, self.columns
+        if served.in_slot is None:
+            key = (ranked.start, rows.tobytes(), served.limit)
+            in_slot = self._in_slot.get(key)
+            if in_slot is None:
+                if len(self._in_slot) > 10_000:  # many capped or audience combinations: start over
+                    self._in_slot.clear()
+                seed = run_seed(self.ranking_version, ranked.start, len(rows))
+                in_slot = slot_probabilities(columns.alpha[rows], columns.beta[rows], served.limit, seed)
+                published = columns.p_best[rows]
+                if len(rows) == ranked.stop - ranked.start and np.isfinite(published).all():  # nothing dropped
+                    in_slot[:, 0] = published  # the published P(best) holds as it is
+                self._in_slot[key] = in_slot
+            served.in_slot = in_slot
+        decision = decide(
+            rng, columns.alpha[rows], columns.beta[rows], ranked.exploration_share, served.in_slot, served.limit
+        )
+        return rows[decision.order], decision
 
 
 def ranked_segments(ranking: pa.Table) -> set[str]:
@@ -345,6 +506,7 @@ def build_snapshot(
     registry_version: int | None = None,
     committed_at: datetime | None = None,
     profiles: ProfileIndex | None = None,
+    cap_counts: CapCounts = NO_CAP_COUNTS,
 ) -> Snapshot:
     """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
     common = {
@@ -353,6 +515,8 @@ def build_snapshot(
         "committed_at": committed_at,
         "catalog": catalog,
         "profiles": profiles or NO_PROFILES,
+        "cap_counts": cap_counts,
+        "capped_offers": {o.id: o for o in catalog.offers if o.caps} if catalog else {},
     }
     if ranking is None or ranking.num_rows == 0:
         return Snapshot(**common)
@@ -367,11 +531,17 @@ def build_snapshot(
     model_names: dict[tuple[str, str, str], str] = {}
     for key, start, stop, model_name in zip(keys.take(pa.array(starts)).to_pylist(), starts, stops, models):
         placement_id, channel, decision_id, segment = key.split("\x1f")
-        posteriors = not (np.isnan(columns.alpha[start:stop]).any() or np.isnan(columns.beta[start:stop]).any())
-        explorable = posteriors and method_explorable(catalog, decision_id, placement_id)
+        posteriors = not (
+            np.isnan(columns.alpha[start:stop]).any()
+            or np.isnan(columns.beta[start:stop]).any()
+            or columns.fallback[start:stop].any()  # a published fallback: nothing eligible to draw from
+        )
+        share = policy_exploration_share(catalog, decision_id, placement_id) if posteriors else None
         restricted = bool(servable.restricted[columns.offer[start:stop]].any())
+        offer_ids = {columns.offer_ids[code] for code in np.unique(columns.offer[start:stop])}
+        capped = tuple(sorted(offer_ids & common["capped_offers"].keys()))
         lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
-            int(start), int(stop), explorable, restricted
+            int(start), int(stop), share, restricted, capped
         )
         model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
@@ -397,11 +567,14 @@ def build_snapshot(
     )
 
 
-def method_explorable(catalog: Catalog | None, decision_id: str, placement_id: str) -> bool:
-    """Whether the placement's ranking method lets the lookup re-draw the published order per request."""
+def policy_exploration_share(catalog: Catalog | None, decision_id: str, placement_id: str) -> float | None:
+    """The exploration share of the per-request policy for a placement ranked by an AI model (None: its ranking
+    method gives a fixed order)."""
     decision = catalog.get("decisions", decision_id) if catalog else None
     assignment = next((a for a in decision.placements if a.placement == placement_id), None) if decision else None
-    return assignment is not None and assignment.method.explorable
+    if assignment is None or not assignment.method.explorable:
+        return None
+    return assignment.method.exploration_share(catalog)
 
 
 def load_profiles(table, segments: set[str], as_of: date, source=None) -> ProfileIndex:
@@ -420,11 +593,11 @@ def load_profiles(table, segments: set[str], as_of: date, source=None) -> Profil
     return ProfileIndex.build(memberships, source)
 
 
-def fallback_offers(
+def unranked_offers(
     catalog: Catalog, placement_id: str, decision_id: str | None, on: date, profile_segments: frozenset[str]
-) -> tuple[str | None, list[RankedOffer]]:
-    """For a placement with nothing ranked to serve: its decision's fallback offer, then its offers live on `on` and
-    shown to the profile, by priority."""
+) -> tuple[str | None, DecisionPlacement | None, list[Offer]]:
+    """For a placement with nothing ranked to serve: the decision that answers, its assignment of the placement,
+    and the offers live on `on` and shown to the profile that it may serve, by priority."""
     assignments = sorted(
         (
             (d.id, a)
@@ -441,25 +614,18 @@ def fallback_offers(
         if assignment
         else [o for o in catalog.offers if o.is_live(on) and placement_id in o.placements]
     )
-    ordered: list[tuple[str, float | None, str]] = []
-    if assignment:
-        ordered.append((assignment.fallback_offer, None, "fallback"))
-    ordered += [
+    shown = [o for o in sorted(live, key=lambda o: (-o.priority, o.id)) if o.shown_to(profile_segments)]
+    return chosen_decision, assignment, shown
+
+
+def fallback_chain(assignment: DecisionPlacement | None, offers: list[Offer]) -> list[tuple[str, float | None, str]]:
+    """(offer, score, reason) of a fixed fallback order: the decision's fallback offer, then `offers` by priority."""
+    chain = [(assignment.fallback_offer, None, "fallback")] if assignment else []
+    return chain + [
         (o.id, float(o.priority), "priority_fallback")
-        for o in sorted(live, key=lambda o: (-o.priority, o.id))
-        if (not assignment or o.id != assignment.fallback_offer) and o.shown_to(profile_segments)
+        for o in offers
+        if not assignment or o.id != assignment.fallback_offer
     ]
-    return chosen_decision, [
-        RankedOffer(offer_id=offer_id, rank=i, score=score, reason=reason)
-        for i, (offer_id, score, reason) in enumerate(ordered, 1)
-    ]
-
-
-def explore_order(snapshot: Snapshot, rows: np.ndarray, seed: int) -> np.ndarray:
-    """`rows` re-ordered by one Thompson draw from each offer's published Beta posterior."""
-    columns = snapshot.columns
-    draws = np.random.default_rng(seed).beta(columns.alpha[rows], columns.beta[rows])
-    return rows[np.argsort(-draws, kind="stable")]
 
 
 class RankingLookup:
@@ -472,6 +638,7 @@ class RankingLookup:
         self._lock = threading.Lock()  # one refresh at a time; lookups never take it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._served_counts = ServedCounts()
         self.loaded_at: datetime | None = None
         self.last_refresh_at: datetime | None = None
         self.last_refresh_error: str | None = None
@@ -515,10 +682,23 @@ class RankingLookup:
                 lambda: _profiles_of(open_table(self._settings, PROFILE_SEGMENTS), segments, as_of, current),
                 current.profiles,
             )
+            cap_counts = attempt(
+                "offer_cap_counts",
+                lambda: _cap_counts_of(open_table(self._settings, OFFER_CAP_COUNTS), current),
+                current.cap_counts,
+            )
             self.last_refresh_error = "; ".join(errors) or None
-            if ranking is current.ranking and catalog is current.catalog and profiles is current.profiles:
+            loaded = (ranking, catalog, profiles, cap_counts)
+            if all(
+                new is old
+                for new, old in zip(loaded, (current.ranking, current.catalog, current.profiles, current.cap_counts))
+            ):
                 return False
-            self._snapshot = build_snapshot(ranking, catalog, table_version, registry_version, committed, profiles)
+            self._snapshot = build_snapshot(
+                ranking, catalog, table_version, registry_version, committed, profiles, cap_counts
+            )
+            if cap_counts.as_of is not None and cap_counts.as_of != current.cap_counts.as_of:
+                self._served_counts.forget_through(cap_counts.as_of)  # those days are in the nightly counts now
             pa.default_memory_pool().release_unused()  # the build's scratch memory, back to the system
             self.loaded_at = self._clock()
             return True
@@ -548,47 +728,65 @@ class RankingLookup:
         channel: str,
         profile_id: str | None = None,
         limit: int = 10,
-        explore: bool = False,
+        mode: str = POLICY,
+        request_id: str | None = None,
         decision_id: str | None = None,
     ) -> Answer:
         """The first `limit` offers to show on the serving day, from the profile's segment's list when the placement
-        is personalized; with `explore`, drawn per profile by Thompson sampling."""
-        check_arguments(placement_id, channel, profile_id, limit, decision_id)
+        is personalized. In `policy` mode an AI-ranked placement's order is decided for this request (random with
+        the model's exploration share, else one Thompson draw; random before its first ranking); `published` serves
+        the published order. `request_id` fixes the request's draws (one is made up when it is None)."""
+        check_arguments(placement_id, channel, profile_id, limit, decision_id, mode, request_id)
+        request_id = request_id or uuid.uuid4().hex
         snapshot = self._snapshot  # one read: the whole answer comes from this version
         profile_segments = snapshot.profiles.segments_of(profile_id)
         served = snapshot.placements.get((placement_id, channel))
         chosen = served.get(decision_id) if served is not None else None
+        request = (placement_id, channel, mode, request_id, limit, profile_id, profile_segments)
         if chosen is None:
-            return self._fallback(snapshot, placement_id, channel, limit, decision_id, profile_segments)
+            return self._unranked(snapshot, request, decision_id)
         segment, ranked = chosen.for_segments(profile_segments)
-        rows, offers = snapshot.served(ranked, self._clock().date(), profile_segments, limit)
-        if not len(rows):  # every ranked offer ended or is not for this profile
-            return self._fallback(snapshot, placement_id, channel, limit, chosen.decision_id, profile_segments)
-        explored = explore and ranked.explorable
-        if explored:
-            seed = run_seed(profile_id or "", placement_id, channel, snapshot.ranking_version)
-            offers = snapshot.columns.offers(explore_order(snapshot, rows, seed)[:limit])
+        day = self._clock().date()
+        capped_now = frozenset(
+            offer_id
+            for offer_id in ranked.capped
+            if cap_reached(snapshot.capped_offers[offer_id], profile_id, day, snapshot.cap_counts, self._served_counts)
+        )
+        lists = snapshot.served(ranked, day, profile_segments, limit, capped_now)
+        if not len(lists.rows):  # every ranked offer ended, is capped or is not for this profile
+            return self._unranked(snapshot, request, chosen.decision_id, lists.dropped)
+        offers, traffic_type = lists.published, MODEL
+        if mode == POLICY and ranked.exploration_share is not None:
+            rng = request_generator(request_id, placement_id, channel, snapshot.ranking_version)
+            rows, decision = snapshot.decide(ranked, lists, rng)
+            traffic_type = decision.traffic_type
+            offers = snapshot.columns.offers(rows, traffic_type, decision.propensity)
+        self._count_served(snapshot, offers, profile_id, day)
         return Answer(
             placement_id,
             channel,
-            chosen.decision_id,
-            snapshot.ranking_version,
-            snapshot.table_version,
-            snapshot.as_of_date,
-            segment,
-            explored,
-            offers,
+            mode=mode,
+            request_id=request_id,
+            decision_id=chosen.decision_id,
+            ranking_version=snapshot.ranking_version,
+            table_version=snapshot.table_version,
+            as_of_date=snapshot.as_of_date,
+            segment=segment,
+            traffic_type=traffic_type,
+            offers=offers,
+            dropped=dict(lists.dropped),
         )
 
-    def _fallback(
+    def _unranked(
         self,
         snapshot: Snapshot,
-        placement_id: str,
-        channel: str,
-        limit: int,
+        request: tuple[str, str, str, str, int, str | None, frozenset[str]],
         decision_id: str | None,
-        profile_segments: frozenset[str],
+        dropped: dict[str, int] | None = None,
     ) -> Answer:
+        """The answer for a placement with nothing ranked to serve: random in `policy` mode when an AI model ranks
+        it (as before a model's first training), else the fallback chain."""
+        placement_id, channel, mode, request_id, limit, profile_id, profile_segments = request
         if snapshot.catalog is None:
             raise NothingToServe("nothing to serve yet: no catalog was applied and no ranking was published")
         placement = snapshot.catalog.get("placements", placement_id)
@@ -596,20 +794,55 @@ class RankingLookup:
             raise UnknownPlacement(f"unknown placement {placement_id!r}")
         if placement.channel != channel:
             raise UnknownPlacement(f"placement {placement_id!r} is on channel {placement.channel!r}, not {channel!r}")
-        chosen_decision, offers = fallback_offers(
-            snapshot.catalog, placement_id, decision_id, self._clock().date(), profile_segments
+        day = self._clock().date()
+
+        def servable(offer_id: str) -> bool:
+            offer = snapshot.capped_offers.get(offer_id)
+            return offer is None or not cap_reached(offer, profile_id, day, snapshot.cap_counts, self._served_counts)
+
+        chosen_decision, assignment, live = unranked_offers(
+            snapshot.catalog, placement_id, decision_id, day, profile_segments
         )
+        if dropped is None:  # nothing ranked: the capped offers are dropped from the catalog's live ones
+            dropped = {"not_live": 0, "audience": 0, "capped": sum(not servable(o.id) for o in live)}
+        live = [o for o in live if servable(o.id)]
+        if mode == POLICY and assignment is not None and assignment.method.explorable and live:
+            decision = random_order(request_generator(request_id, placement_id, channel, None), len(live), limit)
+            offers = tuple(
+                RankedOffer(live[at].id, rank, None, RANDOM, RANDOM, float(propensity))
+                for rank, (at, propensity) in enumerate(zip(decision.order, decision.propensity), 1)
+            )
+            traffic_type = RANDOM
+        else:
+            chain = [link for link in fallback_chain(assignment, live) if servable(link[0])]
+            offers = tuple(
+                RankedOffer(offer_id, rank, score, reason, MODEL, 1.0)
+                for rank, (offer_id, score, reason) in enumerate(chain[:limit], 1)
+            )
+            traffic_type = MODEL
+        self._count_served(snapshot, offers, profile_id, day)
         return Answer(
             placement_id,
             channel,
-            chosen_decision,
-            None,
-            snapshot.table_version,
-            None,
-            None,
-            False,
-            tuple(offers[:limit]),
+            mode=mode,
+            request_id=request_id,
+            decision_id=chosen_decision,
+            ranking_version=None,
+            table_version=snapshot.table_version,
+            as_of_date=None,
+            segment=None,
+            traffic_type=traffic_type,
+            offers=offers,
+            dropped=dropped,
         )
+
+    def _count_served(
+        self, snapshot: Snapshot, offers: tuple[RankedOffer, ...], profile_id: str | None, day: date
+    ) -> None:
+        if snapshot.capped_offers:
+            served = [o.offer_id for o in offers if o.offer_id in snapshot.capped_offers]
+            if served:
+                self._served_counts.add(served, profile_id, day)
 
     def problems(self) -> list[str]:
         """Why the lookup is degraded: nothing published, a table it cannot read, a ranking older than the limit."""
@@ -685,8 +918,33 @@ def _profiles_of(table, segments: set[str], as_of: date | None, current: Snapsho
     return load_profiles(table, segments, as_of or date.max, source)
 
 
+def _cap_counts_of(table, current: Snapshot) -> CapCounts:
+    """The latest date's frequency-capping counts (the current ones while the table has not changed)."""
+    if table is None:
+        return NO_CAP_COUNTS
+    version = table.version()
+    if version == current.cap_counts.source:
+        return current.cap_counts
+    dates = [date.fromisoformat(p["as_of_date"]) for p in table.partitions()]
+    if not dates:
+        return CapCounts(source=version)
+    as_of = max(dates)
+    rows = read_arrow(table, ["offer_id", "cap", "profile_id", "events"], [("as_of_date", "=", as_of.isoformat())])
+    events = {
+        (offer_id, cap, profile_id): events
+        for offer_id, cap, profile_id, events in zip(*(rows[name].to_pylist() for name in rows.column_names))
+    }
+    return CapCounts(as_of, events, version)
+
+
 def check_arguments(
-    placement_id: str, channel: str, profile_id: str | None, limit: int, decision_id: str | None
+    placement_id: str,
+    channel: str,
+    profile_id: str | None,
+    limit: int,
+    decision_id: str | None,
+    mode: str = POLICY,
+    request_id: str | None = None,
 ) -> None:
     """LookupRefused naming the first malformed argument."""
     if not _ID.match(placement_id):
@@ -699,6 +957,10 @@ def check_arguments(
         raise LookupRefused(f"decision id must be 1-128 letters, digits or . _ : - (got {decision_id[:140]!r})")
     if not 1 <= limit <= 1000:
         raise LookupRefused(f"limit must be between 1 and 1000 (got {limit})")
+    if mode not in MODES:
+        raise LookupRefused(f"mode must be one of {', '.join(MODES)} (got {mode[:40]!r})")
+    if request_id is not None and not _ID.match(request_id):
+        raise LookupRefused(f"request id must be 1-128 letters, digits or . _ : - (got {request_id[:140]!r})")
 
 
 def _commit_time(table) -> datetime:

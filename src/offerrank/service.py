@@ -1,6 +1,6 @@
 """The read-only HTTP lookup service (FastAPI): what `offerrank serve` runs with uvicorn.
 
-    GET /v1/rankings/{placement_id}?channel=web&profile=p-1&limit=3&explore=true
+    GET /v1/rankings/{placement_id}?channel=web&profile=p-1&limit=3&mode=policy&request_id=r-1
     GET /healthz
     GET /docs (OpenAPI)
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,16 +66,25 @@ def create_app(lookup: RankingLookup) -> FastAPI:
             str | None,
             Query(
                 pattern=PROFILE_PATTERN,
-                description="profile id: picks its segment's list on personalized placements, seeds exploration",
+                description="profile id: picks its segment's list on personalized placements; offer audiences",
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many offers")] = 10,
-        explore: Annotated[bool, Query(description="order drawn per profile by Thompson sampling")] = False,
+        mode: Annotated[
+            Literal["policy", "published"],
+            Query(
+                description="policy: the order decided for this request (random share, Thompson draw); "
+                "published: the fixed published order"
+            ),
+        ] = "policy",
+        request_id: Annotated[
+            str | None, Query(pattern=ID_PATTERN, description="fixes the request's draws: a retry gets the same answer")
+        ] = None,
         decision: Annotated[
             str | None, Query(pattern=ID_PATTERN, description="decision id, when several assign the placement")
         ] = None,
     ) -> dict:
-        return lookup.top(placement_id, channel, profile, limit, explore, decision).as_dict()
+        return lookup.top(placement_id, channel, profile, limit, mode, request_id, decision).as_dict()
 
     @app.get(
         "/healthz",

@@ -72,6 +72,8 @@ class Warehouse:
         return DeltaTable.forPath(self.spark, self.path(table))
 
     def _write(self, frame: DataFrame, table: Table, mode: str, **options: str) -> None:
+        if "overwriteSchema" not in options:  # a column a new release adds (nullable) joins the table's schema
+            options["mergeSchema"] = "true"
         writer = frame.write.format("delta").mode(mode)
         for key, value in options.items():
             writer = writer.option(key, value)

@@ -95,6 +95,18 @@ PROFILE_SEGMENTS = Table(
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
 OFFER_CONVERSION_RATES = Table("offer_conversion_rates", ("as_of_date",))
+# Frequency-capping counts of each capped offer's caps through as_of_date (see offerrank.jobs.caps).
+OFFER_CAP_COUNTS = Table(
+    "offer_cap_counts",
+    ("as_of_date",),
+    (
+        ("as_of_date", "date"),
+        ("offer_id", "string"),
+        ("cap", "string"),
+        ("profile_id", "string"),
+        ("events", "long"),
+    ),
+)
 # A ranking method's lists of one run, before publishing (see offerrank.jobs.rank).
 RANKING_STAGE = Table(
     "ranking_stage",
@@ -154,6 +166,7 @@ ALL_TABLES = (
     REGISTRY,
     OFFER_STATS_DAILY,
     OFFER_CONVERSION_RATES,
+    OFFER_CAP_COUNTS,
     RANKING_STAGE,
     OFFER_RANKINGS,
     RANKING_RUNS,

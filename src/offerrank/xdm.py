@@ -30,7 +30,12 @@ _ITEM = T.StructType(
             "itemSelection",
             T.StructType(
                 [
-                    T.StructField("rankingDetail", T.StructType([T.StructField("trafficType", T.StringType())])),
+                    T.StructField(
+                        "rankingDetail",
+                        T.StructType(
+                            [T.StructField("trafficType", T.StringType()), T.StructField("propensity", T.DoubleType())]
+                        ),
+                    ),
                 ]
             ),
         ),
@@ -164,6 +169,9 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         ),
         F.size(F.filter(items, lambda i: i["id"].isNull())).alias("items_without_id"),
         F.size(F.filter(ids, lambda i: i.isNotNull() & ~i.rlike(ID_PATTERN))).alias("ids_with_invalid_format"),
+        F.size(F.filter(items, lambda i: ~i["itemSelection"]["rankingDetail"]["propensity"].between(0, 1))).alias(
+            "items_with_invalid_propensity"
+        ),
         (
             F.size(
                 F.array_except(
@@ -211,6 +219,7 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         F.col("item.id").alias("offer_id"),
         "channel",
         F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
+        F.col("item.itemSelection.rankingDetail.propensity").alias("propensity"),
         "source_file",
         F.lit(run_id).alias("run_id"),
         F.lit(run_date).alias("landing_date"),

@@ -87,7 +87,7 @@ def test_channel_lookups_serve_the_published_ranking_of_the_profiles_segment(spa
         ["decision_id", "placement_id", "channel", "segment"]
     ):
         profile = None if segment == "*" else members[segment]
-        answer = lookup.top(placement, channel, profile_id=profile, decision_id=decision, limit=100)
+        answer = lookup.top(placement, channel, profile_id=profile, decision_id=decision, limit=100, mode="published")
         assert (answer.ranking_version, answer.segment) == (3, segment)
         assert [(o.offer_id, o.reason) for o in answer.offers] == list(zip(group["offer_id"], group["reason"]))
     assert lookup.top("push-evening", "push", profile_id="not-a-known-profile").segment == "*"

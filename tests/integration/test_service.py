@@ -38,29 +38,36 @@ def service(ranked_warehouse):
 
 def test_a_good_request_gets_the_ranked_offers(service):
     client, lookup = service
-    response = client.get("/v1/rankings/home-hero", params={"channel": "web", "limit": 2})
+    response = client.get("/v1/rankings/home-hero", params={"channel": "web", "limit": 2, "mode": "published"})
     assert response.status_code == 200
     body = response.json()
     version = lookup.snapshot.ranking_version
     expected = published_order(version, "home-hero")[:2]
-    assert body["ranking_version"] == version and body["decision_id"] == "dp-web-home" and body["explored"] is False
-    assert [(o["offer_id"], o["rank"], o["reason"]) for o in body["offers"]] == [
-        (expected[0], 1, "model"),
-        (expected[1], 2, "model"),
+    assert body["ranking_version"] == version and body["decision_id"] == "dp-web-home" and body["mode"] == "published"
+    assert [(o["offer_id"], o["rank"], o["reason"], o["traffic_type"], o["propensity"]) for o in body["offers"]] == [
+        (expected[0], 1, "model", "model", 1.0),
+        (expected[1], 2, "model", "model", 1.0),
     ]
     assert body["as_of_date"] == f"2026-11-{version:02d}"
 
 
-def test_explore_is_stable_for_a_profile(service):
+def test_the_policy_answer_says_what_to_log_and_a_request_id_repeats_it(service):
     client, _ = service
-    params = {"channel": "web", "profile": "profile-42", "explore": "true"}
+    params = {"channel": "web", "profile": "profile-42", "request_id": "req-42"}
     first, second = (client.get("/v1/rankings/home-hero", params=params).json() for _ in range(2))
-    assert first["explored"] is True and first == second
+    assert first == second and first["mode"] == "policy" and first["request_id"] == "req-42"
+    assert first["traffic_type"] in ("random", "model")
+    assert first["dropped"] == {"not_live": 0, "audience": 0, "capped": 0}
+    assert all(o["traffic_type"] == first["traffic_type"] and 0 < o["propensity"] < 1 for o in first["offers"])
+    anonymous = [client.get("/v1/rankings/home-hero", params={"channel": "web"}).json() for _ in range(20)]
+    assert len({a["request_id"] for a in anonymous}) == 20
+    assert len({tuple(o["offer_id"] for o in a["offers"]) for a in anonymous}) > 1
 
 
 def test_a_placement_without_ranking_answers_with_its_fallback(service):
     client, _ = service
-    body = client.get("/v1/rankings/push-evening", params={"channel": "push", "limit": 3}).json()
+    params = {"channel": "push", "limit": 3, "mode": "published"}
+    body = client.get("/v1/rankings/push-evening", params=params).json()
     assert body["ranking_version"] is None and body["offers"][0]["reason"] == "fallback"
     assert {o["reason"] for o in body["offers"][1:]} == {"priority_fallback"}
 
@@ -86,9 +93,9 @@ def test_a_placement_without_ranking_answers_with_its_fallback(service):
         ),
         (
             "/v1/rankings/home-hero",
-            {"channel": "web", "explore": "maybe"},
+            {"channel": "web", "mode": "maybe"},
             422,
-            "explore: Input should be a valid boolean",
+            "mode: Input should be 'policy' or 'published'",
         ),
         (
             "/v1/rankings/home-hero",

@@ -65,6 +65,49 @@ def test_offer_audiences_are_segment_ids_listed_once(data):
     refused(data, r"offers\[offer-001\]: Value error, segments listed more than once: vip")
 
 
+@pytest.mark.parametrize(
+    "caps, match",
+    [
+        ([{"event": "impression", "limit": 0, "period": "day"}], r".caps\[0\].limit: Input should be greater than"),
+        ([{"event": "impression", "limit": 3, "period": "year"}], r".caps\[0\].period: Input should be 'day', 'week'"),
+        (
+            [{"event": "view", "limit": 3, "period": "day"}],
+            r".caps\[0\].event: Input should be 'impression' or 'click'",
+        ),
+        ([{"event": "click", "per": "household", "limit": 3, "period": "day"}], r".caps\[0\].per: Input should be"),
+        ([{"event": "click", "limit": 3}], r".caps\[0\].period: Field required"),
+        ([{"event": "click", "limit": 3, "period": "week"}] * 11, r".caps: Tuple should have at most 10 items"),
+        ([{"event": "click", "limit": 3, "period": "day"}], r".caps\[0\]: Value error, a click cap per day cannot be"),
+        (
+            [
+                {"event": "impression", "limit": 3, "period": "week"},
+                {"event": "impression", "limit": 5, "period": "week"},
+            ],
+            r": Value error, caps: one rule per event, per and period; given more than once: impression:total:week",
+        ),
+    ],
+)
+def test_malformed_frequency_caps_are_refused(data, caps, match):
+    data["offers"][0]["caps"] = caps
+    refused(data, r"offers\[offer-001\]" + match)
+
+
+def test_frequency_caps_count_calendar_periods_in_utc(data):
+    data["offers"][0]["caps"] = [
+        {"event": "impression", "limit": 5, "period": period} for period in ("day", "week", "month", "lifetime")
+    ] + [{"event": "click", "per": "profile", "limit": 1, "period": "week"}]
+    offer = build_catalog(data, "catalog.yaml").offers[0]
+    thursday = date(2026, 11, 26)
+    assert [cap.window_start(thursday, offer.start_date) for cap in offer.caps] == [
+        thursday,
+        date(2026, 11, 23),
+        date(2026, 11, 1),
+        offer.start_date,
+        date(2026, 11, 23),
+    ]
+    assert offer.caps[4].per == "profile" and offer.caps[0].per == "total"
+
+
 def test_an_offer_audience_decides_which_lists_hold_it_and_who_sees_it(data):
     data["offers"][0]["segments"] = ["vip"]
     offer, open_offer = build_catalog(data, "catalog.yaml").offers[:2]

@@ -55,7 +55,9 @@ def test_events_follow_the_contract(sample):
         for proposition in decisioning["propositions"]:
             assert proposition["id"] and proposition["scopeDetails"]["placement"]["id"] == proposition["scope"]
             assert all(
-                item["id"] and item["itemSelection"]["rankingDetail"]["trafficType"] in ("model", "random")
+                item["id"]
+                and item["itemSelection"]["rankingDetail"]["trafficType"] in ("model", "random")
+                and 0 < item["itemSelection"]["rankingDetail"]["propensity"] <= 1
                 for item in proposition["items"]
             )
         counted[(kind, event["channel"]["_type"].rsplit("/", 1)[1])] += 1
@@ -134,3 +136,29 @@ def test_catalog_covers_every_ranking_method(sample):
         for placement in decision["placements"]:
             assert placement["fallback_offer"] in placement["eligible_offers"]
             assert set(placement["eligible_offers"]) <= offer_ids
+
+
+def test_the_logged_propensity_is_how_often_the_generator_puts_an_offer_in_a_slot(sample):
+    shown, logged, displays = Counter(), {}, Counter()
+    for _folder, line in read_lines(sample.out):
+        event = json.loads(line)
+        if not event["eventType"].endswith("Display"):
+            continue
+        (proposition,) = event["_experience"]["decisioning"]["propositions"]
+        displays[proposition["scope"]] += 1
+        for slot, item in enumerate(proposition["items"]):
+            shown[proposition["scope"], item["id"], slot] += 1
+            logged[proposition["scope"], item["id"], slot] = item["itemSelection"]["rankingDetail"]["propensity"]
+    gaps = [abs(count / displays[scope] - logged[scope, offer, slot]) for (scope, offer, slot), count in shown.items()]
+    assert max(gaps) < 0.05 and sum(gaps) / len(gaps) < 0.01
+
+
+def test_slot_probabilities_of_a_draw_without_replacement_are_exact():
+    import numpy as np
+
+    from offerrank.generator import slot_probabilities_of_draw
+
+    in_slot = slot_probabilities_of_draw(np.array([0.5, 0.3, 0.2]), slots=2)
+    assert np.allclose(in_slot[:, 0], [0.5, 0.3, 0.2])
+    # offer 0 second: 0.3 * 0.5 / 0.7 + 0.2 * 0.5 / 0.8
+    assert np.isclose(in_slot[0, 1], 0.3 * 0.5 / 0.7 + 0.2 * 0.5 / 0.8) and np.allclose(in_slot.sum(axis=0), 1)

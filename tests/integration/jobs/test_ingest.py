@@ -130,6 +130,10 @@ def test_an_oversized_record_is_not_parsed(spark, event, examples):
     assert [tuple(row) for row in parsed.collect()] == [("oversized_record", True), ("ok", False)]
 
 
+def _rankingdetail(event: dict) -> dict:
+    return event["_experience"]["decisioning"]["propositions"][0]["items"][0]["itemSelection"]["rankingDetail"]
+
+
 @pytest.mark.parametrize(
     "mutate, code",
     [
@@ -155,6 +159,9 @@ def test_an_oversized_record_is_not_parsed(spark, event, examples):
             lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"),
             "invalid_id_format",
         ),
+        (lambda e: _rankingdetail(e).update(propensity=1.5), "invalid_propensity"),
+        (lambda e: _rankingdetail(e).update(propensity=-0.1), "invalid_propensity"),
+        (lambda e: _rankingdetail(e).update(propensity="high"), "wrong_field_type"),
         (lambda e: e.pop("identityMap"), "missing_identity"),
         (lambda e: e.pop("channel"), "missing_channel"),
         (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
@@ -174,6 +181,14 @@ def test_late_events_within_the_window_and_other_decisioning_types_are_accepted(
     assert results == [("accepted", []), ("accepted", [])]
     interactions = to_interactions(labelled.filter("outcome = 'accepted'"), RUN_DATE, "r").collect()
     assert [(r.event_id, r.event_date) for r in interactions] == [(event["_id"], date(2026, 11, 19))]
+
+
+def test_the_logged_traffic_type_and_propensity_are_kept(classify, event):
+    _rankingdetail(event).update(trafficType="random", propensity=0.025)
+    results, labelled = classify([event])
+    assert results == [("accepted", [])]
+    (row,) = to_interactions(labelled, RUN_DATE, "r").collect()
+    assert (row.traffic_type, row.propensity) == ("random", 0.025)
 
 
 def test_channel_type_stands_in_and_primary_identity_wins(classify, event):

@@ -1,0 +1,48 @@
+"""The per-request serving policy: slot probabilities, seeded draws, random and Thompson decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offerrank.bandit import probability_best
+from offerrank.policy import MODEL, RANDOM, decide, random_order, request_generator, slot_probabilities
+
+ALPHA = np.array([30.0, 28.0, 26.0, 5.0])
+BETA = np.array([400.0, 400.0, 400.0, 400.0])
+
+
+def test_slot_probabilities_are_a_distribution_per_slot_and_column_0_is_p_best():
+    in_slot = slot_probabilities(ALPHA, BETA, slots=3, seed=1)
+    assert in_slot.shape == (4, 3)
+    assert np.allclose(in_slot.sum(axis=0), 1.0) and (in_slot.sum(axis=1) <= 1.0 + 1e-12).all()
+    assert np.abs(in_slot[:, 0] - probability_best(ALPHA, BETA, seed=2)).max() < 0.015
+    assert in_slot[3, 0] < 0.001  # a clearly worse offer is almost never first
+    assert np.allclose(slot_probabilities(ALPHA, BETA, slots=10, seed=1).sum(axis=1), 1.0)  # every slot: 4 columns
+
+
+def test_a_request_generator_repeats_for_the_same_request_and_differs_across_requests():
+    first = request_generator("r-1", "home-hero", "web", 3).random(5)
+    assert np.array_equal(first, request_generator("r-1", "home-hero", "web", 3).random(5))
+    assert not np.array_equal(first, request_generator("r-2", "home-hero", "web", 3).random(5))
+    assert not np.array_equal(first, request_generator("r-1", "home-hero", "web", 4).random(5))
+
+
+def test_decisions_are_random_with_the_exploration_share_and_carry_the_policys_propensity():
+    in_slot = slot_probabilities(ALPHA, BETA, slots=2, seed=1)
+    decisions = [decide(request_generator(i), ALPHA, BETA, 0.25, in_slot, 2) for i in range(4_000)]
+    random = [d for d in decisions if d.traffic_type == RANDOM]
+    assert abs(len(random) / len(decisions) - 0.25) < 0.03
+    for decision in decisions:
+        assert len(decision.order) == 2 and len(set(decision.order)) == 2
+        expected = 0.25 / 4 + 0.75 * in_slot[decision.order, [0, 1]]
+        assert np.allclose(decision.propensity, expected)
+    model_first = np.bincount([d.order[0] for d in decisions if d.traffic_type == MODEL], minlength=4)
+    assert np.abs(model_first / model_first.sum() - in_slot[:, 0]).max() < 0.04
+    always_model = decide(request_generator("x"), ALPHA, BETA, 0.0, in_slot, 2)
+    assert always_model.traffic_type == MODEL
+
+
+def test_a_random_order_gives_every_offer_every_slot_with_one_over_k():
+    decision = random_order(request_generator("r"), offers=5, slots=3)
+    assert decision.traffic_type == RANDOM and sorted(set(decision.order)) == sorted(decision.order)
+    assert np.allclose(decision.propensity, 0.2) and len(decision.order) == 3
