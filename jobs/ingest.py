@@ -369,6 +369,9 @@ def write_day(
     warehouse: Warehouse, record_suite: dict, run_date: date, run_id: str, day: LabelledDay, success: bool
 ) -> int:
     """Write the day's raw records, quarantine and (when it passed) interactions; returns interactions written."""
+    # Counted before the writes: writing `interactions` invalidates the cached frames that read it (the cross-day
+    # event ids), and counting after it would recompute the whole day from its files.
+    written = day.interactions.count() if success else 0
     raw = day.records.select(
         F.lit(run_date).alias("landing_date"),
         "source_file",
@@ -381,7 +384,7 @@ def write_day(
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
     warehouse.replace_partition(to_quarantine(quarantined, reasons, run_date, run_id), QUARANTINE, run_date)
     warehouse.replace_partition(day.interactions if success else day.interactions.limit(0), INTERACTIONS, run_date)
-    return day.interactions.count() if success else 0
+    return written
 
 
 def run(
