@@ -22,8 +22,8 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import secrets
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -280,11 +280,14 @@ class _Field:
             return cls(codes, tuple(encoded.dictionary.to_pylist()), nulls)
         return cls(array.to_numpy(zero_copy_only=False), None, nulls)
 
-    def at(self, row: int) -> object:
-        if self.nulls is not None and self.nulls[row]:
-            return None
-        value = self.data[row]
-        return self.distinct[value] if self.distinct is not None else value.item()
+    def take(self, rows: np.ndarray) -> list:
+        """The values of `rows`, as Python objects."""
+        values = self.data[rows].tolist()
+        if self.distinct is not None:
+            values = [self.distinct[code] for code in values]
+        if self.nulls is not None:
+            values = [None if null else value for value, null in zip(values, self.nulls[rows].tolist())]
+        return values
 
 
 @dataclass(frozen=True)
@@ -325,15 +328,13 @@ class _Columns:
     ) -> tuple[RankedOffer, ...]:
         """The answer's offers: `rows` in serving order, ranked from 1; a fixed order has propensity 1, random
         traffic has reason `random`."""
-        random = {"reason": RANDOM} if traffic_type == RANDOM else {}
+        published = {name: field.take(rows) for name, field in self.fields.items()}
+        if traffic_type == RANDOM:
+            published["reason"] = [RANDOM] * len(rows)
+        propensities = [1.0] * len(rows) if propensity is None else propensity.tolist()
         return tuple(
-            RankedOffer(
-                rank=rank,
-                traffic_type=traffic_type,
-                propensity=1.0 if propensity is None else float(propensity[rank - 1]),
-                **{name: field.at(row) for name, field in self.fields.items()} | random,
-            )
-            for rank, row in enumerate(rows, 1)
+            RankedOffer(rank=rank, traffic_type=traffic_type, propensity=chance, **dict(zip(published, values)))
+            for rank, (chance, *values) in enumerate(zip(propensities, *published.values()), 1)
         )
 
 
@@ -737,7 +738,7 @@ class RankingLookup:
         the model's exploration share, else one Thompson draw; random before its first ranking); `published` serves
         the published order. `request_id` fixes the request's draws (one is made up when it is None)."""
         check_arguments(placement_id, channel, profile_id, limit, decision_id, mode, request_id)
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or secrets.token_hex(16)
         snapshot = self._snapshot  # one read: the whole answer comes from this version
         profile_segments = snapshot.profiles.segments_of(profile_id)
         served = snapshot.placements.get((placement_id, channel))
