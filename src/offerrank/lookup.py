@@ -529,6 +529,7 @@ def build_snapshot(
     stops = np.append(starts[1:], len(keys))
     models = ranking["model_name"].take(pa.array(starts)).to_pylist()
     lists: dict[tuple[str, str, str], dict[str, _Ranked]] = {}
+    offer_names = columns.offer_ids
     model_names: dict[tuple[str, str, str], str] = {}
     for key, start, stop, model_name in zip(keys.take(pa.array(starts)).to_pylist(), starts, stops, models):
         placement_id, channel, decision_id, segment = key.split("\x1f")
@@ -539,8 +540,10 @@ def build_snapshot(
         )
         share = policy_exploration_share(catalog, decision_id, placement_id) if posteriors else None
         restricted = bool(servable.restricted[columns.offer[start:stop]].any())
-        offer_ids = {columns.offer_ids[code] for code in np.unique(columns.offer[start:stop])}
-        capped = tuple(sorted(offer_ids & common["capped_offers"].keys()))
+        capped = ()
+        if common["capped_offers"]:
+            offer_ids = {offer_names[code] for code in np.unique(columns.offer[start:stop]).tolist()}
+            capped = tuple(sorted(offer_ids & common["capped_offers"].keys()))
         lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
             int(start), int(stop), share, restricted, capped
         )
