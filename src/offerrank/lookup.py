@@ -809,6 +809,8 @@ class RankingLookup:
         )
         if dropped is None:  # nothing ranked: the capped offers are dropped from the catalog's live ones
             dropped = {"not_live": 0, "audience": 0, "capped": sum(not servable(o.id) for o in live)}
+        else:  # the ranked list's counts, cached with it: the answer gets its own copy
+            dropped = dict(dropped)
         live = [o for o in live if servable(o.id)]
         if mode == POLICY and assignment is not None and assignment.method.explorable and live:
             decision = random_order(request_generator(request_id, placement_id, channel, None), len(live), limit)

@@ -19,7 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from offerrank.catalog import CHANNELS, ID_PATTERN
-from offerrank.lookup import PROFILE_PATTERN, LookupRefused, NothingToServe, RankingLookup, UnknownPlacement
+from offerrank.lookup import (
+    MODES,
+    POLICY,
+    PROFILE_PATTERN,
+    LookupRefused,
+    NothingToServe,
+    RankingLookup,
+    UnknownPlacement,
+)
 
 log = logging.getLogger("offerrank.service")
 MAX_LIMIT = 100
@@ -71,12 +79,12 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many offers")] = 10,
         mode: Annotated[
-            Literal["policy", "published"],
+            Literal[MODES],
             Query(
                 description="policy: the order decided for this request (random share, Thompson draw); "
                 "published: the fixed published order"
             ),
-        ] = "policy",
+        ] = POLICY,
         request_id: Annotated[
             str | None, Query(pattern=ID_PATTERN, description="fixes the request's draws: a retry gets the same answer")
         ] = None,
