@@ -13,7 +13,11 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 6. **ranks**, one task per ranking method in use (each AI model, each formula, priority), in memory;
 7. **publishes** all rankings in one Delta commit (Asset `offerrank://offer_rankings`), behind the publish gate;
    a refusal fails the task with its reason, and channels keep the last good ranking;
-8. writes a short **summary**.
+8. **reports** on every active AI model (tables `model_report_daily`, `model_report`, `model_report_offers` and an
+   HTML page per model, Asset `offerrank://model_reports`): its lift over random serving, per offer and segment;
+   it runs after publish whatever its outcome (the day's facts are what it reads), so a report failure never
+   blocks a publish;
+9. writes a short **summary**, with a link to each model's report page.
 
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
 without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
@@ -33,6 +37,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, tas
 from offerrank import orchestration
 
 RANKINGS = Asset("offerrank://offer_rankings")
+REPORTS = Asset("offerrank://model_reports")
 RUN_DATE = "{{ params.run_date or ds }}"
 WAIT_FOR_EVENTS = timedelta(hours=6)
 
@@ -176,6 +181,20 @@ with DAG(
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
+    # after publish, published or not; a day that failed validation has no report (the task is skipped, saying why)
+    @task(outlets=[REPORTS], trigger_rule="all_done")
+    def report(params=None, ds=None) -> str:
+        """Write the model reports of the run's date: the report tables and each active model's page."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        try:
+            text = orchestration.write_reports(run_date)
+        except orchestration.RunRefused as refused:
+            raise AirflowSkipException(f"no model report: {refused}") from None
+        print(text)
+        return text
+
     @task
     def summary(params=None, ds=None, run_id=None) -> str:
         """Log what the run published and the top offers of each placement."""
@@ -189,6 +208,8 @@ with DAG(
         "profiles": [profiles],
         "aggregate": [aggregate],
         "rank": [units := ranking_units(), rank.expand(unit=units)],
-        "publish": [publish()],
+        "publish": [published := publish()],
     }
-    chain(wait_for_events(), *[task for step in orchestration.STEPS for task in steps[step]], summary())
+    chained = [task for step in orchestration.STEPS if step != orchestration.AFTER_PUBLISH for task in steps[step]]
+    chain(wait_for_events(), *chained, summary())
+    published >> report()  # its own leaf: a report failure fails the run, never the publish before it

@@ -3,9 +3,11 @@
 Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
        event dates [D - L, D] and their clicks), `profile_segments` (the latest snapshot on or before D, for
        the segments of active personalized models) and `offer_stats_daily` (the models' look-back windows).
-Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic):
-                                impressions, conversions (one per clicked proposition item, on its impression's date),
-                                distinct profiles, orphan conversions (clicks whose impression is unknown);
+Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic),
+                                traffic_type (`model`, `random`, `unknown` when not logged; a conversion has its
+                                impression's): impressions, conversions (one per clicked proposition item, on its
+                                impression's date), distinct profiles, orphan conversions (clicks whose impression
+                                is unknown);
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
                                 look-back window (optionally decayed), rate, Beta posterior, 95% credible
@@ -37,7 +39,8 @@ from offerrank.tables import (
     latest_on_or_before,
 )
 
-STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment"]
+STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
+UNKNOWN_TRAFFIC = "unknown"  # the traffic type of an interaction that logged none
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 
@@ -47,7 +50,8 @@ def daily_stats(
     """Facts per event date in [first_date, last_date] and segment; conversions go to their impression's date.
 
     Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
-    segment its profile belongs to."""
+    segment its profile belongs to; a conversion counts in its impression's traffic type."""
+    interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
     tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
     if memberships is not None:
         tagged = tagged.unionByName(
@@ -59,11 +63,13 @@ def daily_stats(
         F.min("event_date").alias("event_date"),
         F.first("placement_id").alias("placement_id"),
         F.first("channel").alias("channel"),
+        F.first("traffic_type").alias("traffic_type"),
     )
     clicked = clicks.groupBy("proposition_id", "offer_id", "segment").agg(
         F.min("event_date").alias("click_date"),
         F.first("placement_id").alias("click_placement"),
         F.first("channel").alias("click_channel"),
+        F.first("traffic_type").alias("click_traffic_type"),
     )
     attributed = clicked.join(shown, ["proposition_id", "offer_id", "segment"], "left")
     conversions = (
@@ -77,6 +83,7 @@ def daily_stats(
             F.col("click_placement").alias("placement_id"),
             F.col("click_channel").alias("channel"),
             "segment",
+            F.col("click_traffic_type").alias("traffic_type"),
         )
         .agg(F.count("*").alias("orphan_conversions"))
     )
@@ -147,17 +154,6 @@ def conversion_rates(
     )
 
 
-def model_placements(catalog: Catalog, model: AIModel) -> list[tuple[str, str]]:
-    """The (placement id, channel) pairs that active decisions rank with `model`."""
-    return sorted(
-        {
-            (a.placement, catalog.channel_of(a.placement))
-            for _, a in catalog.active_assignments()
-            if a.method.model(catalog) == model
-        }
-    )
-
-
 def segments_in_use(catalog: Catalog) -> list[str]:
     """The segments that active personalized models rank for."""
     return sorted(
@@ -201,7 +197,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     stats = warehouse.read(OFFER_STATS_DAILY)
     rates = None
     for model in catalog.ai_models:
-        placements = model_placements(catalog, model)
+        placements = catalog.placements_of(model)
         if model.status is not ModelStatus.active or not placements:
             continue
         assigned = spark.createDataFrame(placements, "placement_id string, channel string")

@@ -347,6 +347,16 @@ class Catalog(_Entity):
                 used.setdefault(model.name, []).append(f"{decision.id}/{assignment.placement}")
         return used
 
+    def placements_of(self, model: AIModel) -> list[tuple[str, str]]:
+        """The (placement id, channel) pairs that active decisions rank with `model`."""
+        return sorted(
+            {
+                (a.placement, self.channel_of(a.placement))
+                for _, a in self.active_assignments()
+                if a.method.model(self) == model
+            }
+        )
+
     def ranking_methods(self) -> list[RankingMethod]:
         """The ranking methods active decisions use, by unit: one ranking task each."""
         return sorted({a.method for _, a in self.active_assignments()}, key=lambda m: m.unit)

@@ -108,6 +108,34 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.jobs.report import ReportUnavailable, latest_fact_date, reports_for, write_report_files
+    from offerrank.warehouse import registry_catalog
+
+    try:
+        catalog = registry_catalog(settings)
+        known = sorted(m.name for m in catalog.ai_models)
+        if args.model not in known:
+            raise ReportUnavailable(f"no AI model {args.model!r} in the registry (known: {', '.join(known) or 'none'})")
+        last = args.last or latest_fact_date(settings)
+        if args.first and args.first > last:
+            raise ReportUnavailable(f"--from {args.first} is after --to {last}")
+        (report,) = reports_for(settings, catalog, [args.model], args.first, last)
+        if isinstance(report, ReportUnavailable):
+            raise report
+    except ReportUnavailable as unavailable:
+        print(f"offerrank report: {unavailable}", file=sys.stderr)
+        return 2
+    if args.format == "json" and args.out is None:
+        print(json.dumps(report.as_json(), indent=1))
+        return 0
+    out = (args.out or Path(".")).resolve()
+    path = out / f"{report.model.name}_{report.window_start}_{report.window_end}.{args.format}"
+    write_report_files(report, *((str(path), None) if args.format == "html" else (None, str(path))))
+    print(f"{report.model.name} from {report.window_start} to {report.window_end}: {report.verdict}\n{path}")
+    return 0
+
+
 def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.publish import Publisher, PublishRefused
     from offerrank.tables import RANKING_RUNS
@@ -401,6 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--run-id")
     rank.add_argument("--dry-run", action="store_true", help="rank and check the gate without publishing")
     rank.set_defaults(handler=cmd_rank)
+
+    report = commands.add_parser(
+        "report", help="an AI model's report: its lift over random serving, per offer and segment (HTML or JSON)"
+    )
+    report.add_argument("--model", required=True, help="the AI model's name")
+    report.add_argument(
+        "--from", dest="first", type=_iso_date, help="first event date (default: the model's look-back window)"
+    )
+    report.add_argument("--to", dest="last", type=_iso_date, help="last event date (default: the latest aggregated)")
+    report.add_argument("--out", type=Path, help="folder of the page (default: here; JSON without --out: stdout)")
+    report.add_argument("--format", choices=("html", "json"), default="html")
+    report.set_defaults(handler=cmd_report)
 
     rankings = commands.add_parser("rankings", help="show, list or roll back published rankings")
     ranking_actions = rankings.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -2,15 +2,19 @@
 
 Writes, under `out`:
 - `events/YYYY-MM-DD/*.jsonl` — one folder per UTC date, in the contract of `shared/events/README.md`;
-  clicks arrive minutes after their impression, so some land in the next day's folder; each item logs its
-  `trafficType` and its `propensity` (the probability that the generator's popularity-weighted draw put that offer
-  in that slot);
+  clicks arrive minutes after their impression, so some land in the next day's folder; a tenth of the
+  propositions is `random` traffic (offers drawn uniformly, as an AI model's exploration serves them), the rest
+  `model` traffic drawn from a known better policy (weights popularity x true conversion rate of the profile's
+  segment); each item logs its `trafficType` and its `propensity` (the exact probability that its policy put that
+  offer in that slot);
 - `profiles/YYYY-MM-DD/profiles.jsonl` — one profile-segment snapshot (dated the first day) in the layout of
   an XDM Individual Profile export: each profile's ECID and `segmentMembership` (its segment `realized`; every
   20th profile also `exited` another one);
 - `catalog.yaml` — the placements, offers, ranking formula, AI models and decisions the events refer to;
 - `ground_truth.csv` — the true conversion rate of every offer x placement x channel x segment, with the
   impressions and unique conversions the generator emitted for it;
+- `ground_truth_traffic.csv` — per placement x channel x segment x traffic type, the expected conversion rate of a
+  shown item under that traffic's policy and the items shown (from which a model's true lift over random follows);
 - `manifest.json` — per date folder, the lines written and how many of each injected fault.
 
 Deterministic for a seed: the same arguments give byte-identical files.
@@ -35,6 +39,8 @@ SEGMENTS = ("new-visitors", "loyal-customers", "bargain-hunters")
 SEGMENT_SHARES = (0.5, 0.2, 0.3)
 SEGMENT_LIFT = {"new-visitors": 0.8, "loyal-customers": 1.6, "bargain-hunters": 1.1}
 MEAN_CLICK_DELAY_MINUTES = 25.0
+RANDOM_SHARE = 0.1  # share of propositions served as random traffic
+TRAFFIC_TYPES = ("random", "model")
 CLICK_REPEAT_SHARE = 0.1  # share of converted items clicked a second time (counts once)
 
 # (placement id, name, channel, offers shown together in one proposition)
@@ -324,8 +330,11 @@ def generate(
     catalog = build_catalog(offers, start, days)
     decision_of = {p["placement"]: d["id"] for d in catalog["decisions"] for p in d["placements"]}
     offers_of = [[o for o in offers if pid in o.placements] for pid, *_ in PLACEMENTS]
-    weights_of = [np.array([o.popularity for o in group]) / sum(o.popularity for o in group) for group in offers_of]
-    in_slot_of = [slot_probabilities_of_draw(weights, slots) for weights, (*_, slots) in zip(weights_of, PLACEMENTS)]
+    weights_of = [policy_weights(group, index) for index, group in enumerate(offers_of)]
+    in_slot_of = [
+        np.stack([slot_probabilities_of_draw(weights, slots) for weights in policies])
+        for policies, (*_, slots) in zip(weights_of, PLACEMENTS)
+    ]
     segment_of_profile = rng.choice(len(SEGMENTS), size=profiles, p=SEGMENT_SHARES)
     ecids = [f"{(seed * 1_000_003 + i) % 10**38:038d}" for i in range(profiles)]
 
@@ -334,6 +343,7 @@ def generate(
     result = GeneratedData(out=out)
     shown: Counter = Counter()
     converted: Counter = Counter()
+    shown_by_traffic: Counter = Counter()
     last_folder = start + timedelta(days=days - 1)
     far_future = datetime.combine(last_folder, datetime.min.time(), tzinfo=UTC) + timedelta(days=30)
 
@@ -345,10 +355,11 @@ def generate(
         while lines_today < events_per_day:
             batch = events_per_day - lines_today
             placement_draws = rng.choice(len(PLACEMENTS), size=batch, p=PLACEMENT_TRAFFIC)
-            picks = _draw_offers(rng, placement_draws, weights_of)
             profile_draws = rng.integers(0, profiles, size=batch)
+            random_traffic = rng.random(batch) < RANDOM_SHARE
+            policy_draws = np.where(random_traffic, 0, 1 + segment_of_profile[profile_draws])
+            picks = _draw_offers(rng, placement_draws, policy_draws, weights_of)
             seconds = np.sort(rng.uniform(0, 86_400, size=batch))
-            random_traffic = rng.random(batch) < 0.1
             conversion_draws = rng.random((batch, 3))
             repeat_draws = rng.random((batch, 3)) < CLICK_REPEAT_SHARE
             delays = rng.exponential(MEAN_CLICK_DELAY_MINUTES, size=(batch, 3, 2))
@@ -361,10 +372,11 @@ def generate(
                 placement_id, _, channel, _ = PLACEMENTS[placement_index]
                 group = offers_of[placement_index]
                 segment = SEGMENTS[segment_of_profile[profile_draws[n]]]
-                traffic = "random" if random_traffic[n] else "model"
+                traffic = TRAFFIC_TYPES[int(not random_traffic[n])]
                 decision_id = decision_of[placement_id]
                 proposition_id = writer.new_id("b")
-                in_slot = in_slot_of[placement_index]
+                in_slot = in_slot_of[placement_index][policy_draws[n]]
+                shown_by_traffic[placement_id, channel, segment, traffic] += len(picks[n])
                 items = [(group[i].id, group[i].name, traffic, in_slot[i, slot]) for slot, i in enumerate(picks[n])]
                 ts = day_start + timedelta(seconds=float(seconds[n]))
                 ecid = ecids[profile_draws[n]]
@@ -405,6 +417,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     (out / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
     _write_truth(out / "ground_truth.csv", offers, shown, converted)
+    _write_traffic_truth(out / "ground_truth_traffic.csv", offers_of, in_slot_of, shown_by_traffic)
     _write_profiles(out / "profiles" / start.isoformat(), start, ecids, segment_of_profile)
     manifest = {
         "start": start.isoformat(),
@@ -419,16 +432,25 @@ def generate(
     return result
 
 
+def policy_weights(group: list[Offer], placement_index: int) -> np.ndarray:
+    """A placement's serving policies as rows of offer weights: row 0 random traffic (uniform), row 1 + s the model
+    traffic of segment `SEGMENTS[s]` (popularity x true conversion rate: a known better policy than random)."""
+    uniform = np.full(len(group), 1.0 / len(group))
+    model = [np.array([o.popularity * true_rate(o, placement_index, segment) for o in group]) for segment in SEGMENTS]
+    return np.stack([uniform, *(weights / weights.sum() for weights in model)])
+
+
 def _draw_offers(
-    rng: np.random.Generator, placement_draws: np.ndarray, weights_of: list[np.ndarray]
+    rng: np.random.Generator, placement_draws: np.ndarray, policy_draws: np.ndarray, weights_of: list[np.ndarray]
 ) -> list[list[int]]:
-    """Per event, the offers shown: popularity-weighted, without replacement (Gumbel top-k, vectorized)."""
+    """Per event, the offers shown: drawn by the event's policy's weights without replacement (Gumbel top-k,
+    vectorized)."""
     picks: list[list[int]] = [[] for _ in range(len(placement_draws))]
     for placement_index, (*_, slots) in enumerate(PLACEMENTS):
         rows = np.flatnonzero(placement_draws == placement_index)
-        weights = weights_of[placement_index]
-        keys = np.log(weights) + rng.gumbel(size=(len(rows), len(weights)))
-        top = np.argsort(-keys, axis=1)[:, : min(slots, len(weights))]
+        weights = weights_of[placement_index][policy_draws[rows]]
+        keys = np.log(weights) + rng.gumbel(size=weights.shape)
+        top = np.argsort(-keys, axis=1)[:, : min(slots, weights.shape[1])]
         for row, chosen in zip(rows.tolist(), top.tolist()):
             picks[row] = chosen
     return picks
@@ -482,3 +504,21 @@ def _write_truth(path: Path, offers: list[Offer], shown: Counter, converted: Cou
             offer_id, placement_id, channel, segment = key
             rate = true_rate(offer_by_id[offer_id], placement_index[placement_id], segment)
             out.writerow([offer_id, placement_id, channel, segment, f"{rate:.6f}", shown[key], converted[key]])
+
+
+def _write_traffic_truth(
+    path: Path, offers_of: list[list[Offer]], in_slot_of: list[np.ndarray], shown_by_traffic: Counter
+) -> None:
+    """Per placement x channel x segment x traffic type: the expected conversion rate of a shown item under that
+    traffic's policy (sum over offers and slots of P(offer in slot) x true rate, per slot) and the items shown."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["placement_id", "channel", "segment", "traffic_type", "expected_conversion_rate", "items_shown"])
+        for placement_index, (placement_id, _, channel, _) in enumerate(PLACEMENTS):
+            group, in_slot = offers_of[placement_index], in_slot_of[placement_index]
+            for segment_index, segment in enumerate(SEGMENTS):
+                rates = np.array([true_rate(o, placement_index, segment) for o in group])
+                for traffic, policy in zip(TRAFFIC_TYPES, (0, 1 + segment_index)):
+                    expected = float((in_slot[policy] * rates[:, None]).sum() / in_slot.shape[2])
+                    items = shown_by_traffic[placement_id, channel, segment, traffic]
+                    out.writerow([placement_id, channel, segment, traffic, f"{expected:.6f}", items])

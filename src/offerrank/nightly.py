@@ -1,12 +1,14 @@
 """The nightly chain, defined once: its steps in order, the run-date rule and the gates between steps.
 
-    ingest -> validate -> profiles -> aggregate -> rank (one unit per ranking method) -> publish
+    ingest -> validate -> profiles -> aggregate -> rank (one unit per ranking method) -> publish -> report
 
 `offerrank run --date D` runs the chain in one SparkSession (`run_day`); the Airflow DAG `offer_ranking` has one
 task per step of `STEPS` (plus the wait for the landing folder and a summary), each calling the same job `run`.
 Both paths apply the same gates and so write the same `ranking_runs` history: a day that fails validation is
 recorded as a refused publish and stops the chain before profiles; a publish the gate refuses is recorded by the
-publish job. Importing this module is cheap (no pyspark): the DAG file uses it at parse time.
+publish job. The model reports follow publish whatever its outcome (they read the day's facts, not the ranking),
+and a report failure never undoes a publish. Importing this module is cheap (no pyspark): the DAG file uses it at
+parse time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from offerrank.jobs.ingest import IngestResult
     from offerrank.settings import Settings
 
-STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish")
+STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish", "report")
+AFTER_PUBLISH = "report"  # the step that runs after publish even when the gate refused it
 
 
 class RunRefused(ValueError):
@@ -84,7 +87,10 @@ class RunReport:
 
     def summary(self) -> str:
         lines = [f"run {self.run_date}: {'succeeded' if self.success else 'FAILED'}"]
-        lines += [f"  {name:<10} {elapsed:6.1f}s  {outcome}" for name, elapsed, outcome in self.steps]
+        indent = "\n" + " " * 21  # an outcome of several lines (one per model report) stays in its column
+        lines += [
+            f"  {name:<10} {elapsed:6.1f}s  {outcome.replace(chr(10), indent)}" for name, elapsed, outcome in self.steps
+        ]
         return "\n".join(lines)
 
 
@@ -98,7 +104,9 @@ def run_day(
 ) -> RunReport:
     """Run every step of the chain for `run_date` in this session; stops at a failed gate."""
     from offerrank.jobs import aggregate, ingest, profiles, publish, rank
+    from offerrank.jobs import report as model_reports
     from offerrank.registry import Registry
+    from offerrank.warehouse import one_line
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
     report = RunReport(run_date)
@@ -134,6 +142,13 @@ def run_day(
             report.success = False
             return f"refused: {refused}; channels keep the last good ranking"
 
+    def report_step() -> str:
+        try:
+            return model_reports.run(settings, catalog, run_date)
+        except Exception as failed:  # the ranking stays published; the run says the reports failed
+            report.success = False
+            return f"FAILED: {one_line(failed)}"
+
     catalog = Registry(spark, settings).catalog()
     actions = {
         "ingest": ingest_step,
@@ -142,9 +157,10 @@ def run_day(
         "aggregate": lambda: str(aggregate.run(spark, settings, catalog, run_date)),
         "rank": rank_step,
         "publish": publish_step,
+        "report": report_step,
     }
     for name in STEPS:
-        report.step(name, actions[name], echo)
-        if not report.success:
+        if not report.success and name != AFTER_PUBLISH:
             break
+        report.step(name, actions[name], echo)
     return report

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from offerrank.nightly import STEPS, RunRefused, run_date_of, validation_refusal
+from offerrank.nightly import AFTER_PUBLISH, STEPS, RunRefused, run_date_of, validation_refusal
 from offerrank.settings import Settings, load_settings
 from offerrank.tables import DQ_RESULTS, RANKING_RUNS
 from offerrank.warehouse import registry_catalog, table_rows, top_offer_lines
 
 __all__ = [
+    "AFTER_PUBLISH",
     "STEPS",
     "RunRefused",
     "delta_jars",
@@ -28,6 +29,7 @@ __all__ = [
     "stage_ranking",
     "validation_outcome",
     "waiting_message",
+    "write_reports",
 ]
 
 
@@ -134,6 +136,23 @@ def publish_ranking(run_date: date, run_id: str, dry_run: bool, settings: Settin
         raise RunRefused(f"ranking refused: {refused}; channels keep the last good ranking") from None
 
 
+def write_reports(run_date: date, settings: Settings | None = None) -> str:
+    """The model reports of a date that passed validation (tables and pages); RunRefused before then."""
+    from offerrank.jobs.report import run
+
+    settings = settings or load_settings()
+    validation_outcome(run_date, settings)
+    return run(settings, registry_catalog(settings), run_date)
+
+
+def report_lines(run_date: date, settings: Settings) -> list[str]:
+    """Where the run's model report pages are (the `report` task writes them)."""
+    from offerrank.jobs.report import active_models, page_path
+
+    models = active_models(registry_catalog(settings))
+    return [f"model report of {name}: {page_path(settings, name, run_date)}" for name in models]
+
+
 def run_summary(run_date: date, run_id: str, settings: Settings | None = None, top: int = 3) -> str:
     """A few lines on what the run published (or why not) and the top offers of each placement."""
     settings = settings or load_settings()
@@ -144,4 +163,4 @@ def run_summary(run_date: date, run_id: str, settings: Settings | None = None, t
             f"  {attempt['status']}: ranking version {attempt['ranking_version']}, "
             f"{attempt['placements']} placements, {attempt['offers']} offers {attempt['reason'] or ''}".rstrip()
         )
-    return "\n".join(lines + top_offer_lines(settings, top))
+    return "\n".join(lines + top_offer_lines(settings, top) + report_lines(run_date, settings))

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "", description="Folder of the Great Expectations data docs (default: <warehouse>/dq_docs)."
     )
 
+    reports_dir: str = Field(
+        "",
+        description="Where model report pages are written: a folder or an s3://, gs://, abfs:// URI (default: "
+        "<warehouse>/reports).",
+    )
+
     lateness_days: int = Field(3, ge=0, description="How many days after its UTC date an event may still land.")
     future_tolerance_minutes: int = Field(10, ge=0, description="Clock skew allowed past the end of the landing date.")
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records are quarantined as oversized.")
@@ -104,6 +110,8 @@ class Settings(BaseSettings):
             self.catalog_file = self.home / "sample" / "catalog.yaml"
         if not self.dq_docs_dir:
             self.dq_docs_dir = self.table_path("dq_docs")
+        if not self.reports_dir:
+            self.reports_dir = self.table_path("reports")
         self.jars_cache = self.jars_cache.expanduser().resolve()
         return self
 

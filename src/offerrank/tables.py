@@ -107,6 +107,72 @@ OFFER_CAP_COUNTS = Table(
         ("events", "long"),
     ),
 )
+# Model reports (see offerrank.jobs.report): model vs random traffic per day, per window, per offer in a window.
+MODEL_REPORT_DAILY = Table(
+    "model_report_daily",
+    ("report_date",),
+    (
+        ("report_date", "date"),
+        ("model_name", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("segment", "string"),
+        ("traffic_type", "string"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+        ("conversion_rate", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+    ),
+)
+MODEL_REPORT = Table(
+    "model_report",
+    ("window_end",),
+    (
+        ("window_end", "date"),
+        ("window_start", "date"),
+        ("model_name", "string"),
+        ("model_type", "string"),
+        ("segment", "string"),
+        ("model_impressions", "long"),
+        ("model_conversions", "long"),
+        ("model_rate", "double"),
+        ("model_ci_low", "double"),
+        ("model_ci_high", "double"),
+        ("random_impressions", "long"),
+        ("random_conversions", "long"),
+        ("random_rate", "double"),
+        ("random_ci_low", "double"),
+        ("random_ci_high", "double"),
+        ("lift", "double"),
+        ("lift_low", "double"),
+        ("lift_high", "double"),
+        ("p_value", "double"),
+        ("random_impressions_needed", "long"),
+        ("gini", "double"),
+        ("verdict", "string"),
+    ),
+)
+MODEL_REPORT_OFFERS = Table(
+    "model_report_offers",
+    ("window_end",),
+    (
+        ("window_end", "date"),
+        ("window_start", "date"),
+        ("model_name", "string"),
+        ("segment", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("offer_id", "string"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+        ("conversion_rate", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+        ("traffic_share", "double"),
+        ("cold_start", "boolean"),
+    ),
+)
 # A ranking method's lists of one run, before publishing (see offerrank.jobs.rank).
 RANKING_STAGE = Table(
     "ranking_stage",
@@ -170,6 +236,9 @@ ALL_TABLES = (
     RANKING_STAGE,
     OFFER_RANKINGS,
     RANKING_RUNS,
+    MODEL_REPORT_DAILY,
+    MODEL_REPORT,
+    MODEL_REPORT_OFFERS,
 )
 
 

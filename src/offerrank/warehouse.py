@@ -48,7 +48,8 @@ def write_frame(
 ) -> int:
     """Write a pandas frame with the table's declared schema in one commit; returns that commit's table version.
 
-    `mode`: append, or overwrite (the whole table, or only the rows whose columns equal `where`). A commit that loses
+    `mode`: append, or overwrite (the whole table, or only the rows whose columns equal `where`'s values, or lie in
+    its (first, last) ranges). A commit that loses
     a race with another writer of the same table is retried on the new version, unless the write is based on
     `read_version` (what the writer read to decide it): then a commit since that version is a ConcurrentCommit. The
     version is read from the commit itself (a token in its commit info), not from the table's latest version, which
@@ -60,7 +61,7 @@ def write_frame(
     from deltalake.exceptions import CommitFailedError
 
     data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
-    predicate = " AND ".join(f"{column} = '{value}'" for column, value in (where or {}).items()) or None
+    predicate = " AND ".join(_condition(column, value) for column, value in (where or {}).items()) or None
     path, token = settings.table_path(table.name), uuid.uuid4().hex
     target = DeltaTable(path, version=read_version) if read_version is not None else path
     for attempt in range(COMMIT_ATTEMPTS if read_version is None else 1):
@@ -84,13 +85,38 @@ def write_frame(
     return _version_of(path, token)
 
 
+def _condition(column: str, value: object) -> str:
+    if isinstance(value, tuple):
+        first, last = value
+        return f"{column} >= '{first}' AND {column} <= '{last}'"
+    return f"{column} = '{value}'"
+
+
+def filesystem(uri: str):
+    """pyarrow's file system of a folder or object-storage URI (Spark's s3a:// is s3:// here), and the path in it."""
+    from pathlib import Path
+
+    from pyarrow import fs
+
+    if "://" not in uri:
+        uri = str(Path(uri).resolve())
+    return fs.FileSystem.from_uri(uri.replace("s3a://", "s3://", 1))
+
+
+def write_file(uri: str, data: bytes) -> None:
+    """Write one file (a report page) to a folder or object storage, creating its parent folders."""
+    files, path = filesystem(uri)
+    files.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with files.open_output_stream(path) as out:
+        out.write(data)
+
+
 def _version_of(path: str, token: str) -> int:
     """The version of the commit carrying `token`: its commit file, searched from the latest version back (usually
     the first). (`DeltaTable.history` numbers entries from the loaded version, wrong while others commit.)"""
     from deltalake import DeltaTable
-    from pyarrow import fs
 
-    files, root = fs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
+    files, root = filesystem(path)
     for version in range(DeltaTable(path).version(), -1, -1):
         with files.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as commit:
             if token.encode() in commit.read():

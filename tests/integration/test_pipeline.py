@@ -134,10 +134,17 @@ def test_rerunning_the_last_date_changes_nothing(spark, world):
     before_version = table_version(spark, settings)
     before = {
         name: sorted(map(tuple, spark.read.format("delta").load(settings.table_path(name)).collect()), key=repr)
-        for name in ("offer_stats_daily", "offer_conversion_rates", "offer_rankings")
+        for name in (
+            "offer_stats_daily",
+            "offer_conversion_rates",
+            "offer_rankings",
+            "model_report_daily",
+            "model_report",
+            "model_report_offers",
+        )
     }
     report = run_day(spark, settings, DAYS[-1], published_at=AT, echo=lambda _: None)
-    assert "ranking unchanged: version 3" in report.steps[-1][2]
+    assert "ranking unchanged: version 3" in {name: outcome for name, _, outcome in report.steps}["publish"]
     assert table_version(spark, settings) == before_version
     for name, rows in before.items():
         assert (
@@ -228,12 +235,13 @@ def test_readers_see_one_complete_version_while_publishing(spark, world):
     assert all(count == sizes[version] for snapshot in seen for version, count in snapshot.items())
 
 
-def test_the_published_ranking_equals_the_one_stored_before_the_redesign(spark, world):
-    """`tests/data/pipeline_ranking_v3.csv` was published by this world's data before ranking methods became
-    strategies: the same inputs must give the same ranked lists, scores, shares and posteriors."""
+def test_the_published_ranking_equals_the_stored_one(spark, world):
+    """`tests/data/pipeline_ranking_v4.csv` was published by this world's data (v4: since the generator serves model
+    traffic from a known better policy than random): the same inputs must give the same ranked lists, scores, shares
+    and posteriors."""
     import pandas as pd
 
-    stored = pd.read_csv(DATA / "pipeline_ranking_v3.csv", parse_dates=["as_of_date"])
+    stored = pd.read_csv(DATA / "pipeline_ranking_v4.csv", parse_dates=["as_of_date"])
     settings, _ = world
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
     (published,) = runs.filter((F.col("ranking_version") == 3) & (F.col("status") == "published")).collect()
@@ -271,3 +279,77 @@ def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publis
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
     (row,) = runs.filter(F.col("run_id") == "bad-formula").collect()
     assert row.status == "published" and row.reason == f"kept the last good lists of {result.kept[0]}"
+
+
+def true_lifts(settings, catalog) -> dict[tuple[str, str], float]:
+    """(model, segment) -> the true lift of model over random traffic: from the generator's expected conversion
+    rate of each policy, weighted by the items each traffic type showed in the model's placements and segments."""
+    import pandas as pd
+
+    truth = pd.read_csv(settings.home / "sample" / "ground_truth_traffic.csv")
+    lifts = {}
+    for model in catalog.ai_models:
+        placements = {placement for placement, _ in catalog.placements_of(model)}
+        for segment in model.ranked_segments:
+            rows = truth[truth["placement_id"].isin(placements) & ((truth["segment"] == segment) | (segment == "*"))]
+            rate = {
+                traffic: (group["expected_conversion_rate"] * group["items_shown"]).sum() / group["items_shown"].sum()
+                for traffic, group in rows.groupby("traffic_type")
+            }
+            lifts[model.name, segment] = rate["model"] / rate["random"] - 1
+    return lifts
+
+
+def test_the_model_reports_lift_interval_contains_the_true_lift(spark, world):
+    """The generator serves model traffic from a known better policy than random: each model's report (and each
+    segment of the personalized one) must find a lift whose 95% interval contains the true one."""
+    settings, reports = world
+    assert [name for name, _, _ in reports[-1].steps][-1] == "report"
+    truth = true_lifts(settings, Registry(spark, settings).catalog())
+    rows = (
+        spark.read.format("delta")
+        .load(settings.table_path("model_report"))
+        .filter(F.col("window_end") == DAYS[-1])
+        .collect()
+    )
+    assert {(r.model_name, r.segment) for r in rows} == set(truth)
+    for row in rows:
+        assert row.window_start == DAYS[-1] - timedelta(days=13)
+        assert row.random_impressions > 0 and row.model_impressions > 5 * row.random_impressions
+        if row.lift_low is not None:
+            assert row.lift_low <= truth[row.model_name, row.segment] <= row.lift_high, row
+    measured = [r for r in rows if r.lift_low is not None]
+    assert len(measured) >= 2
+    for row in measured:  # the verdict follows the interval
+        assert row.verdict.startswith("model beats random by") == (row.lift_low > 0 and row.p_value < 0.05), row
+    assert any(r.verdict.startswith("not enough data to tell: needs about") for r in rows)  # 6,000 events a day
+
+
+def test_the_report_page_and_json_show_the_numbers_of_the_report_tables(spark, world):
+    import json
+
+    settings, _ = world
+    figures = json.loads(open(f"{settings.reports_dir}/auto-web/{DAYS[-1]}.json", encoding="utf-8").read())
+    (row,) = (
+        spark.read.format("delta")
+        .load(settings.table_path("model_report"))
+        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
+        .collect()
+    )
+    (summary,) = figures["summary"]
+    for column in ("model_impressions", "random_conversions", "lift", "lift_low", "p_value", "gini"):
+        assert summary[column] == pytest.approx(row[column], rel=1e-9), column
+    assert summary["verdict"] == row.verdict
+    page = open(f"{settings.reports_dir}/auto-web/{DAYS[-1]}.html", encoding="utf-8").read()
+    assert row.verdict in page and f"{row.model_impressions:,}" in page
+    offers = (
+        spark.read.format("delta")
+        .load(settings.table_path("model_report_offers"))
+        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
+        .toPandas()
+    )
+    assert sorted(o["offer_id"] for o in figures["offers"]) == sorted(offers["offer_id"])
+    daily = spark.read.format("delta").load(settings.table_path("model_report_daily"))
+    # every event date of the run, rewritten while late clicks could still change it; traffic types as logged
+    assert {r.report_date for r in daily.select("report_date").distinct().collect()} == set(DAYS)
+    assert {r.traffic_type for r in daily.select("traffic_type").distinct().collect()} == {"model", "random"}

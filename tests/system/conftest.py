@@ -2,6 +2,7 @@
 
 `airflow_env` is a throw-away Airflow home on SQLite for the session, put in the environment for the tests that
 import Airflow in-process and handed to the subprocesses they start; the environment is restored afterwards.
+`browser` is headless Chromium (Debian's package) driven by Playwright; screenshots go to `var/screenshots/`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,31 @@ from pathlib import Path
 import pytest
 
 from tests.factories import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "var" / "screenshots"
+# Chromium as root in a sandbox with a closed network: no sandbox, no background connections to Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("the browser tests need Debian's chromium (./dev.sh test installs it)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -138,19 +138,67 @@ def test_catalog_covers_every_ranking_method(sample):
             assert set(placement["eligible_offers"]) <= offer_ids
 
 
-def test_the_logged_propensity_is_how_often_the_generator_puts_an_offer_in_a_slot(sample):
-    shown, logged, displays = Counter(), {}, Counter()
+def segments_of_profiles(out):
+    """ECID -> the segment the generator put the profile in (its realized membership)."""
+    (path,) = (out / "profiles").glob("*/profiles.jsonl")
+    segments = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        profile = json.loads(line)
+        ((segment, _),) = [(s, m) for s, m in profile["segmentMembership"]["ups"].items() if m["status"] == "realized"]
+        segments[profile["identityMap"]["ECID"][0]["id"]] = segment
+    return segments
+
+
+def test_the_logged_propensity_is_how_often_the_traffics_policy_puts_an_offer_in_a_slot(sample):
+    """Random traffic draws uniformly (propensity 1/offers in every slot); model traffic draws by a policy per
+    segment, whose exact slot probabilities are logged."""
+    segment_of = segments_of_profiles(sample.out)
+    shown, logged, displays, offers = Counter(), {}, Counter(), {}
     for _folder, line in read_lines(sample.out):
         event = json.loads(line)
         if not event["eventType"].endswith("Display"):
             continue
         (proposition,) = event["_experience"]["decisioning"]["propositions"]
-        displays[proposition["scope"]] += 1
+        traffic = proposition["items"][0]["itemSelection"]["rankingDetail"]["trafficType"]
+        policy = (proposition["scope"], traffic, segment_of[event["identityMap"]["ECID"][0]["id"]])
+        displays[policy] += 1
         for slot, item in enumerate(proposition["items"]):
-            shown[proposition["scope"], item["id"], slot] += 1
-            logged[proposition["scope"], item["id"], slot] = item["itemSelection"]["rankingDetail"]["propensity"]
-    gaps = [abs(count / displays[scope] - logged[scope, offer, slot]) for (scope, offer, slot), count in shown.items()]
-    assert max(gaps) < 0.05 and sum(gaps) / len(gaps) < 0.01
+            shown[policy, item["id"], slot] += 1
+            logged[policy, item["id"], slot] = item["itemSelection"]["rankingDetail"]["propensity"]
+    for (policy, offer, slot), count in shown.items():  # a 5-sigma band: stable, yet catches a wrong propensity
+        n, p = displays[policy], logged[policy, offer, slot]
+        assert abs(count / n - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1 / n, (policy, offer, slot)
+    catalog = yaml.safe_load((sample.out / "catalog.yaml").read_text())
+    for placement in (p for d in catalog["decisions"] for p in d["placements"]):
+        offers[placement["placement"]] = len(placement["eligible_offers"])
+    assert all(
+        math.isclose(propensity, 1 / offers[policy[0]], rel_tol=1e-5)
+        for (policy, _, _), propensity in logged.items()
+        if policy[1] == "random"
+    )
+
+
+def test_model_traffic_converts_better_than_random_by_a_known_margin(sample):
+    with open(sample.out / "ground_truth.csv", encoding="utf-8") as handle:
+        by_offer = list(csv.DictReader(handle))
+    with open(sample.out / "ground_truth_traffic.csv", encoding="utf-8") as handle:
+        by_traffic = list(csv.DictReader(handle))
+    assert sum(int(r["items_shown"]) for r in by_traffic) == sum(int(r["impressions"]) for r in by_offer)
+    random_share = sum(int(r["items_shown"]) for r in by_traffic if r["traffic_type"] == "random") / sum(
+        int(r["items_shown"]) for r in by_traffic
+    )
+    assert 0.08 < random_share < 0.12
+    expected = {
+        (r["placement_id"], r["segment"], r["traffic_type"]): float(r["expected_conversion_rate"]) for r in by_traffic
+    }
+    assert all(expected[p, s, "model"] > expected[p, s, "random"] for p, s, _ in expected)
+    # the expected rate of random traffic is the mean true rate of the placement's offers
+    hero = [
+        float(r["true_conversion_rate"])
+        for r in by_offer
+        if r["placement_id"] == "home-hero" and r["segment"] == "loyal-customers"
+    ]
+    assert math.isclose(expected["home-hero", "loyal-customers", "random"], sum(hero) / len(hero), rel_tol=1e-4)
 
 
 def test_slot_probabilities_of_a_draw_without_replacement_are_exact():

@@ -6,11 +6,12 @@ from datetime import date
 
 import pytest
 
-from offerrank.nightly import STEPS, RunRefused, run_date_of, validation_refusal
+from offerrank.nightly import AFTER_PUBLISH, STEPS, RunRefused, run_date_of, validation_refusal
 
 
 def test_the_steps_in_order():
-    assert STEPS == ("ingest", "validate", "profiles", "aggregate", "rank", "publish")
+    assert STEPS == ("ingest", "validate", "profiles", "aggregate", "rank", "publish", "report")
+    assert AFTER_PUBLISH == "report"  # runs whether or not publish published
 
 
 def test_the_run_date_is_the_param_else_the_data_interval():

@@ -11,7 +11,7 @@ from offerrank.jobs.aggregate import conversion_rates, daily_stats, window_total
 
 COLUMNS = (
     "event_date date, interaction string, proposition_id string, offer_id string, placement_id string, "
-    "channel string, profile_id string"
+    "channel string, profile_id string, traffic_type string"
 )
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 
@@ -23,13 +23,13 @@ def model(**overrides):
 def test_conversions_count_once_per_item_on_their_impressions_day(spark):
     interactions = spark.createDataFrame(
         [
-            (D1, "impression", "p1", "o1", "hero", "web", "u1"),
-            (D1, "impression", "p2", "o1", "hero", "web", "u1"),
-            (D1, "impression", "p3", "o2", "hero", "web", "u2"),
-            (D2, "conversion", "p1", "o1", "hero", "web", "u1"),  # a click after midnight: counts on D1
-            (D2, "conversion", "p1", "o1", "hero", "web", "u1"),  # clicked twice: one conversion
-            (D2, "impression", "p4", "o1", "hero", "web", "u3"),
-            (D2, "conversion", "p9", "o2", "hero", "web", "u4"),  # its impression is unknown: an orphan
+            (D1, "impression", "p1", "o1", "hero", "web", "u1", "model"),
+            (D1, "impression", "p2", "o1", "hero", "web", "u1", "model"),
+            (D1, "impression", "p3", "o2", "hero", "web", "u2", "random"),
+            (D2, "conversion", "p1", "o1", "hero", "web", "u1", None),  # a click after midnight: counts on D1, model
+            (D2, "conversion", "p1", "o1", "hero", "web", "u1", "model"),  # clicked twice: one conversion
+            (D2, "impression", "p4", "o1", "hero", "web", "u3", "model"),
+            (D2, "conversion", "p9", "o2", "hero", "web", "u4", None),  # its impression is unknown: an orphan
         ],
         COLUMNS,
     )
@@ -43,16 +43,22 @@ def test_conversions_count_once_per_item_on_their_impressions_day(spark):
     )
     assert (rows[(D2, "o2")].impressions, rows[(D2, "o2")].orphan_conversions) == (0, 1)
     assert {r.segment for r in rows.values()} == {"*"}
+    assert {key: r.traffic_type for key, r in rows.items()} == {
+        (D1, "o1"): "model",
+        (D1, "o2"): "random",
+        (D2, "o1"): "model",
+        (D2, "o2"): "unknown",
+    }
     assert set(daily_stats(interactions, D2, D2).select("event_date").distinct().toPandas()["event_date"]) == {D2}
 
 
 def test_segment_facts_count_each_interaction_in_every_segment_of_its_profile(spark):
     interactions = spark.createDataFrame(
         [
-            (D1, "impression", "p1", "o1", "push", "push", "u1"),
-            (D1, "conversion", "p1", "o1", "push", "push", "u1"),
-            (D1, "impression", "p2", "o1", "push", "push", "u2"),
-            (D1, "impression", "p3", "o1", "push", "push", "u3"),  # in no segment: counts in * only
+            (D1, "impression", "p1", "o1", "push", "push", "u1", "model"),
+            (D1, "conversion", "p1", "o1", "push", "push", "u1", "model"),
+            (D1, "impression", "p2", "o1", "push", "push", "u2", "model"),
+            (D1, "impression", "p3", "o1", "push", "push", "u3", "model"),  # in no segment: counts in * only
         ],
         COLUMNS,
     )

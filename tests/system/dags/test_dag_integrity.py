@@ -56,12 +56,17 @@ def test_offer_ranking_tasks_and_edges(dagbag):
         "aggregate": ["ranking_units"],
         "ranking_units": ["rank"],
         "rank": ["publish"],
-        "publish": ["summary"],
+        "publish": ["report", "summary"],
+        "report": [],
         "summary": [],
     }
     assert dag.catchup is False and "offerrank" in dag.tags and dag.doc_md
     assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 2 * * *", "UTC")
     assert [o.uri.rstrip("/") for o in dag.get_task("publish").outlets] == ["offerrank://offer_rankings"]
+    assert [o.uri.rstrip("/") for o in dag.get_task("report").outlets] == ["offerrank://model_reports"]
+    # the reports follow publish whatever its outcome, as a leaf of their own: a report failure fails the run,
+    # never the publish
+    assert dag.get_task("report").trigger_rule == "all_done"
     assert dag.get_task("wait_for_events").mode == "reschedule"
     # runs do not queue behind one waiting for its events; Spark steps and publishing are serialized across runs
     assert dag.max_active_runs > 1

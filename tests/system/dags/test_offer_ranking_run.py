@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 from offerrank.catalog import load_catalog
 from offerrank.generator import SEGMENTS, generate
 from offerrank.jobs.ingest import run as run_ingest
+from offerrank.orchestration import run_summary
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
@@ -24,7 +25,8 @@ import json, sys
 from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder=sys.argv[1]).dags["offer_ranking"]
 run = dag.test(run_conf={"run_date": sys.argv[2]})
-print(json.dumps({"state": str(run.state), "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+print(json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks}))
 """
 
 
@@ -70,6 +72,15 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
         {(r["decision_id"], r["placement_id"]) for r in rows}
     ) == 7
     assert {r["segment"] for r in rows if r["model_name"] == "personalized-mobile"} == {"*", *SEGMENTS}
+    # the report task wrote each active model's report rows and page, which the summary links
+    assert result["tasks"]["report"] == "success"
+    reports = read_rows(DeltaTable(str(home / "warehouse" / "model_report")))
+    assert {(r["model_name"], r["window_end"]) for r in reports if r["segment"] == "*"} == {
+        (name, date(2026, 11, 2)) for name in ("auto-web", "auto-email", "personalized-mobile")
+    }
+    page = home / "warehouse" / "reports" / "auto-web" / "2026-11-02.html"
+    summary = run_summary(date(2026, 11, 2), result["run_id"], load_settings(home=home))
+    assert page.stat().st_size > 1_000_000 and f"model report of auto-web: {page}" in summary
 
 
 def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
@@ -79,6 +90,7 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     assert result["state"] == "failed"
     assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
     assert {result["tasks"][name] for name in ("profiles", "aggregate", "publish", "summary")} == {"upstream_failed"}
+    assert result["tasks"]["report"] == "skipped"  # no report of a day that failed validation
     assert rankings_version(home) == before
     (dq,) = [
         r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results"))) if r["run_date"] == date(2026, 11, 3)

@@ -12,28 +12,16 @@ import time
 from datetime import date
 from pathlib import Path
 
-import pytest
 from deltalake import DeltaTable
 
 from offerrank.nightly import run_day
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
-from tests.factories import REPO, prepared_home
+from tests.factories import prepared_home
+from tests.system.conftest import SCREENSHOTS
 from tests.system.deploy.stack import wait_for
 
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO / "var" / "screenshots"
-# Chromium as root in a sandbox with a closed network: no sandbox, no background connections to Google.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 COMPARED = [
     "model_name",
     "decision_id",
@@ -57,18 +45,6 @@ COMPARED = [
 def published(home: Path) -> list[tuple]:
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")), COMPARED)
     return sorted(tuple(round(v, 9) if isinstance(v, float) else v for v in (row[c] for c in COMPARED)) for row in rows)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("the browser test needs Debian's chromium (./dev.sh test installs it)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def signed_in(browser, api, path: str):
