@@ -26,8 +26,9 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,16 @@ import pyarrow.compute as pc
 
 from offerrank.bandit import run_seed
 from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog, DecisionPlacement, Offer
-from offerrank.policy import MODEL, RANDOM, Decision, decide, random_order, request_generator, slot_probabilities
+from offerrank.policy import (
+    MODEL,
+    RANDOM,
+    Contenders,
+    decide,
+    posterior_table,
+    random_order,
+    request_generator,
+    slot_probabilities,
+)
 from offerrank.settings import Settings
 from offerrank.tables import (
     ALL_SEGMENTS,
@@ -68,14 +78,14 @@ POLICY, PUBLISHED = "policy", "published"  # the serving policy per request; the
 MODES = (POLICY, PUBLISHED)
 
 
-@dataclass(frozen=True)
-class RankedOffer:
-    """One offer to show, and what the channel logs with it."""
+class RankedOffer(NamedTuple):
+    """One offer to show, and what the channel logs with it. The fields published in the ranking come first, in the
+    order of `PUBLISHED_FIELDS` (a named tuple built positionally: the policy path builds ten per request)."""
 
     offer_id: str
-    rank: int
     score: float | None
     reason: str  # model | cold_start | random | priority | formula | fallback | priority_fallback
+    rank: int
     traffic_type: str  # random | model: the item's itemSelection.rankingDetail.trafficType
     propensity: float  # P(the serving policy puts this offer in this slot for this request): 1.0 for a fixed order
 
@@ -92,7 +102,6 @@ SERVED_COLUMNS = [
     "segment",
     "alpha",
     "beta",
-    "p_best",
     "as_of_date",
     "published_at",
     "rank",
@@ -134,7 +143,9 @@ class Answer:
         return {"id": self.request_id, "scope": self.placement_id, "scopeDetails": scope_details, "items": items}
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "proposition": self.proposition()}
+        answer = {name.name: getattr(self, name.name) for name in fields(self)}
+        offers = [offer._asdict() for offer in self.offers]
+        return {**answer, "offers": offers, "dropped": dict(self.dropped), "proposition": self.proposition()}
 
 
 def run_starts(values: pa.Array) -> np.ndarray:
@@ -298,7 +309,6 @@ class _Columns:
     fields: dict[str, _Field]
     alpha: np.ndarray  # NaN where none (lists not ranked by an AI model)
     beta: np.ndarray
-    p_best: np.ndarray
     fallback: np.ndarray  # the fallback offer published for a list with nothing eligible: served whatever the day
 
     @classmethod
@@ -310,7 +320,6 @@ class _Columns:
             {name: _Field.of(ranking[name]) for name in PUBLISHED_FIELDS},
             floats("alpha"),
             floats("beta"),
-            floats("p_best"),
             pc.equal(ranking["reason"], "fallback").combine_chunks().to_numpy(zero_copy_only=False),
         )
 
@@ -323,19 +332,26 @@ class _Columns:
     def offer_ids(self) -> tuple[str, ...]:
         return self.fields["offer_id"].distinct
 
-    def offers(
-        self, rows: np.ndarray, traffic_type: str = MODEL, propensity: np.ndarray | None = None
-    ) -> tuple[RankedOffer, ...]:
-        """The answer's offers: `rows` in serving order, ranked from 1; a fixed order has propensity 1, random
-        traffic has reason `random`."""
-        published = {name: field.take(rows) for name, field in self.fields.items()}
-        if traffic_type == RANDOM:
-            published["reason"] = [RANDOM] * len(rows)
-        propensities = [1.0] * len(rows) if propensity is None else propensity.tolist()
-        return tuple(
-            RankedOffer(rank=rank, traffic_type=traffic_type, propensity=chance, **dict(zip(published, values)))
-            for rank, (chance, *values) in enumerate(zip(propensities, *published.values()), 1)
-        )
+    def published_values(self, rows: np.ndarray) -> list[tuple]:
+        """Each of `rows`' published fields (in `PUBLISHED_FIELDS` order), as Python objects."""
+        return list(zip(*(column.take(rows) for column in self.fields.values())))
+
+
+_REASON = PUBLISHED_FIELDS.index("reason")
+
+
+def ranked_offers(
+    values: list[tuple], traffic_type: str = MODEL, propensity: list[float] | None = None
+) -> tuple[RankedOffer, ...]:
+    """An answer's offers from their published fields in serving order, ranked from 1; a fixed order has
+    propensity 1, random traffic has reason `random`."""
+    if traffic_type == RANDOM:
+        values = [(*published[:_REASON], RANDOM, *published[_REASON + 1 :]) for published in values]
+    chances = [1.0] * len(values) if propensity is None else propensity
+    return tuple(
+        RankedOffer(*published, rank, traffic_type, chance)
+        for rank, (published, chance) in enumerate(zip(values, chances), 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -380,7 +396,10 @@ class _Served:
     dropped: dict[str, int]
     published: tuple[RankedOffer, ...]  # the first `limit` of `rows`, as a fixed order
     limit: int
-    in_slot: np.ndarray | None = None  # `slot_probabilities` of `rows`, computed at the first policy answer
+    # set at the first policy answer: the slot probabilities, Thompson contenders and published fields of `rows`
+    in_slot: np.ndarray | None = None
+    contenders: Contenders | None = None
+    values: list[tuple] | None = None
 
 
 @dataclass(frozen=True)
@@ -420,7 +439,7 @@ class Snapshot:
     capped_offers: dict[str, Offer] = field(default_factory=dict)  # the catalog's offers with frequency caps
     # (list, day, the profile's segments where they matter, offers capped) -> what `served` answers
     _served: dict = field(default_factory=dict, compare=False, repr=False)
-    # (list, its servable rows, slots) -> their slot probabilities: the same rows on another day reuse them
+    # (list, its servable rows, slots) -> their slot probabilities and contenders: another day reuses them
     _in_slot: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -438,7 +457,8 @@ class Snapshot:
             if len(self._served) > 100_000:  # many profile-segment combinations: start over rather than grow
                 self._served.clear()
             rows, dropped = self.served_rows(ranked, on, profile_segments, capped)
-            found = self._served[key] = _Served(rows, dropped, self.columns.offers(rows[:limit]), limit)
+            published = ranked_offers(self.columns.published_values(rows[:limit]))
+            found = self._served[key] = _Served(rows, dropped, published, limit)
         return found
 
     def served_rows(
@@ -465,26 +485,25 @@ class Snapshot:
         }
         return rows[keep], dropped
 
-    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[np.ndarray, Decision]:
-        """One request's order of a list served by the policy: its rows, and the decision."""
+    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer], str]:
+        """One request's order of a list served by the policy: its offers, and its traffic type."""
         rows, columns = served.rows, self.columns
         if served.in_slot is None:
             key = (ranked.start, rows.tobytes(), served.limit)
-            in_slot = self._in_slot.get(key)
-            if in_slot is None:
+            found = self._in_slot.get(key)
+            if found is None:
                 if len(self._in_slot) > 10_000:  # many capped or audience combinations: start over
                     self._in_slot.clear()
                 seed = run_seed(self.ranking_version, ranked.start, len(rows))
-                in_slot = slot_probabilities(columns.alpha[rows], columns.beta[rows], served.limit, seed)
-                published = columns.p_best[rows]
-                if len(rows) == ranked.stop - ranked.start and np.isfinite(published).all():  # nothing dropped
-                    in_slot[:, 0] = published  # the published P(best) holds as it is
-                self._in_slot[key] = in_slot
-            served.in_slot = in_slot
-        decision = decide(
-            rng, columns.alpha[rows], columns.beta[rows], ranked.exploration_share, served.in_slot, served.limit
-        )
-        return rows[decision.order], decision
+                table = posterior_table(columns.alpha[rows], columns.beta[rows])
+                in_slot = slot_probabilities(table, served.limit, seed)
+                found = self._in_slot[key] = in_slot, Contenders.of(table, in_slot)
+            served.contenders = found[1]
+            served.values = columns.published_values(rows)
+            served.in_slot = found[0]
+        decision = decide(rng, served.contenders, ranked.exploration_share, served.in_slot, served.limit)
+        values = [served.values[at] for at in decision.order.tolist()]
+        return ranked_offers(values, decision.traffic_type, decision.propensity.tolist()), decision.traffic_type
 
 
 def ranked_segments(ranking: pa.Table) -> set[str]:
@@ -762,9 +781,7 @@ class RankingLookup:
         offers, traffic_type = lists.published, MODEL
         if mode == POLICY and ranked.exploration_share is not None:
             rng = request_generator(request_id, placement_id, channel, snapshot.ranking_version)
-            rows, decision = snapshot.decide(ranked, lists, rng)
-            traffic_type = decision.traffic_type
-            offers = snapshot.columns.offers(rows, traffic_type, decision.propensity)
+            offers, traffic_type = snapshot.decide(ranked, lists, rng)
         self._count_served(snapshot, offers, profile_id, day)
         return Answer(
             placement_id,
@@ -815,14 +832,14 @@ class RankingLookup:
         if mode == POLICY and assignment is not None and assignment.method.explorable and live:
             decision = random_order(request_generator(request_id, placement_id, channel, None), len(live), limit)
             offers = tuple(
-                RankedOffer(live[at].id, rank, None, RANDOM, RANDOM, float(propensity))
+                RankedOffer(live[at].id, None, RANDOM, rank, RANDOM, float(propensity))
                 for rank, (at, propensity) in enumerate(zip(decision.order, decision.propensity), 1)
             )
             traffic_type = RANDOM
         else:
             chain = [link for link in fallback_chain(assignment, live) if servable(link[0])]
             offers = tuple(
-                RankedOffer(offer_id, rank, score, reason, MODEL, 1.0)
+                RankedOffer(offer_id, score, reason, rank, MODEL, 1.0)
                 for rank, (offer_id, score, reason) in enumerate(chain[:limit], 1)
             )
             traffic_type = MODEL
