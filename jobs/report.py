@@ -189,7 +189,7 @@ def offer_rows(facts: pd.DataFrame, rates: pd.DataFrame, model: AIModel, first: 
     return offers.sort_values(["segment", "conversion_rate"], ascending=[True, False])[MODEL_REPORT_OFFERS.column_names]
 
 
-def cumulative_lift(facts: pd.DataFrame, model: AIModel) -> pd.DataFrame:
+def cumulative_lift(facts: pd.DataFrame) -> pd.DataFrame:
     """Per segment and day: the lift of all the window's traffic up to that day, with its interval."""
     per_day = traffic_totals(facts, ["segment", "event_date"]).sort_values(["segment", "event_date"])
     counts = [c for c in per_day.columns if c.endswith(tuple(COUNTS))]
@@ -227,7 +227,7 @@ def model_report(
         trend=counts_by(facts, ["segment", "event_date", "traffic_type"]),
         summary=summary_rows(facts, served_scores(rates, model), model, first, last),
         offers=offer_rows(facts, rates, model, first, last),
-        cumulative=cumulative_lift(facts, model),
+        cumulative=cumulative_lift(facts),
         offer_shares=offer_shares(facts),
     )
 

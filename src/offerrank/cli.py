@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=cmd_generate)
 
     run = commands.add_parser(
-        "run", help="the whole nightly chain for a date: ingest, validate, aggregate, rank, publish"
+        "run", help="the whole nightly chain for a date: ingest, validate, profiles, aggregate, rank, publish, report"
     )
     run.add_argument("--date", type=_iso_date, required=True, help="run date, YYYY-MM-DD")
     run.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")

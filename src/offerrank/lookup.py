@@ -485,7 +485,7 @@ class Snapshot:
         }
         return rows[keep], dropped
 
-    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer], str]:
+    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer, ...], str]:
         """One request's order of a list served by the policy: its offers, and its traffic type."""
         rows, columns = served.rows, self.columns
         if served.in_slot is None:
