@@ -196,11 +196,8 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     warehouse.replace_range(daily_stats(window, first, run_date, memberships), OFFER_STATS_DAILY, first, run_date)
     stats = warehouse.read(OFFER_STATS_DAILY)
     rates = None
-    for model in catalog.ai_models:
-        placements = catalog.placements_of(model)
-        if model.status is not ModelStatus.active or not placements:
-            continue
-        assigned = spark.createDataFrame(placements, "placement_id string, channel string")
+    for model in catalog.active_models():
+        assigned = spark.createDataFrame(catalog.placements_of(model), "placement_id string, channel string")
         totals = window_totals(stats, model, run_date).join(assigned, ["placement_id", "channel"])
         model_rates = conversion_rates(totals, model, run_date, settings.prior_alpha, settings.prior_beta)
         rates = model_rates if rates is None else rates.unionByName(model_rates)

@@ -28,7 +28,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.catalog import AIModel, Catalog
 from offerrank.settings import Settings
 from offerrank.stats import compare, gini, rate_interval
 from offerrank.tables import (
@@ -300,14 +300,9 @@ def reports_for(
     return reports
 
 
-def active_models(catalog: Catalog) -> list[str]:
-    """The active AI models that an active decision ranks with."""
-    return [m.name for m in catalog.ai_models if m.status is ModelStatus.active and catalog.placements_of(m)]
-
-
 def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
     """The nightly reports of every active model: tables and pages; returns a line per model."""
-    outcomes = reports_for(settings, catalog, active_models(catalog), None, run_date)
+    outcomes = reports_for(settings, catalog, [m.name for m in catalog.active_models()], None, run_date)
     reports = [r for r in outcomes if isinstance(r, ModelReport)]
     recent = (run_date - timedelta(days=settings.lateness_days), run_date)
 

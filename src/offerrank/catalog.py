@@ -357,6 +357,10 @@ class Catalog(_Entity):
             }
         )
 
+    def active_models(self) -> list[AIModel]:
+        """The active AI models that an active decision ranks with."""
+        return [m for m in self.ai_models if m.status is ModelStatus.active and self.placements_of(m)]
+
     def ranking_methods(self) -> list[RankingMethod]:
         """The ranking methods active decisions use, by unit: one ranking task each."""
         return sorted({a.method for _, a in self.active_assignments()}, key=lambda m: m.unit)

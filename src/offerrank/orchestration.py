@@ -147,10 +147,10 @@ def write_reports(run_date: date, settings: Settings | None = None) -> str:
 
 def report_lines(run_date: date, settings: Settings) -> list[str]:
     """Where the run's model report pages are (the `report` task writes them)."""
-    from offerrank.jobs.report import active_models, page_path
+    from offerrank.jobs.report import page_path
 
-    models = active_models(registry_catalog(settings))
-    return [f"model report of {name}: {page_path(settings, name, run_date)}" for name in models]
+    models = registry_catalog(settings).active_models()
+    return [f"model report of {m.name}: {page_path(settings, m.name, run_date)}" for m in models]
 
 
 def run_summary(run_date: date, run_id: str, settings: Settings | None = None, top: int = 3) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from offerrank.settings import Settings
-from offerrank.tables import Table
+from offerrank.tables import Table, partition_predicate
 
 
 class Warehouse:
@@ -43,13 +43,12 @@ class Warehouse:
 
     def replace_where(self, frame: DataFrame, table: Table, values: dict[str, object]) -> None:
         """Atomically replace the rows whose partition columns equal `values` (one commit; creates the table)."""
-        condition = " AND ".join(f"{column} = '{value}'" for column, value in values.items())
-        self._write(frame, table, "overwrite", replaceWhere=condition)
+        self._write(frame, table, "overwrite", replaceWhere=partition_predicate(values))
 
     def replace_range(self, frame: DataFrame, table: Table, first: object, last: object) -> None:
         """Atomically replace the rows with `first <= partition column <= last` by `frame`."""
         (column,) = table.partitions
-        self._write(frame, table, "overwrite", replaceWhere=f"{column} >= '{first}' AND {column} <= '{last}'")
+        self._write(frame, table, "overwrite", replaceWhere=partition_predicate({column: (first, last)}))
 
     def overwrite(self, frame: DataFrame, table: Table) -> int:
         """Replace the whole table in one commit; returns the table version of that commit."""

@@ -242,6 +242,19 @@ ALL_TABLES = (
 )
 
 
+def partition_predicate(values: dict[str, object]) -> str:
+    """The SQL condition on partition columns that a partition replace uses: each column equals its value, or lies
+    in its (first, last) range (both engines' writers take it: Spark's replaceWhere, deltalake's predicate)."""
+
+    def condition(column: str, value: object) -> str:
+        if isinstance(value, tuple):
+            first, last = value
+            return f"{column} >= '{first}' AND {column} <= '{last}'"
+        return f"{column} = '{value}'"
+
+    return " AND ".join(condition(column, value) for column, value in values.items())
+
+
 def latest_on_or_before(days: Iterable[date], day: date) -> date | None:
     """The latest of `days` on or before `day` (which profile snapshot a run date uses), None when there is none."""
     return max((d for d in days if d <= day), default=None)

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from offerrank.settings import Settings
-from offerrank.tables import OFFER_RANKINGS, Table
+from offerrank.tables import OFFER_RANKINGS, Table, partition_predicate
 
 if TYPE_CHECKING:
     from offerrank.catalog import Catalog
@@ -61,7 +61,7 @@ def write_frame(
     from deltalake.exceptions import CommitFailedError
 
     data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
-    predicate = " AND ".join(_condition(column, value) for column, value in (where or {}).items()) or None
+    predicate = partition_predicate(where or {}) or None
     path, token = settings.table_path(table.name), uuid.uuid4().hex
     target = DeltaTable(path, version=read_version) if read_version is not None else path
     for attempt in range(COMMIT_ATTEMPTS if read_version is None else 1):
@@ -83,13 +83,6 @@ def write_frame(
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
     return _version_of(path, token)
-
-
-def _condition(column: str, value: object) -> str:
-    if isinstance(value, tuple):
-        first, last = value
-        return f"{column} >= '{first}' AND {column} <= '{last}'"
-    return f"{column} = '{value}'"
 
 
 def filesystem(uri: str):

@@ -21,3 +21,14 @@ def test_the_snapshot_a_date_uses_is_the_latest_on_or_before_it():
     assert latest_on_or_before(days, date(2026, 11, 10)) == date(2026, 11, 8)
     assert latest_on_or_before(days, date(2026, 11, 8)) == date(2026, 11, 8)
     assert latest_on_or_before(days, date(2026, 10, 31)) is None
+
+
+def test_a_partition_predicate_takes_values_and_ranges():
+    from offerrank.tables import partition_predicate
+
+    assert partition_predicate({"as_of_date": date(2026, 11, 3), "unit": "priority"}) == (
+        "as_of_date = '2026-11-03' AND unit = 'priority'"
+    )
+    assert partition_predicate({"report_date": (date(2026, 11, 1), date(2026, 11, 3))}) == (
+        "report_date >= '2026-11-01' AND report_date <= '2026-11-03'"
+    )
