@@ -36,11 +36,11 @@ from offerrank.tables import (
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
     PROFILE_SEGMENTS,
+    UNKNOWN_TRAFFIC,
     latest_on_or_before,
 )
 
 STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
-UNKNOWN_TRAFFIC = "unknown"  # the traffic type of an interaction that logged none
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 

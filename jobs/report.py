@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog
+from offerrank.policy import MODEL, RANDOM
 from offerrank.settings import Settings
 from offerrank.stats import compare, gini, rate_interval
 from offerrank.tables import (
@@ -38,10 +39,10 @@ from offerrank.tables import (
     MODEL_REPORT_OFFERS,
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
+    UNKNOWN_TRAFFIC,
 )
 from offerrank.warehouse import open_table, read_arrow, write_file, write_frame
 
-MODEL, RANDOM = "model", "random"
 COUNTS = ["impressions", "conversions"]
 PLACEMENT_KEYS = ["placement_id", "channel"]
 DATE_COLUMNS = ("report_date", "window_start", "window_end")
@@ -255,7 +256,7 @@ def read_facts(settings: Settings, first: date, last: date) -> tuple[pd.DataFram
     rates = between(OFFER_CONVERSION_RATES, "as_of_date", first - timedelta(days=1), last)
     if "traffic_type" not in stats.columns:  # facts aggregated before traffic types were
         stats["traffic_type"] = None
-    stats["traffic_type"] = stats["traffic_type"].fillna("unknown")
+    stats["traffic_type"] = stats["traffic_type"].fillna(UNKNOWN_TRAFFIC)
     return stats, rates
 
 

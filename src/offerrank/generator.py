@@ -34,13 +34,15 @@ from typing import TextIO
 import numpy as np
 import yaml
 
+from offerrank.policy import MODEL, RANDOM
+
 CHANNEL_TYPE_PREFIX = "https://ns.adobe.com/xdm/channel-types/"
 SEGMENTS = ("new-visitors", "loyal-customers", "bargain-hunters")
 SEGMENT_SHARES = (0.5, 0.2, 0.3)
 SEGMENT_LIFT = {"new-visitors": 0.8, "loyal-customers": 1.6, "bargain-hunters": 1.1}
 MEAN_CLICK_DELAY_MINUTES = 25.0
 RANDOM_SHARE = 0.1  # share of propositions served as random traffic
-TRAFFIC_TYPES = ("random", "model")
+TRAFFIC_TYPES = (RANDOM, MODEL)
 CLICK_REPEAT_SHARE = 0.1  # share of converted items clicked a second time (counts once)
 
 # (placement id, name, channel, offers shown together in one proposition)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 ALL_SEGMENTS = "*"  # the segment key of all traffic, beside the segments of personalized models
+UNKNOWN_TRAFFIC = "unknown"  # the traffic type of facts whose interactions logged none (`model`, `random` otherwise)
 
 # A column's type, in Spark's DDL names; the only types the declared schemas use.
 _SPARK_TYPES = {
