@@ -9,6 +9,9 @@ Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel,
                                 impression's date), distinct profiles, orphan conversions (clicks whose impression
                                 is unknown);
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
+       `slot_stats_daily`       per event_date, placement_id, channel, segment, slot, offer_id, traffic_type and
+                                logged propensity: impressions and conversions (off-policy evaluation's input);
+                                replaces event dates [D - L, D];
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
                                 look-back window (optionally decayed), rate, Beta posterior, 95% credible
                                 interval, cold start; replaces as_of_date = D;
@@ -24,9 +27,9 @@ from datetime import date, timedelta
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.bandit import RATE_KEYS, posteriors
+from offerrank.catalog import Catalog, ModelStatus
 from offerrank.jobs import caps
 from offerrank.settings import Settings, parse_flag
 from offerrank.storage import Warehouse
@@ -36,12 +39,48 @@ from offerrank.tables import (
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
     PROFILE_SEGMENTS,
+    SLOT_STATS_DAILY,
     UNKNOWN_TRAFFIC,
     latest_on_or_before,
 )
 
 STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
-RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
+SLOT_KEYS = ["event_date", "placement_id", "channel", "segment", "slot", "offer_id", "traffic_type", "propensity"]
+ITEM_KEYS = ["proposition_id", "offer_id", "segment"]  # one shown (or clicked) proposition item in a segment
+
+
+def attribution(
+    interactions: DataFrame, memberships: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """The interactions tagged with their segments (`*`, and through `memberships` (profile_id, segment) each
+    segment of the profile), then (impressions, shown, clicked): the tagged impressions, and one row per shown and
+    per clicked proposition item x segment."""
+    interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
+    tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
+    if memberships is not None:
+        tagged = tagged.unionByName(
+            interactions.join(memberships, "profile_id").select(*interactions.columns, "segment")
+        )
+    impressions = tagged.filter(F.col("interaction") == "impression")
+    shown = impressions.groupBy(*ITEM_KEYS).agg(
+        F.min("event_date").alias("event_date"),
+        F.first("placement_id").alias("placement_id"),
+        F.first("channel").alias("channel"),
+        F.first("traffic_type").alias("traffic_type"),
+        F.first("slot", ignorenulls=True).alias("slot"),
+        F.first("propensity", ignorenulls=True).alias("propensity"),
+    )
+    clicked = (
+        tagged.filter(F.col("interaction") == "conversion")
+        .groupBy(*ITEM_KEYS)
+        .agg(
+            F.min("event_date").alias("click_date"),
+            F.first("placement_id").alias("click_placement"),
+            F.first("channel").alias("click_channel"),
+            F.first("traffic_type").alias("click_traffic_type"),
+        )
+    )
+    return impressions, shown, clicked
 
 
 def daily_stats(
@@ -51,27 +90,8 @@ def daily_stats(
 
     Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
     segment its profile belongs to; a conversion counts in its impression's traffic type."""
-    interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
-    tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
-    if memberships is not None:
-        tagged = tagged.unionByName(
-            interactions.join(memberships, "profile_id").select(*interactions.columns, "segment")
-        )
-    impressions = tagged.filter(F.col("interaction") == "impression")
-    clicks = tagged.filter(F.col("interaction") == "conversion")
-    shown = impressions.groupBy("proposition_id", "offer_id", "segment").agg(
-        F.min("event_date").alias("event_date"),
-        F.first("placement_id").alias("placement_id"),
-        F.first("channel").alias("channel"),
-        F.first("traffic_type").alias("traffic_type"),
-    )
-    clicked = clicks.groupBy("proposition_id", "offer_id", "segment").agg(
-        F.min("event_date").alias("click_date"),
-        F.first("placement_id").alias("click_placement"),
-        F.first("channel").alias("click_channel"),
-        F.first("traffic_type").alias("click_traffic_type"),
-    )
-    attributed = clicked.join(shown, ["proposition_id", "offer_id", "segment"], "left")
+    impressions, shown, clicked = attribution(interactions, memberships)
+    attributed = clicked.join(shown, ITEM_KEYS, "left")
     conversions = (
         attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
     )
@@ -104,53 +124,44 @@ def daily_stats(
     )
 
 
-def window_totals(stats: DataFrame, model: AIModel, as_of: date) -> DataFrame:
-    """Counts per offer x placement x channel x segment over the model's look-back window, raw and time-decayed."""
-    first = as_of - timedelta(days=model.lookback_days - 1)
-    age = F.datediff(F.lit(as_of), F.col("event_date"))
-    weight = F.pow(F.lit(0.5), age / F.lit(model.half_life_days)) if model.half_life_days else F.lit(1.0)
+def slot_stats(
+    interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None
+) -> DataFrame:
+    """Per event date in [first_date, last_date], placement, channel, segment, slot, offer, traffic type and
+    logged propensity: impressions (shown proposition items) and conversions (those clicked), what off-policy
+    evaluation weighs. Impressions logged without a slot (ingested before slots were kept) are left out."""
+    _, shown, clicked = attribution(interactions, memberships)
+    converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
     return (
-        stats.filter(F.col("event_date").between(first, as_of) & F.col("segment").isin(*model.ranked_segments))
-        .groupBy(*RATE_KEYS)
+        shown.filter(F.col("slot").isNotNull() & F.col("event_date").between(first_date, last_date))
+        .join(converted, ITEM_KEYS, "left")
+        .groupBy(*SLOT_KEYS)
         .agg(
-            F.sum("impressions").alias("impressions"),
-            F.sum("conversions").alias("conversions"),
-            F.sum(F.col("impressions") * weight).alias("effective_impressions"),
-            F.sum(F.col("conversions") * weight).alias("effective_conversions"),
+            F.count("*").alias("impressions"),
+            F.coalesce(F.sum("converted"), F.lit(0)).cast("long").alias("conversions"),
         )
     )
 
 
-@F.pandas_udf(T.DoubleType())
-def _beta_quantile(alpha: pd.Series, beta: pd.Series, q: pd.Series) -> pd.Series:
-    from scipy.stats import beta as beta_distribution
+def window_facts(stats: DataFrame, as_of: date, days: int) -> pd.DataFrame:
+    """The daily facts of the `days` ending `as_of`, traffic types summed: what the models' posteriors read (a few
+    rows per offer, placement, segment and day, so the posteriors are computed in pandas)."""
+    return (
+        stats.filter(F.col("event_date").between(as_of - timedelta(days=days - 1), as_of))
+        .groupBy("event_date", *RATE_KEYS)
+        .agg(F.sum("impressions").alias("impressions"), F.sum("conversions").alias("conversions"))
+        .toPandas()
+    )
 
-    return pd.Series(beta_distribution.ppf(q, alpha, beta))
 
-
-def conversion_rates(
-    totals: DataFrame, model: AIModel, as_of: date, prior_alpha: float, prior_beta: float
-) -> DataFrame:
-    """Beta posteriors from window totals: alpha = prior + conversions, beta = prior + non-converting impressions."""
-    alpha = F.lit(prior_alpha) + F.col("effective_conversions")
-    beta = F.lit(prior_beta) + F.greatest(F.col("effective_impressions") - F.col("effective_conversions"), F.lit(0.0))
-    return totals.select(
-        F.lit(as_of).alias("as_of_date"),
-        F.lit(model.name).alias("model_name"),
-        *RATE_KEYS,
-        "impressions",
-        "conversions",
-        "effective_impressions",
-        "effective_conversions",
-        F.when(F.col("impressions") > 0, F.col("conversions") / F.col("impressions")).alias("conversion_rate"),
-        alpha.alias("alpha"),
-        beta.alias("beta"),
-        _beta_quantile(alpha, beta, F.lit(0.025)).alias("ci_low"),
-        _beta_quantile(alpha, beta, F.lit(0.975)).alias("ci_high"),
-        (
-            (F.col("impressions") < model.cold_start.min_impressions)
-            | (F.col("conversions") < model.cold_start.min_conversions)
-        ).alias("cold_start"),
+def active_model_rates(facts: pd.DataFrame, catalog: Catalog, as_of: date, settings: Settings) -> pd.DataFrame:
+    """Every active AI model's posteriors as of `as_of` on the placements it ranks (`offer_conversion_rates`)."""
+    return pd.concat(
+        [
+            posteriors(facts, model, catalog.placements_of(model), as_of, settings.prior_alpha, settings.prior_beta)
+            for model in catalog.active_models()
+        ],
+        ignore_index=True,
     )
 
 
@@ -194,22 +205,20 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     window = interactions.filter(F.col("landing_date").between(first, run_date + timedelta(days=lateness)))
     snapshot, memberships = snapshot_memberships(warehouse.read(PROFILE_SEGMENTS), segments_in_use(catalog), run_date)
     warehouse.replace_range(daily_stats(window, first, run_date, memberships), OFFER_STATS_DAILY, first, run_date)
+    warehouse.replace_range(slot_stats(window, first, run_date, memberships), SLOT_STATS_DAILY, first, run_date)
     stats = warehouse.read(OFFER_STATS_DAILY)
-    rates = None
-    for model in catalog.active_models():
-        assigned = spark.createDataFrame(catalog.placements_of(model), "placement_id string, channel string")
-        totals = window_totals(stats, model, run_date).join(assigned, ["placement_id", "channel"])
-        model_rates = conversion_rates(totals, model, run_date, settings.prior_alpha, settings.prior_beta)
-        rates = model_rates if rates is None else rates.unionByName(model_rates)
-    if rates is not None:
-        warehouse.replace_partition(rates, OFFER_CONVERSION_RATES, run_date)
-    written = warehouse.read(OFFER_CONVERSION_RATES)
+    models = catalog.active_models()
+    if models:
+        rates = active_model_rates(window_facts(stats, run_date, longest), catalog, run_date, settings)
+        warehouse.replace_partition(
+            spark.createDataFrame(rates, OFFER_CONVERSION_RATES.spark_schema()), OFFER_CONVERSION_RATES, run_date
+        )
     counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
     return {
         "stats_dates": f"{first}..{run_date}",
         "profile_snapshot": str(snapshot) if snapshot else None,
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
-        "rate_rows": written.filter(F.col("as_of_date") == run_date).count() if rates is not None else 0,
+        "rate_rows": len(rates) if models else 0,
         "caps_counted": counted_caps,
     }
 

@@ -12,6 +12,8 @@ Writes `model_report_daily`  per report_date (an event date), model, placement, 
                              verdict; replaces window_end = D;
        `model_report_offers` per window_end, model, segment, placement, channel, offer: rate, interval, share of
                              traffic, cold start; replaces window_end = D;
+       `policy_evaluations`  per window_end and model: what other policies would have converted on the window's logged
+                             impressions (off-policy estimates, see offerrank.jobs.evaluate);
        each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.report_page).
 A nightly report's window is the model's look-back window ending D. One computation (`model_report`) gives the rows
 of the tables, the page and the JSON, so they show the same numbers.
@@ -22,13 +24,15 @@ Run: the nightly `report` step (after publish; a report failure never blocks a p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog
+from offerrank.jobs.evaluate import EvaluationUnavailable
+from offerrank.jobs.evaluate import run as evaluate
 from offerrank.policy import MODEL, RANDOM
 from offerrank.settings import Settings
 from offerrank.stats import compare, gini, rate_interval
@@ -39,9 +43,10 @@ from offerrank.tables import (
     MODEL_REPORT_OFFERS,
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
+    POLICY_EVALUATIONS,
     UNKNOWN_TRAFFIC,
 )
-from offerrank.warehouse import open_table, read_arrow, write_file, write_frame
+from offerrank.warehouse import open_table, rows_between, write_file, write_frame
 
 COUNTS = ["impressions", "conversions"]
 PLACEMENT_KEYS = ["placement_id", "channel"]
@@ -66,6 +71,8 @@ class ModelReport:
     offers: pd.DataFrame  # MODEL_REPORT_OFFERS's columns
     cumulative: pd.DataFrame  # per segment and day: lift of the window's traffic up to that day, with its interval
     offer_shares: pd.DataFrame  # per day and offer: share of the model's impressions (all traffic, segment `*`)
+    evaluations: pd.DataFrame | None = None  # POLICY_EVALUATIONS's columns: what other policies would have converted
+    evaluation_note: str = ""  # why there are no evaluations
 
     @property
     def verdict(self) -> str:
@@ -90,6 +97,8 @@ class ModelReport:
             "trend": records(self.trend),
             "cumulative": records(self.cumulative),
             "offer_shares": records(self.offer_shares),
+            "evaluations": records(self.evaluations) if self.evaluations is not None else [],
+            "evaluation_note": self.evaluation_note,
         }
 
 
@@ -244,16 +253,10 @@ def window_of(model: AIModel, last: date) -> date:
 def read_facts(settings: Settings, first: date, last: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`offer_stats_daily` of event dates [first, last] and `offer_conversion_rates` of as-of dates
     [first - 1, last] (the scores served on `first` are those of the day before)."""
-    import pyarrow.compute as pc
-
-    def between(table, column: str, low: date, high: date) -> pd.DataFrame:
-        opened = open_table(settings, table)
-        if opened is None:
-            raise ReportUnavailable(f"no {table.name} table yet: run the nightly chain first")
-        return read_arrow(opened, row_filter=(pc.field(column) >= low) & (pc.field(column) <= high)).to_pandas()
-
-    stats = between(OFFER_STATS_DAILY, "event_date", first, last)
-    rates = between(OFFER_CONVERSION_RATES, "as_of_date", first - timedelta(days=1), last)
+    stats = rows_between(settings, OFFER_STATS_DAILY, "event_date", first, last)
+    rates = rows_between(settings, OFFER_CONVERSION_RATES, "as_of_date", first - timedelta(days=1), last)
+    if stats is None or rates is None:
+        raise ReportUnavailable("no aggregated facts yet: run the nightly chain first")
     if "traffic_type" not in stats.columns:  # facts aggregated before traffic types were
         stats["traffic_type"] = None
     stats["traffic_type"] = stats["traffic_type"].fillna(UNKNOWN_TRAFFIC)
@@ -295,9 +298,15 @@ def reports_for(
     reports: list[ModelReport | ReportUnavailable] = []
     for model, start in zip(models, starts):
         try:
-            reports.append(model_report(model, catalog.placements_of(model), stats, rates, start, last))
+            report = model_report(model, catalog.placements_of(model), stats, rates, start, last)
         except ReportUnavailable as unavailable:
             reports.append(unavailable)
+            continue
+        try:
+            evaluations = evaluate(settings, catalog, model.name, start, last, write=False)
+            reports.append(replace(report, evaluations=evaluations))
+        except EvaluationUnavailable as unavailable:
+            reports.append(replace(report, evaluation_note=f"no off-policy estimates: {unavailable}"))
     return reports
 
 
@@ -320,6 +329,10 @@ def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
         where={"report_date": recent},
     )
     write_frame(settings, MODEL_REPORT, rows("summary", MODEL_REPORT), mode="overwrite", where={"window_end": run_date})
+    for report in reports:
+        if report.evaluations is not None:
+            where = {"window_end": run_date, "model_name": report.model.name}
+            write_frame(settings, POLICY_EVALUATIONS, report.evaluations, mode="overwrite", where=where)
     write_frame(
         settings,
         MODEL_REPORT_OFFERS,

@@ -1,7 +1,7 @@
 """Beta-Bernoulli Thompson sampling: the ranking math of the auto-optimization model, on one group of offers.
 
-Every offer of a placement x channel has a Beta(alpha, beta) posterior of its conversion rate. The ranking
-publishes per offer:
+Every offer of a placement x channel has a Beta(alpha, beta) posterior of its conversion rate (`posteriors`, from
+the daily facts of the model's look-back window). The ranking publishes per offer:
 - `score`: the posterior mean alpha / (alpha + beta);
 - `p_best`: the probability that the offer has the highest rate, by Monte-Carlo over the posteriors with a
   seed derived from the run (so a rerun gives the same figures);
@@ -14,16 +14,69 @@ publishes per offer:
 from __future__ import annotations
 
 import hashlib
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from offerrank.tables import OFFER_CONVERSION_RATES
+
+if TYPE_CHECKING:
+    from offerrank.catalog import AIModel
+
 DRAWS = 20_000
+RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 
 def run_seed(*parts: object) -> int:
     """A stable 64-bit seed from the run's identity (date, model, placement, channel)."""
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little")
+
+
+def posteriors(
+    stats: pd.DataFrame,
+    model: AIModel,
+    placements: list[tuple[str, str]],
+    as_of: date,
+    prior_alpha: float,
+    prior_beta: float,
+) -> pd.DataFrame:
+    """The `model`'s Beta posteriors as of `as_of`, per offer x placement x channel x segment it ranks on its
+    `placements` (placement, channel), from daily facts `stats` (event_date, offer_id, placement_id, channel,
+    segment, impressions, conversions; other days, placements, segments and columns are ignored): the look-back
+    window's counts, each day weighing 0.5 ^ (age / half-life) when the model decays, alpha = prior + conversions,
+    beta = prior + non-converting impressions, a 95% credible interval and cold start: the rows of
+    `offer_conversion_rates`."""
+    from scipy.special import betaincinv
+
+    first = as_of - timedelta(days=model.lookback_days - 1)
+    assigned = pd.DataFrame(placements, columns=["placement_id", "channel"])
+    window = stats[stats["event_date"].between(first, as_of) & stats["segment"].isin(model.ranked_segments)]
+    window = window.merge(assigned, on=["placement_id", "channel"])
+    age = np.array([(as_of - day).days for day in window["event_date"]], dtype=float)
+    weight = 0.5 ** (age / model.half_life_days) if model.half_life_days else np.ones(len(window))
+    window["effective_impressions"] = window["impressions"] * weight
+    window["effective_conversions"] = window["conversions"] * weight
+    rates = window.groupby(RATE_KEYS, as_index=False, sort=True)[
+        ["impressions", "conversions", "effective_impressions", "effective_conversions"]
+    ].sum()
+    impressions, conversions = rates["impressions"].to_numpy(), rates["conversions"].to_numpy()
+    alpha = prior_alpha + rates["effective_conversions"].to_numpy(float)
+    beta = prior_beta + np.maximum(rates["effective_impressions"] - rates["effective_conversions"], 0.0).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(impressions > 0, conversions / np.maximum(impressions, 1), np.nan)
+    rates = rates.assign(
+        as_of_date=as_of,
+        model_name=model.name,
+        conversion_rate=rate,
+        alpha=alpha,
+        beta=beta,
+        ci_low=betaincinv(alpha, beta, 0.025) if len(rates) else [],
+        ci_high=betaincinv(alpha, beta, 0.975) if len(rates) else [],
+        cold_start=(impressions < model.cold_start.min_impressions) | (conversions < model.cold_start.min_conversions),
+    )
+    return rates[OFFER_CONVERSION_RATES.column_names].astype({"impressions": "int64", "conversions": "int64"})
 
 
 def probability_best(alpha: np.ndarray, beta: np.ndarray, seed: int, draws: int = DRAWS) -> np.ndarray:

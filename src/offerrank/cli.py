@@ -136,6 +136,67 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.catalog import CatalogError, load_catalog
+    from offerrank.jobs.evaluate import EvaluationUnavailable, run
+    from offerrank.jobs.report import ReportUnavailable, latest_fact_date
+    from offerrank.warehouse import registry_catalog
+
+    try:
+        catalog = load_catalog(args.catalog) if args.catalog else registry_catalog(settings)
+        last = args.last or latest_fact_date(settings)
+        rows = run(settings, catalog, args.model, args.first, last, args.policy)
+    except (EvaluationUnavailable, ReportUnavailable, CatalogError) as unavailable:
+        print(f"offerrank evaluate: {unavailable}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(rows.to_json(orient="records", date_format="iso", indent=1))
+    else:
+        print(evaluation_table(rows))
+    return 0 if rows["refused"].isna().any() else 1
+
+
+def evaluation_table(rows) -> str:
+    """The all-slots estimates of an evaluation, a line per placement x segment x policy, then the refusals."""
+    first = rows.iloc[0]
+    lines = [
+        f"{first.model_name}: off-policy estimates of each policy's conversion rate on the impressions logged "
+        f"{first.window_start}..{first.window_end} (table policy_evaluations)",
+        f"{'placement/channel':<26} {'segment':<16} {'policy':<32} {'logged':>7} {'SNIPW [95% interval]':>26} "
+        f"{'DR [95% interval]':>26} {'ESS':>8}",
+    ]
+    pooled = rows[rows["slot"].isna()]
+    for row in pooled[pooled["refused"].isna()].itertuples():
+        lines.append(
+            f"{row.placement_id + '/' + row.channel:<26} {row.segment:<16} {row.policy:<32} {row.logged_rate:>7.4f} "
+            f"{row.snipw:>8.4f} [{row.snipw_low:.4f}, {row.snipw_high:.4f}] "
+            f"{row.dr:>8.4f} [{row.dr_low:.4f}, {row.dr_high:.4f}] {row.effective_sample_size:>8.0f}"
+        )
+    for row in rows[rows["refused"].notna()].itertuples():
+        slot = "all slots" if row.slot != row.slot or row.slot is None else f"slot {int(row.slot)}"
+        lines.append(f"refused {row.policy} on {row.placement_id}/{row.channel} {row.segment} {slot}: {row.refused}")
+    return "\n".join(lines)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from offerrank.simulator import load_world, simulate, summarize
+
+    try:
+        world = load_world(args.world)
+    except (OSError, ValidationError) as error:
+        print(f"offerrank simulate: {args.world}: {error}", file=sys.stderr)
+        return 2
+    if args.out.exists() and any(args.out.iterdir()):
+        print(f"offerrank simulate: {args.out} is not empty: a simulation starts from an empty folder", file=sys.stderr)
+        return 2
+    path = simulate(world, args.days, args.out.resolve(), args.seed)
+    print(summarize(world, path.parent))
+    print(f"per day: {path}\nleaders per serving day: {path.with_name('leaders.csv')}")
+    return 0
+
+
 def cmd_rankings(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.publish import Publisher, PublishRefused
     from offerrank.tables import RANKING_RUNS
@@ -441,6 +502,34 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="folder of the page (default: here; JSON without --out: stdout)")
     report.add_argument("--format", choices=("html", "json"), default="html")
     report.set_defaults(handler=cmd_report)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="off-policy evaluation: what other policies (a draft model, priority, random) would have converted",
+    )
+    evaluate.add_argument("--model", required=True, help="the AI model whose placements' logged impressions to use")
+    evaluate.add_argument("--catalog", type=Path, help="a catalog file with draft models (default: the registry's)")
+    evaluate.add_argument(
+        "--policy",
+        action="append",
+        help="a candidate: ai_model:<name>[/published], priority, formula:<id> or random (repeatable; default: the "
+        "model as served and as published, priority and random)",
+    )
+    evaluate.add_argument(
+        "--from", dest="first", type=_iso_date, help="first event date (default: the model's look-back window)"
+    )
+    evaluate.add_argument("--to", dest="last", type=_iso_date, help="last event date (default: the latest aggregated)")
+    evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    simulate = commands.add_parser(
+        "simulate", help="a what-if world served through the real lookup and learned by the real nightly chain"
+    )
+    simulate.add_argument("--world", type=Path, required=True, help="the world file (see examples/worlds/)")
+    simulate.add_argument("--days", type=int, default=7)
+    simulate.add_argument("--out", type=Path, required=True, help="an empty folder: events, warehouse, results")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.set_defaults(handler=cmd_simulate)
 
     rankings = commands.add_parser("rankings", help="show, list or roll back published rankings")
     ranking_actions = rankings.add_subparsers(dest="action", required=True, metavar="ACTION")

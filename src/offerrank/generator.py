@@ -210,7 +210,7 @@ def build_catalog(offers: list[Offer], start: date, days: int) -> dict:
     }
 
 
-class _EventWriter:
+class EventWriter:
     """Streams JSON lines into per-date files (one file per generation day in each folder), counting them."""
 
     def __init__(self, events_dir: Path, seed: int):
@@ -245,7 +245,7 @@ class _EventWriter:
         return dict(sorted(self.lines_per_date.items()))
 
 
-def _event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channel: str, propositions: str) -> str:
+def event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channel: str, propositions: str) -> str:
     event_type, prop_type = (
         ("decisioning.propositionDisplay", '{"display":1}')
         if kind == "display"
@@ -259,7 +259,7 @@ def _event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channe
     )
 
 
-def _proposition_json(
+def proposition_json(
     proposition_id: str, placement_id: str, decision_id: str, items: list[tuple[str, str, str, float]]
 ) -> str:
     item_json = ",".join(
@@ -341,7 +341,7 @@ def generate(
     ecids = [f"{(seed * 1_000_003 + i) % 10**38:038d}" for i in range(profiles)]
 
     events_dir = out / "events"
-    writer = _EventWriter(events_dir, seed)
+    writer = EventWriter(events_dir, seed)
     result = GeneratedData(out=out)
     shown: Counter = Counter()
     converted: Counter = Counter()
@@ -382,13 +382,13 @@ def generate(
                 items = [(group[i].id, group[i].name, traffic, in_slot[i, slot]) for slot, i in enumerate(picks[n])]
                 ts = day_start + timedelta(seconds=float(seconds[n]))
                 ecid = ecids[profile_draws[n]]
-                line = _event_json(
+                line = event_json(
                     writer.new_id("a"),
                     ts,
                     "display",
                     ecid,
                     channel,
-                    _proposition_json(proposition_id, placement_id, decision_id, items),
+                    proposition_json(proposition_id, placement_id, decision_id, items),
                 )
                 writer.add(day.isoformat(), source, line)
                 lines_today += 1
@@ -403,13 +403,13 @@ def generate(
                     shown[key] += 1
                     if conversion_draws[n, slot] >= true_rate(offer, placement_index, segment):
                         continue
-                    click_prop = _proposition_json(proposition_id, placement_id, decision_id, [items[slot]])
+                    click_prop = proposition_json(proposition_id, placement_id, decision_id, [items[slot]])
                     click_ts = ts
                     for repeat in range(2 if repeat_draws[n, slot] else 1):
                         click_ts = click_ts + timedelta(minutes=float(delays[n, slot, repeat]))
                         if click_ts.date() > last_folder:
                             break
-                        click_line = _event_json(writer.new_id("a"), click_ts, "interact", ecid, channel, click_prop)
+                        click_line = event_json(writer.new_id("a"), click_ts, "interact", ecid, channel, click_prop)
                         writer.add(click_ts.date().isoformat(), source, click_line)
                         lines_today += 1
                         converted[key] += repeat == 0
@@ -420,7 +420,7 @@ def generate(
     (out / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
     _write_truth(out / "ground_truth.csv", offers, shown, converted)
     _write_traffic_truth(out / "ground_truth_traffic.csv", offers_of, in_slot_of, shown_by_traffic)
-    _write_profiles(out / "profiles" / start.isoformat(), start, ecids, segment_of_profile)
+    write_profiles(out / "profiles" / start.isoformat(), start, ecids, segment_of_profile)
     manifest = {
         "start": start.isoformat(),
         "days": days,
@@ -474,16 +474,19 @@ def slot_probabilities_of_draw(weights: np.ndarray, slots: int) -> np.ndarray:
     return in_slot
 
 
-def _write_profiles(folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray) -> None:
+def write_profiles(
+    folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray, segments: tuple[str, ...] = SEGMENTS
+) -> None:
+    """A profile-segment snapshot: profile i (ECID `ecids[i]`) realized in `segments[segment_of_profile[i]]`."""
     qualified = (datetime.combine(snapshot, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "profiles.jsonl", "w", encoding="utf-8") as handle:
         for index, (ecid, segment_index) in enumerate(zip(ecids, segment_of_profile.tolist())):
-            membership = {SEGMENTS[segment_index]: {"status": "realized", "lastQualificationTime": qualified}}
-            if index % 20 == 0:
-                membership[SEGMENTS[(segment_index + 1) % len(SEGMENTS)]] = {
+            membership = {segments[segment_index]: {"status": "realized", "lastQualificationTime": qualified}}
+            if index % 20 == 0 and len(segments) > 1:
+                membership[segments[(segment_index + 1) % len(segments)]] = {
                     "status": "exited",
                     "lastQualificationTime": qualified,
                 }

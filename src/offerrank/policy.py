@@ -132,6 +132,12 @@ def decide(
     else:
         (draw,) = thompson_draws(rng, contenders.table, 1)
         order, traffic_type = contenders.offers[np.argsort(-draw)[:slots]], MODEL
-    propensity = exploration_share / offers + (1 - exploration_share) * in_slot[order, np.arange(len(order))]
-    # an estimate of 0 for what was just drawn means "below the Monte-Carlo's resolution", never impossible
-    return Decision(order, traffic_type, np.maximum(propensity, MIN_PROPENSITY))
+    propensity = serving_probability(in_slot[order, np.arange(len(order))], exploration_share, offers)
+    return Decision(order, traffic_type, propensity)
+
+
+def serving_probability(in_slot: np.ndarray, exploration_share: float, offers: int) -> np.ndarray:
+    """P(the policy puts an offer in a slot) from `in_slot`, P(a Thompson draw puts it there), for a list of
+    `offers`: exploration_share / offers + (1 - exploration_share) * in_slot (element-wise)."""
+    # an estimate of 0 means "below the Monte-Carlo's resolution", never impossible
+    return np.maximum(exploration_share / offers + (1 - exploration_share) * in_slot, MIN_PROPENSITY)

@@ -6,7 +6,9 @@ HTML; `offerrank.jobs.report` writes it. The charts, for all traffic (segment `*
 - cumulative lift of model over random traffic, with its 95% interval;
 - conversion rate per offer and placement over the window, sorted, with 95% intervals (cold-start offers marked);
 - each offer's share of the model's impressions per day (exploration shrinking as the model learns);
-- for personalized models, model against random traffic per segment.
+- for personalized models, model against random traffic per segment;
+and a table of what other policies (the model as published, priority, random) would have converted on the same
+traffic: off-policy estimates (see `offerrank.jobs.evaluate`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
+if TYPE_CHECKING:
     from offerrank.jobs.report import ModelReport
 
 COLORS = {"model": "#2563eb", "random": "#9ca3af"}
@@ -61,6 +63,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 <p class="verdict">{escape(report.verdict)}</p>
 {summary_table(report.summary)}
 {charts}
+{evaluation_section(report)}
 <p class="window">Intervals are 95%: Wilson intervals for conversion rates, the delta method on the log rate ratio
 for lift; p-values from the Wald test of that log rate ratio. Gini = 2·AUC − 1 of the scores the model served against
 conversions on random traffic.</p>
@@ -94,6 +97,41 @@ def summary_table(summary: pd.DataFrame) -> str:
         "<table><thead><tr><th>segment</th><th>model impressions</th><th>model CR</th><th>95% interval</th>"
         "<th>random impressions</th><th>random CR</th><th>95% interval</th><th>lift</th><th>95% interval</th>"
         "<th>p-value</th><th>Gini</th><th>verdict</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def evaluation_section(report: ModelReport) -> str:
+    """What other policies would have converted on the model's logged impressions (all slots), as an HTML table."""
+    if report.evaluations is None:
+        return f"<h2>Other policies on this traffic</h2><p>{escape(report.evaluation_note)}</p>"
+    pooled = report.evaluations[report.evaluations["slot"].isna()]
+
+    def cell(r, name: str) -> str:
+        value, low, high = getattr(r, name), getattr(r, f"{name}_low"), getattr(r, f"{name}_high")
+        return f"<td>{value:.2%}</td><td>{low:.2%} – {high:.2%}</td>"
+
+    rows = "".join(
+        f"<tr><td>{escape(r.placement_id)}/{escape(r.channel)}</td>"
+        f"<td>{escape('all traffic' if r.segment == '*' else r.segment)}</td><td>{escape(r.policy)}</td>"
+        f"<td>{r.impressions:,}</td><td>{r.logged_rate:.2%}</td>"
+        + (
+            f"{cell(r, 'dr')}{cell(r, 'snipw')}<td>{r.effective_sample_size:,.0f}</td><td></td>"
+            if pd.isna(r.refused)
+            else f"<td colspan='5'></td><td class='verdict-cell'>{escape(r.refused)}</td>"
+        )
+        + "</tr>"
+        for r in pooled.itertuples()
+    )
+    return (
+        "<h2>Other policies on this traffic (off-policy estimates)</h2>"
+        "<p class='window'>The conversion rate each policy would have had on the impressions these placements "
+        "logged, from their logged propensities: doubly robust (DR) and self-normalized IPW estimates with 95% "
+        "intervals, and the effective sample size they rest on. Trust an estimate whose interval is narrow and "
+        "whose effective sample size is in the thousands.</p>"
+        "<table><thead><tr><th>placement</th><th>segment</th><th>policy</th><th>logged impressions</th>"
+        "<th>logged CR</th><th>DR</th><th>95% interval</th><th>SNIPW</th><th>95% interval</th>"
+        "<th>effective sample</th><th>refused</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
 

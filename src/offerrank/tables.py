@@ -95,7 +95,45 @@ PROFILE_SEGMENTS = Table(
 )
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
-OFFER_CONVERSION_RATES = Table("offer_conversion_rates", ("as_of_date",))
+# What off-policy evaluation weighs: shown proposition items per slot and logged propensity (see jobs.aggregate).
+SLOT_STATS_DAILY = Table(
+    "slot_stats_daily",
+    ("event_date",),
+    (
+        ("event_date", "date"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("segment", "string"),
+        ("slot", "int"),
+        ("offer_id", "string"),
+        ("traffic_type", "string"),
+        ("propensity", "double"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+    ),
+)
+OFFER_CONVERSION_RATES = Table(
+    "offer_conversion_rates",
+    ("as_of_date",),
+    (
+        ("as_of_date", "date"),
+        ("model_name", "string"),
+        ("offer_id", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("segment", "string"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+        ("effective_impressions", "double"),
+        ("effective_conversions", "double"),
+        ("conversion_rate", "double"),
+        ("alpha", "double"),
+        ("beta", "double"),
+        ("ci_low", "double"),
+        ("ci_high", "double"),
+        ("cold_start", "boolean"),
+    ),
+)
 # Frequency-capping counts of each capped offer's caps through as_of_date (see offerrank.jobs.caps).
 OFFER_CAP_COUNTS = Table(
     "offer_cap_counts",
@@ -174,6 +212,36 @@ MODEL_REPORT_OFFERS = Table(
         ("cold_start", "boolean"),
     ),
 )
+# Off-policy estimates of candidate policies on a model's logged impressions (see offerrank.jobs.evaluate).
+POLICY_EVALUATIONS = Table(
+    "policy_evaluations",
+    ("window_end", "model_name"),
+    (
+        ("window_end", "date"),
+        ("window_start", "date"),
+        ("model_name", "string"),
+        ("policy", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("segment", "string"),
+        ("slot", "int"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+        ("logged_rate", "double"),
+        ("ipw", "double"),
+        ("ipw_low", "double"),
+        ("ipw_high", "double"),
+        ("snipw", "double"),
+        ("snipw_low", "double"),
+        ("snipw_high", "double"),
+        ("dr", "double"),
+        ("dr_low", "double"),
+        ("dr_high", "double"),
+        ("effective_sample_size", "double"),
+        ("unsupported_share", "double"),
+        ("refused", "string"),
+    ),
+)
 # A ranking method's lists of one run, before publishing (see offerrank.jobs.rank).
 RANKING_STAGE = Table(
     "ranking_stage",
@@ -232,6 +300,7 @@ ALL_TABLES = (
     PROFILE_QUARANTINE,
     REGISTRY,
     OFFER_STATS_DAILY,
+    SLOT_STATS_DAILY,
     OFFER_CONVERSION_RATES,
     OFFER_CAP_COUNTS,
     RANKING_STAGE,
@@ -240,6 +309,7 @@ ALL_TABLES = (
     MODEL_REPORT_DAILY,
     MODEL_REPORT,
     MODEL_REPORT_OFFERS,
+    POLICY_EVALUATIONS,
 )
 
 

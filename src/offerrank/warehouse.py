@@ -149,6 +149,17 @@ def table_rows(settings: Settings, table: Table, partitions: dict[str, object] |
     return read_rows(opened, partitions=selected)
 
 
+def rows_between(settings: Settings, table: Table, column: str, low, high):
+    """The rows of `table` whose (partition) `column` lies in [low, high] as a pandas frame; None before the
+    table's first write."""
+    import pyarrow.compute as pc
+
+    opened = open_table(settings, table)
+    if opened is None:
+        return None
+    return read_arrow(opened, row_filter=(pc.field(column) >= low) & (pc.field(column) <= high)).to_pandas()
+
+
 def catalog_from_rows(rows, source: str = "registry") -> Catalog:
     """The catalog held by rows of the `registry` table (`source` names it in errors)."""
     from offerrank.catalog import KINDS, build_catalog

@@ -203,10 +203,11 @@ def primary_profile_id(identity_map: Column) -> Column:
 
 
 def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFrame:
-    """One row per (event, proposition, item) of accepted impressions and conversions."""
+    """One row per (event, proposition, item) of accepted impressions and conversions; an impression's `slot` is
+    its item's place in the proposition (1 = first), what its propensity is the probability of."""
     counted = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)))
     propositions = counted.select("*", F.explode("propositions").alias("p"))
-    items = propositions.select("*", F.explode("p.items").alias("item"))
+    items = propositions.select("*", F.posexplode("p.items").alias("item_index", "item"))
     return items.select(
         "event_id",
         "event_ts",
@@ -220,6 +221,7 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         "channel",
         F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
         F.col("item.itemSelection.rankingDetail.propensity").alias("propensity"),
+        F.when(F.col("event_kind") == "display", F.col("item_index") + 1).alias("slot"),
         "source_file",
         F.lit(run_id).alias("run_id"),
         F.lit(run_date).alias("landing_date"),

@@ -328,6 +328,8 @@ def test_the_model_reports_lift_interval_contains_the_true_lift(spark, world):
 def test_the_report_page_and_json_show_the_numbers_of_the_report_tables(spark, world):
     import json
 
+    import pandas as pd
+
     settings, _ = world
     figures = json.loads(open(f"{settings.reports_dir}/auto-web/{DAYS[-1]}.json", encoding="utf-8").read())
     (row,) = (
@@ -353,3 +355,54 @@ def test_the_report_page_and_json_show_the_numbers_of_the_report_tables(spark, w
     # every event date of the run, rewritten while late clicks could still change it; traffic types as logged
     assert {r.report_date for r in daily.select("report_date").distinct().collect()} == set(DAYS)
     assert {r.traffic_type for r in daily.select("traffic_type").distinct().collect()} == {"model", "random"}
+    evaluations = (
+        spark.read.format("delta")
+        .load(settings.table_path("policy_evaluations"))
+        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
+        .toPandas()
+    )
+    assert len(figures["evaluations"]) == len(evaluations) > 0
+    shown = {(e["placement_id"], e["segment"], e["policy"], e["slot"]): e["dr"] for e in figures["evaluations"]}
+    for row in evaluations.itertuples():
+        key = (row.placement_id, row.segment, row.policy, None if pd.isna(row.slot) else row.slot)
+        assert shown[key] is None if pd.isna(row.dr) else shown[key] == pytest.approx(row.dr), key
+    assert "Other policies on this traffic" in page and "ai_model:auto-web/published" in page
+
+
+def true_random_rate(settings, placement_id) -> float:
+    """The expected conversion rate of uniformly random serving on a placement (all segments): from the
+    generator's truth, its random traffic's expected rate per segment, weighted by the segment's items."""
+    import pandas as pd
+
+    truth = pd.read_csv(settings.home / "sample" / "ground_truth_traffic.csv")
+    rows = truth[truth["placement_id"] == placement_id]
+    items = rows.groupby("segment")["items_shown"].sum()
+    random = rows[rows["traffic_type"] == "random"].set_index("segment")["expected_conversion_rate"]
+    return float((random * items).sum() / items.sum())
+
+
+def test_off_policy_estimates_contain_the_true_rate_and_refuse_without_support(spark, world):
+    """Uniformly random serving, estimated from all logged traffic (mostly the model's), must contain the true rate
+    the generator knows; on home-hero, where the brand-new offer was never shown, a policy that would show it is
+    refused and the refusal names it."""
+    import pandas as pd
+
+    from offerrank.jobs.evaluate import run as run_evaluation
+
+    settings, _ = world
+    catalog = Registry(spark, settings).catalog()
+    rows = run_evaluation(settings, catalog, "auto-web", DAYS[0], DAYS[-1])
+    stored = spark.read.format("delta").load(settings.table_path("policy_evaluations"))
+    stored = stored.filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web")).toPandas()
+    assert len(stored) == len(rows) and set(stored["window_start"]) == {DAYS[0]}
+    pooled = rows[rows["slot"].isna()].set_index(["placement_id", "policy"])
+    app = pooled.loc["app-home-card", "random"]
+    truth = true_random_rate(settings, "app-home-card")
+    assert pd.isna(app.refused)
+    assert app.snipw_low <= truth <= app.snipw_high and app.dr_low <= truth <= app.dr_high, (truth, app)
+    assert app.effective_sample_size > 500
+    hero = pooled.loc["home-hero", "random"]
+    assert "offer-new" in hero.refused and "never showed" in hero.refused
+    slots = rows[(rows["placement_id"] == "app-home-card") & (rows["policy"] == "random") & rows["slot"].notna()]
+    assert sorted(slots["slot"]) == list(range(1, int(slots["slot"].max()) + 1))
+    assert set(rows["policy"]) == {"ai_model:auto-web", "ai_model:auto-web/published", "priority", "random"}

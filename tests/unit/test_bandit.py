@@ -1,12 +1,72 @@
-"""Thompson-sampling ranking math on hand-built posteriors."""
+"""Thompson-sampling ranking math: posteriors from hand-built daily facts, rankings from hand-built posteriors."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from offerrank.bandit import probability_best, run_seed, thompson_rank
+from offerrank.bandit import posteriors, probability_best, run_seed, thompson_rank
+from offerrank.catalog import AIModel
+from offerrank.tables import OFFER_CONVERSION_RATES
+
+D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+HERO = [("hero", "web")]
+
+
+def facts(rows, segment="*"):
+    columns = ["event_date", "offer_id", "placement_id", "channel", "impressions", "conversions"]
+    return pd.DataFrame(rows, columns=columns).assign(segment=segment)
+
+
+def model(**overrides):
+    return AIModel(name="m", type="auto_optimization", datasets=["events"], **overrides)
+
+
+def test_posteriors_credible_intervals_and_cold_start():
+    daily = facts(
+        [
+            (D1, "o1", "hero", "web", 600, 30),
+            (D2, "o1", "hero", "web", 400, 20),
+            (D3, "o2", "hero", "web", 90, 9),
+            (date(2026, 10, 1), "o1", "hero", "web", 10**6, 10**5),  # outside the window
+            (D1, "o1", "home", "web", 500, 50),  # not a placement of the model
+        ]
+    )
+    rates = posteriors(daily, model(lookback_days=3), HERO, D3, 1.0, 1.0)
+    assert list(rates.columns) == OFFER_CONVERSION_RATES.column_names
+    o1, o2 = (row for _, row in rates.sort_values("offer_id").iterrows())
+    assert (o1.impressions, o1.conversions, o1.conversion_rate) == (1000, 50, 0.05)
+    assert (o1.alpha, o1.beta) == (51.0, 951.0)
+    assert o1.ci_low < 0.05 < o1.ci_high and o1.ci_high - o1.ci_low == pytest.approx(0.027, abs=0.003)
+    assert not o1.cold_start and o2.cold_start  # o2: 90 impressions < 100
+    assert (o1.as_of_date, o1.model_name) == (D3, "m")
+
+
+def test_time_decay_halves_the_weight_of_older_days():
+    daily = facts([(D1, "o1", "hero", "web", 1000, 100), (D3, "o1", "hero", "web", 1000, 10)])
+    (row,) = (r for _, r in posteriors(daily, model(lookback_days=7, half_life_days=2), HERO, D3, 1, 1).iterrows())
+    assert row.effective_impressions == pytest.approx(1500)  # D1 is two days (one half-life) old
+    assert row.effective_conversions == pytest.approx(60)
+    assert (row.impressions, row.conversions) == (2000, 110)
+
+
+def test_a_personalized_model_rates_all_traffic_and_each_of_its_segments():
+    daily = pd.concat(
+        [
+            facts([(D1, "o1", "push", "push", 100, 10)]),
+            facts([(D1, "o1", "push", "push", 40, 8)], "loyal"),
+            facts([(D1, "o1", "push", "push", 30, 1)], "other"),
+        ]
+    )
+    personalized = AIModel(name="p", type="personalized", datasets=["events"], segments=["loyal"], lookback_days=3)
+    rates = posteriors(daily, personalized, [("push", "push")], D1, 1, 1)
+    counts = {r.segment: (r.impressions, r.conversions) for _, r in rates.iterrows()}
+    assert counts == {"*": (100, 10), "loyal": (40, 8)}
+    assert set(posteriors(daily, model(lookback_days=3), [("push", "push")], D1, 1, 1)["segment"]) == {"*"}
+    assert posteriors(daily.iloc[:0], personalized, [("push", "push")], D1, 1, 1).empty
 
 
 def group(rows):
