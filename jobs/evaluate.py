@@ -28,7 +28,7 @@ import pandas as pd
 
 from offerrank.bandit import posteriors, run_seed
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
-from offerrank.jobs.rank import Candidate, candidates, rank_all, with_posteriors
+from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
 from offerrank.offpolicy import evaluate
 from offerrank.policy import posterior_table, serving_probability, slot_probabilities
 from offerrank.ranking import method_of
@@ -91,23 +91,23 @@ def default_policies(model: AIModel) -> list[Policy]:
 # --- candidate lists and their probabilities ------------------------------------------------------------------
 
 
-def assignments_of(catalog: Catalog, model: AIModel) -> set[tuple[str, str]]:
-    """The (placement, channel) pairs any decision (active or draft) ranks with `model`."""
+def assignments_of(catalog: Catalog, model: AIModel) -> set[tuple[str, str, str]]:
+    """The (decision, placement, channel) triples of the decisions (active or draft) that rank with `model`."""
     return {
-        (a.placement, catalog.channel_of(a.placement))
+        (d.id, a.placement, catalog.channel_of(a.placement))
         for d in catalog.decisions
         for a in d.placements
         if a.method.model(catalog) == model
     }
 
 
-def ranked_by(catalog: Catalog, placements: set[tuple[str, str]], ranking: str) -> Catalog:
-    """The catalog with the decision placements of `placements` ranked by `ranking`, their decisions active."""
+def ranked_by(catalog: Catalog, assignments: set[tuple[str, str, str]], ranking: str) -> Catalog:
+    """The catalog with the decision placements of `assignments` ranked by `ranking`, their decisions active."""
     decisions = []
     for decision in catalog.decisions:
         assigned = [
             a.model_copy(update={"ranking": ranking})
-            if (a.placement, catalog.channel_of(a.placement)) in placements
+            if (decision.id, a.placement, catalog.channel_of(a.placement)) in assignments
             else a
             for a in decision.placements
         ]
@@ -120,19 +120,20 @@ def ranked_by(catalog: Catalog, placements: set[tuple[str, str]], ranking: str) 
 def candidate_lists(
     catalog: Catalog,
     policy: Policy,
-    placements: set[tuple[str, str]],
+    assignments: set[tuple[str, str, str]],
     facts: pd.DataFrame,
     day: date,
     settings: Settings,
 ) -> pd.DataFrame:
-    """The lists `policy`'s ranking would have published for serving day `day` on `placements`."""
-    variant = ranked_by(catalog, placements, policy.ranking)
+    """The lists `policy`'s ranking would have published for serving day `day` in the decisions of `assignments`."""
+    variant = ranked_by(catalog, assignments, policy.ranking)
     method = method_of(policy.ranking)
     run_date = day - timedelta(days=1)
     rates = pd.DataFrame()
     model = method.model(variant)
     if method.uses_posteriors and model is not None:
-        rates = posteriors(facts, model, sorted(placements), run_date, settings.prior_alpha, settings.prior_beta)
+        placements = sorted({(placement, channel) for _, placement, channel in assignments})
+        rates = posteriors(facts, model, placements, run_date, settings.prior_alpha, settings.prior_beta)
     rows = candidates(variant, run_date, policy.ranking)
     frame = with_posteriors(
         pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
@@ -140,7 +141,8 @@ def candidate_lists(
     ranked = rank_all(frame, run_date).merge(
         frame[["placement_id", "channel", "segment", "exploration_share"]].drop_duplicates(CONTEXT), on=CONTEXT
     )
-    return ranked[on_placements(ranked, placements)]
+    keys = zip(ranked["decision_id"], ranked["placement_id"], ranked["channel"])
+    return ranked[np.array([key in assignments for key in keys], dtype=bool)]
 
 
 def on_placements(frame: pd.DataFrame, placements: set[tuple[str, str]]) -> np.ndarray:
@@ -161,8 +163,9 @@ def slot_targets(ranked: pd.DataFrame, policy: Policy, slots: int, seed: int) ->
         target = np.eye(count, shown)
     else:
         table = posterior_table(ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float))
-        share = float(ranked["exploration_share"].iloc[0])
-        target = serving_probability(slot_probabilities(table, shown, seed), share, count)
+        share = ranked["exploration_share"].iloc[0]  # none for a list of the fallback alone: it is always shown
+        in_slot = slot_probabilities(table, shown, seed)
+        target = serving_probability(in_slot, 0.0 if pd.isna(share) else float(share), count, floor=0.0)
     offer, slot = np.meshgrid(np.arange(count), np.arange(shown), indexing="ij")
     return pd.DataFrame({"offer_id": offers[offer.ravel()], "slot": slot.ravel() + 1, "target": target.ravel()})
 
@@ -178,11 +181,11 @@ def policy_targets(
 ) -> pd.DataFrame:
     """The policy's slot probabilities on each logged day, placement, channel and segment of the model. A segment
     the policy has no list of gets its all-traffic list, as the lookup serves it."""
-    placements = assignments_of(catalog, model)
+    assignments = assignments_of(catalog, model)
     slots = logged.groupby(["placement_id", "channel"])["slot"].max().to_dict()
     frames = []
     for day in days:
-        ranked = candidate_lists(catalog, policy, placements, facts, day, settings)
+        ranked = candidate_lists(catalog, policy, assignments, facts, day, settings)
         lists = {key: group for key, group in ranked.groupby(CONTEXT)}
         for (placement, channel), shown in slots.items():
             for segment in model.ranked_segments:
@@ -312,11 +315,14 @@ def evaluate_model(
     settings: Settings,
 ) -> pd.DataFrame:
     """`policy_evaluations` rows of `policies` on the impressions `model`'s placements logged in [first, last]."""
-    placements = assignments_of(catalog, model)
+    placements = {(placement, channel) for _, placement, channel in assignments_of(catalog, model)}
     if not placements:
         raise EvaluationUnavailable(f"no decision placement ranks with AI model {model.name!r}")
+    # deterministic serving (the published order, fallbacks) logs propensity 1: no other offer had a chance there,
+    # so those impressions cannot speak for a candidate that would have shown something else
     logged = logged[
-        on_placements(logged, placements)
+        (logged["propensity"].isna() | (logged["propensity"] < 1)).to_numpy()
+        & on_placements(logged, placements)
         & logged["segment"].isin(model.ranked_segments).to_numpy()
         & logged["event_date"].between(first, last).to_numpy()
     ]
@@ -326,11 +332,21 @@ def evaluate_model(
         )
     for policy in policies:
         policy.check(catalog)
+        candidate = method_of(policy.ranking).model(catalog)
+        missing = set(candidate.ranked_segments) - set(facts["segment"]) if candidate else set()
+        if missing:
+            raise EvaluationUnavailable(
+                f"policy {policy.name!r}: no daily facts of segment(s) {', '.join(sorted(missing))} to learn from: "
+                "the aggregate counts the segments of active personalized models only"
+            )
     rewards = reward_model(logged)
     days = sorted(set(logged["event_date"]))
     results = []
     for policy in policies:
-        targets = policy_targets(catalog, policy, model, logged, facts, days, settings)
+        try:
+            targets = policy_targets(catalog, policy, model, logged, facts, days, settings)
+        except RankingFailed as failed:
+            raise EvaluationUnavailable(f"policy {policy.name!r} cannot rank: {failed}") from None
         results += estimate_units(policy, unit_rows(logged, targets, rewards), unsupported_share(logged, targets))
     frame = pd.DataFrame(results).reindex(columns=POLICY_EVALUATIONS.column_names)
     frame["logged_rate"] = frame["conversions"] / frame["impressions"]
@@ -370,7 +386,7 @@ def run(
         known = ", ".join(sorted(m.name for m in catalog.ai_models)) or "none"
         raise EvaluationUnavailable(f"no AI model {model_name!r} in the catalog (known: {known})")
     first = first or last - timedelta(days=model.lookback_days - 1)
-    logged, facts = read_logs(settings, first, last, model.lookback_days)
+    logged, facts = read_logs(settings, first, last, max(m.lookback_days for m in catalog.ai_models))
     chosen = [Policy(p) for p in policies] if policies else default_policies(model)
     rows = evaluate_model(catalog, model, chosen, logged, facts, first, last, settings)
     if write:

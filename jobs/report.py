@@ -310,6 +310,10 @@ def reports_for(
     return reports
 
 
+def empty(table) -> pd.DataFrame:
+    return pd.DataFrame(columns=table.column_names)
+
+
 def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
     """The nightly reports of every active model: tables and pages; returns a line per model."""
     outcomes = reports_for(settings, catalog, [m.name for m in catalog.active_models()], None, run_date)
@@ -318,7 +322,7 @@ def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
 
     def rows(part: str, table) -> pd.DataFrame:
         frames = [getattr(r, part) for r in reports]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=table.column_names)
+        return pd.concat(frames, ignore_index=True) if frames else empty(table)
 
     daily = rows("daily", MODEL_REPORT_DAILY)
     write_frame(
@@ -329,10 +333,10 @@ def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
         where={"report_date": recent},
     )
     write_frame(settings, MODEL_REPORT, rows("summary", MODEL_REPORT), mode="overwrite", where={"window_end": run_date})
-    for report in reports:
-        if report.evaluations is not None:
-            where = {"window_end": run_date, "model_name": report.model.name}
-            write_frame(settings, POLICY_EVALUATIONS, report.evaluations, mode="overwrite", where=where)
+    for report in reports:  # a rerun without estimates removes the run's earlier ones
+        evaluations = report.evaluations if report.evaluations is not None else empty(POLICY_EVALUATIONS)
+        where = {"window_end": run_date, "model_name": report.model.name}
+        write_frame(settings, POLICY_EVALUATIONS, evaluations, mode="overwrite", where=where)
     write_frame(
         settings,
         MODEL_REPORT_OFFERS,

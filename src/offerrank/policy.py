@@ -136,8 +136,12 @@ def decide(
     return Decision(order, traffic_type, propensity)
 
 
-def serving_probability(in_slot: np.ndarray, exploration_share: float, offers: int) -> np.ndarray:
+def serving_probability(
+    in_slot: np.ndarray, exploration_share: float, offers: int, floor: float = MIN_PROPENSITY
+) -> np.ndarray:
     """P(the policy puts an offer in a slot) from `in_slot`, P(a Thompson draw puts it there), for a list of
-    `offers`: exploration_share / offers + (1 - exploration_share) * in_slot (element-wise)."""
-    # an estimate of 0 means "below the Monte-Carlo's resolution", never impossible
-    return np.maximum(exploration_share / offers + (1 - exploration_share) * in_slot, MIN_PROPENSITY)
+    `offers`: exploration_share / offers + (1 - exploration_share) * in_slot (element-wise), at least `floor`.
+    A logged propensity keeps the floor (an estimate of 0 for what was just drawn means "below the Monte-Carlo's
+    resolution", never impossible); a candidate's probabilities in off-policy evaluation take none, so each slot's
+    sum stays 1."""
+    return np.maximum(exploration_share / offers + (1 - exploration_share) * in_slot, floor)

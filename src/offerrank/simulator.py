@@ -201,9 +201,13 @@ def serve_day(world: World, number: int, lookup, writer: EventWriter, rng: np.ra
         ecid, segment = ecids[profile_draws[n]], segments[segment_of[profile_draws[n]]]
         answer = lookup.top(placement.id, placement.channel, ecid, limit=placement.slots, request_id=f"{day}-{n}")
         offers = {o.id: o for o in world.live_offers(placement.id, number)}
-        rates = sorted((world.true_rate(o, segment, number) for o in offers.values()), reverse=True)
-        tally.oracle[placement.id, segment] += float(np.mean(rates[: placement.slots]))
-        tally.random[placement.id, segment] += float(np.mean(rates))
+        # the oracle knows the true rates, but ranks as the placement does: per segment only when personalized
+        judged = segment if placement.personalized else ALL_SEGMENTS
+        best = sorted(offers.values(), key=lambda o: world.segment_rate(o, judged, number), reverse=True)
+        rates = [world.true_rate(o, segment, number) for o in best]
+        if rates:
+            tally.oracle[placement.id, segment] += float(np.mean(rates[: placement.slots]))
+            tally.random[placement.id, segment] += float(np.mean(rates))
         tally.requests[placement.id, segment] += 1
         ts = start + timedelta(seconds=float(seconds[n]))
         proposition_id = writer.new_id("b")
@@ -334,14 +338,15 @@ def summary_line(rows: list[dict], number: int) -> str:
 
 def summarize(world: World, out: Path) -> str:
     """The figures of a finished simulation: per placement and day, model traffic's expected rate as a share of
-    the oracle's and its lift over uniform random serving; how many nightly runs each offer arriving mid-run took
-    to lead its placement's published ranking (all traffic, or the segment it is best for), and each drift how many
-    to put the new true best first."""
+    the oracle's, its lift over uniform random serving and its regret (the expected conversions model traffic lost
+    to the oracle; the exploration share's random traffic is reported as such);
+    how many nightly runs each offer arriving mid-run took to lead its placement's published ranking (all traffic,
+    or the segment it is best for), and each drift how many to put the new true best first."""
     import pandas as pd
 
     days = pd.read_csv(out / "simulation.csv")
     leaders = pd.read_csv(out / "leaders.csv")
-    lines = ["placement      day  model/oracle  model/random-1  random/oracle"]
+    lines = ["placement      day  model/oracle  model/random-1  random/oracle  regret (conversions lost to the oracle)"]
     model = days[days["traffic_type"] == MODEL]
     for (placement, day), rows in model.groupby(["placement_id", "day"]):
         items = rows["items"]
@@ -349,7 +354,7 @@ def summarize(world: World, out: Path) -> str:
         random = (rows["random_policy_rate"] * items).sum()
         lines.append(
             f"{placement:<14} {day:>3}  {expected / oracle:>12.1%}  {expected / random - 1:>+14.0%}  "
-            f"{random / oracle:>13.1%}"
+            f"{random / oracle:>13.1%}  {oracle - expected:>8.1f}"
         )
     for offer in world.offers:
         if offer.first_day <= 1:
