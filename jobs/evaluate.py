@@ -385,7 +385,7 @@ def run(
     if model is None:
         known = ", ".join(sorted(m.name for m in catalog.ai_models)) or "none"
         raise EvaluationUnavailable(f"no AI model {model_name!r} in the catalog (known: {known})")
-    first = first or last - timedelta(days=model.lookback_days - 1)
+    first = first or model.window_start(last)
     logged, facts = read_logs(settings, first, last, max(m.lookback_days for m in catalog.ai_models))
     chosen = [Policy(p) for p in policies] if policies else default_policies(model)
     rows = evaluate_model(catalog, model, chosen, logged, facts, first, last, settings)

@@ -242,11 +242,6 @@ def model_report(
     )
 
 
-def window_of(model: AIModel, last: date) -> date:
-    """The first day of a model's look-back window ending `last`."""
-    return last - timedelta(days=model.lookback_days - 1)
-
-
 # --- I/O at the edges -----------------------------------------------------------------------------------------
 
 
@@ -293,7 +288,7 @@ def reports_for(
     """Reports of the named models (each over its look-back window ending `last`, or over [first, last]); a model
     without facts in its window gets the ReportUnavailable that says so."""
     models = [m for m in catalog.ai_models if m.name in model_names]
-    starts = [first or window_of(m, last) for m in models]
+    starts = [first or m.window_start(last) for m in models]
     stats, rates = read_facts(settings, min(starts, default=last), last)
     reports: list[ModelReport | ReportUnavailable] = []
     for model, start in zip(models, starts):

@@ -14,7 +14,7 @@ the daily facts of the model's look-back window). The ranking publishes per offe
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,7 +50,7 @@ def posteriors(
     `offer_conversion_rates`."""
     from scipy.special import betaincinv
 
-    first = as_of - timedelta(days=model.lookback_days - 1)
+    first = model.window_start(as_of)
     assigned = pd.DataFrame(placements, columns=["placement_id", "channel"])
     window = stats[stats["event_date"].between(first, as_of) & stats["segment"].isin(model.ranked_segments)]
     window = window.merge(assigned, on=["placement_id", "channel"])

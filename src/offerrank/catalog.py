@@ -205,6 +205,10 @@ class AIModel(_Entity):
         """The segments the model ranks for: all traffic, plus each of a personalized model's segments."""
         return (ALL_SEGMENTS, *self.segments) if self.type is ModelType.personalized else (ALL_SEGMENTS,)
 
+    def window_start(self, last: date) -> date:
+        """The first day of the model's look-back window ending `last`."""
+        return last - timedelta(days=self.lookback_days - 1)
+
 
 class DecisionPlacement(_Entity):
     placement: str
