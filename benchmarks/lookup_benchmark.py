@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PARAMETER_COLUMNS
 
 CHANNELS = ("web", "email", "push", "mobileApp")
 
@@ -126,6 +126,7 @@ def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
                     "impressions": 5000,
                     "conversions": 20,
                     "reason": "model",
+                    **dict.fromkeys(PARAMETER_COLUMNS),
                     "as_of_date": date(2026, 11, 1),
                     "run_id": f"bench-{version}",
                     "published_at": published,

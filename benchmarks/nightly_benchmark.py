@@ -61,7 +61,7 @@ def main() -> None:
     for offset in range(args.days):
         day = START + timedelta(days=offset)
         ingest.run(spark, settings, day)
-        profiles.run(spark, settings, day)
+        profiles.run(spark, settings, day, catalog.contextual_attributes())
         wall, cpu, counts = nightly(day)
         walls.append(wall)
         cpus.append(cpu)

@@ -7,7 +7,13 @@ expected conversion rate as a share of the oracle's (targets: >= 0.95 on the aut
 personalized one by day 5) and its lift over random serving, then the nightly runs a new offer took to lead its
 placement (target <= 3) and a drift took to be undone, and the wall time.
 
-    python benchmarks/simulator_benchmark.py [--days 7] [--worlds steady drift] [--workdir /tmp/offerrank-simulate]
+The contextual model's worlds (`--worlds attributes segments`): `attributes.yaml`, where conversion depends on
+country x age band x device and not on segments (the contextual placement's model/oracle on day 7, target >= 0.90,
+beside the per-segment placement's on the same traffic), and `segments.yaml`, where it depends on segments only
+(the contextual model, which has the segments as a feature, must be within 2 points of the per-segment one).
+
+    python benchmarks/simulator_benchmark.py [--days 7] [--worlds steady drift attributes segments] \
+        [--workdir /tmp/offerrank-simulate]
 """
 
 from __future__ import annotations

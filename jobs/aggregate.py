@@ -15,7 +15,13 @@ Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel,
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
                                 look-back window (optionally decayed), rate, Beta posterior, 95% credible
                                 interval, cold start; replaces as_of_date = D;
-       `offer_cap_counts`       per as_of_date (D): the frequency caps' counts (see offerrank.jobs.caps).
+       `offer_cap_counts`       per as_of_date (D): the frequency caps' counts (see offerrank.jobs.caps);
+       `feature_stats_daily`    for each active contextual model, per event_date, placement, channel, offer and cell
+                                (its features' levels: profile attributes from the latest `profile_attributes`
+                                snapshot on or before D, context from the impression): impressions and conversions;
+                                replaces event dates [D - L, D];
+       `model_parameters`       per as_of_date (D) and contextual model due to train (see AIModel.trains_on): the
+                                trained posterior per offer (see offerrank.contextual); replaces that partition.
 Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
 """
 
@@ -23,21 +29,27 @@ from __future__ import annotations
 
 import argparse
 from datetime import date, timedelta
+from functools import reduce
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from offerrank.bandit import RATE_KEYS, posteriors
-from offerrank.catalog import Catalog, ModelStatus
+from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.contextual import train
+from offerrank.features import SEGMENT, feature_name, spark_level
 from offerrank.jobs import caps
 from offerrank.settings import Settings, parse_flag
 from offerrank.storage import Warehouse
 from offerrank.tables import (
     ALL_SEGMENTS,
+    FEATURE_STATS_DAILY,
     INTERACTIONS,
+    MODEL_PARAMETERS,
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
+    PROFILE_ATTRIBUTES,
     PROFILE_SEGMENTS,
     SLOT_STATS_DAILY,
     UNKNOWN_TRAFFIC,
@@ -143,6 +155,104 @@ def slot_stats(
     )
 
 
+def feature_stats(
+    interactions: DataFrame,
+    first_date: date,
+    last_date: date,
+    model: AIModel,
+    placements: list[tuple[str, str]],
+    attributes: DataFrame | None,
+    memberships: DataFrame | None = None,
+) -> DataFrame:
+    """Per event date in [first_date, last_date], placement x channel of `placements`, offer and cell: the shown
+    proposition items and those clicked, for a contextual `model`. A cell is the item's features as `name=level`:
+    profile attributes from `attributes` (profile_id, attribute, value), context from the impression and, for a
+    model with segments, the first of them the profile is in (from `memberships`: profile_id, segment)."""
+    assigned = interactions.sparkSession.createDataFrame(placements, "placement_id string, channel string")
+    served = interactions.join(F.broadcast(assigned), ["placement_id", "channel"])
+    shown = (
+        served.filter(F.col("interaction") == "impression")
+        .groupBy("proposition_id", "offer_id")
+        .agg(
+            F.min("event_date").alias("event_date"),
+            *[F.first(c).alias(c) for c in ("placement_id", "channel", "profile_id", "device", "hour")],
+        )
+        .filter(F.col("event_date").between(first_date, last_date))
+    )
+    clicked = (
+        served.filter(F.col("interaction") == "conversion")
+        .select("proposition_id", "offer_id", F.lit(1).alias("converted"))
+        .dropDuplicates(["proposition_id", "offer_id"])
+    )
+    items = shown.join(clicked, ["proposition_id", "offer_id"], "left")
+    names = [feature.name for feature in model.attributes]
+    if names:
+        wide = (
+            attributes.filter(F.col("attribute").isin(names))
+            .groupBy("profile_id")
+            .pivot("attribute", names)
+            .agg(F.first("value"))
+            if attributes is not None
+            else interactions.sparkSession.createDataFrame([], "profile_id string")
+        )
+        for name in names:
+            if name not in wide.columns:
+                wide = wide.withColumn(name, F.lit(None).cast("string"))
+        items = items.join(
+            wide.select("profile_id", *[F.col(f"`{n}`").alias(f"attribute_{n}") for n in names]), "profile_id", "left"
+        )
+    if model.segments:
+        order = F.array_position(F.array(*map(F.lit, model.segments)), F.col("segment"))
+        first_segment = (
+            memberships.filter(F.col("segment").isin(*model.segments))
+            .groupBy("profile_id")
+            .agg(F.min_by("segment", order).alias(SEGMENT))
+            if memberships is not None
+            else interactions.sparkSession.createDataFrame([], f"profile_id string, {SEGMENT} string")
+        )
+        items = items.join(first_segment, "profile_id", "left")
+    raw = {feature.name: F.col(f"`attribute_{feature.name}`") for feature in model.attributes}
+    raw |= {SEGMENT: F.col(SEGMENT)} if model.segments else {}
+    raw |= {feature.name: F.col(feature.name) for feature in model.context}
+    cell = F.array(*[F.concat(F.lit(feature_name(f.name, "")), spark_level(f, raw[f.name])) for f in model.features])
+    converted = F.coalesce(F.sum("converted"), F.lit(0)).cast("long")
+    return (
+        items.groupBy("event_date", "placement_id", "channel", "offer_id", cell.alias("features"))
+        .agg(F.count("*").alias("impressions"), converted.alias("conversions"))
+        .withColumn("model_name", F.lit(model.name))
+        .select(*FEATURE_STATS_DAILY.column_names)
+    )
+
+
+def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_date: date) -> tuple[list[str], list[str]]:
+    """Train each contextual model due on `run_date` from its window of `feature_stats_daily` into
+    `model_parameters`; (trained, not due) model names."""
+    trained, waiting = [], []
+    stats, parameters = warehouse.read(FEATURE_STATS_DAILY), warehouse.read(MODEL_PARAMETERS)
+    for model in models:
+        last = None
+        if parameters is not None:
+            last = (
+                parameters.filter((F.col("model_name") == model.name) & (F.col("as_of_date") < run_date))
+                .agg(F.max("as_of_date"))
+                .first()[0]
+            )
+        if not model.trains_on(run_date, last):
+            waiting.append(model.name)
+            continue
+        cells = stats.filter(
+            (F.col("model_name") == model.name) & F.col("event_date").between(model.window_start(run_date), run_date)
+        ).toPandas()
+        fitted = train(cells, model, run_date)
+        warehouse.replace_where(
+            warehouse.spark.createDataFrame(fitted[MODEL_PARAMETERS.column_names], MODEL_PARAMETERS.spark_schema()),
+            MODEL_PARAMETERS,
+            {"as_of_date": run_date, "model_name": model.name},
+        )
+        trained.append(model.name)
+    return trained, waiting
+
+
 def window_facts(stats: DataFrame, as_of: date, days: int) -> pd.DataFrame:
     """The daily facts of the `days` ending `as_of`, traffic types summed: what the models' posteriors read (a few
     rows per offer, placement, segment and day, so the posteriors are computed in pandas)."""
@@ -182,15 +292,21 @@ def snapshot_memberships(
     profile_segments: DataFrame | None, segments: list[str], as_of: date
 ) -> tuple[date | None, DataFrame | None]:
     """The (profile_id, segment) rows of `segments` in the latest profile snapshot on or before `as_of`."""
-    if profile_segments is None or not segments:
+    if not segments:
         return None, None
-    snapshots = [row.snapshot_date for row in profile_segments.select("snapshot_date").distinct().collect()]
+    latest, snapshot = latest_snapshot(profile_segments, as_of)
+    if snapshot is None:
+        return None, None
+    return latest, snapshot.filter(F.col("segment").isin(*segments)).select("profile_id", "segment")
+
+
+def latest_snapshot(profiles: DataFrame | None, as_of: date) -> tuple[date | None, DataFrame | None]:
+    """The rows of a profile table's latest snapshot on or before `as_of`, and its date."""
+    if profiles is None:
+        return None, None
+    snapshots = [row.snapshot_date for row in profiles.select("snapshot_date").distinct().collect()]
     latest = latest_on_or_before(snapshots, as_of)
-    if latest is None:
-        return None, None
-    return latest, profile_segments.filter(
-        (F.col("snapshot_date") == latest) & F.col("segment").isin(*segments)
-    ).select("profile_id", "segment")
+    return (latest, profiles.filter(F.col("snapshot_date") == latest)) if latest else (None, None)
 
 
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
@@ -213,6 +329,16 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         warehouse.replace_partition(
             spark.createDataFrame(rates, OFFER_CONVERSION_RATES.spark_schema()), OFFER_CONVERSION_RATES, run_date
         )
+    contextual = [model for model in models if model.contextual]
+    trained, waiting = [], []
+    if contextual:
+        _, attributes = latest_snapshot(warehouse.read(PROFILE_ATTRIBUTES), run_date)
+        cells = [
+            feature_stats(window, first, run_date, model, catalog.placements_of(model), attributes, memberships)
+            for model in contextual
+        ]
+        warehouse.replace_range(reduce(DataFrame.unionByName, cells), FEATURE_STATS_DAILY, first, run_date)
+        trained, waiting = train_contextual_models(warehouse, contextual, run_date)
     counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
     return {
         "stats_dates": f"{first}..{run_date}",
@@ -220,6 +346,8 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
         "rate_rows": len(rates) if models else 0,
         "caps_counted": counted_caps,
+        "models_trained": trained,
+        "models_not_due": waiting,
     }
 
 

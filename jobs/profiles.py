@@ -3,11 +3,15 @@
 Reads  `<profiles_root>/<snapshot date>/*.json*` — the latest snapshot folder on or before the run date, JSON
        lines in the layout of an XDM Individual Profile export: `identityMap` (the same identity rule as the
        events: the primary identity, else the first ECID) and `segmentMembership.ups.<segment id>.status`.
+       and the profile attributes the active contextual models declare (paths such as `person.ageBand`).
 Writes, replacing only that snapshot's partition:
   profile_segments    one row per (snapshot_date, profile_id, segment) whose status is realized or existing
-  profile_quarantine  every membership (or unreadable line) that failed validation, its reason codes and why
-Validated with the GX suite `expectations/profile_segments.json`; when more than `max_quarantine_share` of the
-memberships fail, only the quarantine is written and the runs keep using the last good snapshot.
+  profile_attributes  one row per (snapshot_date, profile_id, attribute) with a valid value (missing: no row)
+  profile_quarantine  every membership, attribute value (or unreadable line) that failed validation, its reason
+                      codes and why
+Validated with the GX suites `expectations/profile_segments.json` and `profile_attributes.json`; when more than
+`max_quarantine_share` of the memberships and values fail, only the quarantine is written and the runs keep using
+the last good snapshot.
 Run: `offerrank profiles --date D` or `spark-submit jobs/profiles.py --date D`.
 """
 
@@ -23,16 +27,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from offerrank.catalog import Feature
 from offerrank.landing import scan
 from offerrank.quality import DataQualityRun, load_suite
 from offerrank.quarantine import quarantine_reasons, reason_sentences, route_records
-from offerrank.settings import Settings, load_settings
+from offerrank.settings import Settings
 from offerrank.spark import CACHE_LEVEL
 from offerrank.storage import Warehouse
-from offerrank.tables import PROFILE_QUARANTINE, PROFILE_SEGMENTS, latest_on_or_before
+from offerrank.tables import PROFILE_ATTRIBUTES, PROFILE_QUARANTINE, PROFILE_SEGMENTS, latest_on_or_before
 from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 
 SUITE = "profile_segments"
+ATTRIBUTE_SUITE = "profile_attributes"
 MEMBER_STATUSES = ("realized", "existing")
 PROFILE_SCHEMA = T.StructType(
     [
@@ -69,6 +75,7 @@ class ProfilesResult:
     snapshot_date: date | None
     profiles: int = 0
     memberships: int = 0
+    attribute_values: int = 0
     quarantined: int = 0
 
     def summary(self) -> str:
@@ -76,7 +83,7 @@ class ProfilesResult:
             return "no profile snapshot on or before the run date: segment facts are skipped"
         return (
             f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
-            f"loaded, {self.quarantined:,} quarantined"
+            f"and {self.attribute_values:,} attribute values loaded, {self.quarantined:,} quarantined"
         )
 
 
@@ -114,8 +121,50 @@ def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
     )
 
 
-def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResult:
-    """Validate and load the snapshot `run_date` uses (see the module docstring)."""
+def attribute_values(records: DataFrame, attributes: list[Feature], max_record_bytes: int) -> DataFrame:
+    """One row per (readable line with an identity, declared attribute with a value): `profile_id`, `attribute`,
+    `value` (as text; an object or list as JSON), `kind` (numeric when the model buckets it, else categorical) and
+    `allowed` (yes, or no when the value is not one of the attribute's declared values)."""
+    if not attributes:
+        return records.sparkSession.createDataFrame(
+            [],
+            "source_file string, raw string, profile_id string, attribute string, value string, kind string, "
+            "allowed string",
+        )
+    parsed = parse_json_lines(records, PROFILE_SCHEMA, max_record_bytes).filter(F.col("parse_status") == "ok")
+    declared = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(feature.name).alias("attribute"),
+                    F.get_json_object("raw", f"$.{feature.name}").alias("value"),
+                    F.lit("numeric" if feature.buckets else "categorical").alias("kind"),
+                    F.lit(list(feature.values) or None).cast("array<string>").alias("values"),
+                )
+                for feature in attributes
+            ]
+        )
+    )
+    rows = parsed.select(
+        "source_file", "raw", primary_profile_id(F.col("j.identityMap")).alias("profile_id"), declared.alias("a")
+    )
+    value = F.col("a.value")
+    return rows.filter(F.col("profile_id").isNotNull() & value.isNotNull()).select(
+        "source_file",
+        "raw",
+        "profile_id",
+        "a.attribute",
+        "a.value",
+        "a.kind",
+        F.when(F.col("a.values").isNull() | F.array_contains("a.values", value), "yes")
+        .otherwise("no")
+        .alias("allowed"),
+    )
+
+
+def run(spark: SparkSession, settings: Settings, run_date: date, attributes: list[Feature] = ()) -> ProfilesResult:
+    """Validate and load the snapshot `run_date` uses, with the profile `attributes` of contextual models (see the
+    module docstring)."""
     found = snapshot_folder(settings.profiles_root, run_date)
     if found is None:
         return ProfilesResult(None)
@@ -129,33 +178,52 @@ def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResu
         .select(F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw"))
         .filter(F.trim("raw") != "")
     )
+    attribute_suite = load_suite(settings.expectations_dir, ATTRIBUTE_SUITE)
     routed = route_records(memberships(records, settings.max_record_bytes), suite, {}).persist(CACHE_LEVEL)
-    outcomes = DataQualityRun(settings.dq_docs_dir).validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
-    total = routed.count()
-    rejected = routed.filter(F.size("reason_codes") > 0)
+    values = route_records(
+        attribute_values(records, list(attributes), settings.max_record_bytes), attribute_suite, {}
+    ).persist(CACHE_LEVEL)
+    quality = DataQualityRun(settings.dq_docs_dir)
+    outcomes = quality.validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
+    if attributes:
+        outcomes += quality.validate(values.drop("raw"), attribute_suite, {}, f"{ATTRIBUTE_SUITE}-{snapshot_date}")
+    total = routed.count() + values.count()
+    rejected_memberships = routed.filter(F.size("reason_codes") > 0).select(
+        "source_file",
+        "raw",
+        "profile_id",
+        "segment",
+        "status",
+        F.lit(None).cast("string").alias("attribute"),
+        F.lit(None).cast("string").alias("value"),
+        "reason_codes",
+        reason_sentences(quarantine_reasons(suite)).alias("reasons"),
+    )
+    rejected_values = values.filter(F.size("reason_codes") > 0).select(
+        "source_file",
+        "raw",
+        "profile_id",
+        F.lit(None).cast("string").alias("segment"),
+        F.lit(None).cast("string").alias("status"),
+        "attribute",
+        "value",
+        "reason_codes",
+        reason_sentences(quarantine_reasons(attribute_suite)).alias("reasons"),
+    )
+    rejected = rejected_memberships.unionByName(rejected_values)
     quarantined = rejected.count()
     warehouse = Warehouse(spark, settings)
     warehouse.replace_partition(
-        rejected.select(
-            F.lit(snapshot_date).alias("snapshot_date"),
-            "source_file",
-            "raw",
-            "profile_id",
-            "segment",
-            "status",
-            "reason_codes",
-            reason_sentences(quarantine_reasons(suite)).alias("reasons"),
-        ),
-        PROFILE_QUARANTINE,
-        snapshot_date,
+        rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "*"), PROFILE_QUARANTINE, snapshot_date
     )
     if total and quarantined / total > settings.max_quarantine_share:
         routed.unpersist()
+        values.unpersist()
         failed = {o.quarantine_code: o.unexpected_count for o in outcomes if not o.success}
         raise SnapshotRejected(
-            f"profile snapshot {snapshot_date}: {quarantined:,} of {total:,} memberships failed validation ({failed}, "
-            f"see profile_quarantine); more than the allowed {settings.max_quarantine_share:.0%}, so the last good "
-            f"snapshot stays in use"
+            f"profile snapshot {snapshot_date}: {quarantined:,} of {total:,} memberships and attribute values failed "
+            f"validation ({failed}, see profile_quarantine); more than the allowed "
+            f"{settings.max_quarantine_share:.0%}, so the last good snapshot stays in use"
         )
     members = (
         routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES))
@@ -164,17 +232,30 @@ def run(spark: SparkSession, settings: Settings, run_date: date) -> ProfilesResu
         .distinct()
     )
     warehouse.replace_partition(members, PROFILE_SEGMENTS, snapshot_date)
+    valid_values = (
+        values.filter(F.size("reason_codes") == 0)
+        .withColumn("snapshot_date", F.lit(snapshot_date))
+        .select(*PROFILE_ATTRIBUTES.column_names)
+        .dropDuplicates(["profile_id", "attribute"])  # a profile exported twice: one value per attribute
+    )
+    warehouse.replace_partition(valid_values, PROFILE_ATTRIBUTES, snapshot_date)
     written = warehouse.read(PROFILE_SEGMENTS).filter(F.col("snapshot_date") == snapshot_date)
     counts = written.agg(F.count("*").alias("memberships"), F.countDistinct("profile_id").alias("profiles")).first()
+    attribute_count = warehouse.read(PROFILE_ATTRIBUTES).filter(F.col("snapshot_date") == snapshot_date).count()
     routed.unpersist()
+    values.unpersist()
     return ProfilesResult(
-        snapshot_date, profiles=counts.profiles, memberships=counts.memberships, quarantined=quarantined
+        snapshot_date,
+        profiles=counts.profiles,
+        memberships=counts.memberships,
+        attribute_values=attribute_count,
+        quarantined=quarantined,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/profiles.py --date YYYY-MM-DD`."""
-    from offerrank.spark import build_spark
+    from offerrank.jobs import job_session
 
     parser = argparse.ArgumentParser(prog="profiles", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
@@ -184,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         help="exit 0 when the snapshot is rejected (the run goes on with the last good snapshot)",
     )
     args = parser.parse_args(argv)
-    settings = load_settings()
+    spark, settings, catalog = job_session("profiles")
     try:
-        print(run(build_spark(settings, "offerrank-profiles"), settings, args.date).summary())
+        print(run(spark, settings, args.date, catalog.contextual_attributes()).summary())
     except SnapshotRejected as rejected:
         print(f"WARNING: {rejected}", file=sys.stderr)
         return 0 if args.keep_going else 1

@@ -1,8 +1,9 @@
 """Rank the eligible offers of every active decision placement that uses one ranking method (in memory, no JVM).
 
 Reads  the registry's catalog (the offers live on the serving day, D + 1), `offer_conversion_rates` (the
-       as_of_date = D partition, for methods that use posteriors) — a few rows per offer, placement and segment,
-       so ranking runs in pandas, not Spark.
+       as_of_date = D partition, for methods that use posteriors) and, for a contextual model, its latest
+       `model_parameters` on or before D — a few rows per offer, placement and segment, so ranking runs in pandas,
+       not Spark. A contextual model's lists carry each offer's parameters, so they are published in one commit.
 Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing that run's rows of its own
                          as_of_date/unit partition (one Airflow task per method, side by side);
                          `offerrank.jobs.publish` publishes them.
@@ -21,8 +22,16 @@ from offerrank.catalog import Catalog
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
-from offerrank.tables import OFFER_CONVERSION_RATES, RANKED_COLUMNS, RANKING_STAGE, Table
-from offerrank.warehouse import table_rows, write_frame
+from offerrank.tables import (
+    MODEL_PARAMETERS,
+    OFFER_CONVERSION_RATES,
+    PARAMETER_COLUMNS,
+    RANKED_COLUMNS,
+    RANKING_STAGE,
+    Table,
+    latest_on_or_before,
+)
+from offerrank.warehouse import open_table, read_rows, table_rows, write_frame
 
 
 class Candidate(NamedTuple):
@@ -122,7 +131,31 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
     else:
         where = RankGroup(run_date, first["decision_id"], first["placement_id"], first["channel"], first["segment"])
         ranked = method_of(first["ranking"]).rank(eligible, where)
-    return ranked.assign(rank=ranked["rank"].astype("int32"))[RANKED.column_names]
+    ranked = ranked.assign(rank=ranked["rank"].astype("int32"))
+    for column in PARAMETER_COLUMNS:
+        ranked[column] = ranked[column].astype(object).where(ranked[column].notna(), None) if column in ranked else None
+    return ranked[RANKED.column_names]
+
+
+def with_parameters(candidate_frame: pd.DataFrame, parameters: pd.DataFrame) -> pd.DataFrame:
+    """Attach a contextual model's parameters to the candidates it has them for (others: none)."""
+    if parameters.empty:
+        return candidate_frame
+    keys = ["placement_id", "channel", "offer_id"]
+    return candidate_frame.merge(parameters[[*keys, *PARAMETER_COLUMNS]], on=keys, how="left")
+
+
+def latest_parameters(settings: Settings, model_name: str, run_date: date) -> pd.DataFrame:
+    """A contextual model's parameters of its latest training on or before `run_date` (none before the first)."""
+    opened = open_table(settings, MODEL_PARAMETERS)
+    if opened is None:
+        return pd.DataFrame()
+    trained = [date.fromisoformat(p["as_of_date"]) for p in opened.partitions() if p["model_name"] == model_name]
+    latest = latest_on_or_before(trained, run_date)
+    if latest is None:
+        return pd.DataFrame()
+    partition = [("as_of_date", "=", latest.isoformat()), ("model_name", "=", model_name)]
+    return pd.DataFrame(read_rows(opened, partitions=partition))
 
 
 def rank_all(candidates_with_posteriors: pd.DataFrame, run_date: date) -> pd.DataFrame:
@@ -144,6 +177,9 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
     frame = with_posteriors(
         pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
     )
+    model = method_of(unit).model(catalog)
+    if model is not None and model.contextual:
+        frame = with_parameters(frame, latest_parameters(settings, model.name, run_date))
     staged = rank_all(frame, run_date).assign(unit=unit, run_id=run_id, as_of_date=run_date)
     # per run: two runs of one date (a nightly and a manual trigger) stage side by side
     write_frame(settings, RANKING_STAGE, staged, "overwrite", {"as_of_date": run_date, "unit": unit, "run_id": run_id})

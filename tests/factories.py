@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from offerrank.tables import OFFER_RANKINGS
+from offerrank.tables import OFFER_RANKINGS, PARAMETER_COLUMNS
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -51,6 +51,7 @@ def ranking_rows(version: int) -> list[dict]:
                     "impressions": 400,
                     "conversions": 10,
                     "reason": "model" if ai else "priority",
+                    **dict.fromkeys(PARAMETER_COLUMNS),
                     "as_of_date": date(2026, 11, version),
                     "run_id": f"run-{version}",
                     "published_at": datetime(2026, 11, version, 3),

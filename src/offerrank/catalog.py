@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from datetime import date, timedelta
 from enum import Enum
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from offerrank.features import CONTEXT_KEYS, SEGMENT
 from offerrank.formula import Formula, FormulaError
 from offerrank.landing import scan
 from offerrank.tables import ALL_SEGMENTS
@@ -177,6 +179,41 @@ class ColdStart(_Entity):
     min_conversions: int = Field(5, ge=0)
 
 
+ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,9}$"
+
+
+class Feature(_Entity):
+    """One feature of a contextual model: a profile attribute path (e.g. `person.ageBand`) or a request context key,
+    categorical (its most frequent `max_levels` values) or numeric (`buckets`: ascending edges). A plain string in
+    the catalog is a categorical feature of that name."""
+
+    name: str = Field(pattern=ATTRIBUTE_PATTERN)
+    buckets: tuple[float, ...] = Field((), max_length=50)
+    max_levels: int = Field(20, ge=1, le=200)
+    values: tuple[str, ...] = ()  # a categorical profile attribute's allowed values (empty: any); others quarantined
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("buckets")
+    @classmethod
+    def _ascending(cls, buckets: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not math.isfinite(edge) for edge in buckets) or list(buckets) != sorted(set(buckets)):
+            raise ValueError("bucket edges must be finite, distinct and ascending")
+        return buckets
+
+
+class Personalization(_Entity):
+    """Traffic an offer needs in the look-back window before the contextual model scores it (Adobe's defaults for
+    personalized models); below it, the offer is ranked by its segment posterior."""
+
+    min_impressions: int = Field(250, ge=0)
+    min_conversions: int = Field(25, ge=0)
+    prior_sd: float = Field(1.0, gt=0)  # the Gaussian prior's standard deviation of each feature weight
+
+
 class AIModel(_Entity):
     name: str = Field(pattern=ID_PATTERN)
     description: str = ""
@@ -188,17 +225,51 @@ class AIModel(_Entity):
     cold_start: ColdStart = ColdStart()
     half_life_days: float | None = Field(None, gt=0)
     segments: tuple[str, ...] = ()
-    attributes: tuple[str, ...] = ()
+    attributes: tuple[Feature, ...] = Field((), max_length=20)  # profile attributes (paths in the profile export)
+    context: tuple[Feature, ...] = Field((), max_length=len(CONTEXT_KEYS))  # what the channel passes per request
+    personalization: Personalization = Personalization()
+    schedule: Literal["daily", "weekly"] = "daily"  # how often a contextual model trains (weekly: on Mondays)
     status: ModelStatus = ModelStatus.draft
 
     @model_validator(mode="after")
     def _personalization(self) -> AIModel:
         _check_segment_ids(self.segments)
-        if self.type is ModelType.personalized and not (self.segments or self.attributes):
-            raise ValueError("a personalized model needs segments or profile attributes")
-        if self.type is ModelType.auto_optimization and (self.segments or self.attributes):
-            raise ValueError("an auto-optimization model is not personalized: it takes no segments or attributes")
+        if self.type is ModelType.personalized and not (self.segments or self.contextual):
+            raise ValueError("a personalized model needs segments, profile attributes or context")
+        if self.type is ModelType.auto_optimization and (self.segments or self.contextual):
+            raise ValueError(
+                "an auto-optimization model is not personalized: it takes no segments, attributes or context"
+            )
+        if any(f.name == SEGMENT for f in self.attributes):
+            raise ValueError(f"{SEGMENT!r} is not a profile attribute: list segments under `segments`")
+        unknown = [f.name for f in self.context if f.name not in CONTEXT_KEYS]
+        if unknown:
+            raise ValueError(f"unknown context key {unknown[0]!r}; one of {', '.join(CONTEXT_KEYS)}")
+        names = [f.name for f in self.features]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"features listed more than once: {', '.join(twice)}")
         return self
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """A contextual model's features: its profile attributes, its context keys, then (when it has segments)
+        the first of its segments the profile is in."""
+        if not self.contextual:
+            return ()
+        return (*self.attributes, *self.context, *([Feature(name=SEGMENT)] if self.segments else []))
+
+    @property
+    def contextual(self) -> bool:
+        """Whether the model scores each request from profile attributes or context (a contextual model)."""
+        return bool(self.attributes or self.context)
+
+    def trains_on(self, day: date, last_trained: date | None) -> bool:
+        """Whether a contextual model's parameters are retrained by the run of `day`, last trained `last_trained`:
+        daily, or weekly on Mondays (and whenever the last training is a week old or missing)."""
+        if self.schedule == "daily" or last_trained is None:
+            return True
+        return day.weekday() == 0 or (day - last_trained).days >= 7
 
     @property
     def ranked_segments(self) -> tuple[str, ...]:
@@ -364,6 +435,14 @@ class Catalog(_Entity):
     def active_models(self) -> list[AIModel]:
         """The active AI models that an active decision ranks with."""
         return [m for m in self.ai_models if m.status is ModelStatus.active and self.placements_of(m)]
+
+    def contextual_attributes(self) -> list[Feature]:
+        """The profile attributes of the active contextual models (the first declaration of each path)."""
+        found: dict[str, Feature] = {}
+        for model in self.active_models():
+            for feature in model.attributes:
+                found.setdefault(feature.name, feature)
+        return list(found.values())
 
     def ranking_methods(self) -> list[RankingMethod]:
         """The ranking methods active decisions use, by unit: one ranking task each."""

@@ -77,9 +77,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.profiles import SnapshotRejected, run
+    from offerrank.registry import Registry
 
+    spark = _spark(settings, "profiles")
     try:
-        print(run(_spark(settings, "profiles"), settings, args.date).summary())
+        print(run(spark, settings, args.date, Registry(spark, settings).catalog().contextual_attributes()).summary())
     except SnapshotRejected as rejected:
         print(f"offerrank profiles: {rejected}", file=sys.stderr)
         return 1
@@ -241,8 +243,9 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     if lookup.last_refresh_error:  # what could be read still answers (e.g. the catalog's fallbacks)
         print(f"offerrank lookup: warning: {lookup.last_refresh_error}", file=sys.stderr)
     try:
+        context = dict(item.split("=", 1) for item in args.context or [])
         answer = lookup.top(
-            args.placement, args.channel, args.profile, args.limit, args.mode, args.request_id, args.decision
+            args.placement, args.channel, args.profile, args.limit, args.mode, args.request_id, args.decision, context
         )
     except LookupRefused as refused:
         print(f"offerrank lookup: {refused}", file=sys.stderr)
@@ -343,6 +346,8 @@ MODEL_OPTIONS = (
     "half_life_days",
     "segments",
     "attributes",
+    "context",
+    "schedule",
 )
 
 
@@ -360,10 +365,49 @@ def _model_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
     return spec
 
 
+def _context_item(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"context must be KEY=VALUE (got {text!r})")
+    return text
+
+
+def explain_model(settings: Settings, name: str, offer_id: str, placement: str | None, top: int) -> int:
+    """Print the features that raise and lower an offer's score most in a contextual model's latest training."""
+    from datetime import date
+
+    from offerrank.catalog import CatalogError
+    from offerrank.contextual import explain
+    from offerrank.jobs.rank import latest_parameters
+
+    parameters = latest_parameters(settings, name, date.max)
+    if parameters.empty:
+        raise CatalogError(f"AI model {name!r} has no trained parameters (is it a contextual model, trained yet?)")
+    rows = parameters[
+        (parameters["offer_id"] == offer_id) & (placement is None or parameters["placement_id"] == placement)
+    ]
+    if rows.empty:
+        raise CatalogError(
+            f"AI model {name!r} has no parameters for offer {offer_id!r}"
+            + (f" on placement {placement!r}" if placement else "")
+            + " (below the personalization thresholds: it is ranked by its segment posterior)"
+        )
+    for row in rows.itertuples():
+        print(
+            f"{name}: offer {offer_id} on {row.placement_id} ({row.channel}), trained {row.as_of_date} on "
+            f"{row.window_start}..{row.as_of_date}: {row.impressions:,} impressions, {row.conversions:,} conversions"
+        )
+        print(f"  {'feature':<40} {'weight':>8} {'sd':>6}  (log-odds of a click)")
+        for reason in explain(list(row.features), list(row.weights), list(row.covariance), top):
+            print(f"  {reason['feature']:<40} {reason['weight']:>+8.3f} {reason['sd']:>6.3f}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.catalog import AIModel, CatalogError, ModelStatus
     from offerrank.registry import refuse_if_in_use, with_model
 
+    if args.action == "explain":  # reads the trained parameters only: no Spark
+        return explain_model(settings, args.name, args.offer, args.placement, args.top)
     registry = _registry(settings)
     catalog = registry.catalog()
     if args.action == "list":
@@ -562,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lookup.add_argument("--request-id", help="fixes the request's draws (a retry gets the same answer)")
     lookup.add_argument("--json", action="store_true", help="print the answer as JSON")
+    lookup.add_argument(
+        "--context",
+        action="append",
+        type=_context_item,
+        help="request context for contextual models, KEY=VALUE (device, hour; repeatable)",
+    )
     lookup.set_defaults(handler=cmd_lookup)
 
     serve = commands.add_parser("serve", help="the HTTP lookup service (FastAPI + uvicorn)")
@@ -595,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="create, list, show, update, activate, deactivate, delete AI models")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     model_actions.add_parser("list", help="list AI models").set_defaults(handler=cmd_models)
+    explain = model_actions.add_parser("explain", help="the features that raise or lower an offer's score most")
+    explain.add_argument("name")
+    explain.add_argument("--offer", required=True)
+    explain.add_argument("--placement", help="one placement (default: each the offer was trained on)")
+    explain.add_argument("--top", type=int, default=5, help="features of each sign")
+    explain.set_defaults(handler=cmd_models)
     for action, text in (
         ("show", "show one model"),
         ("history", "versions in which the model changed"),
@@ -626,8 +682,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--segment", dest="segments", action="append", help="personalized: a segment (repeatable, at most 50)"
         )
         sub.add_argument(
-            "--attribute", dest="attributes", action="append", help="personalized: a profile attribute (repeatable)"
+            "--attribute",
+            dest="attributes",
+            action="append",
+            help="personalized: a profile attribute path, e.g. person.ageBand (repeatable)",
         )
+        sub.add_argument(
+            "--context", action="append", help="personalized: a request context key: device, hour, channel (repeatable)"
+        )
+        sub.add_argument("--schedule", choices=["daily", "weekly"], help="how often a contextual model trains")
         sub.set_defaults(handler=cmd_models)
 
     show = commands.add_parser("settings", help="print the effective settings as environment variables")

@@ -245,16 +245,19 @@ class EventWriter:
         return dict(sorted(self.lines_per_date.items()))
 
 
-def event_json(event_id: str, ts: datetime, kind: str, ecid: str | None, channel: str, propositions: str) -> str:
+def event_json(
+    event_id: str, ts: datetime, kind: str, ecid: str | None, channel: str, propositions: str, device: str | None = None
+) -> str:
     event_type, prop_type = (
         ("decisioning.propositionDisplay", '{"display":1}')
         if kind == "display"
         else ("decisioning.propositionInteract", '{"interact":1}')
     )
     identity = f',"identityMap":{{"ECID":[{{"id":"{ecid}","primary":true}}]}}' if ecid else ""
+    device_type = f',"device":{{"type":"{device}"}}' if device else ""
     return (
         f'{{"_id":"{event_id}","timestamp":"{_iso(ts)}","eventType":"{event_type}"{identity},'
-        f'"channel":{{"_type":"{CHANNEL_TYPE_PREFIX}{channel}"}},'
+        f'"channel":{{"_type":"{CHANNEL_TYPE_PREFIX}{channel}"}}{device_type},'
         f'"_experience":{{"decisioning":{{"propositionEventType":{prop_type},"propositions":[{propositions}]}}}}}}'
     )
 
@@ -475,9 +478,15 @@ def slot_probabilities_of_draw(weights: np.ndarray, slots: int) -> np.ndarray:
 
 
 def write_profiles(
-    folder: Path, snapshot: date, ecids: list[str], segment_of_profile: np.ndarray, segments: tuple[str, ...] = SEGMENTS
+    folder: Path,
+    snapshot: date,
+    ecids: list[str],
+    segment_of_profile: np.ndarray,
+    segments: tuple[str, ...] = SEGMENTS,
+    attributes: list[dict[str, str]] | None = None,
 ) -> None:
-    """A profile-segment snapshot: profile i (ECID `ecids[i]`) realized in `segments[segment_of_profile[i]]`."""
+    """A profile snapshot: profile i (ECID `ecids[i]`) realized in `segments[segment_of_profile[i]]`, with the
+    profile attributes `attributes[i]` (path -> value, e.g. `person.ageBand`) when given."""
     qualified = (datetime.combine(snapshot, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
@@ -494,6 +503,12 @@ def write_profiles(
                 "identityMap": {"ECID": [{"id": ecid, "primary": True}]},
                 "segmentMembership": {"ups": membership},
             }
+            for path, value in (attributes[index] if attributes else {}).items():
+                *parents, leaf = path.split(".")
+                node = profile
+                for parent in parents:
+                    node = node.setdefault(parent, {})
+                node[leaf] = value
             handle.write(json.dumps(profile, separators=(",", ":")) + "\n")
 
 

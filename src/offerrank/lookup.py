@@ -19,13 +19,12 @@ placement's fallback chain. An AI-ranked list is served by the policy of `offerr
 
 from __future__ import annotations
 
-import bisect
 import logging
 import re
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
@@ -36,10 +35,21 @@ import pyarrow.compute as pc
 
 from offerrank.bandit import run_seed
 from offerrank.catalog import CHANNELS, ID_PATTERN, Catalog, DecisionPlacement, Offer
+from offerrank.features import SEGMENT
+from offerrank.personalized import (
+    NO_ATTRIBUTES,
+    PERSONALIZED,
+    AttributeIndex,
+    ContextualList,
+    check_context,
+    contextual_attribute_names,
+    position_of,
+)
 from offerrank.policy import (
     MODEL,
     RANDOM,
     Contenders,
+    contender_slot_probabilities,
     decide,
     posterior_table,
     random_order,
@@ -51,6 +61,8 @@ from offerrank.tables import (
     ALL_SEGMENTS,
     OFFER_CAP_COUNTS,
     OFFER_RANKINGS,
+    PARAMETER_COLUMNS,
+    PROFILE_ATTRIBUTES,
     PROFILE_SEGMENTS,
     REGISTRY,
     latest_on_or_before,
@@ -84,7 +96,7 @@ class RankedOffer(NamedTuple):
 
     offer_id: str
     score: float | None
-    reason: str  # model | cold_start | random | priority | formula | fallback | priority_fallback
+    reason: str  # model | personalized | cold_start | random | priority | formula | fallback | priority_fallback
     rank: int
     traffic_type: str  # random | model: the item's itemSelection.rankingDetail.trafficType
     propensity: float  # P(the serving policy puts this offer in this slot for this request): 1.0 for a fixed order
@@ -106,6 +118,7 @@ SERVED_COLUMNS = [
     "published_at",
     "rank",
     *PUBLISHED_FIELDS,
+    *PARAMETER_COLUMNS,
 ]
 
 
@@ -198,12 +211,8 @@ class ProfileIndex:
 
     def segments_of(self, profile_id: str | None) -> frozenset[str]:
         """The profile's segments (none for an unknown or anonymous profile)."""
-        ids = self._ids
-        if profile_id is None or not len(ids):
-            return frozenset()
-        # Arrow sorts strings by their UTF-8 bytes: the order of Python's str comparison
-        at = bisect.bisect_left(range(len(ids)), profile_id, key=lambda i: ids[i].as_py())
-        if at == len(ids) or ids[at].as_py() != profile_id:
+        at = position_of(self._ids, profile_id)
+        if at is None:
             return frozenset()
         return frozenset(self._names[code] for code in self._codes[self._starts[at] : self._starts[at + 1]])
 
@@ -386,6 +395,7 @@ class _Ranked:
     exploration_share: float | None  # an AI model's list, served by the per-request policy; None: a fixed order
     restricted: bool  # some of its offers have an audience: what is served depends on the profile
     capped: tuple[str, ...] = ()  # its offers with frequency caps
+    contextual: ContextualList | None = None  # a contextual model's parameters: scored per request
 
 
 @dataclass
@@ -435,12 +445,15 @@ class Snapshot:
     servable: _Servable | None = None
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = field(default_factory=dict)
     profiles: ProfileIndex = NO_PROFILES
+    attributes: AttributeIndex = NO_ATTRIBUTES
     cap_counts: CapCounts = NO_CAP_COUNTS
     capped_offers: dict[str, Offer] = field(default_factory=dict)  # the catalog's offers with frequency caps
     # (list, day, the profile's segments where they matter, offers capped) -> what `served` answers
     _served: dict = field(default_factory=dict, compare=False, repr=False)
     # (list, its servable rows, slots) -> their slot probabilities and contenders: another day reuses them
     _in_slot: dict = field(default_factory=dict, compare=False, repr=False)
+    # (list, its servable rows, slots, request cell) -> a contextual list's answers for that cell
+    _cells: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def profiles_version(self) -> int | None:
@@ -505,6 +518,38 @@ class Snapshot:
         values = [served.values[at] for at in decision.order.tolist()]
         return ranked_offers(values, decision.traffic_type, decision.propensity.tolist()), decision.traffic_type
 
+    def personalize(
+        self, ranked: _Ranked, served: _Served, active: np.ndarray, mode: str, rng: np.random.Generator | None
+    ) -> tuple[tuple[RankedOffer, ...], str]:
+        """One request's order of a contextual list for the request's cell (`active` features): each trained offer
+        scored by its posterior for the cell (reason `personalized`), the others by their Beta posterior; the
+        policy's random share and Thompson draw in `policy` mode, by mean score in `published` mode."""
+        rows, limit = served.rows, served.limit
+        key = (ranked.start, rows.tobytes(), limit, active.tobytes())
+        found = self._cells.get(key)
+        if found is None:
+            if len(self._cells) > 1_000:  # many cells: start over rather than grow
+                self._cells.clear()
+            columns = self.columns
+            cell = ranked.contextual.cell_model(rows - ranked.start, columns.alpha[rows], columns.beta[rows], active)
+            values = [
+                (published[0], score, PERSONALIZED) if personalized else published
+                for published, score, personalized in zip(
+                    columns.published_values(rows), cell.score.tolist(), cell.personalized.tolist()
+                )
+            ]
+            in_slot = contender_slot_probabilities(
+                cell.table, limit, run_seed(self.ranking_version, ranked.start, key[3])
+            )
+            by_score = np.argsort(-cell.score, kind="stable")[:limit]
+            found = self._cells[key] = (values, in_slot, Contenders.of(cell.table, in_slot), by_score)
+        values, in_slot, contenders, by_score = found
+        if mode == POLICY and ranked.exploration_share is not None:
+            decision = decide(rng, contenders, ranked.exploration_share, in_slot, limit)
+            order = [values[at] for at in decision.order.tolist()]
+            return ranked_offers(order, decision.traffic_type, decision.propensity.tolist()), decision.traffic_type
+        return ranked_offers([values[at] for at in by_score.tolist()]), MODEL
+
 
 def ranked_segments(ranking: pa.Table) -> set[str]:
     """The segments a ranking has per-segment lists for (besides all traffic)."""
@@ -527,6 +572,7 @@ def build_snapshot(
     committed_at: datetime | None = None,
     profiles: ProfileIndex | None = None,
     cap_counts: CapCounts = NO_CAP_COUNTS,
+    attributes: AttributeIndex = NO_ATTRIBUTES,
 ) -> Snapshot:
     """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
     common = {
@@ -535,6 +581,7 @@ def build_snapshot(
         "committed_at": committed_at,
         "catalog": catalog,
         "profiles": profiles or NO_PROFILES,
+        "attributes": attributes,
         "cap_counts": cap_counts,
         "capped_offers": {o.id: o for o in catalog.offers if o.caps} if catalog else {},
     }
@@ -563,8 +610,14 @@ def build_snapshot(
         if common["capped_offers"]:
             offer_ids = {offer_names[code] for code in np.unique(columns.offer[start:stop]).tolist()}
             capped = tuple(sorted(offer_ids & common["capped_offers"].keys()))
+        model = catalog.get("ai_models", model_name) if catalog else None
+        contextual = (
+            ContextualList.of(ranking, int(start), int(stop), model.features)
+            if posteriors and model is not None and model.contextual
+            else None
+        )
         lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
-            int(start), int(stop), share, restricted, capped
+            int(start), int(stop), share, restricted, capped, contextual
         )
         model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
@@ -705,20 +758,24 @@ class RankingLookup:
                 lambda: _profiles_of(open_table(self._settings, PROFILE_SEGMENTS), segments, as_of, current),
                 current.profiles,
             )
+            attribute_names = contextual_attribute_names(catalog)
+            attributes = attempt(
+                "profile_attributes",
+                lambda: _attributes_of(open_table(self._settings, PROFILE_ATTRIBUTES), attribute_names, as_of, current),
+                current.attributes,
+            )
             cap_counts = attempt(
                 "offer_cap_counts",
                 lambda: _cap_counts_of(open_table(self._settings, OFFER_CAP_COUNTS), current),
                 current.cap_counts,
             )
             self.last_refresh_error = "; ".join(errors) or None
-            loaded = (ranking, catalog, profiles, cap_counts)
-            if all(
-                new is old
-                for new, old in zip(loaded, (current.ranking, current.catalog, current.profiles, current.cap_counts))
-            ):
+            loaded = (ranking, catalog, profiles, cap_counts, attributes)
+            before = (current.ranking, current.catalog, current.profiles, current.cap_counts, current.attributes)
+            if all(new is old for new, old in zip(loaded, before)):
                 return False
             self._snapshot = build_snapshot(
-                ranking, catalog, table_version, registry_version, committed, profiles, cap_counts
+                ranking, catalog, table_version, registry_version, committed, profiles, cap_counts, attributes
             )
             if cap_counts.as_of is not None and cap_counts.as_of != current.cap_counts.as_of:
                 self._served_counts.forget_through(cap_counts.as_of)  # those days are in the nightly counts now
@@ -754,12 +811,15 @@ class RankingLookup:
         mode: str = POLICY,
         request_id: str | None = None,
         decision_id: str | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> Answer:
         """The first `limit` offers to show on the serving day, from the profile's segment's list when the placement
         is personalized. In `policy` mode an AI-ranked placement's order is decided for this request (random with
         the model's exploration share, else one Thompson draw; random before its first ranking); `published` serves
-        the published order. `request_id` fixes the request's draws (one is made up when it is None)."""
-        check_arguments(placement_id, channel, profile_id, limit, decision_id, mode, request_id)
+        the published order. A contextual model's list is scored for the request: the profile's attributes and
+        `context` (device, hour; the channel is the request's). `request_id` fixes the request's draws (one is
+        made up when it is None)."""
+        check_arguments(placement_id, channel, profile_id, limit, decision_id, mode, request_id, context)
         request_id = request_id or secrets.token_hex(16)
         snapshot = self._snapshot  # one read: the whole answer comes from this version
         profile_segments = snapshot.profiles.segments_of(profile_id)
@@ -779,8 +839,15 @@ class RankingLookup:
         if not len(lists.rows):  # every ranked offer ended, is capped or is not for this profile
             return self._unranked(snapshot, request, chosen.decision_id, lists.dropped)
         offers, traffic_type = lists.published, MODEL
-        if mode == POLICY and ranked.exploration_share is not None:
-            rng = request_generator(request_id, placement_id, channel, snapshot.ranking_version)
+        explored = mode == POLICY and ranked.exploration_share is not None
+        rng = request_generator(request_id, placement_id, channel, snapshot.ranking_version) if explored else None
+        if ranked.contextual is not None:
+            profile = snapshot.attributes.attributes_of(profile_id) | {
+                SEGMENT: segment if segment != ALL_SEGMENTS else None
+            }
+            active = ranked.contextual.cell(profile, {"channel": channel, **(context or {})})
+            offers, traffic_type = snapshot.personalize(ranked, lists, active, mode, rng)
+        elif explored:
             offers, traffic_type = snapshot.decide(ranked, lists, rng)
         self._count_served(snapshot, offers, profile_id, day)
         return Answer(
@@ -901,6 +968,7 @@ class RankingLookup:
             "registry_version": snapshot.registry_version,
             "profiles_version": snapshot.profiles_version,
             "profiles": len(snapshot.profiles),
+            "profiles_with_attributes": len(snapshot.attributes),
             "as_of_date": snapshot.as_of_date.isoformat() if snapshot.as_of_date else None,
             "published_at": snapshot.published_at.isoformat() if snapshot.published_at else None,
             "ranking_age_hours": round(age, 3) if age is not None else None,
@@ -920,7 +988,14 @@ def _ranking_of(table, current: Snapshot) -> tuple[pa.Table | None, int | None, 
     version = table.version()
     if version == current.table_version:
         return current.ranking, version, current.committed_at
-    return read_arrow(table, SERVED_COLUMNS), version, _commit_time(table)
+    present = {column.name for column in table.schema().fields}
+    ranking = read_arrow(table, [name for name in SERVED_COLUMNS if name in present])
+    for name in PARAMETER_COLUMNS:  # a ranking published before contextual models: no parameters
+        if name not in present:
+            ranking = ranking.append_column(
+                name, pa.nulls(ranking.num_rows, OFFER_RANKINGS.arrow_schema().field(name).type)
+            )
+    return ranking, version, _commit_time(table)
 
 
 def _catalog_of(table, current: Snapshot) -> tuple[Catalog | None, int | None]:
@@ -939,6 +1014,30 @@ def _profiles_of(table, segments: set[str], as_of: date | None, current: Snapsho
     if current.profiles.source == source:
         return current.profiles
     return load_profiles(table, segments, as_of or date.max, source)
+
+
+def _attributes_of(table, names: list[str], as_of: date | None, current: Snapshot) -> AttributeIndex:
+    """The contextual models' profile attributes in the snapshot the ranking of `as_of` used (the current index
+    while none of that changed)."""
+    if table is None or not names:
+        return NO_ATTRIBUTES
+    source = (table.version(), tuple(names), as_of)
+    if current.attributes.source == source:
+        return current.attributes
+    latest = latest_on_or_before(
+        (date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of or date.max
+    )
+    if latest is None:
+        return AttributeIndex(names=names, source=source)
+    import pyarrow.dataset as ds
+
+    rows = read_arrow(
+        table,
+        ["profile_id", "attribute", "value"],
+        [("snapshot_date", "=", latest.isoformat())],
+        ds.field("attribute").isin(names),
+    )
+    return AttributeIndex.build(rows, names, source)
 
 
 def _cap_counts_of(table, current: Snapshot) -> CapCounts:
@@ -968,6 +1067,7 @@ def check_arguments(
     decision_id: str | None,
     mode: str = POLICY,
     request_id: str | None = None,
+    context: Mapping[str, object] | None = None,
 ) -> None:
     """LookupRefused naming the first malformed argument."""
     if not _ID.match(placement_id):
@@ -984,6 +1084,10 @@ def check_arguments(
         raise LookupRefused(f"mode must be one of {', '.join(MODES)} (got {mode[:40]!r})")
     if request_id is not None and not _ID.match(request_id):
         raise LookupRefused(f"request id must be 1-128 letters, digits or . _ : - (got {request_id[:140]!r})")
+    try:
+        check_context(context)
+    except ValueError as error:
+        raise LookupRefused(str(error)) from None
 
 
 def _commit_time(table) -> datetime:

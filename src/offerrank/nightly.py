@@ -128,7 +128,7 @@ def run_day(
 
     def profiles_step() -> str:
         try:
-            return profiles.run(spark, settings, run_date).summary()
+            return profiles.run(spark, settings, run_date, catalog.contextual_attributes()).summary()
         except profiles.SnapshotRejected as rejected:  # the run goes on with the last good snapshot
             return f"REJECTED: {rejected}"
 

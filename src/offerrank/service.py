@@ -91,8 +91,13 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         decision: Annotated[
             str | None, Query(pattern=ID_PATTERN, description="decision id, when several assign the placement")
         ] = None,
+        device: Annotated[
+            str | None, Query(max_length=100, description="context for contextual models: the device type")
+        ] = None,
+        hour: Annotated[int | None, Query(ge=0, le=23, description="context: the local hour of the request")] = None,
     ) -> dict:
-        return lookup.top(placement_id, channel, profile, limit, mode, request_id, decision).as_dict()
+        context = {key: value for key, value in (("device", device), ("hour", hour)) if value is not None}
+        return lookup.top(placement_id, channel, profile, limit, mode, request_id, decision, context).as_dict()
 
     @app.get(
         "/healthz",

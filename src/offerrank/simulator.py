@@ -2,7 +2,10 @@
 
 A world file (YAML, `World`) gives segments and their shares, placements (channel, slots, share of requests, the AI
 model that ranks them), offers (their placements, true conversion rate per segment, the days they are live) and
-drifts (from day d on, an offer converts at another rate). Each simulated day:
+drifts (from day d on, an offer converts at another rate). A world may also give profile attributes and request
+context (each with its values' shares) and per offer `lifts`: the rate is multiplied by the lift of each of the
+request's `name=value` features, what a contextual model can learn; the oracle then picks each request's best
+offer. Each simulated day:
 1. requests: a profile (so a segment) on a placement; the lookup (`RankingLookup.top`, policy mode, its clock on
    that day) answers with offers, each with its traffic type and propensity;
 2. the channel shows them: an impression event with every item, and a click event for each item that converts
@@ -39,6 +42,7 @@ class WorldOffer(BaseModel):
     placements: list[str] = Field(min_length=1)
     rate: float = Field(ge=0, le=1)  # the true conversion rate
     segment_rates: dict[str, float] = Field(default_factory=dict)  # per segment, instead of `rate`
+    lifts: dict[str, float] = Field(default_factory=dict)  # `name=value` feature -> rate multiplier
     priority: int = 50
     first_day: int = 1  # live from this simulated day (1 = the first)
     last_day: int | None = None  # through this day (None: to the end)
@@ -50,7 +54,8 @@ class WorldPlacement(BaseModel):
     share: float = Field(gt=0)  # of the day's requests
     slots: int = Field(1, ge=1)
     model: str  # the AI model that ranks it
-    personalized: bool = False
+    personalized: bool = False  # per segment
+    contextual: bool = False  # from the world's attributes and context
 
 
 class Drift(BaseModel):
@@ -65,6 +70,9 @@ class World(BaseModel):
     requests_per_day: int = Field(gt=0)
     profiles: int = 5_000
     segments: dict[str, float]  # segment -> share of profiles
+    attributes: dict[str, dict[str, float]] = Field(default_factory=dict)  # profile attribute -> value -> share
+    context: dict[str, dict[str, float]] = Field(default_factory=dict)  # context key (device) -> value -> share
+    personalization: dict[str, float] = Field(default_factory=dict)  # contextual models' thresholds (see AIModel)
     exploration_share: float = 0.1
     lookback_days: int = 14
     half_life_days: float | None = None
@@ -96,13 +104,16 @@ class World(BaseModel):
             if placement in o.placements and o.first_day <= number and (o.last_day is None or number <= o.last_day)
         ]
 
-    def true_rate(self, offer: WorldOffer, segment: str, number: int) -> float:
-        """The offer's conversion rate for a profile of `segment` on day `number`, after the drifts so far."""
+    def true_rate(self, offer: WorldOffer, segment: str, number: int, features: dict[str, str] | None = None) -> float:
+        """The offer's conversion rate for a profile of `segment` with `features` (attributes and context) on day
+        `number`, after the drifts so far."""
         rate = offer.segment_rates.get(segment, offer.rate)
         for drift in sorted(self.drifts, key=lambda d: d.day):
             if drift.offer == offer.id and drift.day <= number and drift.segment in (None, segment):
                 rate = drift.rate
-        return rate
+        for name, value in (features or {}).items():
+            rate *= offer.lifts.get(f"{name}={value}", 1.0)
+        return min(rate, 1.0)
 
     def segment_rate(self, offer: WorldOffer, segment: str, number: int) -> float:
         """The true rate for a segment, or for all traffic (`*`: the segments' shares weigh it)."""
@@ -134,6 +145,13 @@ class World(BaseModel):
             )
             if placement.personalized:
                 model |= {"type": "personalized", "segments": list(self.segments)}
+            if placement.contextual:
+                model |= {
+                    "type": "personalized",
+                    "attributes": list(self.attributes),
+                    "context": list(self.context),
+                    "personalization": self.personalization,
+                }
         decisions = []
         for placement in self.placements:
             eligible = [o.id for o in self.offers if placement.id in o.placements]
@@ -186,7 +204,18 @@ class DayTally:
     requests: defaultdict = field(default_factory=lambda: defaultdict(int))
 
 
-def serve_day(world: World, number: int, lookup, writer: EventWriter, rng: np.random.Generator, ecids, segment_of):
+def draw_values(rng: np.random.Generator, shares: dict[str, dict[str, float]], size: int) -> list[dict[str, str]]:
+    """`size` draws of each named feature's value by its values' shares."""
+    columns = {}
+    for name, values in shares.items():
+        weights = np.array(list(values.values()))
+        columns[name] = np.array(list(values))[rng.choice(len(values), size=size, p=weights / weights.sum())]
+    return [{name: str(column[i]) for name, column in columns.items()} for i in range(size)]
+
+
+def serve_day(
+    world: World, number: int, lookup, writer: EventWriter, rng: np.random.Generator, ecids, segment_of, attributes
+):
     """Day `number`'s requests through the lookup, written as events; returns its tally."""
     day = world.day(number)
     segments = list(world.segments)
@@ -194,17 +223,24 @@ def serve_day(world: World, number: int, lookup, writer: EventWriter, rng: np.ra
     placement_draws = rng.choice(len(world.placements), size=world.requests_per_day, p=shares / shares.sum())
     profile_draws = rng.integers(0, len(ecids), size=world.requests_per_day)
     seconds = np.sort(rng.uniform(0, 82_800, size=world.requests_per_day))  # clicks land the same day
+    contexts = draw_values(rng, world.context, world.requests_per_day)
     tally = DayTally()
     start = datetime.combine(day, time(), tzinfo=UTC)
     for n in range(world.requests_per_day):
         placement = world.placements[placement_draws[n]]
         ecid, segment = ecids[profile_draws[n]], segments[segment_of[profile_draws[n]]]
-        answer = lookup.top(placement.id, placement.channel, ecid, limit=placement.slots, request_id=f"{day}-{n}")
+        context = contexts[n]
+        answer = lookup.top(
+            placement.id, placement.channel, ecid, limit=placement.slots, request_id=f"{day}-{n}", context=context
+        )
+        features = {**attributes[profile_draws[n]], **context}
         offers = {o.id: o for o in world.live_offers(placement.id, number)}
-        # the oracle knows the true rates, but ranks as the placement does: per segment only when personalized
-        judged = segment if placement.personalized else ALL_SEGMENTS
-        best = sorted(offers.values(), key=lambda o: world.segment_rate(o, judged, number), reverse=True)
-        rates = [world.true_rate(o, segment, number) for o in best]
+        if world.attributes or world.context:  # the oracle knows each request's true rates
+            best = sorted(offers.values(), key=lambda o: world.true_rate(o, segment, number, features), reverse=True)
+        else:  # the oracle knows the true rates, but ranks as the placement does: per segment only when personalized
+            judged = segment if placement.personalized else ALL_SEGMENTS
+            best = sorted(offers.values(), key=lambda o: world.segment_rate(o, judged, number), reverse=True)
+        rates = [world.true_rate(o, segment, number, features) for o in best]
         if rates:
             tally.oracle[placement.id, segment] += float(np.mean(rates[: placement.slots]))
             tally.random[placement.id, segment] += float(np.mean(rates))
@@ -217,11 +253,12 @@ def serve_day(world: World, number: int, lookup, writer: EventWriter, rng: np.ra
         writer.add(
             day.isoformat(),
             "events",
-            event_json(writer.new_id("a"), ts, "display", ecid, placement.channel, impression),
+            event_json(writer.new_id("a"), ts, "display", ecid, placement.channel, impression, context.get("device")),
         )
         for item, served in zip(items, answer.offers):
             key = (placement.id, segment, served.traffic_type)
-            rate = world.true_rate(offers[served.offer_id], segment, number) if served.offer_id in offers else 0.0
+            offer = offers.get(served.offer_id)
+            rate = world.true_rate(offer, segment, number, features) if offer else 0.0
             tally.items[key] += 1
             tally.expected[key] += rate
             if rng.random() < rate:
@@ -231,7 +268,9 @@ def serve_day(world: World, number: int, lookup, writer: EventWriter, rng: np.ra
                 writer.add(
                     day.isoformat(),
                     "events",
-                    event_json(writer.new_id("a"), click_ts, "interact", ecid, placement.channel, click),
+                    event_json(
+                        writer.new_id("a"), click_ts, "interact", ecid, placement.channel, click, context.get("device")
+                    ),
                 )
     return tally
 
@@ -256,7 +295,8 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
     shares = np.array(list(world.segments.values()))
     segment_of = rng.choice(len(segments), size=world.profiles, p=shares / shares.sum())
     ecids = [f"sim{seed:04d}{i:08d}" for i in range(world.profiles)]
-    write_profiles(sample / "profiles" / world.start.isoformat(), world.start, ecids, segment_of, segments)
+    attributes = draw_values(rng, world.attributes, world.profiles)
+    write_profiles(sample / "profiles" / world.start.isoformat(), world.start, ecids, segment_of, segments, attributes)
 
     settings = load_settings(home=out, spark_shuffle_partitions=2)
     spark = spark or build_spark(settings, "offerrank-simulate")
@@ -270,7 +310,7 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
         day = world.day(number)
         clock["now"] = datetime.combine(day, time(12), tzinfo=UTC)
         lookup.refresh()
-        tally = serve_day(world, number, lookup, writer, rng, ecids, segment_of)
+        tally = serve_day(world, number, lookup, writer, rng, ecids, segment_of, attributes)
         writer.close()
         writer.handles.clear()
         rows += tally_rows(world, number, tally)

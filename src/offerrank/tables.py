@@ -33,6 +33,7 @@ _ARROW_TYPES = {
     "date": "date32",
     "timestamp": "timestamp",
 }
+_ARRAY = "array<"  # array<element type>: a list of one of the types above
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,26 @@ class Table:
         """The schema as a pyspark `StructType`."""
         from pyspark.sql import types as T
 
-        return T.StructType([T.StructField(name, getattr(T, _SPARK_TYPES[kind])()) for name, kind in self.columns])
+        def spark(kind: str):
+            if kind.startswith(_ARRAY):
+                return T.ArrayType(spark(kind[len(_ARRAY) : -1]))
+            return getattr(T, _SPARK_TYPES[kind])()
+
+        return T.StructType([T.StructField(name, spark(kind)) for name, kind in self.columns])
 
     def arrow_schema(self):
         """The schema as a pyarrow schema (timestamps in UTC microseconds, as Delta stores them)."""
         import pyarrow as pa
 
         def arrow(kind: str):
+            if kind.startswith(_ARRAY):
+                return pa.list_(arrow(kind[len(_ARRAY) : -1]))
             return pa.timestamp("us", tz="UTC") if kind == "timestamp" else getattr(pa, _ARROW_TYPES[kind])()
 
         return pa.schema([(name, arrow(kind)) for name, kind in self.columns])
 
 
+PARAMETER_COLUMNS = ("features", "weights", "covariance")  # a contextual model's posterior of an offer
 RANKED_COLUMNS = (
     ("model_name", "string"),
     ("decision_id", "string"),
@@ -84,6 +93,10 @@ RANKED_COLUMNS = (
     ("impressions", "long"),
     ("conversions", "long"),
     ("reason", "string"),
+    # a contextual model's posterior of the offer (see offerrank.contextual), published with the list it scores
+    ("features", "array<string>"),
+    ("weights", "array<double>"),
+    ("covariance", "array<double>"),
 )
 
 EVENTS_RAW = Table("events_raw", ("landing_date",))
@@ -92,6 +105,11 @@ QUARANTINE = Table("quarantine", ("run_date",))
 DQ_RESULTS = Table("dq_results", ("run_date",))
 PROFILE_SEGMENTS = Table(
     "profile_segments", ("snapshot_date",), (("snapshot_date", "date"), ("profile_id", "string"), ("segment", "string"))
+)
+PROFILE_ATTRIBUTES = Table(
+    "profile_attributes",
+    ("snapshot_date",),
+    (("snapshot_date", "date"), ("profile_id", "string"), ("attribute", "string"), ("value", "string")),
 )
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
@@ -132,6 +150,40 @@ OFFER_CONVERSION_RATES = Table(
         ("ci_low", "double"),
         ("ci_high", "double"),
         ("cold_start", "boolean"),
+    ),
+)
+# A contextual model's training input: per day, model, offer and cell (one combination of feature levels, each
+# `name=level`) the impressions and conversions (see jobs.aggregate).
+FEATURE_STATS_DAILY = Table(
+    "feature_stats_daily",
+    ("event_date",),
+    (
+        ("event_date", "date"),
+        ("model_name", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("offer_id", "string"),
+        ("features", "array<string>"),
+        ("impressions", "long"),
+        ("conversions", "long"),
+    ),
+)
+# A contextual model's trained posterior per offer: its feature dictionary, mean, covariance (row-major).
+MODEL_PARAMETERS = Table(
+    "model_parameters",
+    ("as_of_date", "model_name"),
+    (
+        ("as_of_date", "date"),
+        ("model_name", "string"),
+        ("placement_id", "string"),
+        ("channel", "string"),
+        ("offer_id", "string"),
+        ("window_start", "date"),
+        ("features", "array<string>"),
+        ("weights", "array<double>"),
+        ("covariance", "array<double>"),
+        ("impressions", "long"),
+        ("conversions", "long"),
     ),
 )
 # Frequency-capping counts of each capped offer's caps through as_of_date (see offerrank.jobs.caps).
@@ -297,10 +349,13 @@ ALL_TABLES = (
     QUARANTINE,
     DQ_RESULTS,
     PROFILE_SEGMENTS,
+    PROFILE_ATTRIBUTES,
     PROFILE_QUARANTINE,
     REGISTRY,
     OFFER_STATS_DAILY,
     SLOT_STATS_DAILY,
+    FEATURE_STATS_DAILY,
+    MODEL_PARAMETERS,
     OFFER_CONVERSION_RATES,
     OFFER_CAP_COUNTS,
     RANKING_STAGE,

@@ -78,6 +78,8 @@ EVENT_SCHEMA = T.StructType(
             ),
         ),
         T.StructField("channel", T.StructType([T.StructField("_type", T.StringType())])),
+        T.StructField("device", T.StructType([T.StructField("type", T.StringType())])),
+        T.StructField("placeContext", T.StructType([T.StructField("localTime", T.StringType())])),
         T.StructField(
             "_experience",
             T.StructType(
@@ -161,6 +163,13 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
             F.nullif(F.regexp_extract(F.col("j.channel._type"), r"([^/]+)$", 1), F.lit("")), decisioning["channelType"]
         ).alias("channel"),
         primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
+        F.col("j.device.type").alias("device"),
+        F.coalesce(
+            F.nullif(F.regexp_extract(F.col("j.placeContext.localTime"), r"^\d{4}-\d{2}-\d{2}T(\d{2})", 1), F.lit("")),
+            F.hour(F.try_to_timestamp(F.col("j.timestamp"))),
+        )
+        .cast("int")
+        .alias("hour"),
         F.size(propositions).alias("propositions_count"),
         F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
         F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
@@ -204,7 +213,9 @@ def primary_profile_id(identity_map: Column) -> Column:
 
 def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFrame:
     """One row per (event, proposition, item) of accepted impressions and conversions; an impression's `slot` is
-    its item's place in the proposition (1 = first), what its propensity is the probability of."""
+    its item's place in the proposition (1 = first), what its propensity is the probability of. The request context
+    a contextual model learns from: `device` (`device.type`) and `hour` (of `placeContext.localTime`, the local
+    time, else of the UTC timestamp)."""
     counted = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)))
     propositions = counted.select("*", F.explode("propositions").alias("p"))
     items = propositions.select("*", F.posexplode("p.items").alias("item_index", "item"))
@@ -219,6 +230,8 @@ def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFra
         F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
         F.col("item.id").alias("offer_id"),
         "channel",
+        "device",
+        "hour",
         F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
         F.col("item.itemSelection.rankingDetail.propensity").alias("propensity"),
         F.when(F.col("event_kind") == "display", F.col("item_index") + 1).alias("slot"),

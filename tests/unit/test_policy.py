@@ -9,6 +9,7 @@ from offerrank.policy import (
     MODEL,
     RANDOM,
     Contenders,
+    contender_slot_probabilities,
     decide,
     posterior_table,
     random_order,
@@ -84,3 +85,12 @@ def test_draws_from_the_quantile_table_follow_the_beta_posterior():
     samples = thompson_draws(np.random.default_rng(4), posterior_table(alpha, beta), 20_000)
     for offer in range(3):  # cold start (uniform), a few conversions, a long history
         assert kstest(samples[:, offer], beta_distribution(alpha[offer], beta[offer]).cdf).statistic < 0.01
+
+
+def test_contender_slot_probabilities_leave_out_offers_that_cannot_reach_a_slot():
+    alpha, beta = np.array([300.0, 280.0, 260.0, 5.0, 4.0]), np.full(5, 4000.0)
+    in_slot = contender_slot_probabilities(posterior_table(alpha, beta), slots=2, seed=1)
+    assert in_slot.shape == (5, 2) and np.allclose(in_slot.sum(axis=0), 1.0)
+    assert (in_slot[3:] == 0).all()  # never drawn: their highest quantile is below the second lowest of the rest
+    full = slot_probabilities(posterior_table(alpha, beta), slots=2, seed=1)
+    assert np.abs(in_slot - full).max() < 0.03

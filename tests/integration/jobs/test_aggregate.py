@@ -110,3 +110,39 @@ def test_slot_stats_count_shown_items_per_slot_and_logged_propensity(spark):
         (2, "o2", "model", 0.2): (1, 0),
         (1, "o2", "random", 0.5): (1, 1),
     }
+
+
+def test_feature_stats_count_items_per_cell_of_profile_attributes_and_context(spark):
+    from offerrank.catalog import AIModel
+    from offerrank.jobs.aggregate import feature_stats
+
+    model = AIModel(
+        name="ctx",
+        type="personalized",
+        datasets=["events"],
+        attributes=[{"name": "person.age", "buckets": [40]}, "homeAddress.countryCode"],
+        context=["device"],
+    )
+    columns = "event_date date, interaction string, proposition_id string, offer_id string, placement_id string, "
+    columns += "channel string, profile_id string, device string, hour int"
+    interactions = spark.createDataFrame(
+        [
+            (D1, "impression", "p1", "o1", "hero", "web", "u1", "mobile", 9),
+            (D1, "impression", "p2", "o1", "hero", "web", "u1", "mobile", 9),
+            (D1, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9),
+            (D2, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9),  # the same item again: counted once
+            (D1, "impression", "p3", "o1", "hero", "web", "u2", None, 9),  # no device; u2 has no attributes
+            (D1, "impression", "p4", "o1", "side", "web", "u1", "mobile", 9),  # not a placement of the model
+        ],
+        columns,
+    )
+    attributes = spark.createDataFrame(
+        [("u1", "person.age", "52"), ("u1", "homeAddress.countryCode", "DE"), ("u3", "person.age", "20")],
+        "profile_id string, attribute string, value string",
+    )
+    cells = feature_stats(interactions, D1, D2, model, [("hero", "web")], attributes).collect()
+    assert sorted((r.event_date, r.offer_id, tuple(r.features), r.impressions, r.conversions) for r in cells) == [
+        (D1, "o1", ("person.age=>=40", "homeAddress.countryCode=DE", "device=mobile"), 2, 1),
+        (D1, "o1", ("person.age=unknown", "homeAddress.countryCode=unknown", "device=unknown"), 1, 0),
+    ]
+    assert {r.model_name for r in cells} == {"ctx"}

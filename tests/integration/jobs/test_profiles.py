@@ -7,17 +7,19 @@ from datetime import date
 
 import pytest
 
+from offerrank.catalog import Feature
 from offerrank.jobs.ingest import route_records
 from offerrank.jobs.profiles import SnapshotRejected, memberships, run, snapshot_folder
 from offerrank.quality import load_suite
 from offerrank.settings import load_settings
 
 
-def profile(ecid, **segments):
+def profile(ecid, attributes=None, **segments):
     ups = {
         name: {"status": status, "lastQualificationTime": "2026-10-31T00:00:00Z"} for name, status in segments.items()
     }
-    return json.dumps({"identityMap": {"ECID": [{"id": ecid, "primary": True}]}, "segmentMembership": {"ups": ups}})
+    identity = {"identityMap": {"ECID": [{"id": ecid, "primary": True}]}, "segmentMembership": {"ups": ups}}
+    return json.dumps(identity | (attributes or {}))
 
 
 def routed(spark, settings, lines):
@@ -100,9 +102,43 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
     bad = tmp_path / "sample" / "profiles" / "2026-11-05"
     bad.mkdir()
     (bad / "profiles.jsonl").write_text("{broken\n" + profile("e5", loyal="realized") + "\n")
-    with pytest.raises(SnapshotRejected, match="1 of 2 memberships failed validation"):
+    with pytest.raises(SnapshotRejected, match="1 of 2 memberships and attribute values failed validation"):
         run(spark, settings, date(2026, 11, 6))
     snapshots = {
         r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_segments")).collect()
     }
     assert snapshots == {date(2026, 11, 1)}  # the last good snapshot stays the one in use
+
+
+def test_contextual_attributes_are_loaded_and_bad_values_quarantined_with_reasons(spark, tmp_path):
+    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2, max_quarantine_share=0.5)
+    folder = tmp_path / "sample" / "profiles" / "2026-11-01"
+    folder.mkdir(parents=True)
+    lines = [
+        profile("e1", {"person": {"age": 34, "tier": "gold"}, "homeAddress": {"countryCode": "DE"}}, loyal="realized"),
+        profile("e2", {"person": {"age": "old", "tier": "diamond"}}),  # not a number; not an allowed tier
+        profile("e3", {"person": {"age": 70}, "homeAddress": {"countryCode": {"iso": "FR"}}}),  # an object
+        profile("e4"),  # no attributes: nothing loaded, the model sees `unknown`
+    ]
+    (folder / "profiles.jsonl").write_text("\n".join(lines) + "\n")
+    attributes = [
+        Feature(name="person.age", buckets=[40]),
+        Feature(name="person.tier", values=["gold", "silver"]),
+        Feature(name="homeAddress.countryCode"),
+    ]
+    result = run(spark, settings, date(2026, 11, 1), attributes)
+    assert (result.attribute_values, result.quarantined) == (4, 3)
+    loaded = spark.read.format("delta").load(settings.table_path("profile_attributes")).collect()
+    assert sorted((r.profile_id, r.attribute, r.value) for r in loaded) == [
+        ("e1", "homeAddress.countryCode", "DE"),
+        ("e1", "person.age", "34"),
+        ("e1", "person.tier", "gold"),
+        ("e3", "person.age", "70"),
+    ]
+    quarantined = spark.read.format("delta").load(settings.table_path("profile_quarantine")).collect()
+    assert sorted((r.profile_id, r.attribute, tuple(r.reason_codes)) for r in quarantined) == [
+        ("e2", "person.age", ("attribute_not_numeric",)),
+        ("e2", "person.tier", ("attribute_value_not_allowed",)),
+        ("e3", "homeAddress.countryCode", ("attribute_not_scalar",)),
+    ]
+    assert all(r.reasons for r in quarantined)
