@@ -62,11 +62,11 @@ ITEM_KEYS = ["proposition_id", "offer_id", "segment"]  # one shown (or clicked) 
 
 
 def attribution(
-    interactions: DataFrame, memberships: DataFrame | None = None
+    interactions: DataFrame, memberships: DataFrame | None = None, carry: tuple[str, ...] = ()
 ) -> tuple[DataFrame, DataFrame, DataFrame]:
     """The interactions tagged with their segments (`*`, and through `memberships` (profile_id, segment) each
     segment of the profile), then (impressions, shown, clicked): the tagged impressions, and one row per shown and
-    per clicked proposition item x segment."""
+    per clicked proposition item x segment (a shown item also with its impression's columns `carry`)."""
     interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
     tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
     if memberships is not None:
@@ -81,6 +81,7 @@ def attribution(
         F.first("traffic_type").alias("traffic_type"),
         F.first("slot", ignorenulls=True).alias("slot"),
         F.first("propensity", ignorenulls=True).alias("propensity"),
+        *[F.first(column).alias(column) for column in carry],
     )
     clicked = (
         tagged.filter(F.col("interaction") == "conversion")
@@ -170,21 +171,9 @@ def feature_stats(
     model with segments, the first of them the profile is in (from `memberships`: profile_id, segment)."""
     assigned = interactions.sparkSession.createDataFrame(placements, "placement_id string, channel string")
     served = interactions.join(F.broadcast(assigned), ["placement_id", "channel"])
-    shown = (
-        served.filter(F.col("interaction") == "impression")
-        .groupBy("proposition_id", "offer_id")
-        .agg(
-            F.min("event_date").alias("event_date"),
-            *[F.first(c).alias(c) for c in ("placement_id", "channel", "profile_id", "device", "hour")],
-        )
-        .filter(F.col("event_date").between(first_date, last_date))
-    )
-    clicked = (
-        served.filter(F.col("interaction") == "conversion")
-        .select("proposition_id", "offer_id", F.lit(1).alias("converted"))
-        .dropDuplicates(["proposition_id", "offer_id"])
-    )
-    items = shown.join(clicked, ["proposition_id", "offer_id"], "left")
+    _, shown, clicked = attribution(served, carry=("profile_id", "device", "hour"))
+    converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
+    items = shown.filter(F.col("event_date").between(first_date, last_date)).join(converted, ITEM_KEYS, "left")
     names = [feature.name for feature in model.attributes]
     if names:
         wide = (

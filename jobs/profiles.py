@@ -10,8 +10,9 @@ Writes, replacing only that snapshot's partition:
   profile_quarantine  every membership, attribute value (or unreadable line) that failed validation, its reason
                       codes and why
 Validated with the GX suites `expectations/profile_segments.json` and `profile_attributes.json`; when more than
-`max_quarantine_share` of the memberships and values fail, only the quarantine is written and the runs keep using
-the last good snapshot.
+`max_quarantine_share` of the memberships fail, only the quarantine is written and the runs keep using the last
+good snapshot; when more than that share of the attribute values fail, the memberships load and the last good
+attributes stay in use.
 Run: `offerrank profiles --date D` or `spark-submit jobs/profiles.py --date D`.
 """
 
@@ -77,6 +78,7 @@ class ProfilesResult:
     memberships: int = 0
     attribute_values: int = 0
     quarantined: int = 0
+    attributes_rejected: bool = False  # more than the allowed share of attribute values failed: none loaded
 
     def summary(self) -> str:
         if self.snapshot_date is None:
@@ -84,6 +86,7 @@ class ProfilesResult:
         return (
             f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
             f"and {self.attribute_values:,} attribute values loaded, {self.quarantined:,} quarantined"
+            + ("; attribute values REJECTED: the last good ones stay in use" if self.attributes_rejected else "")
         )
 
 
@@ -187,7 +190,7 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
     outcomes = quality.validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
     if attributes:
         outcomes += quality.validate(values.drop("raw"), attribute_suite, {}, f"{ATTRIBUTE_SUITE}-{snapshot_date}")
-    total = routed.count() + values.count()
+    memberships_read, values_read = routed.count(), values.count()
     rejected_memberships = routed.filter(F.size("reason_codes") > 0).select(
         "source_file",
         "raw",
@@ -211,20 +214,25 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
         reason_sentences(quarantine_reasons(attribute_suite)).alias("reasons"),
     )
     rejected = rejected_memberships.unionByName(rejected_values)
-    quarantined = rejected.count()
+    quarantined, values_rejected = rejected.count(), rejected_values.count()
     warehouse = Warehouse(spark, settings)
     warehouse.replace_partition(
         rejected.select(F.lit(snapshot_date).alias("snapshot_date"), "*"), PROFILE_QUARANTINE, snapshot_date
     )
-    if total and quarantined / total > settings.max_quarantine_share:
+    limit = settings.max_quarantine_share
+    memberships_rejected = quarantined - values_rejected
+    if memberships_read and memberships_rejected / memberships_read > limit:
         routed.unpersist()
         values.unpersist()
         failed = {o.quarantine_code: o.unexpected_count for o in outcomes if not o.success}
         raise SnapshotRejected(
-            f"profile snapshot {snapshot_date}: {quarantined:,} of {total:,} memberships and attribute values failed "
-            f"validation ({failed}, see profile_quarantine); more than the allowed "
-            f"{settings.max_quarantine_share:.0%}, so the last good snapshot stays in use"
+            f"profile snapshot {snapshot_date}: {memberships_rejected:,} of {memberships_read:,} memberships failed "
+            f"validation ({failed}, see profile_quarantine); more than the allowed {limit:.0%}, so the last good "
+            f"snapshot stays in use"
         )
+    # too many bad attribute values (a model's `values` list out of date, say): the last good attributes stay in
+    # use, the snapshot's segments are loaded
+    attributes_rejected = bool(values_read and values_rejected / values_read > limit)
     members = (
         routed.filter((F.size("reason_codes") == 0) & F.col("status").isin(*MEMBER_STATUSES))
         .withColumn("snapshot_date", F.lit(snapshot_date))
@@ -238,10 +246,11 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
         .select(*PROFILE_ATTRIBUTES.column_names)
         .dropDuplicates(["profile_id", "attribute"])  # a profile exported twice: one value per attribute
     )
-    warehouse.replace_partition(valid_values, PROFILE_ATTRIBUTES, snapshot_date)
+    if not attributes_rejected:
+        warehouse.replace_partition(valid_values, PROFILE_ATTRIBUTES, snapshot_date)
     written = warehouse.read(PROFILE_SEGMENTS).filter(F.col("snapshot_date") == snapshot_date)
     counts = written.agg(F.count("*").alias("memberships"), F.countDistinct("profile_id").alias("profiles")).first()
-    attribute_count = warehouse.read(PROFILE_ATTRIBUTES).filter(F.col("snapshot_date") == snapshot_date).count()
+    attribute_count = 0 if attributes_rejected else valid_values.count()
     routed.unpersist()
     values.unpersist()
     return ProfilesResult(
@@ -250,6 +259,7 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
         memberships=counts.memberships,
         attribute_values=attribute_count,
         quarantined=quarantined,
+        attributes_rejected=attributes_rejected,
     )
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time
 import pandas as pd
 
 from offerrank.catalog import Catalog
-from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates
+from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
 from offerrank.nightly import validation_refusal
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, DQ_RESULTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
@@ -137,7 +137,9 @@ class Publisher:
 
     def served(self) -> pd.DataFrame:
         """The ranking channels are served now (its rows)."""
-        return pd.DataFrame(table_rows(self.settings, OFFER_RANKINGS), columns=OFFER_RANKINGS.column_names)
+        # a ranking published before a column was added has none of it
+        served = pd.DataFrame(table_rows(self.settings, OFFER_RANKINGS), columns=OFFER_RANKINGS.column_names)
+        return with_parameter_columns(served)
 
     def published_runs(self) -> list[dict]:
         """The attempts that published a ranking (or rolled one back), oldest commit first."""

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from offerrank.catalog import Catalog
+from offerrank.contextual import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
@@ -131,18 +132,22 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
     else:
         where = RankGroup(run_date, first["decision_id"], first["placement_id"], first["channel"], first["segment"])
         ranked = method_of(first["ranking"]).rank(eligible, where)
-    ranked = ranked.assign(rank=ranked["rank"].astype("int32"))
-    for column in PARAMETER_COLUMNS:
-        ranked[column] = ranked[column].astype(object).where(ranked[column].notna(), None) if column in ranked else None
-    return ranked[RANKED.column_names]
+    return with_parameter_columns(ranked.assign(rank=ranked["rank"].astype("int32")))[RANKED.column_names]
 
 
 def with_parameters(candidate_frame: pd.DataFrame, parameters: pd.DataFrame) -> pd.DataFrame:
     """Attach a contextual model's parameters to the candidates it has them for (others: none)."""
     if parameters.empty:
         return candidate_frame
-    keys = ["placement_id", "channel", "offer_id"]
-    return candidate_frame.merge(parameters[[*keys, *PARAMETER_COLUMNS]], on=keys, how="left")
+    return candidate_frame.merge(parameters[[*PARAMETER_KEYS, *PARAMETER_COLUMNS]], on=PARAMETER_KEYS, how="left")
+
+
+def with_parameter_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the contextual parameter columns, None where a row has none (not NaN: they hold lists)."""
+    frame = frame.copy()
+    for column in PARAMETER_COLUMNS:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None) if column in frame else None
+    return frame
 
 
 def latest_parameters(settings: Settings, model_name: str, run_date: date) -> pd.DataFrame:

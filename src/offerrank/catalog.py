@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_SEGMENTS = 50
+MAX_FEATURE_COLUMNS = 256  # a contextual model's one-hot columns: its parameters per offer grow with their square
 MAX_CAPS = 10
 CHANNELS = ("web", "email", "push", "sms", "mobileApp", "inApp", "directMail", "code")
 
@@ -211,7 +212,7 @@ class Personalization(_Entity):
 
     min_impressions: int = Field(250, ge=0)
     min_conversions: int = Field(25, ge=0)
-    prior_sd: float = Field(1.0, gt=0)  # the Gaussian prior's standard deviation of each feature weight
+    prior_sd: float = Field(1.0, gt=0, le=10)  # the Gaussian prior's standard deviation of each feature weight
 
 
 class AIModel(_Entity):
@@ -249,6 +250,12 @@ class AIModel(_Entity):
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise ValueError(f"features listed more than once: {', '.join(twice)}")
+        columns = 1 + sum((len(f.buckets) + 1 if f.buckets else f.max_levels) + 2 for f in self.features)
+        if columns > MAX_FEATURE_COLUMNS:
+            raise ValueError(
+                f"the features make {columns} model columns (levels, other and unknown each); at most "
+                f"{MAX_FEATURE_COLUMNS}: lower max_levels or use fewer buckets"
+            )
         return self
 
     @property
@@ -257,7 +264,8 @@ class AIModel(_Entity):
         the first of its segments the profile is in."""
         if not self.contextual:
             return ()
-        return (*self.attributes, *self.context, *([Feature(name=SEGMENT)] if self.segments else []))
+        segment = [Feature(name=SEGMENT, max_levels=MAX_SEGMENTS)] if self.segments else []
+        return (*self.attributes, *self.context, *segment)
 
     @property
     def contextual(self) -> bool:
@@ -357,7 +365,15 @@ class Catalog(_Entity):
             for placement in offer.placements:
                 if placement not in placements:
                     problems.append(f"offers[{offer.id}].placements: unknown placement {placement!r}")
+        declared: dict[str, tuple[str, Feature]] = {}
         for model in self.ai_models:
+            for feature in model.attributes:
+                first = declared.setdefault(feature.name, (model.name, feature))
+                if first[1] != feature:
+                    problems.append(
+                        f"ai_models[{model.name}].attributes: {feature.name!r} is declared otherwise by AI model "
+                        f"{first[0]!r}: one profile attribute, one declaration (buckets, values, max_levels)"
+                    )
             for dataset in model.datasets:
                 if dataset not in datasets:
                     problems.append(f"ai_models[{model.name}].datasets: unknown dataset {dataset!r}")

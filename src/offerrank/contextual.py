@@ -4,10 +4,11 @@ counts, its posterior served per request by Thompson sampling.
 Training input is `feature_stats_daily`: per day, placement, channel, offer and *cell* (one combination of feature
 levels, e.g. `person.ageBand=25-34`, `device=mobile`) the impressions and conversions. Spark aggregates the events
 into cells; here each offer's cells are one small binomial regression: the weights w of P(click | x) =
-sigmoid(w . x) get a Gaussian prior N(0, prior_sd^2) (the intercept a wide one around the offer's own rate), the
-MAP by Newton's method on the counts, and the Laplace approximation of the posterior: N(MAP, H^-1), H the
-Hessian of the negative log posterior. Only offers past the model's personalization thresholds are trained; the
-others are ranked by their segment posterior. Days are weighed by the model's half-life, as the Beta posteriors.
+sigmoid(w . x) get a Gaussian prior N(0, prior_sd^2) (the intercept a wide N(0, 10^2)), the MAP by Newton's
+method on the counts (started at the offer's own rate), and the Laplace approximation of the posterior:
+N(MAP, H^-1), H the Hessian of the negative log posterior. Only offers past the model's personalization
+thresholds are trained; the others are ranked by their segment posterior. Days are weighed by the model's
+half-life, as the Beta posteriors.
 
 Serving: a request's feature vector x is a set of active columns, so the score's logit is univariate normal,
 N(mu . x, x' S x) per offer: its quantile table drives the same Thompson draws and slot probabilities as a Beta
@@ -108,6 +109,8 @@ def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
         mean, covariance = fit_logistic(
             design_of(dictionary, by_cell["features"]), by_cell["n"].to_numpy(), by_cell["c"].to_numpy(), precision
         )
+        if not (np.isfinite(mean).all() and np.isfinite(covariance).all()):
+            continue  # no usable posterior: the offer is ranked by its segment posterior, as below the thresholds
         rows.append(
             (
                 as_of,

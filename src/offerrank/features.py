@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 UNKNOWN, OTHER = "unknown", "other"
 INTERCEPT = "(intercept)"
-# What a lookup request's `context` may hold, and where the events carry it (see offerrank.xdm).
+# The context a contextual model may declare, and where the events carry it (see offerrank.xdm); a lookup request
+# passes the device and the hour, the channel is the request's.
 CONTEXT_KEYS = ("channel", "device", "hour")
+REQUEST_CONTEXT_KEYS = ("device", "hour")
 SEGMENT = "segment"  # a contextual model with segments: the first of them the profile is in
 
 
@@ -39,6 +41,10 @@ def bucket_labels(edges: Sequence[float]) -> list[str]:
 
 def level(feature: Feature, raw: object) -> str:
     """The level of one raw value (a profile attribute or a context value)."""
+    if isinstance(raw, str):
+        raw = raw.strip()
+    elif isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # as Spark writes a whole number: 21, not 21.0
     if raw is None or raw == "":
         return UNKNOWN
     if not feature.buckets:

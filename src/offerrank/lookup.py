@@ -41,9 +41,9 @@ from offerrank.personalized import (
     PERSONALIZED,
     AttributeIndex,
     ContextualList,
-    check_context,
     contextual_attribute_names,
     position_of,
+    request_context,
 )
 from offerrank.policy import (
     MODEL,
@@ -70,6 +70,7 @@ from offerrank.tables import (
 from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_arrow, read_rows
 
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
+CELLS_KEPT = 2_000  # contextual lists' answers kept per request cell (least recently used first out)
 _ID = re.compile(ID_PATTERN)
 log = logging.getLogger("offerrank.lookup")
 
@@ -528,8 +529,8 @@ class Snapshot:
         key = (ranked.start, rows.tobytes(), limit, active.tobytes())
         found = self._cells.get(key)
         if found is None:
-            if len(self._cells) > 1_000:  # many cells: start over rather than grow
-                self._cells.clear()
+            if len(self._cells) >= CELLS_KEPT:  # the least recently used cell goes
+                del self._cells[next(iter(self._cells))]
             columns = self.columns
             cell = ranked.contextual.cell_model(rows - ranked.start, columns.alpha[rows], columns.beta[rows], active)
             values = [
@@ -543,6 +544,8 @@ class Snapshot:
             )
             by_score = np.argsort(-cell.score, kind="stable")[:limit]
             found = self._cells[key] = (values, in_slot, Contenders.of(cell.table, in_slot), by_score)
+        else:
+            self._cells[key] = self._cells.pop(key)  # the most recently used: last to go
         values, in_slot, contenders, by_score = found
         if mode == POLICY and ranked.exploration_share is not None:
             decision = decide(rng, contenders, ranked.exploration_share, in_slot, limit)
@@ -653,9 +656,14 @@ def policy_exploration_share(catalog: Catalog | None, decision_id: str, placemen
     return assignment.method.exploration_share(catalog)
 
 
+def latest_snapshot(table, as_of: date) -> date | None:
+    """The latest `snapshot_date` partition on or before `as_of` of a profile table."""
+    return latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
+
+
 def load_profiles(table, segments: set[str], as_of: date, source=None) -> ProfileIndex:
     """The memberships of `segments` in the latest snapshot on or before `as_of` in `profile_segments`."""
-    latest = latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
+    latest = latest_snapshot(table, as_of)
     if latest is None:
         return ProfileIndex(source=source)
     import pyarrow.dataset as ds
@@ -829,7 +837,8 @@ class RankingLookup:
         if chosen is None:
             return self._unranked(snapshot, request, decision_id)
         segment, ranked = chosen.for_segments(profile_segments)
-        day = self._clock().date()
+        now = self._clock()
+        day = now.date()
         capped_now = frozenset(
             offer_id
             for offer_id in ranked.capped
@@ -845,7 +854,7 @@ class RankingLookup:
             profile = snapshot.attributes.attributes_of(profile_id) | {
                 SEGMENT: segment if segment != ALL_SEGMENTS else None
             }
-            active = ranked.contextual.cell(profile, {"channel": channel, **(context or {})})
+            active = ranked.contextual.cell(profile, request_context(context, channel, now.hour))
             offers, traffic_type = snapshot.personalize(ranked, lists, active, mode, rng)
         elif explored:
             offers, traffic_type = snapshot.decide(ranked, lists, rng)
@@ -1024,9 +1033,7 @@ def _attributes_of(table, names: list[str], as_of: date | None, current: Snapsho
     source = (table.version(), tuple(names), as_of)
     if current.attributes.source == source:
         return current.attributes
-    latest = latest_on_or_before(
-        (date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of or date.max
-    )
+    latest = latest_snapshot(table, as_of or date.max)
     if latest is None:
         return AttributeIndex(names=names, source=source)
     import pyarrow.dataset as ds
@@ -1085,7 +1092,7 @@ def check_arguments(
     if request_id is not None and not _ID.match(request_id):
         raise LookupRefused(f"request id must be 1-128 letters, digits or . _ : - (got {request_id[:140]!r})")
     try:
-        check_context(context)
+        request_context(context, channel, 0)
     except ValueError as error:
         raise LookupRefused(str(error)) from None
 

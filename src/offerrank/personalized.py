@@ -23,7 +23,7 @@ from scipy.special import ndtri
 
 from offerrank.catalog import Catalog, Feature
 from offerrank.contextual import logit_moments, logit_normal_table
-from offerrank.features import CONTEXT_KEYS, FeatureDictionary, level
+from offerrank.features import REQUEST_CONTEXT_KEYS, FeatureDictionary, level
 from offerrank.policy import QUANTILES, posterior_table
 
 PERSONALIZED = "personalized"  # the reason of an offer scored for the request by a contextual model
@@ -46,7 +46,7 @@ class AttributeIndex:
     def __init__(self, ids=None, codes=None, values=(), names=(), source=None):
         self.source = source  # what it was loaded from: (table version, attributes, as-of date)
         self._ids = ids if ids is not None else pa.array([], pa.string())
-        self._codes = codes if codes is not None else np.zeros((0, 0), np.uint16)  # profiles x attributes
+        self._codes = codes if codes is not None else np.zeros((0, 0), np.uint16)  # profiles x attributes, 0: none
         self._values: tuple[tuple[str | None, ...], ...] = tuple(values)  # per attribute: code -> value
         self._names: tuple[str, ...] = tuple(names)
 
@@ -57,16 +57,15 @@ class AttributeIndex:
             return cls(names=names, source=source)
         ids = pc.unique(rows["profile_id"].combine_chunks()).sort()
         at = pc.index_in(rows["profile_id"], ids).to_numpy()
-        codes = np.zeros((len(ids), len(names)), np.uint16)
-        values = []
-        for column, name in enumerate(names):
-            mine = pc.equal(rows["attribute"], name).combine_chunks()
-            distinct = pc.unique(pc.filter(rows["value"], mine).combine_chunks())[: 2**16 - 1]
-            coded = pc.index_in(pc.filter(rows["value"], mine), distinct).to_numpy(zero_copy_only=False)
-            keep = ~np.isnan(coded.astype(float))
-            codes[at[mine.to_numpy(zero_copy_only=False)][keep], column] = coded[keep].astype(np.uint16) + 1
-            values.append((None, *distinct.to_pylist()))
-        return cls(ids, codes, values, names, source)
+        masks = [pc.equal(rows["attribute"], name).combine_chunks() for name in names]
+        distinct = [pc.unique(pc.filter(rows["value"], mask).combine_chunks()) for mask in masks]
+        # 16-bit codes unless an attribute has 65,535 values or more (a numeric one, say)
+        dtype = np.uint16 if max(map(len, distinct)) < 2**16 - 1 else np.uint32
+        codes = np.zeros((len(ids), len(names)), dtype)
+        for column, (mask, values) in enumerate(zip(masks, distinct)):
+            coded = pc.index_in(pc.filter(rows["value"], mask), values).to_numpy(zero_copy_only=False)
+            codes[at[mask.to_numpy(zero_copy_only=False)], column] = coded.astype(dtype) + 1
+        return cls(ids, codes, [(None, *values.to_pylist()) for values in distinct], names, source)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -91,13 +90,23 @@ def contextual_attribute_names(catalog: Catalog | None) -> list[str]:
     return [feature.name for feature in catalog.contextual_attributes()] if catalog else []
 
 
-def check_context(context: Mapping[str, object] | None) -> None:
-    """ValueError naming the first context key or value a request may not pass."""
-    for key, value in (context or {}).items():
-        if key not in CONTEXT_KEYS:
-            raise ValueError(f"context key must be one of {', '.join(CONTEXT_KEYS)} (got {str(key)[:40]!r})")
+def request_context(context: Mapping[str, object] | None, channel: str, utc_hour: int) -> dict[str, object]:
+    """A request's context as a contextual model reads it: the device and hour it passes (the hour an integer
+    0-23, by default the UTC hour, as the events' timestamps give it when they have no local time) and its
+    channel. ValueError naming the first key or value a request may not pass."""
+    context = dict(context or {})
+    for key, value in context.items():
+        if key not in REQUEST_CONTEXT_KEYS:
+            raise ValueError(
+                f"context key must be one of {', '.join(REQUEST_CONTEXT_KEYS)} (got {str(key)[:40]!r}; the channel "
+                "is the request's)"
+            )
         if not isinstance(value, str | int | float) or isinstance(value, bool) or len(str(value)) > MAX_CONTEXT_VALUE:
             raise ValueError(f"context value of {key!r} must be a string or number of at most {MAX_CONTEXT_VALUE}")
+    hour = context.get("hour", utc_hour)
+    if not str(hour).strip().isdigit() or not 0 <= int(str(hour).strip()) <= 23:
+        raise ValueError(f"context hour must be a whole hour 0-23 (got {str(hour)[:20]!r})")
+    return {**context, "hour": int(str(hour).strip()), "channel": channel}
 
 
 @dataclass(frozen=True)

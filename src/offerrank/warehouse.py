@@ -72,6 +72,7 @@ def write_frame(
                 mode=mode,
                 partition_by=list(table.partitions) or None,
                 predicate=predicate,
+                schema_mode="merge",  # a column a new release adds (nullable) joins the table's schema
                 commit_properties=CommitProperties(custom_metadata={COMMIT_TOKEN: token}),
             )
             break

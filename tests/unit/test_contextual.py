@@ -138,3 +138,20 @@ def test_training_without_cells_in_the_window_gives_no_parameters():
     assert train(
         cells({("a", "DE", "mobile"): 0.1}).assign(event_date=date(2026, 10, 1)), contextual_model(), DAY
     ).empty
+
+
+def test_catalog_caps_model_columns_and_wants_one_declaration_per_attribute():
+    with pytest.raises(ValueError, match="at most 256"):
+        contextual_model(attributes=[{"name": f"a.f{i}", "max_levels": 60} for i in range(5)])
+    assert len(contextual_model(segments=["loyal"]).features) == 3  # the segment is one more feature
+    from offerrank.catalog import build_catalog
+
+    def model(name, attribute):
+        return {"name": name, "type": "personalized", "datasets": ["events"], "attributes": [attribute]}
+
+    data = {
+        "datasets": [{"name": "events", "path": "/tmp"}],
+        "ai_models": [model("m1", {"name": "person.age", "buckets": [30]}), model("m2", "person.age")],
+    }
+    with pytest.raises(ValueError, match="'person.age' is declared otherwise by AI model 'm1'"):
+        build_catalog(data, "catalog.yaml")

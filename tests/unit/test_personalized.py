@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from offerrank.catalog import Feature
-from offerrank.personalized import AttributeIndex, ContextualList, check_context
+from offerrank.personalized import AttributeIndex, ContextualList, request_context
 
 NAMES = ["homeAddress.countryCode", "person.age"]
 
@@ -29,15 +29,20 @@ def test_attribute_index_finds_each_profiles_values_and_leaves_missing_ones_out(
     assert AttributeIndex.build(rows.slice(0, 0), NAMES).attributes_of("p1") == {}
 
 
-def test_check_context_refuses_unknown_keys_and_odd_values():
-    check_context({"device": "mobile", "hour": 21})
+def test_request_context_adds_the_channel_and_hour_and_refuses_unknown_keys_and_odd_values():
+    expected = {"device": "mobile", "hour": 21, "channel": "web"}
+    assert request_context({"device": "mobile", "hour": "21"}, "web", 3) == expected
+    assert request_context(None, "push", 3) == {"hour": 3, "channel": "push"}  # the UTC hour by default
     for bad, message in (
         ({"weather": "rain"}, "context key"),
+        ({"channel": "email"}, "the channel is the request's"),
         ({"device": "x" * 101}, "at most"),
         ({"hour": True}, "must be a string"),
+        ({"hour": 24}, "0-23"),
+        ({"hour": "9.5"}, "0-23"),
     ):
         with pytest.raises(ValueError, match=message):
-            check_context(bad)
+            request_context(bad, "web", 0)
 
 
 def published_list(with_parameters: list[bool]) -> pa.Table:

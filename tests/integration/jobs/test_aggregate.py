@@ -124,15 +124,17 @@ def test_feature_stats_count_items_per_cell_of_profile_attributes_and_context(sp
         context=["device"],
     )
     columns = "event_date date, interaction string, proposition_id string, offer_id string, placement_id string, "
-    columns += "channel string, profile_id string, device string, hour int"
+    columns += "channel string, profile_id string, device string, hour int, traffic_type string, slot int, "
+    columns += "propensity double"
+    shown, clicked = ("model", 1, 0.5), ("model", None, None)
     interactions = spark.createDataFrame(
         [
-            (D1, "impression", "p1", "o1", "hero", "web", "u1", "mobile", 9),
-            (D1, "impression", "p2", "o1", "hero", "web", "u1", "mobile", 9),
-            (D1, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9),
-            (D2, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9),  # the same item again: counted once
-            (D1, "impression", "p3", "o1", "hero", "web", "u2", None, 9),  # no device; u2 has no attributes
-            (D1, "impression", "p4", "o1", "side", "web", "u1", "mobile", 9),  # not a placement of the model
+            (D1, "impression", "p1", "o1", "hero", "web", "u1", "mobile", 9, *shown),
+            (D1, "impression", "p2", "o1", "hero", "web", "u1", "mobile", 9, *shown),
+            (D1, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9, *clicked),
+            (D2, "conversion", "p1", "o1", "hero", "web", "u1", "mobile", 9, *clicked),  # again: counted once
+            (D1, "impression", "p3", "o1", "hero", "web", "u2", None, 9, *shown),  # no device; u2: no attributes
+            (D1, "impression", "p4", "o1", "side", "web", "u1", "mobile", 9, *shown),  # not the model's placement
         ],
         columns,
     )

@@ -102,7 +102,7 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
     bad = tmp_path / "sample" / "profiles" / "2026-11-05"
     bad.mkdir()
     (bad / "profiles.jsonl").write_text("{broken\n" + profile("e5", loyal="realized") + "\n")
-    with pytest.raises(SnapshotRejected, match="1 of 2 memberships and attribute values failed validation"):
+    with pytest.raises(SnapshotRejected, match="1 of 2 memberships failed validation"):
         run(spark, settings, date(2026, 11, 6))
     snapshots = {
         r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_segments")).collect()
@@ -142,3 +142,13 @@ def test_contextual_attributes_are_loaded_and_bad_values_quarantined_with_reason
         ("e3", "homeAddress.countryCode", ("attribute_not_scalar",)),
     ]
     assert all(r.reasons for r in quarantined)
+
+    later = tmp_path / "sample" / "profiles" / "2026-11-05"
+    later.mkdir()
+    (later / "profiles.jsonl").write_text(profile("e1", {"person": {"age": "n/a"}}, loyal="realized") + "\n")
+    rejected = run(spark, settings, date(2026, 11, 5), attributes)
+    assert rejected.attributes_rejected and rejected.memberships == 1 and "REJECTED" in rejected.summary()
+    snapshots = {
+        r.snapshot_date for r in spark.read.format("delta").load(settings.table_path("profile_attributes")).collect()
+    }
+    assert snapshots == {date(2026, 11, 1)}  # the last good attributes stay in use
