@@ -7,9 +7,10 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 2. **ingests** them with Spark into Delta (`events_raw`, `interactions`, `quarantine`, `dq_results`);
 3. **validates**: stops the run here, with the reason in the log, when the day failed Great Expectations (the
    ingest step records it as a refused publish in `ranking_runs`, as `offerrank run` does);
-4. loads the **profiles** snapshot the day uses (segment memberships, validated; a rejected snapshot is logged
-   and the run goes on with the last good one);
-5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates;
+4. loads the **profiles** snapshot the day uses (segment memberships and the contextual models' profile
+   attributes, validated; a rejected snapshot is logged and the run goes on with the last good one);
+5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates, and
+   trains the contextual models due that night (a weekly one on Mondays; the others keep their last training);
 6. **ranks**, one task per ranking method in use (each AI model, each formula, priority), in memory;
 7. **publishes** all rankings in one Delta commit (Asset `offerrank://offer_rankings`), behind the publish gate;
    a refusal fails the task with its reason, and channels keep the last good ranking;

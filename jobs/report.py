@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog
+from offerrank.contextual import explain
 from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
+from offerrank.jobs.rank import latest_parameters
 from offerrank.policy import MODEL, RANDOM
 from offerrank.settings import Settings
 from offerrank.stats import compare, gini, rate_interval
@@ -73,6 +75,7 @@ class ModelReport:
     offer_shares: pd.DataFrame  # per day and offer: share of the model's impressions (all traffic, segment `*`)
     evaluations: pd.DataFrame | None = None  # POLICY_EVALUATIONS's columns: what other policies would have converted
     evaluation_note: str = ""  # why there are no evaluations
+    drivers: pd.DataFrame | None = None  # a contextual model's strongest feature weights per placement and offer
 
     @property
     def verdict(self) -> str:
@@ -99,6 +102,7 @@ class ModelReport:
             "offer_shares": records(self.offer_shares),
             "evaluations": records(self.evaluations) if self.evaluations is not None else [],
             "evaluation_note": self.evaluation_note,
+            "drivers": records(self.drivers) if self.drivers is not None else [],
         }
 
 
@@ -217,6 +221,17 @@ def offer_shares(facts: pd.DataFrame) -> pd.DataFrame:
     return shares.rename(columns={"event_date": "report_date"})
 
 
+def drivers(parameters: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Per placement, channel and offer of a contextual model's training, the `top` features that raise and that
+    lower its score most (posterior mean weight on the log-odds of a click, and its standard deviation)."""
+    rows = [
+        {"placement_id": r.placement_id, "channel": r.channel, "offer_id": r.offer_id, **reason}
+        for r in parameters.itertuples()
+        for reason in explain(list(r.features), list(r.weights), list(r.covariance), top)
+    ]
+    return pd.DataFrame(rows, columns=["placement_id", "channel", "offer_id", "feature", "weight", "sd"])
+
+
 def model_report(
     model: AIModel,
     placements: list[tuple[str, str]],
@@ -297,6 +312,8 @@ def reports_for(
         except ReportUnavailable as unavailable:
             reports.append(unavailable)
             continue
+        if model.contextual:
+            report = replace(report, drivers=drivers(latest_parameters(settings, model.name, last)))
         try:
             evaluations = evaluate(settings, catalog, model.name, start, last, write=False)
             reports.append(replace(report, evaluations=evaluations))

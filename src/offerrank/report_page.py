@@ -63,6 +63,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 <p class="verdict">{escape(report.verdict)}</p>
 {summary_table(report.summary)}
 {charts}
+{drivers_section(report)}
 {evaluation_section(report)}
 <p class="window">Intervals are 95%: Wilson intervals for conversion rates, the delta method on the log rate ratio
 for lift; p-values from the Wald test of that log rate ratio. Gini = 2·AUC − 1 of the scores the model served against
@@ -97,6 +98,26 @@ def summary_table(summary: pd.DataFrame) -> str:
         "<table><thead><tr><th>segment</th><th>model impressions</th><th>model CR</th><th>95% interval</th>"
         "<th>random impressions</th><th>random CR</th><th>95% interval</th><th>lift</th><th>95% interval</th>"
         "<th>p-value</th><th>Gini</th><th>verdict</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def drivers_section(report: ModelReport) -> str:
+    """A contextual model's strongest feature weights per offer, as an HTML table (nothing for other models)."""
+    if report.drivers is None:
+        return ""
+    if report.drivers.empty:
+        return "<h2>What drives the scores</h2><p>No offer is past the personalization thresholds yet.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(r.placement_id)}/{escape(r.channel)}</td><td>{escape(r.offer_id)}</td>"
+        f"<td>{escape(r.feature)}</td><td>{r.weight:+.3f}</td><td>{r.sd:.3f}</td></tr>"
+        for r in report.drivers.itertuples()
+    )
+    return (
+        "<h2>What drives the scores</h2>"
+        "<p class='window'>Per offer, the features whose posterior weights raise and lower its log-odds of a click "
+        "most (the latest training; <code>offerrank models explain</code> prints the same).</p>"
+        "<table><thead><tr><th>placement</th><th>offer</th><th>feature</th><th>weight</th><th>sd</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
 

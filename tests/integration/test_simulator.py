@@ -104,3 +104,8 @@ def test_a_contextual_model_publishes_its_parameters_and_the_lookup_scores_each_
     expected = (served["expected_rate"] * served["items"]).sum() / served["items"].sum()
     oracle = (served["oracle_rate"] * served["items"]).sum() / served["items"].sum()
     assert expected > 0.8 * oracle  # one night of contextual learning
+    from offerrank.jobs.report import page_path
+
+    with open(page_path(settings, "ctx", WORLD.day(2)), encoding="utf-8") as page:
+        html = page.read()
+    assert "What drives the scores" in html and "loyalty.tier=gold" in html
