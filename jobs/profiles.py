@@ -191,29 +191,16 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
     if attributes:
         outcomes += quality.validate(values.drop("raw"), attribute_suite, {}, f"{ATTRIBUTE_SUITE}-{snapshot_date}")
     memberships_read, values_read = routed.count(), values.count()
-    rejected_memberships = routed.filter(F.size("reason_codes") > 0).select(
-        "source_file",
-        "raw",
-        "profile_id",
-        "segment",
-        "status",
-        F.lit(None).cast("string").alias("attribute"),
-        F.lit(None).cast("string").alias("value"),
-        "reason_codes",
-        reason_sentences(quarantine_reasons(suite)).alias("reasons"),
-    )
-    rejected_values = values.filter(F.size("reason_codes") > 0).select(
-        "source_file",
-        "raw",
-        "profile_id",
-        F.lit(None).cast("string").alias("segment"),
-        F.lit(None).cast("string").alias("status"),
-        "attribute",
-        "value",
-        "reason_codes",
-        reason_sentences(quarantine_reasons(attribute_suite)).alias("reasons"),
-    )
-    rejected = rejected_memberships.unionByName(rejected_values)
+
+    def rejected_rows(frame: DataFrame, checked_by: dict, *columns: str) -> DataFrame:
+        reasons = reason_sentences(quarantine_reasons(checked_by)).alias("reasons")
+        return frame.filter(F.size("reason_codes") > 0).select(
+            "source_file", "raw", "profile_id", *columns, "reason_codes", reasons
+        )
+
+    rejected_values = rejected_rows(values, attribute_suite, "attribute", "value")
+    # a membership has no attribute and value, an attribute value no segment and status
+    rejected = rejected_rows(routed, suite, "segment", "status").unionByName(rejected_values, allowMissingColumns=True)
     quarantined, values_rejected = rejected.count(), rejected_values.count()
     warehouse = Warehouse(spark, settings)
     warehouse.replace_partition(

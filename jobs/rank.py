@@ -30,9 +30,8 @@ from offerrank.tables import (
     RANKED_COLUMNS,
     RANKING_STAGE,
     Table,
-    latest_on_or_before,
 )
-from offerrank.warehouse import open_table, read_rows, table_rows, write_frame
+from offerrank.warehouse import latest_partition, open_table, read_rows, table_rows, write_frame
 
 
 class Candidate(NamedTuple):
@@ -155,8 +154,7 @@ def latest_parameters(settings: Settings, model_name: str, run_date: date) -> pd
     opened = open_table(settings, MODEL_PARAMETERS)
     if opened is None:
         return pd.DataFrame()
-    trained = [date.fromisoformat(p["as_of_date"]) for p in opened.partitions() if p["model_name"] == model_name]
-    latest = latest_on_or_before(trained, run_date)
+    latest = latest_partition(opened, "as_of_date", run_date, model_name=model_name)
     if latest is None:
         return pd.DataFrame()
     partition = [("as_of_date", "=", latest.isoformat()), ("model_name", "=", model_name)]

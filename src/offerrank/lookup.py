@@ -65,9 +65,8 @@ from offerrank.tables import (
     PROFILE_ATTRIBUTES,
     PROFILE_SEGMENTS,
     REGISTRY,
-    latest_on_or_before,
 )
-from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_arrow, read_rows
+from offerrank.warehouse import catalog_from_rows, latest_partition, one_line, open_table, read_arrow, read_rows
 
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 CELLS_KEPT = 2_000  # contextual lists' answers kept per request cell (least recently used first out)
@@ -656,14 +655,9 @@ def policy_exploration_share(catalog: Catalog | None, decision_id: str, placemen
     return assignment.method.exploration_share(catalog)
 
 
-def latest_snapshot(table, as_of: date) -> date | None:
-    """The latest `snapshot_date` partition on or before `as_of` of a profile table."""
-    return latest_on_or_before((date.fromisoformat(p["snapshot_date"]) for p in table.partitions()), as_of)
-
-
 def load_profiles(table, segments: set[str], as_of: date, source=None) -> ProfileIndex:
     """The memberships of `segments` in the latest snapshot on or before `as_of` in `profile_segments`."""
-    latest = latest_snapshot(table, as_of)
+    latest = latest_partition(table, "snapshot_date", as_of)
     if latest is None:
         return ProfileIndex(source=source)
     import pyarrow.dataset as ds
@@ -1033,7 +1027,7 @@ def _attributes_of(table, names: list[str], as_of: date | None, current: Snapsho
     source = (table.version(), tuple(names), as_of)
     if current.attributes.source == source:
         return current.attributes
-    latest = latest_snapshot(table, as_of or date.max)
+    latest = latest_partition(table, "snapshot_date", as_of or date.max)
     if latest is None:
         return AttributeIndex(names=names, source=source)
     import pyarrow.dataset as ds

@@ -9,10 +9,11 @@ Used where starting Spark would cost more than the work: Airflow's Python tasks,
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import TYPE_CHECKING
 
 from offerrank.settings import Settings
-from offerrank.tables import OFFER_RANKINGS, Table, partition_predicate
+from offerrank.tables import OFFER_RANKINGS, Table, latest_on_or_before, partition_predicate
 
 if TYPE_CHECKING:
     from offerrank.catalog import Catalog
@@ -125,6 +126,17 @@ def read_arrow(table, columns: list[str] | None = None, partitions: list[tuple] 
     ("terminate called without an active exception": delta-rs #2184, arrow #34314)."""
     dataset = table.to_pyarrow_dataset(file_pruning_predicate=partitions)
     return dataset.to_table(columns=columns, filter=row_filter, use_threads=False)
+
+
+def latest_partition(table, column: str, on_or_before: date, **equal: str) -> date | None:
+    """The latest date of an open table's partition column `column` on or before `on_or_before`, among the
+    partitions whose other partition columns equal `equal` (None when there is none)."""
+    days = [
+        date.fromisoformat(values[column])
+        for values in table.partitions()
+        if all(values[name] == value for name, value in equal.items())
+    ]
+    return latest_on_or_before(days, on_or_before)
 
 
 def read_rows(
