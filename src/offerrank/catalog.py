@@ -30,6 +30,7 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MAX_SEGMENTS = 50
 MAX_FEATURE_COLUMNS = 256  # a contextual model's one-hot columns: its parameters per offer grow with their square
 MAX_CAPS = 10
+METRIC = "conversion_rate"  # the one optimization metric: clicks per impression
 CHANNELS = ("web", "email", "push", "sms", "mobileApp", "inApp", "directMail", "code")
 
 
@@ -219,7 +220,7 @@ class AIModel(_Entity):
     name: str = Field(pattern=ID_PATTERN)
     description: str = ""
     type: ModelType
-    metric: Literal["conversion_rate"] = "conversion_rate"
+    metric: str = METRIC
     datasets: tuple[str, ...] = Field(min_length=1)
     lookback_days: int = Field(14, ge=1, le=365)
     exploration_share: float = Field(0.1, ge=0.0, le=1.0)
@@ -231,6 +232,16 @@ class AIModel(_Entity):
     personalization: Personalization = Personalization()
     schedule: Literal["daily", "weekly"] = "daily"  # how often a contextual model trains (weekly: on Mondays)
     status: ModelStatus = ModelStatus.draft
+
+    @field_validator("metric")
+    @classmethod
+    def _served_metric(cls, metric: str) -> str:
+        if metric != METRIC:
+            raise ValueError(
+                f"metric {metric!r} is not served: {METRIC!r} (clicks per impression) is the only optimization "
+                "metric offerrank learns; see the README's 'Optimization metric' for how another would plug in"
+            )
+        return metric
 
     @model_validator(mode="after")
     def _personalization(self) -> AIModel:

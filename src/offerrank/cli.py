@@ -422,13 +422,16 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         entries = registry.history("ai_models", args.name)
         if not entries:
             raise CatalogError(f"the registry never held an AI model named {args.name!r}")
+        print(f"{'version':>7}  {'when (UTC)':<19}  {'by':<16} {'status':<9} what changed")
         for entry in entries:
-            state = (
-                (entry["spec"]["status"] if entry["spec"] else "deleted")
-                if entry["readable"]
-                else "no longer readable (VACUUM removed its files)"
+            if not entry["readable"]:
+                status, changes = "?", "no longer readable (VACUUM removed its files)"
+            else:
+                status, changes = (entry["spec"]["status"] if entry["spec"] else "-"), entry["changes"]
+            print(
+                f"{entry['version']:>7}  {entry['timestamp']:%Y-%m-%d %H:%M:%S}  {entry['actor']:<16} {status:<9} "
+                f"{changes}"
             )
-            print(f"version {entry['version']:>3}  {entry['timestamp']}  {entry['operation']:<6} {state}")
         return 0
     current = catalog.get("ai_models", args.name)
     if args.action == "create":
@@ -709,10 +712,11 @@ def main(argv: list[str] | None = None) -> int:
         spark_master=args.spark_master,
     )
     from offerrank.catalog import CatalogError
+    from offerrank.permissions import PermissionDenied
 
     try:
         return args.handler(args, settings)
-    except (CatalogError, FileNotFoundError, ValidationError) as error:
+    except (CatalogError, FileNotFoundError, ValidationError, PermissionDenied) as error:
         print(f"offerrank {args.command}: {_message(error)}", file=sys.stderr)
         return 2
 

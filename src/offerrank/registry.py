@@ -3,15 +3,19 @@
 Table `registry` (under the warehouse root): one row per entity: `kind` (datasets, placements, offers,
 formulas, ai_models, decisions), `id`, `spec` (canonical JSON), `created_at`, `updated_at`. Each change
 (`apply` of a catalog file, or one model operation) is validated against the whole catalog and lands as a
-single MERGE, so the registry's history and time travel show every version of the catalog.
+single MERGE, so the registry's history and time travel show every version of the catalog. Each commit records its
+actor (`OFFERRANK_ACTOR`, else the OS user) in the commit's user metadata. When `OFFERRANK_RANKING_MANAGERS` names
+principals, a change by anyone else is refused (PermissionDenied), logged and recorded in `registry_refusals`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pandas as pd
 from deltalake.exceptions import DeltaError
 from pyspark.sql import SparkSession
 
@@ -25,10 +29,16 @@ from offerrank.catalog import (
     check_dataset_layout,
     entity_json,
 )
+from offerrank.permissions import PermissionDenied, current_actor, refusal
 from offerrank.settings import Settings
 from offerrank.storage import Warehouse
-from offerrank.tables import REGISTRY
-from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_rows
+from offerrank.tables import REGISTRY, REGISTRY_REFUSALS
+from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_rows, write_frame
+
+log = logging.getLogger(__name__)
+
+# Delta's session setting for a commit's user metadata: MERGE takes no write option, so the actor goes through it.
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 # what reading a version whose data files VACUUM removed raises (pyarrow's FileNotFoundError is an OSError)
 UNREADABLE = (OSError, DeltaError)
@@ -49,6 +59,11 @@ class ChangeSet:
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     version: int | None = None
+    actor: str | None = None
+
+    @property
+    def touched(self) -> list[str]:
+        return self.created + self.changed + self.deleted
 
     def summary(self) -> str:
         lines = [
@@ -57,7 +72,9 @@ class ChangeSet:
         ]
         lines.append(f"left alone: {len(self.unchanged)} entities")
         lines.append(
-            f"registry version: {self.version}" if self.version is not None else "registry unchanged (no new version)"
+            f"registry version: {self.version} (by {self.actor})"
+            if self.version is not None
+            else "registry unchanged (no new version)"
         )
         return "\n".join(lines)
 
@@ -112,13 +129,17 @@ class Registry:
                     "version": commit["version"],
                     "timestamp": datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC),
                     "operation": commit["operation"],
+                    "actor": _actor_of(commit),
                     "rows": rows,
                 }
             )
         return versions
 
-    def commit(self, desired: Catalog, now: datetime, check_datasets: bool = True) -> ChangeSet:
-        """Make the registry equal `desired` in one MERGE; no commit when nothing differs."""
+    def commit(
+        self, desired: Catalog, now: datetime, check_datasets: bool = True, actor: str | None = None
+    ) -> ChangeSet:
+        """Make the registry equal `desired` in one MERGE, recording `actor` (default: `current_actor`); no commit
+        when nothing differs; PermissionDenied when the actor may not manage ranking strategies."""
         current = self.rows()
         _check_transitions(current, desired)
         if check_datasets:
@@ -127,7 +148,7 @@ class Registry:
         wanted = {
             (kind, getattr(e, key)): entity_json(e) for kind, key in KINDS.items() for e in getattr(desired, kind)
         }
-        changes = ChangeSet()
+        changes = ChangeSet(actor=actor or current_actor(self.settings))
         upserts = []
         for ref, spec in sorted(wanted.items()):
             label = "/".join(ref)
@@ -143,37 +164,56 @@ class Registry:
         changes.deleted = ["/".join(d[:2]) for d in deletions]
         if not upserts and not deletions:
             return changes
+        self._authorize(changes, now)
         source = self.spark.createDataFrame(upserts + deletions, REGISTRY.ddl)
-        if not current:
-            self.warehouse.overwrite(source, REGISTRY)
-        else:
-            (
-                self.warehouse.delta_table(REGISTRY)
-                .alias("r")
-                .merge(source.alias("s"), "r.kind = s.kind AND r.id = s.id")
-                .whenMatchedDelete(condition="s.spec IS NULL")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll(condition="s.spec IS NOT NULL")
-                .execute()
-            )
+        self.spark.conf.set(USER_METADATA, json.dumps({"actor": changes.actor}))
+        try:
+            if not current:
+                self.warehouse.overwrite(source, REGISTRY)
+            else:
+                (
+                    self.warehouse.delta_table(REGISTRY)
+                    .alias("r")
+                    .merge(source.alias("s"), "r.kind = s.kind AND r.id = s.id")
+                    .whenMatchedDelete(condition="s.spec IS NULL")
+                    .whenMatchedUpdateAll()
+                    .whenNotMatchedInsertAll(condition="s.spec IS NOT NULL")
+                    .execute()
+                )
+        finally:
+            self.spark.conf.unset(USER_METADATA)
         changes.version = self.version()
         return changes
+
+    def _authorize(self, changes: ChangeSet, now: datetime) -> None:
+        """Refuse (and log, and record in `registry_refusals`) a change by an actor who is not a ranking manager."""
+        reason = refusal(self.settings, changes.actor)
+        if reason is None:
+            return
+        touched = ", ".join(changes.touched)
+        log.warning("registry change refused: %s; it would have changed %s", reason, touched)
+        refused = {"refused_at": now, "actor": changes.actor, "changes": touched, "reason": reason}
+        write_frame(self.settings, REGISTRY_REFUSALS, pd.DataFrame([refused]))
+        raise PermissionDenied(f"{reason}; nothing changed (it would have changed {touched})")
 
     def version(self) -> int:
         return self.warehouse.version(REGISTRY)
 
     def history(self, kind: str, ident: str) -> list[dict]:
-        """Every registry version in which the entity changed: version, timestamp, operation, its spec (None once
-        deleted) and `readable`; a version whose files VACUUM removed is listed as not readable (spec unknown)."""
+        """Every registry version in which the entity changed: version, timestamp, operation, actor, its spec (None
+        once deleted), `changes` (what differs from its previous spec) and `readable`; a version whose files VACUUM
+        removed is listed as not readable (spec unknown)."""
         entries, previous = [], None
         for commit in self._versions():
             if commit["rows"] is None:
-                entries.append({**_commit_fields(commit), "spec": None, "readable": False})
+                entries.append({**_commit_fields(commit), "spec": None, "changes": None, "readable": False})
                 previous = _UNKNOWN
                 continue
             spec = next((r["spec"] for r in commit["rows"] if (r["kind"], r["id"]) == (kind, ident)), None)
             if spec != previous:
-                entries.append({**_commit_fields(commit), "spec": json.loads(spec) if spec else None, "readable": True})
+                after = json.loads(spec) if spec else None
+                changes = "changed" if previous is _UNKNOWN else spec_changes(json.loads(previous or "null"), after)
+                entries.append({**_commit_fields(commit), "spec": after, "changes": changes, "readable": True})
             previous = spec
         return entries
 
@@ -182,7 +222,33 @@ _UNKNOWN = object()  # the entity's spec in a version that can no longer be read
 
 
 def _commit_fields(commit: dict) -> dict:
-    return {name: commit[name] for name in ("version", "timestamp", "operation")}
+    return {name: commit[name] for name in ("version", "timestamp", "operation", "actor")}
+
+
+def _actor_of(commit: dict) -> str:
+    """The actor a registry commit recorded (`unknown` for commits made before actors were recorded)."""
+    try:
+        return json.loads(commit.get("userMetadata") or "{}").get("actor") or "unknown"
+    except (json.JSONDecodeError, AttributeError):
+        return "unknown"
+
+
+def spec_changes(before: dict | None, after: dict | None) -> str:
+    """What changed in an entity between two specs, e.g. `exploration_share 0.1 -> 0.2; status draft -> active`."""
+    if before is None or after is None:
+        return "created" if after is not None else "deleted"
+    fields = sorted(set(before) | set(after))
+    changed = [
+        f"{name} {_short(before.get(name))} -> {_short(after.get(name))}"
+        for name in fields
+        if before.get(name) != after.get(name)
+    ]
+    return "; ".join(changed) or "unchanged"
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_transitions(current: dict[tuple[str, str], dict], desired: Catalog) -> None:

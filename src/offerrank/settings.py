@@ -28,6 +28,15 @@ class Settings(BaseSettings):
         "event file is enough.",
     )
     catalog_file: Path | None = Field(None, description="Catalog YAML (offers, placements, decisions, models).")
+    actor: str = Field(
+        "",
+        description="Who the registry records as making a change (a service account, say); default: the OS user.",
+    )
+    ranking_managers: list[str] = Field(
+        default_factory=list,
+        description="The principals allowed to change the catalog, AI models and decisions (Adobe's Manage Ranking "
+        "Strategies permission), a JSON list; empty: everyone.",
+    )
 
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
     spark_driver_memory: str = Field("2g", description="spark.driver.memory for sessions offerrank starts.")

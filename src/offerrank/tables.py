@@ -342,6 +342,12 @@ REGISTRY = Table(
         ("updated_at", "timestamp"),
     ),
 )
+# Registry changes refused because their actor may not manage ranking strategies (see offerrank.registry).
+REGISTRY_REFUSALS = Table(
+    "registry_refusals",
+    (),
+    (("refused_at", "timestamp"), ("actor", "string"), ("changes", "string"), ("reason", "string")),
+)
 
 ALL_TABLES = (
     EVENTS_RAW,
@@ -352,6 +358,7 @@ ALL_TABLES = (
     PROFILE_ATTRIBUTES,
     PROFILE_QUARANTINE,
     REGISTRY,
+    REGISTRY_REFUSALS,
     OFFER_STATS_DAILY,
     SLOT_STATS_DAILY,
     FEATURE_STATS_DAILY,

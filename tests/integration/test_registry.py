@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, date, datetime
 
@@ -102,10 +103,18 @@ def test_the_life_of_a_model(registry, applied, home, capsys):
     assert "promo-push               auto_optimization  active          7d    0.20  events" in out
     assert run(home, capsys, "models", "deactivate", "promo-push")[0] == 0
     code, out = run(home, capsys, "models", "history", "promo-push")
-    assert [line.split()[-1] for line in out.strip().splitlines()] == ["draft", "active", "active", "inactive"]
+    who = getpass.getuser()
+    assert [line.split(maxsplit=5)[3:] for line in out.strip().splitlines()[1:]] == [
+        [who, "draft", "created"],
+        [who, "active", "status draft -> active"],
+        [who, "active", "exploration_share 0.1 -> 0.2"],
+        [who, "inactive", "status active -> inactive"],
+    ]
     assert run(home, capsys, "models", "delete", "promo-push")[0] == 0
     assert registry.catalog().get("ai_models", "promo-push") is None
-    assert run(home, capsys, "models", "history", "promo-push")[1].strip().splitlines()[-1].endswith("deleted")
+    assert (
+        run(home, capsys, "models", "history", "promo-push")[1].strip().splitlines()[-1].endswith(" -         deleted")
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,7 +193,38 @@ def test_history_and_time_travel_say_which_versions_vacuum_left_readable(spark, 
     assert [(e["version"], e["readable"]) for e in history] == [(0, False), (1, False), (2, True)]
     assert history[-1]["spec"]["status"] == "active"
     code, out = run(tmp_path, capsys, "models", "history", "auto-web")
-    assert code == 0 and out.strip().splitlines()[0].endswith("no longer readable (VACUUM removed its files)")
+    assert code == 0 and out.strip().splitlines()[1].endswith("no longer readable (VACUUM removed its files)")
     with pytest.raises(CatalogError, match=r"registry version 0 is no longer readable .* readable versions: 2, 3"):
         registry.catalog(0)
     assert registry.catalog(2).get("ai_models", "auto-web").status.value == "active"
+
+
+def test_only_ranking_managers_change_models_and_who_did_is_in_the_history(spark, home, capsys, tmp_path, monkeypatch):
+    from deltalake import DeltaTable
+
+    registry = Registry(spark, load_settings(home=tmp_path))
+    catalog = load_catalog(home / "sample" / "catalog.yaml")
+    assert registry.commit(catalog, NOW, check_datasets=False, actor="alice").actor == "alice"
+    monkeypatch.setenv("OFFERRANK_RANKING_MANAGERS", '["alice", "ops-bot"]')
+    monkeypatch.setenv("OFFERRANK_ACTOR", "mallory")
+
+    code, out = run(tmp_path, capsys, "models", "update", "auto-web", "--exploration-share", "0.5")
+    assert code == 2 and "Traceback" not in out
+    assert "'mallory' may not manage ranking strategies (the catalog, AI models, decisions): only alice, ops-bot" in out
+    assert "nothing changed (it would have changed ai_models/auto-web)" in out
+    assert registry.catalog().get("ai_models", "auto-web").exploration_share == 0.1
+    refusals = DeltaTable(str(tmp_path / "warehouse" / "registry_refusals")).to_pandas()
+    assert refusals[["actor", "changes"]].to_dict("records") == [{"actor": "mallory", "changes": "ai_models/auto-web"}]
+
+    monkeypatch.setenv("OFFERRANK_ACTOR", "ops-bot")
+    assert run(tmp_path, capsys, "models", "update", "auto-web", "--exploration-share", "0.5")[0] == 0
+    code, out = run(tmp_path, capsys, "models", "history", "auto-web")
+    rows = [line.split(maxsplit=5)[3:] for line in out.strip().splitlines()[1:]]
+    assert rows == [["alice", "active", "created"], ["ops-bot", "active", "exploration_share 0.1 -> 0.5"]]
+
+
+def test_a_metric_other_than_conversion_rate_is_refused_saying_so(registry, applied):
+    data = registry.catalog().model_dump(mode="json")
+    data["ai_models"][0]["metric"] = "revenue"
+    with pytest.raises(CatalogError, match="metric 'revenue' is not served: 'conversion_rate' .clicks per impression"):
+        build_catalog(data, "test")
