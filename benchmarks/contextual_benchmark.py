@@ -289,7 +289,9 @@ def training_part(workdir: Path, events_per_day: int) -> None:
 def build_catalog_data(workdir: Path) -> dict:
     import yaml
 
-    return yaml.safe_load((workdir / "sample" / "catalog.yaml").read_text())
+    data = yaml.safe_load((workdir / "sample" / "catalog.yaml").read_text())
+    data["datasets"][0]["path"] = str(workdir / "sample" / "events")  # as load_catalog resolves it
+    return data
 
 
 def with_model(data: dict, model: dict) -> dict:

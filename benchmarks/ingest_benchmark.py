@@ -89,6 +89,7 @@ def main() -> None:
         generate(home / "sample", DAY, days=1, events_per_day=count, fault_rate=0.001)
         folder = home / "sample" / "events" / DAY.isoformat()
         env = {"OFFERRANK_HOME": str(home)}
+        measured([sys.executable, "-m", "offerrank.cli", "apply", "-f", str(home / "sample" / "catalog.yaml")], env)
         spark_s, spark_mb, out = measured(
             [sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env
         )

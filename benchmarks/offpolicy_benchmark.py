@@ -64,7 +64,7 @@ def main() -> None:
             ingest.run(spark, settings, day)
             aggregate.run(spark, settings, catalog, day)
         truth = true_random_rates(home / "sample")
-        logged, facts = read_logs(settings, days[0], days[-1], 1)
+        logged, facts = read_logs(settings, days[0], days[-1], 1, ["events"])
         for model in catalog.active_models():
             rows = evaluate_model(catalog, model, [Policy(RANDOM_POLICY)], logged, facts, days[0], days[-1], settings)
             pooled = rows[rows["slot"].isna() & (rows["segment"] == "*") & rows["refused"].isna()]

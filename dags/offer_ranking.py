@@ -3,10 +3,13 @@
 
 Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 
-1. **waits** for the day's event files in the landing folder (reschedule mode, gives up after 6 hours);
-2. **ingests** them with Spark into Delta (`events_raw`, `interactions`, `quarantine`, `dq_results`);
-3. **validates**: stops the run here, with the reason in the log, when the day failed Great Expectations (the
-   ingest step records it as a refused publish in `ranking_runs`, as `offerrank run` does);
+1. **waits**, per event dataset of the catalog (mapped), for the day's event files in its landing folder (reschedule
+   mode; after 6 hours it gives up on that dataset, which ingest then records as not landed);
+2. **ingests** each dataset on its own with Spark into Delta (`events_raw`, `interactions`, `quarantine`,
+   `dq_results`, each row with its dataset), one mapped spark-submit per dataset;
+3. **validates**: stops the run here, with the reasons in the log, when no dataset passed Great Expectations
+   (recorded as a refused publish in `ranking_runs`, as `offerrank run` does); otherwise the ranking methods whose
+   AI model learns from a dataset that did not pass are held back, and their placements keep their last good lists;
 4. loads the **profiles** snapshot the day uses (segment memberships and the contextual models' profile
    attributes, validated; a rejected snapshot is logged and the run goes on with the last good one);
 5. **aggregates** daily offer facts (all traffic and per segment) and every active model's conversion rates, and
@@ -33,7 +36,7 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task, task_group
 
 from offerrank import orchestration
 
@@ -104,30 +107,68 @@ with DAG(
         "max_active_tis_per_dag": 1,
     }
 
-    @task.sensor(poke_interval=120, timeout=WAIT_FOR_EVENTS.total_seconds(), mode="reschedule", soft_fail=False)
-    def wait_for_events(params=None, ds=None, ti=None) -> bool:
-        """True once the day's landing folder has event files; until then, says where and until when it waits."""
-        run_date = orchestration.run_date_of(params["run_date"], ds)
-        if orchestration.events_landed(run_date):
-            return True
-        print(orchestration.waiting_message(run_date, ti.start_date, WAIT_FOR_EVENTS))
-        return False
-
-    ingest = SparkSubmitOperator(
-        task_id="ingest",
-        application=orchestration.job("ingest"),
-        name="offerrank-ingest",
-        application_args=["--date", RUN_DATE, "--run-id", "{{ run_id }}", "--nightly"],
-        **spark_job,
-    )
-
     @task(retries=0)
-    def validate(params=None, ds=None) -> dict:
-        """Stop the run, with the reason, when the day failed validation."""
+    def event_datasets() -> list[str]:
+        """The catalog's event datasets: one mapped wait and ingest each."""
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return orchestration.validation_outcome(orchestration.run_date_of(params["run_date"], ds))
+            return orchestration.event_datasets()
+        except orchestration.RunRefused as refused:
+            raise AirflowFailException(str(refused)) from None
+
+    # a dataset that never lands is skipped (soft fail) and its ingest records it as not landed: the others go on
+    @task.sensor(
+        poke_interval=120,
+        timeout=WAIT_FOR_EVENTS.total_seconds(),
+        mode="reschedule",
+        soft_fail=True,
+        map_index_template="{{ dataset }}",
+    )
+    def wait_for_events(dataset: str, params=None, ds=None, ti=None) -> bool:
+        """True once the dataset's landing folder of the day has event files; until then, says where and until
+        when it waits."""
+        from airflow.sdk import get_current_context
+
+        get_current_context()["dataset"] = dataset
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        if orchestration.events_landed(run_date, dataset):
+            return True
+        print(orchestration.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
+        return False
+
+    @task(map_index_template="{{ dataset }}")
+    def ingest_arguments(dataset: str, params=None, ds=None, run_id=None) -> list[str]:
+        """The dataset's ingest job arguments."""
+        from airflow.sdk import get_current_context
+
+        get_current_context()["dataset"] = dataset
+        return orchestration.ingest_arguments(dataset, orchestration.run_date_of(params["run_date"], ds), run_id)
+
+    @task_group
+    def dataset_ingest(dataset: str) -> None:
+        """One event dataset's day: wait for its landing folder, then ingest it (each dataset on its own: one that
+        is late holds up no other's ingest)."""
+        # runs whatever became of the wait: a dataset that did not land is recorded as such
+        ingest = SparkSubmitOperator(
+            task_id="ingest",
+            name="offerrank-ingest",
+            application=orchestration.job("ingest"),
+            application_args=ingest_arguments(dataset),
+            map_index_template="{{ task.application_args[-1] }}",
+            trigger_rule="all_done",
+            **spark_job,
+        )
+        wait_for_events(dataset) >> ingest
+
+    # after every dataset's ingest, whatever its outcome: the gate reads each dataset's validation
+    @task(retries=0, trigger_rule="all_done")
+    def validate(params=None, ds=None, run_id=None) -> dict:
+        """Stop the run, with the reasons, when no dataset passed validation; say which models are held back."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return orchestration.validation_outcome(orchestration.run_date_of(params["run_date"], ds), run_id)
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
@@ -149,7 +190,7 @@ with DAG(
 
     @task(retries=0)
     def ranking_units(params=None) -> list[str]:
-        """The ranking methods to run: one mapped rank task each."""
+        """The ranking methods to run: one mapped rank task each (one held back by its dataset says so)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
@@ -203,8 +244,9 @@ with DAG(
         print(text)
         return text
 
+    ingests = dataset_ingest.expand(dataset=event_datasets())
     steps = {
-        "ingest": [ingest],
+        "ingest": [ingests],
         "validate": [validate()],
         "profiles": [profiles],
         "aggregate": [aggregate],
@@ -212,5 +254,5 @@ with DAG(
         "publish": [published := publish()],
     }
     chained = [task for step in orchestration.STEPS if step != orchestration.AFTER_PUBLISH for task in steps[step]]
-    chain(wait_for_events(), *chained, summary())
+    chain(*chained, summary())
     published >> report()  # its own leaf: a report failure fails the run, never the publish before it

@@ -3,20 +3,21 @@
 Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
        event dates [D - L, D] and their clicks), `profile_segments` (the latest snapshot on or before D, for
        the segments of active personalized models) and `offer_stats_daily` (the models' look-back windows).
-Writes `offer_stats_daily`      per event_date, offer_id, placement_id, channel, segment (`*` = all traffic),
+Writes `offer_stats_daily`      per event_date, dataset, offer_id, placement_id, channel, segment (`*` = all traffic),
                                 traffic_type (`model`, `random`, `unknown` when not logged; a conversion has its
                                 impression's): impressions, conversions (one per clicked proposition item, on its
                                 impression's date), distinct profiles, orphan conversions (clicks whose impression
                                 is unknown);
                                 replaces event dates [D - L, D], so late clicks update their impression's day;
-       `slot_stats_daily`       per event_date, placement_id, channel, segment, slot, offer_id, traffic_type and
-                                logged propensity: impressions and conversions (off-policy evaluation's input);
-                                replaces event dates [D - L, D];
+       `slot_stats_daily`       per event_date, dataset, placement_id, channel, segment, slot, offer_id,
+                                traffic_type and logged propensity: impressions and conversions (off-policy
+                                evaluation's input); replaces event dates [D - L, D];
        `offer_conversion_rates` per as_of_date (D), model_name, offer x placement x channel x segment: counts in the
-                                look-back window (optionally decayed), rate, Beta posterior, 95% credible
-                                interval, cold start; replaces as_of_date = D;
+                                look-back window of the model's datasets (optionally decayed), rate, Beta
+                                posterior, 95% credible interval, cold start; replaces as_of_date = D;
        `offer_cap_counts`       per as_of_date (D): the frequency caps' counts (see offerrank.jobs.caps);
-       `feature_stats_daily`    for each active contextual model, per event_date, placement, channel, offer and cell
+       `feature_stats_daily`    for each active contextual model, from its datasets' interactions, per event_date,
+                                placement, channel, offer and cell
                                 (its features' levels: profile attributes from the latest `profile_attributes`
                                 snapshot on or before D, context from the impression): impressions and conversions;
                                 replaces event dates [D - L, D];
@@ -35,7 +36,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from offerrank.bandit import RATE_KEYS, posteriors
+from offerrank.bandit import RATE_KEYS, facts_of, posteriors
 from offerrank.catalog import AIModel, Catalog, ModelStatus
 from offerrank.contextual import train
 from offerrank.features import SEGMENT, feature_name, spark_level
@@ -44,6 +45,7 @@ from offerrank.settings import Settings, parse_flag
 from offerrank.storage import Warehouse
 from offerrank.tables import (
     ALL_SEGMENTS,
+    FACT_COUNTS,
     FEATURE_STATS_DAILY,
     INTERACTIONS,
     MODEL_PARAMETERS,
@@ -56,9 +58,20 @@ from offerrank.tables import (
     latest_on_or_before,
 )
 
-STATS_KEYS = ["event_date", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
-SLOT_KEYS = ["event_date", "placement_id", "channel", "segment", "slot", "offer_id", "traffic_type", "propensity"]
-ITEM_KEYS = ["proposition_id", "offer_id", "segment"]  # one shown (or clicked) proposition item in a segment
+STATS_KEYS = ["event_date", "dataset", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
+SLOT_KEYS = [
+    "event_date",
+    "dataset",
+    "placement_id",
+    "channel",
+    "segment",
+    "slot",
+    "offer_id",
+    "traffic_type",
+    "propensity",
+]
+# one shown (or clicked) proposition item in a segment: a click is attributed within its event dataset
+ITEM_KEYS = ["dataset", "proposition_id", "offer_id", "segment"]
 
 
 def attribution(
@@ -112,6 +125,7 @@ def daily_stats(
         attributed.filter(F.col("event_date").isNull())
         .groupBy(
             F.col("click_date").alias("event_date"),
+            "dataset",
             "offer_id",
             F.col("click_placement").alias("placement_id"),
             F.col("click_channel").alias("channel"),
@@ -170,7 +184,8 @@ def feature_stats(
     profile attributes from `attributes` (profile_id, attribute, value), context from the impression and, for a
     model with segments, the first of them the profile is in (from `memberships`: profile_id, segment)."""
     assigned = interactions.sparkSession.createDataFrame(placements, "placement_id string, channel string")
-    served = interactions.join(F.broadcast(assigned), ["placement_id", "channel"])
+    learned = interactions.filter(F.col("dataset").isin(list(model.datasets)))
+    served = learned.join(F.broadcast(assigned), ["placement_id", "channel"])
     _, shown, clicked = attribution(served, carry=("profile_id", "device", "hour"))
     converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
     items = shown.filter(F.col("event_date").between(first_date, last_date)).join(converted, ITEM_KEYS, "left")
@@ -243,21 +258,29 @@ def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_dat
 
 
 def window_facts(stats: DataFrame, as_of: date, days: int) -> pd.DataFrame:
-    """The daily facts of the `days` ending `as_of`, traffic types summed: what the models' posteriors read (a few
-    rows per offer, placement, segment and day, so the posteriors are computed in pandas)."""
+    """The daily facts of the `days` ending `as_of` per dataset, traffic types summed: what the models' posteriors
+    read (a few rows per dataset, offer, placement, segment and day, so the posteriors are computed in pandas)."""
     return (
         stats.filter(F.col("event_date").between(as_of - timedelta(days=days - 1), as_of))
-        .groupBy("event_date", *RATE_KEYS)
+        .groupBy("event_date", "dataset", *RATE_KEYS)
         .agg(F.sum("impressions").alias("impressions"), F.sum("conversions").alias("conversions"))
         .toPandas()
     )
 
 
 def active_model_rates(facts: pd.DataFrame, catalog: Catalog, as_of: date, settings: Settings) -> pd.DataFrame:
-    """Every active AI model's posteriors as of `as_of` on the placements it ranks (`offer_conversion_rates`)."""
+    """Every active AI model's posteriors as of `as_of` on the placements it ranks, from the facts of its datasets
+    (`offer_conversion_rates`)."""
     return pd.concat(
         [
-            posteriors(facts, model, catalog.placements_of(model), as_of, settings.prior_alpha, settings.prior_beta)
+            posteriors(
+                facts_of(facts, model.datasets, FACT_COUNTS),
+                model,
+                catalog.placements_of(model),
+                as_of,
+                settings.prior_alpha,
+                settings.prior_beta,
+            )
             for model in catalog.active_models()
         ],
         ignore_index=True,
@@ -301,6 +324,7 @@ def latest_snapshot(profiles: DataFrame | None, as_of: date) -> tuple[date | Non
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
     warehouse = Warehouse(spark, settings)
+    warehouse.require_datasets(INTERACTIONS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
     interactions = warehouse.read(INTERACTIONS)
     if interactions is None:
         raise FileNotFoundError("no interactions table yet: ingest a date first")

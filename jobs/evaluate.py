@@ -20,20 +20,21 @@ Run: `offerrank evaluate --model NAME [--catalog FILE] [--from D1 --to D2] [--po
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
-from offerrank.bandit import posteriors, run_seed
+from offerrank.bandit import facts_of, posteriors, run_seed
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
 from offerrank.offpolicy import evaluate
 from offerrank.policy import posterior_table, serving_probability, slot_probabilities
 from offerrank.ranking import method_of
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
+from offerrank.tables import ALL_SEGMENTS, FACT_COUNTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
 
 RANDOM_POLICY = "random"
 PUBLISHED = "/published"
@@ -356,8 +357,11 @@ def evaluate_model(
 # --- I/O at the edges -----------------------------------------------------------------------------------------
 
 
-def read_logs(settings: Settings, first: date, last: date, lookback_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`slot_stats_daily` of [first, last] and the daily facts (traffic types summed) the days' posteriors read."""
+def read_logs(
+    settings: Settings, first: date, last: date, lookback_days: int, datasets: Iterable[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`slot_stats_daily` of [first, last] and the daily facts (traffic types summed) the days' posteriors read, of
+    the event `datasets` (a model's), summed over them."""
     from offerrank.warehouse import rows_between
 
     logged = rows_between(settings, SLOT_STATS_DAILY, "event_date", first, last)
@@ -365,7 +369,9 @@ def read_logs(settings: Settings, first: date, last: date, lookback_days: int) -
     if logged is None or facts is None:
         raise EvaluationUnavailable("no aggregated slot facts yet: run the nightly chain first")
     keys = ["event_date", "offer_id", "placement_id", "channel", "segment"]
-    return logged, facts.groupby(keys, as_index=False)[["impressions", "conversions"]].sum()
+    facts = facts_of(facts, datasets, FACT_COUNTS)
+    counts = ["impressions", "conversions"]
+    return facts_of(logged, datasets, counts), facts.groupby(keys, as_index=False)[counts].sum()
 
 
 def run(
@@ -386,7 +392,7 @@ def run(
         known = ", ".join(sorted(m.name for m in catalog.ai_models)) or "none"
         raise EvaluationUnavailable(f"no AI model {model_name!r} in the catalog (known: {known})")
     first = first or model.window_start(last)
-    logged, facts = read_logs(settings, first, last, max(m.lookback_days for m in catalog.ai_models))
+    logged, facts = read_logs(settings, first, last, max(m.lookback_days for m in catalog.ai_models), model.datasets)
     chosen = [Policy(p) for p in policies] if policies else default_policies(model)
     rows = evaluate_model(catalog, model, chosen, logged, facts, first, last, settings)
     if write:

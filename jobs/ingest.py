@@ -1,15 +1,17 @@
-"""Ingest and validate one landing date of proposition-interaction events.
+"""Ingest and validate one landing date of proposition-interaction events, each event dataset on its own.
 
-Reads  `<events_root>/<date>/` (*.jsonl / *.json lines, optionally gzipped, *.parquet with the same nested columns;
-       what else is in the folder is skipped and reported: see `offerrank.landing`).
-Writes, under the warehouse root, replacing only that date's partition:
+Reads  `<dataset path>/<date>/` of every catalog dataset (or those named): *.jsonl / *.json lines, optionally
+       gzipped, *.parquet with the same nested columns; what else is in the folder is skipped and reported (see
+       `offerrank.landing`). A dataset's path is a folder or an object-store URI.
+Writes, under the warehouse root, replacing only that date's rows of that dataset (column `dataset`):
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
   quarantine    every rejected record, its reason codes and a sentence          (partition: run_date)
   interactions  one row per (event, proposition, item) of accepted impressions and conversions
-                (partition: landing_date; emptied for the date when dataset validation fails)
-  dq_results    one row per run date: counts, each expectation's outcome, success
-GX data docs go to `<dq_docs_dir>`. Run: `offerrank ingest --date YYYY-MM-DD` or
-`spark-submit jobs/ingest.py --date YYYY-MM-DD`.
+                (partition: landing_date; emptied for the dataset and date when its validation fails)
+  dq_results    one row per run date and dataset: counts, each expectation's outcome, success
+A dataset that fails validation, or whose folder has no events, does not stop the others. GX data docs go to
+`<dq_docs_dir>` (one validation per suite, dataset and date). Run: `offerrank ingest --date YYYY-MM-DD [--dataset
+NAME]` or `spark-submit jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from offerrank.landing import LandingFolder, landed, scan
+from offerrank.catalog import Dataset
+from offerrank.landing import LandingFolder, landed, landing_folder, open_file, scan
 from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -45,6 +47,7 @@ DEDUP_REASONS = {
 
 @dataclass
 class IngestResult:
+    dataset: str
     run_date: date
     run_id: str
     records_read: int
@@ -65,24 +68,44 @@ class IngestResult:
         verdict = "passed" if self.success else f"FAILED: {self.failure_message}"
         skipped = f"; skipped files: {', '.join(self.skipped_files)}" if self.skipped_files else ""
         return (
-            f"ingest {self.run_date}: {self.records_read:,} records read = {self.events_accepted:,} accepted + "
-            f"{self.exact_duplicates:,} exact duplicates + {self.quarantined:,} quarantined ({reasons}); "
+            f"ingest {self.dataset} {self.run_date}: {self.records_read:,} records read = "
+            f"{self.events_accepted:,} accepted + {self.exact_duplicates:,} exact duplicates + "
+            f"{self.quarantined:,} quarantined ({reasons}); "
             f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}{skipped}"
         )
+
+
+@dataclass
+class IngestRun:
+    """The ingest of one date's event datasets, one result each."""
+
+    results: list[IngestResult]
+
+    @property
+    def success(self) -> bool:
+        """Whether every dataset passed validation."""
+        return all(result.success for result in self.results)
+
+    def summary(self) -> str:
+        return "\n".join(result.summary() for result in self.results)
 
 
 # --- reading (I/O edge) -------------------------------------------------------------------------------------
 
 
-def landing_files(events_root: str, run_date: date, marker: str = "") -> LandingFolder:
+class NotLanded(FileNotFoundError):
+    """A dataset's landing folder of the date has no events yet (or lacks its completeness marker)."""
+
+
+def landing_files(root: str, run_date: date, marker: str = "") -> LandingFolder:
     """The date folder's event files by format; a missing or empty folder, or one without its completeness marker
-    when one is set, is a clear error."""
-    folder = Path(events_root) / run_date.isoformat()
+    when one is set, is NotLanded."""
+    folder = landing_folder(root, run_date)
     if marker and not landed(folder, marker):
-        raise FileNotFoundError(f"{folder} has no {marker} marker yet: its producer has not finished the day")
+        raise NotLanded(f"{folder} has no {marker} marker yet: its producer has not finished the day")
     found = scan(folder)
     if found.empty:
-        raise FileNotFoundError(f"no event files (*.jsonl, *.json, *.parquet) for {run_date} in {folder}")
+        raise NotLanded(f"no event files (*.jsonl, *.json, *.parquet) for {run_date} in {folder}")
     return found
 
 
@@ -93,7 +116,8 @@ def parquet_by_schema(files: list[str]) -> list[list[str]]:
 
     groups: dict[str, list[str]] = {}
     for path in files:
-        groups.setdefault(str(pq.read_schema(path)), []).append(path)
+        with open_file(path) as handle:
+            groups.setdefault(str(pq.read_schema(handle)), []).append(path)
     return list(groups.values())
 
 
@@ -211,14 +235,6 @@ def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]
     }
 
 
-def catalog_offer_ids(spark: SparkSession, settings: Settings) -> list[str] | None:
-    """The registry's offer ids, or None before any catalog was applied."""
-    from offerrank.registry import Registry
-
-    catalog = Registry(spark, settings).catalog()
-    return [offer.id for offer in catalog.offers] if catalog.offers else None
-
-
 def label_records(routed: DataFrame, other_days: DataFrame | None, run_date: date) -> DataFrame:
     """Every record with its `outcome` (accepted, exact_duplicate, quarantined) and final `reason_codes`.
 
@@ -278,16 +294,39 @@ class LabelledDay:
             cached.unpersist()
 
 
+@dataclass(frozen=True)
+class DatasetDay:
+    """What is ingested: one landing date of one event dataset, by one run."""
+
+    dataset: str
+    run_date: date
+    run_id: str
+
+    def validation_name(self, suite: str) -> str:
+        """The GX validation's name (and its data docs page)."""
+        return f"{suite}-{self.dataset}-{self.run_date}"
+
+    def rows(self, partition: str) -> dict[str, object]:
+        """The rows this ingest replaces in a table partitioned by `partition`."""
+        return {partition: self.run_date, "dataset": self.dataset}
+
+
 def label_day(
-    warehouse: Warehouse, quality: DataQualityRun, record_suite: dict, run_date: date, run_id: str, records: DataFrame
+    warehouse: Warehouse,
+    quality: DataQualityRun,
+    record_suite: dict,
+    day: DatasetDay,
+    records: DataFrame,
+    known_offers: list[str] | None,
 ) -> LabelledDay:
-    """Parse, route (record-level GX suite) and de-duplicate a day's records; derive its interactions."""
+    """Parse, route (record-level GX suite) and de-duplicate a day's records (`known_offers`: the catalog's offer
+    ids, None before any catalog); derive its interactions."""
     settings = warehouse.settings
+    run_date = day.run_date
     blank = F.trim(F.col("raw")) == ""
     blank_lines = records.filter(blank).count()
     records = records.filter(~blank)
     parameters = record_parameters(settings, run_date)
-    known_offers = catalog_offer_ids(warehouse.spark, settings)
     # The raw text is the bulk of a day: the cache keeps its hash, and the text is read again where it is written.
     routed = (
         route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
@@ -295,7 +334,7 @@ def label_day(
         .persist(CACHE_LEVEL)
     )
     record_outcomes = quality.validate(
-        routed.drop("propositions", "record_hash"), record_suite, parameters, f"{RECORD_SUITE}-{run_date}"
+        routed.drop("propositions", "record_hash"), record_suite, parameters, day.validation_name(RECORD_SUITE)
     )
     routed_counts = {
         r.code: r["count"]
@@ -309,6 +348,7 @@ def label_day(
         other_days = other_days.filter(
             F.col("landing_date").between(run_date - window, run_date + window)
             & (F.col("landing_date") != F.lit(run_date))
+            & (F.col("dataset") == F.lit(day.dataset))
         ).select("event_id", "landing_date")
     labelled = label_records(routed, other_days, run_date).persist(CACHE_LEVEL)
     outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
@@ -327,17 +367,20 @@ def label_day(
         "exact_duplicates": outcome_counts.get("exact_duplicate", 0),
         "quarantined": outcome_counts.get("quarantined", 0),
     }
-    interactions = to_interactions(labelled.filter(F.col("outcome") == "accepted"), run_date, run_id).persist(
-        CACHE_LEVEL
+    accepted = labelled.filter(F.col("outcome") == "accepted")
+    interactions = (
+        to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset)).persist(CACHE_LEVEL)
     )
     return LabelledDay(records, labelled, interactions, blank_lines, record_outcomes, counts, by_reason)
 
 
 def validate_day(
-    warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, run_date: date, day: LabelledDay
+    warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, ingested: DatasetDay, day: LabelledDay
 ) -> tuple[list[ExpectationOutcome], str | None]:
-    """The dataset-level suite on the day's summary: its outcomes and the failure message (None: passed)."""
+    """The dataset-level suite on the day's summary (its volume against the dataset's own trailing days): its
+    outcomes and the failure message (None: passed)."""
     settings = warehouse.settings
+    run_date = ingested.run_date
     over_limit = offers_over_conversion_limit(
         day.interactions, settings.conversion_tolerance, settings.conversion_check_min
     ).count()
@@ -346,6 +389,7 @@ def validate_day(
     if history is not None:
         window = history.filter(
             F.col("success")
+            & (F.col("dataset") == F.lit(ingested.dataset))
             & F.col("run_date").between(
                 run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1)
             )
@@ -359,16 +403,15 @@ def validate_day(
         "max_volume_ratio": settings.max_volume_ratio,
         "conversion_tolerance": settings.conversion_tolerance,
     }
-    outcomes = quality.validate(summary_frame, dataset_suite, parameters, f"{DATASET_SUITE}-{run_date}")
+    outcomes = quality.validate(summary_frame, dataset_suite, parameters, ingested.validation_name(DATASET_SUITE))
     summary = summary_frame.first().asDict()
     summary["volume_ratio"] = summary["volume_ratio"] if summary["volume_ratio"] is not None else float("nan")
     return outcomes, _failure_message(dataset_suite, outcomes, summary, parameters)
 
 
-def write_day(
-    warehouse: Warehouse, record_suite: dict, run_date: date, run_id: str, day: LabelledDay, success: bool
-) -> int:
+def write_day(warehouse: Warehouse, record_suite: dict, ingested: DatasetDay, day: LabelledDay, success: bool) -> int:
     """Write the day's raw records, quarantine and (when it passed) interactions; returns interactions written."""
+    run_date, run_id = ingested.run_date, ingested.run_id
     # Counted before the writes: writing `interactions` invalidates the cached frames that read it (the cross-day
     # event ids), and counting after it would recompute the whole day from its files.
     written = day.interactions.count() if success else 0
@@ -378,35 +421,39 @@ def write_day(
         F.get_json_object("raw", "$._id").alias("event_id"),
         "raw",
         F.lit(run_id).alias("run_id"),
+        F.lit(ingested.dataset).alias("dataset"),
     )
-    warehouse.replace_partition(raw, EVENTS_RAW, run_date)
+    warehouse.replace_where(raw, EVENTS_RAW, ingested.rows("landing_date"))
     quarantined = with_raw_text(day.labelled.filter(F.col("outcome") == "quarantined"), day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
-    warehouse.replace_partition(to_quarantine(quarantined, reasons, run_date, run_id), QUARANTINE, run_date)
-    warehouse.replace_partition(day.interactions if success else day.interactions.limit(0), INTERACTIONS, run_date)
+    quarantine = to_quarantine(quarantined, reasons, run_date, run_id).withColumn("dataset", F.lit(ingested.dataset))
+    warehouse.replace_where(quarantine, QUARANTINE, ingested.rows("run_date"))
+    interactions = day.interactions if success else day.interactions.limit(0)
+    warehouse.replace_where(interactions, INTERACTIONS, ingested.rows("landing_date"))
     return written
 
 
-def run(
-    spark: SparkSession, settings: Settings, run_date: date, run_id: str | None = None, events_root: str | None = None
+def ingest_dataset(
+    spark: SparkSession, settings: Settings, ingested: DatasetDay, root: str, known_offers: list[str] | None
 ) -> IngestResult:
-    """Ingest and validate `run_date`'s landing folder: read, label, validate, write (see the module docstring)."""
-    run_id = run_id or f"manual__{run_date.isoformat()}"
+    """Ingest and validate one dataset's landing folder under `root`: read, label, validate, write (see the module
+    docstring); FileNotFoundError when the folder has no events (or lacks its completeness marker)."""
     warehouse = Warehouse(spark, settings)
     record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
     dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
     quality = DataQualityRun(settings.dq_docs_dir)
 
-    landing = landing_files(events_root or settings.events_root, run_date, settings.landing_marker)
+    landing = landing_files(root, ingested.run_date, settings.landing_marker)
     records = read_records(spark, landing.files)
-    day = label_day(warehouse, quality, record_suite, run_date, run_id, records)
-    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, run_date, day)
-    interactions_written = write_day(warehouse, record_suite, run_date, run_id, day, success=failure is None)
+    day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
+    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day)
+    interactions_written = write_day(warehouse, record_suite, ingested, day, success=failure is None)
     day.release()
 
     result = IngestResult(
-        run_date=run_date,
-        run_id=run_id,
+        dataset=ingested.dataset,
+        run_date=ingested.run_date,
+        run_id=ingested.run_id,
         blank_lines=day.blank_lines,
         quarantined_by_reason=day.by_reason,
         interactions_written=interactions_written,
@@ -417,13 +464,72 @@ def run(
         skipped_files=landing.skipped,
         **day.counts,
     )
-    warehouse.replace_partition(_dq_row(spark, result), DQ_RESULTS, run_date)
+    write_result(spark, settings, result)
     return result
+
+
+def not_landed(spark: SparkSession, settings: Settings, ingested: DatasetDay, reason: str) -> IngestResult:
+    """A dataset whose landing folder has no events: it fails validation, saying why, and has no interactions of
+    the date (an earlier run's are removed)."""
+    counts = dict.fromkeys(
+        ("records_read", "blank_lines", "events_accepted", "exact_duplicates", "quarantined", "interactions_written"), 0
+    )
+    result = IngestResult(
+        dataset=ingested.dataset,
+        run_date=ingested.run_date,
+        run_id=ingested.run_id,
+        quarantined_by_reason={},
+        success=False,
+        failure_message=reason,
+        data_docs="",
+        **counts,
+    )
+    warehouse = Warehouse(spark, settings)
+    interactions = warehouse.read(INTERACTIONS)
+    if interactions is not None:
+        warehouse.replace_where(interactions.limit(0), INTERACTIONS, ingested.rows("landing_date"))
+    write_result(spark, settings, result)
+    return result
+
+
+def write_result(spark: SparkSession, settings: Settings, result: IngestResult) -> None:
+    """The result's `dq_results` row, replacing the dataset's row of the date."""
+    ingested = DatasetDay(result.dataset, result.run_date, result.run_id)
+    Warehouse(spark, settings).replace_where(_dq_row(spark, result), DQ_RESULTS, ingested.rows("run_date"))
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: date,
+    run_id: str | None = None,
+    datasets: list[Dataset] | None = None,
+) -> IngestRun:
+    """Ingest `run_date` of every event dataset of the registry's catalog (or of `datasets`), each on its own: a
+    dataset whose folder has no events is recorded as failing validation, and the others go on."""
+    from offerrank.registry import Registry
+
+    run_id = run_id or f"manual__{run_date.isoformat()}"
+    catalog = Registry(spark, settings).catalog()
+    datasets = list(catalog.datasets) if datasets is None else datasets
+    if not datasets:
+        raise FileNotFoundError("the registry's catalog has no event dataset: `offerrank apply -f catalog.yaml` first")
+    known_offers = [offer.id for offer in catalog.offers] or None
+    Warehouse(spark, settings).require_datasets(INTERACTIONS, DQ_RESULTS)
+    results = []
+    for dataset in datasets:
+        ingested = DatasetDay(dataset.name, run_date, run_id)
+        try:
+            results.append(ingest_dataset(spark, settings, ingested, dataset.path, known_offers))
+        except NotLanded as missing:
+            results.append(not_landed(spark, settings, ingested, str(missing)))
+    return IngestRun(results)
 
 
 _DQ_SCHEMA = T.StructType(
     [
         T.StructField("run_date", T.DateType()),
+        T.StructField("dataset", T.StringType()),
         T.StructField("run_id", T.StringType()),
         T.StructField("records_read", T.LongType()),
         T.StructField("blank_lines", T.LongType()),
@@ -461,28 +567,50 @@ def _dq_row(spark: SparkSession, result: IngestResult) -> DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--events PATH] [--run-id ID] [--nightly]`."""
-    from offerrank.nightly import record_validation_refusal
+    """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]... [--events PATH] [--run-id ID]
+    [--nightly]`."""
     from offerrank.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
-    parser.add_argument("--events", help="landing root (default OFFERRANK_EVENTS_ROOT)")
+    parser.add_argument("--dataset", action="append", dest="datasets", help="a catalog dataset (default: all)")
+    parser.add_argument("--events", help="landing root of the one dataset named (default: its catalog path)")
     parser.add_argument("--run-id")
     parser.add_argument(
         "--nightly",
         action="store_true",
-        help="a step of the nightly chain: a day that fails validation is recorded as a refused "
-        "publish and exits 0 (the validate task then stops the run with the reason)",
+        help="a step of the nightly chain: a dataset that fails validation exits 0 (the validate task then holds "
+        "back the models that learn from it, or stops the run when no dataset passed)",
     )
     args = parser.parse_args(argv)
     settings = load_settings()
     spark = build_spark(settings, "offerrank-ingest")
-    result = run(spark, settings, args.date, args.run_id, args.events)
+    datasets = chosen_datasets(spark, settings, args.datasets, args.events)
+    result = run(spark, settings, args.date, args.run_id, datasets)
     print(result.summary())
-    if args.nightly:
-        record_validation_refusal(settings, result)
     return 0 if result.success or args.nightly else 1
+
+
+def chosen_datasets(
+    spark: SparkSession, settings: Settings, names: list[str] | None, events: str | None = None
+) -> list[Dataset] | None:
+    """The registry's datasets named (None: all); `events` overrides the landing root of the one named. An unknown
+    name is a FileNotFoundError naming the known ones."""
+    from offerrank.registry import Registry
+
+    if not names:
+        if events:
+            raise FileNotFoundError("--events needs the --dataset it is the landing root of")
+        return None
+    known = {dataset.name: dataset for dataset in Registry(spark, settings).catalog().datasets}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise FileNotFoundError(
+            f"no event dataset {unknown[0]!r} in the registry's catalog (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    if events and len(names) > 1:
+        raise FileNotFoundError("--events is the landing root of one dataset: name only one --dataset")
+    return [known[name].model_copy(update={"path": events}) if events else known[name] for name in names]
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ Writes `offer_rankings` — the complete current ranking, replaced in one Delta 
                          the previous complete ranking or the new one, never a mix; every earlier ranking stays
                          readable by time travel;
        `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
-The gate refuses (and leaves the last good ranking in place) when the date's validation failed, the ranking is older
-than the one served, a ranking method failed, an assigned placement (or segment) would get no offer, or a ranked
-offer is not eligible.
+The gate refuses (and leaves the last good ranking in place) when no event dataset passed the date's validation,
+the ranking is older than the one served, an assigned placement (or segment) would get no offer, or a ranked offer
+is not eligible. The placements of a ranking method that failed, or whose AI model learns from a dataset that did
+not pass, keep their last good lists (and the publish says why).
 These tables hold one ranking, not events: the job runs in memory with `deltalake`, so the DAG's publish task
 starts no Spark application.
 Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task calls `run`.
@@ -24,9 +25,9 @@ import pandas as pd
 
 from offerrank.catalog import Catalog
 from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
-from offerrank.nightly import validation_refusal
+from offerrank.nightly import DayValidation, day_validation
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, DQ_RESULTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
 from offerrank.warehouse import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
 
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
@@ -76,16 +77,19 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list
 
 
 def kept_lists(
-    served: pd.DataFrame, catalog: Catalog, run_date: date, units: list[str]
+    served: pd.DataFrame, catalog: Catalog, run_date: date, units: list[str], held: dict[str, str] | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The served lists of the placements of ranking methods `units`, which this run did not stage (a `models`
-    subset run, a method that failed): their offers still eligible on `run_date`, renumbered; and why each was
-    kept."""
+    """The served lists of the placements of ranking methods `units`, which this run did not stage or holds back
+    (`held`: why; a `models` subset run, a method that failed): their offers still eligible on `run_date`,
+    renumbered; and why each was kept."""
     kept, notes = [], []
     for unit in units:
         eligible = {(c.decision_id, c.placement_id, c.offer_id) for c in candidates(catalog, run_date, unit, False)}
         keep = [key in eligible for key in zip(served["decision_id"], served["placement_id"], served["offer_id"])]
         kept.append(served[keep])
+        if held and unit in held:
+            notes.append(f"{unit} ({held[unit]})")
+            continue
         try:
             candidates(catalog, run_date, unit)
             notes.append(f"{unit} (not ranked by this run)")
@@ -127,10 +131,6 @@ class Publisher:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def validation(self, run_date: date) -> dict | None:
-        rows = table_rows(self.settings, DQ_RESULTS, {"run_date": run_date})
-        return rows[0] if rows else None
-
     def staged(self, run_date: date, run_id: str) -> pd.DataFrame:
         rows = table_rows(self.settings, RANKING_STAGE, {"as_of_date": run_date})
         return pd.DataFrame([row for row in rows if row["run_id"] == run_id], columns=RANKING_STAGE.column_names)
@@ -151,7 +151,7 @@ class Publisher:
     ) -> PublishResult:
         """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate."""
         published_at = published_at or end_of(run_date)
-        validation = self.validation(run_date)
+        validation = day_validation(self.settings, catalog, run_date)
         if not dry_run:
             self.record_interrupted()
         rankings = open_table(self.settings, OFFER_RANKINGS)
@@ -167,7 +167,7 @@ class Publisher:
                     run_id=run_id,
                     status="refused",
                     reason=refusal,
-                    validation_run_id=validation["run_id"] if validation else None,
+                    validation_run_id=validation.run_id,
                     placements=placements,
                     offers=len(ranked),
                     published_at=published_at,
@@ -192,7 +192,7 @@ class Publisher:
             run_id=run_id,
             status="published",
             reason=f"kept the last good lists of {'; '.join(kept)}" if kept else None,
-            validation_run_id=validation["run_id"],
+            validation_run_id=validation.run_id,
             placements=placements,
             offers=len(ranked),
             content_hash=fingerprint,
@@ -202,17 +202,20 @@ class Publisher:
         return PublishResult("published", version, placements, len(ranked), kept)
 
     def gate(
-        self, catalog: Catalog, run_date: date, run_id: str, validation: dict | None, served: dict | None
+        self, catalog: Catalog, run_date: date, run_id: str, validation: DayValidation, served: dict | None
     ) -> tuple[pd.DataFrame, str | None, list[str]]:
         """The ranking to publish: the run's staged lists, plus the served lists of the ranking methods it did not
-        stage; why it must not be published (None: it may); and which methods' lists were kept, and why."""
+        stage or holds back (their model's dataset did not pass); why it must not be published (None: it may); and
+        which methods' lists were kept, and why."""
         nothing = pd.DataFrame(columns=PUBLISHED_COLUMNS)
-        refusal = validation_refusal(validation, run_date) or older_than_served(run_date, served)
+        refusal = validation.refusal() or older_than_served(run_date, served)
         if refusal is not None:
             return nothing, refusal, []
+        held = validation.held_back(catalog)
         staged = self.staged(run_date, run_id)
+        staged = staged[~staged["unit"].isin(list(held))]
         missing = [method.unit for method in catalog.ranking_methods() if method.unit not in set(staged["unit"])]
-        kept, notes = kept_lists(self.served(), catalog, run_date, missing) if missing else (nothing, [])
+        kept, notes = kept_lists(self.served(), catalog, run_date, missing, held) if missing else (nothing, [])
         parts = [frame[PUBLISHED_COLUMNS] for frame in (staged, kept) if not frame.empty]
         ranked = pd.concat(parts, ignore_index=True) if parts else nothing
         problems = gate_problems(ranked, candidates(catalog, run_date, scored=False))

@@ -193,7 +193,7 @@ def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str, units
     """Stage the lists of every ranking method in use (or of `units`); a line for the run summary. A method that
     fails is confined to its own placements: the others are staged, and publish keeps its last good lists."""
     outcomes = []
-    for unit in units or [method.unit for method in catalog.ranking_methods()]:
+    for unit in units if units is not None else [method.unit for method in catalog.ranking_methods()]:
         try:
             outcomes.append(f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers")
         except RankingFailed as failed:

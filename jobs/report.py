@@ -30,6 +30,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from offerrank.bandit import facts_of
 from offerrank.catalog import AIModel, Catalog
 from offerrank.contextual import explain
 from offerrank.jobs.evaluate import EvaluationUnavailable
@@ -40,6 +41,7 @@ from offerrank.settings import Settings
 from offerrank.stats import compare, gini, rate_interval
 from offerrank.tables import (
     ALL_SEGMENTS,
+    FACT_COUNTS,
     MODEL_REPORT,
     MODEL_REPORT_DAILY,
     MODEL_REPORT_OFFERS,
@@ -124,8 +126,10 @@ def with_rates(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 
 def model_facts(stats: pd.DataFrame, model: AIModel, placements: list[tuple[str, str]], first: date, last: date):
-    """The rows of `offer_stats_daily` a model's report counts: its placements, its segments, the window."""
+    """The rows of `offer_stats_daily` a model's report counts: its datasets, its placements, its segments, the
+    window."""
     assigned = pd.DataFrame(placements, columns=PLACEMENT_KEYS)
+    stats = facts_of(stats, model.datasets, FACT_COUNTS)
     in_window = stats["event_date"].between(first, last) & stats["segment"].isin(model.ranked_segments)
     return stats[in_window].merge(assigned, on=PLACEMENT_KEYS)
 

@@ -14,6 +14,7 @@ the daily facts of the model's look-back window). The ranking publishes per offe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,14 @@ if TYPE_CHECKING:
 
 DRAWS = 20_000
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
+
+
+def facts_of(facts: pd.DataFrame, datasets: Iterable[str], counts: Iterable[str]) -> pd.DataFrame:
+    """The daily facts a model learns from: the rows of its event `datasets`, their `counts` summed over them."""
+    counts = [column for column in counts if column in facts.columns]
+    keys = [column for column in facts.columns if column not in counts and column != "dataset"]
+    mine = facts[facts["dataset"].isin(list(datasets))]
+    return mine.groupby(keys, as_index=False, sort=False, dropna=False)[counts].sum()
 
 
 def run_seed(*parts: object) -> int:

@@ -7,6 +7,7 @@ by its fields, then every reference between them. Errors name the file, the enti
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import re
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from offerrank.features import CONTEXT_KEYS, SEGMENT
 from offerrank.formula import Formula, FormulaError
-from offerrank.landing import scan
+from offerrank.landing import date_folders, open_file, scan
 from offerrank.tables import ALL_SEGMENTS
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class _Entity(BaseModel):
 
 
 class Dataset(_Entity):
-    """An event dataset: a landing root with one folder per UTC date, in the proposition-interactions layout."""
+    """An event dataset: a landing root (a folder, or an object-store URI) with one folder per UTC date, in the
+    proposition-interactions layout; AI models name the datasets they learn from."""
 
     name: str = Field(pattern=ID_PATTERN)
     path: str = Field(min_length=1)
@@ -535,19 +537,19 @@ def entity_json(entity: _Entity) -> str:
 
 def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
     """Refuse a dataset whose actual files lack the proposition-interactions layout."""
-    root = Path(dataset.path)
     files = sorted(
-        Path(name) for folder in sorted(root.glob("*/")) for names in scan(folder).files.values() for name in names
+        name for folder in date_folders(dataset.path) for names in scan(folder).files.values() for name in names
     )
     if not files:
         raise CatalogError(
-            f"datasets[{dataset.name}]: no event files under {root} (expected <date>/*.jsonl or *.parquet)"
+            f"datasets[{dataset.name}]: no event files under {dataset.path} (expected <date>/*.jsonl or *.parquet)"
         )
     newest = files[-1]
-    if newest.suffix == ".parquet":
+    if newest.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        schema = pq.read_schema(newest)
+        with open_file(newest) as handle:
+            schema = pq.read_schema(handle)
         names = set(schema.names)
         decisioning = schema.field("_experience").type if "_experience" in names else None
         has_propositions = (
@@ -555,9 +557,9 @@ def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
         )
     else:
         names, has_propositions = set(), False
-        opener = gzip.open if newest.name.endswith(".gz") else open
-        with opener(newest, "rt", encoding="utf-8", errors="replace") as handle:
-            for _, line in zip(range(sample_lines), handle):
+        with open_file(newest) as raw:
+            binary = gzip.open(raw) if newest.endswith(".gz") else raw
+            for _, line in zip(range(sample_lines), io.TextIOWrapper(binary, encoding="utf-8", errors="replace")):
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:

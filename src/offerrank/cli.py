@@ -49,10 +49,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     last = args.through or args.date
     if last < args.date:
         raise SystemExit(f"offerrank ingest: --through {last} is before --date {args.date}")
+    datasets = ingest.chosen_datasets(spark, settings, args.datasets, args.events)
     failed = 0
     for offset in range((last - args.date).days + 1):
         run_date = args.date + timedelta(days=offset)
-        result = ingest.run(spark, settings, run_date, args.run_id, args.events)
+        result = ingest.run(spark, settings, run_date, args.run_id, datasets)
         print(result.summary(), flush=True)
         failed += not result.success
     return 1 if failed else 0
@@ -458,6 +459,20 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank.catalog import CatalogError
+    from offerrank.storage import Warehouse
+
+    registry = _registry(settings)
+    known = [dataset.name for dataset in registry.catalog().datasets]
+    if args.dataset not in known:
+        raise CatalogError(f"no event dataset {args.dataset!r} in the registry's catalog (known: {', '.join(known)})")
+    updated = Warehouse(registry.spark, settings).adopt_dataset(args.dataset)
+    for table, rows in updated.items():
+        print(f"{table}: {rows:,} rows without a dataset now in {args.dataset}")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.spark import build_spark, cached_jars
 
@@ -494,7 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", type=Path, help="root of the local defaults (env OFFERRANK_HOME, default ./var)")
     parser.add_argument("--warehouse", help="root of the Delta tables (env OFFERRANK_WAREHOUSE)")
-    parser.add_argument("--events-root", help="landing root of event files (env OFFERRANK_EVENTS_ROOT)")
     parser.add_argument("--profiles-root", help="root of profile-segment snapshots (env OFFERRANK_PROFILES_ROOT)")
     parser.add_argument("--catalog", dest="catalog_file", type=Path, help="catalog YAML (env OFFERRANK_CATALOG_FILE)")
     parser.add_argument("--spark-master", help="Spark master URL (env OFFERRANK_SPARK_MASTER)")
@@ -591,7 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="ingest and validate one landing date of events into Delta")
     ingest.add_argument("--date", type=_iso_date, required=True, help="landing date, YYYY-MM-DD")
     ingest.add_argument("--through", type=_iso_date, help="also ingest every later date up to this one, in order")
-    ingest.add_argument("--events", help="landing root holding YYYY-MM-DD folders (default OFFERRANK_EVENTS_ROOT)")
+    ingest.add_argument(
+        "--dataset", action="append", dest="datasets", help="an event dataset of the catalog (repeatable; default: all)"
+    )
+    ingest.add_argument("--events", help="the landing root of the one --dataset named (default: its catalog path)")
     ingest.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -624,6 +641,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)
+
+    upgrade = commands.add_parser(
+        "upgrade", help="bring a warehouse written by an earlier release up to date (once, after upgrading)"
+    )
+    upgrade.add_argument(
+        "--dataset", required=True, help="the catalog dataset the rows written before event datasets came from"
+    )
+    upgrade.set_defaults(handler=cmd_upgrade)
 
     check = commands.add_parser(
         "check-deployment", help="refuse a deployment whose secrets are unset, placeholders or too short (compose)"
@@ -707,16 +732,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(
         home=args.home,
         warehouse=args.warehouse,
-        events_root=args.events_root,
         catalog_file=args.catalog_file,
         spark_master=args.spark_master,
     )
     from offerrank.catalog import CatalogError
     from offerrank.permissions import PermissionDenied
+    from offerrank.tables import WarehouseOutdated
 
     try:
         return args.handler(args, settings)
-    except (CatalogError, FileNotFoundError, ValidationError, PermissionDenied) as error:
+    except (CatalogError, FileNotFoundError, ValidationError, PermissionDenied, WarehouseOutdated) as error:
         print(f"offerrank {args.command}: {_message(error)}", file=sys.stderr)
         return 2
 

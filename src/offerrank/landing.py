@@ -1,32 +1,41 @@
 """What counts as a landing folder's data files: one rule for the sensor, ingest, the profile snapshot and the
 catalog's dataset check.
 
-A data file is a regular file named `*.json`, `*.jsonl` (optionally `.gz`) or `*.parquet`. Anything else in the
-folder is skipped and reported, never read: hidden or underscore names (`.events.jsonl.Xy12`, a `_SUCCESS` marker),
-the temporary names of uploads in progress (`a.jsonl_.gstmp`, `b.jsonl._COPYING_`), and symbolic links (a link could
-copy any file of the host into the warehouse). With a completeness marker set (`OFFERRANK_LANDING_MARKER`, e.g.
+A landing root is a local folder (or a `file://` URI) or an object-store URI (`s3a://`, `s3://`, `gs://`,
+`abfss://`, listed through pyarrow's file systems); it holds one folder per UTC date. A data file is a regular file
+named `*.json`, `*.jsonl` (optionally `.gz`) or `*.parquet`. Anything else in the folder is skipped and reported,
+never read: hidden or underscore names (`.events.jsonl.Xy12`, a `_SUCCESS` marker), the temporary names of uploads
+in progress (`a.jsonl_.gstmp`, `b.jsonl._COPYING_`), and, in a local folder, symbolic links (a link could copy any
+file of the host into the warehouse). With a completeness marker set (`OFFERRANK_LANDING_MARKER`, e.g.
 `_SUCCESS`), a folder counts as landed only once the marker is there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 FORMATS = {".json": "json", ".jsonl": "json", ".json.gz": "json", ".jsonl.gz": "json", ".parquet": "parquet"}
 
 
 @dataclass
 class LandingFolder:
-    """A folder's data files by format, and what was skipped and why."""
+    """A folder's data files by format (paths or URIs, as Spark reads them), and what was skipped and why."""
 
-    folder: Path
+    folder: str
     files: dict[str, list[str]] = field(default_factory=lambda: {"json": [], "parquet": []})
     skipped: list[str] = field(default_factory=list)  # "name: why"
 
     @property
     def empty(self) -> bool:
         return not any(self.files.values())
+
+
+def landing_folder(root: str, day: date) -> str:
+    """The folder of `day` under a landing root."""
+    return f"{str(root).rstrip('/')}/{day.isoformat()}"
 
 
 def file_format(name: str) -> str | None:
@@ -36,23 +45,91 @@ def file_format(name: str) -> str | None:
     return next((kind for suffix, kind in FORMATS.items() if name.endswith(suffix)), None)
 
 
-def scan(folder: Path) -> LandingFolder:
+def _in_store(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+def _local(location: str | Path) -> Path:
+    return Path(str(location).removeprefix("file://"))
+
+
+def scan(folder: str | Path) -> LandingFolder:
     """The data files of `folder` (none when it does not exist)."""
+    folder = str(folder)
     found = LandingFolder(folder)
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        kind = file_format(path.name)
-        if path.is_symlink():
-            found.skipped.append(f"{path.name}: a symbolic link (only regular files are read)")
-        elif kind is None or not path.is_file():
-            if not path.name.startswith("_"):  # markers and Spark's _-files are expected, not worth a line
-                found.skipped.append(f"{path.name}: not a data file name (*.json, *.jsonl[.gz], *.parquet)")
+    for name, kind, why in _object_entries(folder) if _in_store(folder) else _local_entries(_local(folder)):
+        if why:
+            if not name.startswith("_"):  # markers and Spark's _-files are expected, not worth a line
+                found.skipped.append(f"{name}: {why}")
         else:
-            found.files[kind].append(str(path))
+            found.files[kind].append(
+                f"{folder.rstrip('/')}/{name}" if _in_store(folder) else str(_local(folder) / name)
+            )
     return found
 
 
-def landed(folder: Path, marker: str) -> bool:
+def _local_entries(folder: Path):
+    """(name, format, why skipped) of a local folder's entries, by name."""
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        kind = file_format(path.name)
+        if path.is_symlink():
+            yield path.name, None, "a symbolic link (only regular files are read)"
+        elif kind is None or not path.is_file():
+            yield path.name, None, "not a data file name (*.json, *.jsonl[.gz], *.parquet)"
+        else:
+            yield path.name, kind, None
+
+
+def _object_entries(folder: str):
+    """(name, format, why skipped) of an object-store folder's entries, by name."""
+    from pyarrow import fs
+
+    from offerrank.warehouse import filesystem
+
+    files, path = filesystem(folder)
+    infos = files.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    for info in sorted(infos, key=lambda info: info.base_name):
+        kind = file_format(info.base_name)
+        if kind is None or info.type != fs.FileType.File:
+            yield info.base_name, None, "not a data file name (*.json, *.jsonl[.gz], *.parquet)"
+        else:
+            yield info.base_name, kind, None
+
+
+def landed(folder: str | Path, marker: str) -> bool:
     """Whether the folder is complete: its marker is there when one is set, else it holds a data file."""
-    if marker:
-        return (folder / marker).is_file()
-    return not scan(folder).empty
+    folder = str(folder)
+    if not marker:
+        return not scan(folder).empty
+    if not _in_store(folder):
+        return (_local(folder) / marker).is_file()
+    from pyarrow import fs
+
+    from offerrank.warehouse import filesystem
+
+    files, path = filesystem(folder)
+    return files.get_file_info(f"{path.rstrip('/')}/{marker}").type == fs.FileType.File
+
+
+def date_folders(root: str) -> list[str]:
+    """The date folders under a landing root, oldest first."""
+    if not _in_store(root):
+        return [str(path) for path in sorted(_local(root).glob("*/"))]
+    from pyarrow import fs
+
+    from offerrank.warehouse import filesystem
+
+    files, path = filesystem(root)
+    infos = files.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    folders = sorted(info.base_name for info in infos if info.type == fs.FileType.Directory)
+    return [f"{root.rstrip('/')}/{name}" for name in folders]
+
+
+def open_file(location: str) -> BinaryIO:
+    """A landing file opened for reading (a local path or an object-store URI)."""
+    if not _in_store(location):
+        return open(_local(location), "rb")
+    from offerrank.warehouse import filesystem
+
+    files, path = filesystem(location)
+    return files.open_input_file(path)

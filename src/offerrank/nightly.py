@@ -3,12 +3,14 @@
     ingest -> validate -> profiles -> aggregate -> rank (one unit per ranking method) -> publish -> report
 
 `offerrank run --date D` runs the chain in one SparkSession (`run_day`); the Airflow DAG `offer_ranking` has one
-task per step of `STEPS` (plus the wait for the landing folder and a summary), each calling the same job `run`.
-Both paths apply the same gates and so write the same `ranking_runs` history: a day that fails validation is
-recorded as a refused publish and stops the chain before profiles; a publish the gate refuses is recorded by the
-publish job. The model reports follow publish whatever its outcome (they read the day's facts, not the ranking),
-and a report failure never undoes a publish. Importing this module is cheap (no pyspark): the DAG file uses it at
-parse time.
+task per step of `STEPS` (ingest and the wait for its landing folder mapped per event dataset, plus a summary),
+each calling the same job `run`. Both paths apply the same gates and so write the same `ranking_runs` history
+(`DayValidation`): each event dataset is validated on its own; a day on which no dataset passed is recorded as a
+refused publish and stops the chain before profiles; otherwise the ranking methods whose AI model learns from a
+dataset that did not pass are held back (their placements keep their last good lists, and the publish says why);
+a publish the gate refuses is recorded by the publish job. The model reports follow publish whatever its outcome
+(they read the day's facts, not the ranking), and a report failure never undoes a publish. Importing this module
+is cheap (no pyspark): the DAG file uses it at parse time.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from offerrank.jobs.ingest import IngestResult
+    from offerrank.catalog import Catalog
     from offerrank.settings import Settings
 
 STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish", "report")
@@ -42,33 +44,79 @@ def run_date_of(param: str | None, interval_start: str) -> date:
         raise RunRefused(f"run_date must be a date like 2026-11-03, not {text!r}") from None
 
 
-def validation_refusal(validation: dict | None, run_date: date) -> str | None:
-    """Why a date's `dq_results` row forbids going on to publish (None: it passed)."""
-    if validation is None:
-        return f"validation of {run_date} did not pass (no validation results for the date)"
-    if not validation["success"]:
-        return f"validation of {run_date} did not pass ({validation['failure_message']})"
-    return None
+@dataclass(frozen=True)
+class DayValidation:
+    """A run date's validation: the `dq_results` row of each of the catalog's event datasets (None: it has none)."""
+
+    run_date: date
+    rows: dict[str, dict | None]
+
+    def refusals(self) -> dict[str, str]:
+        """Why each dataset that did not pass did not."""
+        return {
+            name: "no validation results for the date" if row is None else row["failure_message"]
+            for name, row in self.rows.items()
+            if row is None or not row["success"]
+        }
+
+    def refusal(self) -> str | None:
+        """Why the run must stop before publishing: no dataset passed (None: at least one did)."""
+        if not self.rows:
+            return f"validation of {self.run_date} did not pass (the catalog names no event dataset)"
+        refusals = self.refusals()
+        if len(refusals) < len(self.rows):
+            return None
+        reasons = "; ".join(f"dataset {name}: {why}" for name, why in sorted(refusals.items()))
+        return f"validation of {self.run_date} did not pass ({reasons})"
+
+    @property
+    def run_id(self) -> str | None:
+        """The run that validated the date (of a dataset that passed, else of any)."""
+        rows = sorted((row for row in self.rows.values() if row), key=lambda row: not row["success"])
+        return rows[0]["run_id"] if rows else None
+
+    def held_back(self, catalog: Catalog) -> dict[str, str]:
+        """The ranking methods in use whose AI model learns from a dataset that did not pass, and why: their
+        placements keep their last good lists."""
+        refusals, held = self.refusals(), {}
+        for method in catalog.ranking_methods():
+            model = method.model(catalog)
+            failed = [name for name in (model.datasets if model else ()) if name in refusals]
+            if failed:
+                why = "; ".join(f"{name}: {refusals[name]}" for name in failed)
+                held[method.unit] = f"its model's dataset did not pass validation of {self.run_date} ({why})"
+        return held
 
 
-def record_validation_refusal(settings: Settings, result: IngestResult, published_at: datetime | None = None) -> None:
-    """After the chain's ingest step: a day that failed validation is a refused publish in `ranking_runs`."""
+def day_validation(settings: Settings, catalog: Catalog, run_date: date) -> DayValidation:
+    """The date's `dq_results` rows of the catalog's datasets (JVM-free)."""
+    from offerrank.tables import DQ_RESULTS
+    from offerrank.warehouse import table_rows
+
+    rows = {row.get("dataset"): row for row in table_rows(settings, DQ_RESULTS, {"run_date": run_date})}
+    return DayValidation(run_date, {dataset.name: rows.get(dataset.name) for dataset in catalog.datasets})
+
+
+def record_validation_refusal(
+    settings: Settings, validation: DayValidation, run_id: str, published_at: datetime | None = None
+) -> str | None:
+    """After the chain's ingest step: a day on which no dataset passed is a refused publish in `ranking_runs`;
+    returns the refusal (None: the chain goes on)."""
     from offerrank.jobs.publish import Publisher, end_of
 
-    refusal = validation_refusal(
-        {"success": result.success, "failure_message": result.failure_message}, result.run_date
-    )
+    refusal = validation.refusal()
     if refusal is not None:
         Publisher(settings).record(
-            run_date=result.run_date,
-            run_id=result.run_id,
+            run_date=validation.run_date,
+            run_id=run_id,
             status="refused",
             reason=refusal,
-            validation_run_id=result.run_id,
+            validation_run_id=validation.run_id,
             placements=0,
             offers=0,
-            published_at=published_at or end_of(result.run_date),
+            published_at=published_at or end_of(validation.run_date),
         )
+    return refusal
 
 
 @dataclass
@@ -110,21 +158,18 @@ def run_day(
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
     report = RunReport(run_date)
-    state: dict = {}
 
     def ingest_step() -> str:
-        state["ingest"] = ingest.run(spark, settings, run_date, run_id)
-        record_validation_refusal(settings, state["ingest"], published_at)
-        return state["ingest"].summary()
+        return ingest.run(spark, settings, run_date, run_id, list(catalog.datasets)).summary()
 
     def validate_step() -> str:
-        refusal = validation_refusal(
-            {"success": state["ingest"].success, "failure_message": state["ingest"].failure_message}, run_date
-        )
+        validation = day_validation(settings, catalog, run_date)
+        refusal = record_validation_refusal(settings, validation, run_id, published_at)
         if refusal is not None:
             report.success = False
             return f"stopped: {refusal}; channels keep the last good ranking"
-        return "passed"
+        held = validation.held_back(catalog)
+        return "passed" + "".join(f"; {unit} held back: {why}" for unit, why in held.items())
 
     def profiles_step() -> str:
         try:
@@ -132,8 +177,10 @@ def run_day(
         except profiles.SnapshotRejected as rejected:  # the run goes on with the last good snapshot
             return f"REJECTED: {rejected}"
 
-    def rank_step() -> str:
-        return rank.run(settings, catalog, run_date, run_id)  # a failed method keeps its last good lists
+    def rank_step() -> str:  # a method that fails or is held back keeps its last good lists
+        held = day_validation(settings, catalog, run_date).held_back(catalog)
+        units = [method.unit for method in catalog.ranking_methods() if method.unit not in held]
+        return rank.run(settings, catalog, run_date, run_id, units)
 
     def publish_step() -> str:
         try:

@@ -7,11 +7,10 @@ Importing this module is cheap (no pyspark, no Airflow): the DAG files import it
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
-from offerrank.nightly import AFTER_PUBLISH, STEPS, RunRefused, run_date_of, validation_refusal
+from offerrank.nightly import AFTER_PUBLISH, STEPS, RunRefused, day_validation, record_validation_refusal, run_date_of
 from offerrank.settings import Settings, load_settings
-from offerrank.tables import DQ_RESULTS, RANKING_RUNS
+from offerrank.tables import RANKING_RUNS
 from offerrank.warehouse import registry_catalog, table_rows, top_offer_lines
 
 __all__ = [
@@ -19,7 +18,9 @@ __all__ = [
     "STEPS",
     "RunRefused",
     "delta_jars",
+    "event_datasets",
     "events_landed",
+    "ingest_arguments",
     "job",
     "publish_ranking",
     "ranking_units",
@@ -52,47 +53,70 @@ def spark_submit_conf() -> dict[str, str]:
     return load_settings().spark_session_conf()
 
 
-def landing_folder(run_date: date, settings: Settings | None = None) -> Path:
-    return Path((settings or load_settings()).events_root) / run_date.isoformat()
+def event_datasets(settings: Settings | None = None) -> list[str]:
+    """The names of the registry catalog's event datasets: one mapped wait and ingest each."""
+    names = [dataset.name for dataset in registry_catalog(settings or load_settings()).datasets]
+    if not names:
+        raise RunRefused("the registry's catalog has no event dataset: run `offerrank apply -f catalog.yaml` first")
+    return names
 
 
-def events_landed(run_date: date, settings: Settings | None = None) -> bool:
-    """True once the date's landing folder holds an event file, or its completeness marker when one is set."""
+def ingest_arguments(dataset: str, run_date: date, run_id: str) -> list[str]:
+    """The arguments of a dataset's ingest job (one mapped spark-submit per dataset; the dataset last)."""
+    return ["--date", run_date.isoformat(), "--run-id", run_id, "--nightly", "--dataset", dataset]
+
+
+def _landing_folder(run_date: date, dataset: str, settings: Settings) -> str:
+    from offerrank.landing import landing_folder
+
+    found = registry_catalog(settings).get("datasets", dataset)
+    if found is None:
+        raise RunRefused(f"no event dataset {dataset!r} in the registry's catalog")
+    return landing_folder(found.path, run_date)
+
+
+def events_landed(run_date: date, dataset: str, settings: Settings | None = None) -> bool:
+    """True once the dataset's date folder holds an event file, or its completeness marker when one is set."""
     from offerrank.landing import landed
 
     settings = settings or load_settings()
-    return landed(landing_folder(run_date, settings), settings.landing_marker)
+    return landed(_landing_folder(run_date, dataset, settings), settings.landing_marker)
 
 
-def waiting_message(run_date: date, since: datetime | None, timeout: timedelta) -> str:
-    """What a run waiting for its events tells the UI's log: the folder, since when and until when."""
+def waiting_message(run_date: date, dataset: str, since: datetime | None, timeout: timedelta) -> str:
+    """What a run waiting for a dataset's events tells the UI's log: the folder, since when and until when."""
     settings = load_settings()
     marker = settings.landing_marker
-    waiting = f"waiting for event files in {landing_folder(run_date, settings)}" + (
+    waiting = f"waiting for event files of dataset {dataset} in {_landing_folder(run_date, dataset, settings)}" + (
         f" and its {marker} marker" if marker else ""
     )
     if since is None:
         return waiting
     until = since + timeout
     return (
-        f"{waiting} since {since:%Y-%m-%d %H:%M} UTC; "
-        f"the run fails at {until:%Y-%m-%d %H:%M} UTC if none land (other runs go on meanwhile)"
+        f"{waiting} since {since:%Y-%m-%d %H:%M} UTC; until {until:%Y-%m-%d %H:%M} UTC, then the dataset is "
+        "recorded as not landed and the models that learn from it keep their last good lists (other datasets and "
+        "runs go on meanwhile)"
     )
 
 
-def validation_outcome(run_date: date, settings: Settings | None = None) -> dict:
-    """The date's `dq_results` counts; RunRefused with the stored reason when it failed or is missing."""
-    rows = [r for r in table_rows(settings or load_settings(), DQ_RESULTS) if r["run_date"] == run_date]
-    row = rows[0] if rows else None
-    refusal = validation_refusal(row, run_date)
+def validation_outcome(run_date: date, run_id: str | None = None, settings: Settings | None = None) -> dict:
+    """Each event dataset's outcome of the date (its counts, or why it did not pass); when no dataset passed,
+    RunRefused with the reasons (recorded as a refused publish when `run_id` is given: the nightly run's gate)."""
+    settings = settings or load_settings()
+    catalog = registry_catalog(settings)
+    validation = day_validation(settings, catalog, run_date)
+    refusal = record_validation_refusal(settings, validation, run_id) if run_id is not None else validation.refusal()
     if refusal is not None:
-        raise RunRefused(
-            f"{refusal}; data docs: {row['data_docs']}" if row else f"{refusal}: the ingest step did not complete"
-        )
-    return {
-        k: row[k]
-        for k in ("records_read", "events_accepted", "exact_duplicates", "quarantined", "interactions_written")
+        raise RunRefused(refusal)
+    refusals = validation.refusals()
+    counts = ("records_read", "events_accepted", "exact_duplicates", "quarantined", "interactions_written")
+    outcome: dict[str, object] = {
+        name: {key: row[key] for key in counts} for name, row in validation.rows.items() if name not in refusals
     }
+    outcome |= {name: f"did not pass: {why}" for name, why in refusals.items()}
+    outcome |= {f"held back: {unit}": why for unit, why in validation.held_back(catalog).items()}
+    return outcome
 
 
 def ranking_units(models: list[str] | None = None, settings: Settings | None = None) -> list[str]:
@@ -114,13 +138,18 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
 
 
 def stage_ranking(run_date: date, run_id: str, unit: str, settings: Settings | None = None) -> str:
-    """Stage ranking method `unit`'s lists of the run; RunRefused when the method cannot rank (its placements then
-    keep their last good lists at publish)."""
+    """Stage ranking method `unit`'s lists of the run, unless its model's dataset did not pass validation (held
+    back: nothing staged, and it says why); RunRefused when the method cannot rank. The placements of a method
+    held back or refused keep their last good lists at publish."""
     from offerrank.jobs.rank import RankingFailed, stage_unit
 
     settings = settings or load_settings()
+    catalog = registry_catalog(settings)
+    held = day_validation(settings, catalog, run_date).held_back(catalog)
+    if unit in held:
+        return f"{unit}: held back, {held[unit]}; its placements keep their last good lists"
     try:
-        return f"{unit}: {stage_unit(settings, registry_catalog(settings), run_date, run_id, unit)} ranked offers"
+        return f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers"
     except RankingFailed as failed:
         raise RunRefused(f"{unit} failed: {failed}; its placements keep their last good lists") from None
 
@@ -141,7 +170,7 @@ def write_reports(run_date: date, settings: Settings | None = None) -> str:
     from offerrank.jobs.report import run
 
     settings = settings or load_settings()
-    validation_outcome(run_date, settings)
+    validation_outcome(run_date, settings=settings)
     return run(settings, registry_catalog(settings), run_date)
 
 

@@ -8,6 +8,7 @@ account, say), else the OS user. Cheap to import: the CLI maps PermissionDenied 
 from __future__ import annotations
 
 import getpass
+import os
 
 from offerrank.settings import Settings
 
@@ -17,8 +18,14 @@ class PermissionDenied(PermissionError):
 
 
 def current_actor(settings: Settings) -> str:
-    """Who is making a change: the `actor` setting, else the OS user."""
-    return settings.actor or getpass.getuser()
+    """Who is making a change: the `actor` setting, else the OS user (`uid:N` for a user without a name, as in a
+    container run under an arbitrary id)."""
+    if settings.actor:
+        return settings.actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
 
 
 def refusal(settings: Settings, actor: str) -> str | None:

@@ -166,6 +166,7 @@ class Registry:
             return changes
         self._authorize(changes, now)
         source = self.spark.createDataFrame(upserts + deletions, REGISTRY.ddl)
+        before = self.spark.conf.get(USER_METADATA, None)
         self.spark.conf.set(USER_METADATA, json.dumps({"actor": changes.actor}))
         try:
             if not current:
@@ -181,7 +182,10 @@ class Registry:
                     .execute()
                 )
         finally:
-            self.spark.conf.unset(USER_METADATA)
+            if before is None:
+                self.spark.conf.unset(USER_METADATA)
+            else:
+                self.spark.conf.set(USER_METADATA, before)
         changes.version = self.version()
         return changes
 

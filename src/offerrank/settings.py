@@ -20,7 +20,6 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("var"), description="Root folder of the local defaults below.")
     warehouse: str = Field("", description="Root of the Delta tables: a folder or an s3a://, abfss://, gs:// URI.")
-    events_root: str = Field("", description="Landing root of event files, one folder per UTC date.")
     profiles_root: str = Field("", description="Root of profile-segment snapshots, one folder per snapshot date.")
     landing_marker: str = Field(
         "",
@@ -111,8 +110,6 @@ class Settings(BaseSettings):
         self.home = self.home.expanduser().resolve()
         if not self.warehouse:
             self.warehouse = str(self.home / "warehouse")
-        if not self.events_root:
-            self.events_root = str(self.home / "sample" / "events")
         if not self.profiles_root:
             self.profiles_root = str(self.home / "sample" / "profiles")
         if self.catalog_file is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from offerrank.settings import Settings
-from offerrank.tables import Table, partition_predicate
+from offerrank.tables import DATASET_TABLES, Table, WarehouseOutdated, partition_predicate
 
 
 class Warehouse:
@@ -35,6 +35,31 @@ class Warehouse:
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(table))
+
+    def require_datasets(self, *tables: Table) -> None:
+        """WarehouseOutdated when one of `tables`, written before event datasets existed, has no `dataset` column."""
+        outdated = [t.name for t in tables if self.exists(t) and "dataset" not in self.read(t).columns]
+        if outdated:
+            raise WarehouseOutdated(
+                f"{', '.join(outdated)} predate event datasets (no `dataset` column): run `offerrank upgrade "
+                "--dataset NAME` once, NAME being the catalog dataset their rows came from"
+            )
+
+    def adopt_dataset(self, dataset: str) -> dict[str, int]:
+        """Give the rows written before event datasets existed (no `dataset`) the dataset `dataset`, adding the
+        column where a table lacks it; returns the rows updated per table."""
+        updated = {}
+        for table in DATASET_TABLES:
+            if not self.exists(table):
+                continue
+            if "dataset" not in self.read(table).columns:
+                self.spark.sql(f"ALTER TABLE delta.`{self.path(table)}` ADD COLUMNS (dataset STRING)")
+            delta = self.delta_table(table)
+            before = self.read(table).filter("dataset IS NULL").count()
+            if before:
+                delta.update("dataset IS NULL", {"dataset": f"'{dataset}'"})
+            updated[table.name] = before
+        return updated
 
     def replace_partition(self, frame: DataFrame, table: Table, value: object) -> None:
         """Atomically replace the rows of the table's (one) partition column = `value` by `frame`."""

@@ -113,12 +113,14 @@ PROFILE_ATTRIBUTES = Table(
 )
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
+FACT_COUNTS = ("impressions", "conversions", "profiles", "orphan_conversions")  # what a day's facts count
 # What off-policy evaluation weighs: shown proposition items per slot and logged propensity (see jobs.aggregate).
 SLOT_STATS_DAILY = Table(
     "slot_stats_daily",
     ("event_date",),
     (
         ("event_date", "date"),
+        ("dataset", "string"),
         ("placement_id", "string"),
         ("channel", "string"),
         ("segment", "string"),
@@ -348,6 +350,13 @@ REGISTRY_REFUSALS = Table(
     (),
     (("refused_at", "timestamp"), ("actor", "string"), ("changes", "string"), ("reason", "string")),
 )
+# The tables whose rows carry their event dataset (`dataset`); rows written before datasets existed have none.
+DATASET_TABLES = (EVENTS_RAW, INTERACTIONS, QUARANTINE, DQ_RESULTS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
+
+
+class WarehouseOutdated(RuntimeError):
+    """A warehouse written by an earlier release that needs `offerrank upgrade` first."""
+
 
 ALL_TABLES = (
     EVENTS_RAW,

@@ -7,9 +7,8 @@ import json
 import shutil
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
-from offerrank.catalog import FrequencyCap, load_catalog
+from offerrank.catalog import Dataset, FrequencyCap, load_catalog
 from offerrank.jobs import aggregate, ingest
 from offerrank.lookup import RankingLookup
 from offerrank.registry import Registry
@@ -49,7 +48,8 @@ def test_a_capped_offer_is_never_served_past_its_caps_over_days_of_serving_and_i
         FrequencyCap(event="impression", per="profile", limit=PROFILE_CAP, period="lifetime"),
     )
     offers = tuple(o.model_copy(update={"caps": caps}) if o.id == capped else o for o in catalog.offers)
-    catalog = catalog.model_copy(update={"offers": offers})
+    landing = tmp_path / "sample" / "events"  # what the channel logs lands here: the catalog's one dataset
+    catalog = catalog.model_copy(update={"offers": offers, "datasets": (Dataset(name="events", path=str(landing)),)})
     Registry(spark, settings).commit(catalog, datetime(2026, 11, 1, tzinfo=UTC), check_datasets=False)
 
     shown, dropped_as_capped = Counter(), Counter()
@@ -63,7 +63,7 @@ def test_a_capped_offer_is_never_served_past_its_caps_over_days_of_serving_and_i
             shown[day, profile] += answer.offers[0].offer_id == capped
             dropped_as_capped[day] += answer.dropped["capped"]
             lines.append(display_event(answer, profile, day, n))
-        folder = Path(settings.events_root) / day.isoformat()
+        folder = landing / day.isoformat()
         folder.mkdir(parents=True)
         (folder / "events.jsonl").write_text("\n".join(lines) + "\n")
         assert ingest.run(spark, settings, day, f"run-{day}").success

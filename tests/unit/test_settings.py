@@ -12,7 +12,6 @@ def test_defaults_live_under_home(tmp_path, monkeypatch):
     monkeypatch.setenv("OFFERRANK_HOME", str(tmp_path))
     settings = load_settings()
     assert settings.warehouse == str(tmp_path / "warehouse")
-    assert settings.events_root == str(tmp_path / "sample" / "events")
     assert settings.catalog_file == tmp_path / "sample" / "catalog.yaml"
     assert settings.spark_master == "local[*]"
     assert settings.table_path("interactions") == f"{tmp_path}/warehouse/interactions"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from pyspark.sql import functions as F
+
 from offerrank.jobs.aggregate import daily_stats, slot_stats
 
 COLUMNS = (
@@ -47,7 +49,7 @@ def test_conversions_count_once_per_item_on_their_impressions_day(spark):
             ),  # no known impression: orphan
         ],
         COLUMNS,
-    )
+    ).withColumn("dataset", F.lit("events"))  # one event dataset
     rows = {(r.event_date, r.offer_id): r for r in daily_stats(interactions, D1, D2).collect()}
     assert (rows[(D1, "o1")].impressions, rows[(D1, "o1")].conversions, rows[(D1, "o1")].profiles) == (2, 1, 1)
     assert (rows[(D2, "o1")].impressions, rows[(D2, "o1")].conversions) == (1, 0)
@@ -76,7 +78,7 @@ def test_segment_facts_count_each_interaction_in_every_segment_of_its_profile(sp
             (D1, "impression", "p3", "o1", "push", "push", "u3", "model", 1, 0.5),  # in no segment: counts in * only
         ],
         COLUMNS,
-    )
+    ).withColumn("dataset", F.lit("events"))  # one event dataset
     memberships = spark.createDataFrame(
         [("u1", "loyal"), ("u1", "vip"), ("u2", "loyal")], "profile_id string, segment string"
     )
@@ -100,7 +102,7 @@ def test_slot_stats_count_shown_items_per_slot_and_logged_propensity(spark):
             (D1, "conversion", "p3", "o2", "hero", "web", "u3", None, None, None),
         ],
         COLUMNS,
-    )
+    ).withColumn("dataset", F.lit("events"))  # one event dataset
     rows = {
         (r.slot, r.offer_id, r.traffic_type, r.propensity): (r.impressions, r.conversions)
         for r in slot_stats(interactions, D1, D1).collect()
@@ -137,7 +139,7 @@ def test_feature_stats_count_items_per_cell_of_profile_attributes_and_context(sp
             (D1, "impression", "p4", "o1", "side", "web", "u1", "mobile", 9, *shown),  # not the model's placement
         ],
         columns,
-    )
+    ).withColumn("dataset", F.lit("events"))  # one event dataset
     attributes = spark.createDataFrame(
         [("u1", "person.age", "52"), ("u1", "homeAddress.countryCode", "DE"), ("u3", "person.age", "20")],
         "profile_id string, attribute string, value string",

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
+from offerrank.catalog import Dataset, load_catalog
 from offerrank.cli import main as cli_main
 from offerrank.generator import generate
 from offerrank.jobs.ingest import run as run_ingest
+from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.xdm import EVENT_SCHEMA
 
@@ -43,14 +46,23 @@ def landing(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_settings(settings, landing, tmp_path_factory):
-    home = tmp_path_factory.mktemp("ingest-home")
-    return load_settings(home=home, events_root=str(landing / "events"), spark_shuffle_partitions=2)
+def run_settings(spark, landing, tmp_path_factory):
+    """A warehouse whose registry holds the generated catalog: its dataset `events` lands in `landing/events`."""
+    settings = load_settings(home=tmp_path_factory.mktemp("ingest-home"), spark_shuffle_partitions=2)
+    Registry(spark, settings).commit(load_catalog(landing / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
+    return settings
 
 
 @pytest.fixture(scope="module")
 def first_run(spark, run_settings):
-    return run_ingest(spark, run_settings, DAY)
+    return ingest_one(spark, run_settings, DAY)
+
+
+def ingest_one(spark, settings, day, root=None, run_id=None):
+    """The result of ingesting `day` of the one dataset `events` (of the registry, or landing in `root`)."""
+    datasets = [Dataset(name="events", path=str(root))] if root else None
+    (result,) = run_ingest(spark, settings, day, run_id, datasets).results
+    return result
 
 
 def table(spark, settings, name):
@@ -137,7 +149,7 @@ def test_tables_hold_the_run(spark, run_settings, first_run):
 
 def test_rerunning_a_date_gives_identical_tables(spark, run_settings, first_run):
     before = snapshot(spark, run_settings)
-    again = run_ingest(spark, run_settings, DAY)
+    again = ingest_one(spark, run_settings, DAY)
     assert again.summary() == first_run.summary()
     assert snapshot(spark, run_settings) == before
 
@@ -146,17 +158,15 @@ def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_intera
     spark, run_settings, first_run, capsys
 ):
     strict = run_settings.model_copy(update={"max_quarantine_share": 0.001})
-    failed = run_ingest(spark, strict, DAY, run_id="strict")
+    failed = ingest_one(spark, strict, DAY, run_id="strict")
     assert not failed.success
     assert "of records quarantined, more than the allowed 0.10%" in failed.failure_message
     assert table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count() == 0
     (dq,) = table(spark, run_settings, "dq_results").collect()
     assert (dq.success, dq.run_id) == (False, "strict")
 
-    code = cli_main(
-        ["--home", str(run_settings.home), "--events-root", run_settings.events_root, "ingest", "--date", "2026-11-01"]
-    )
-    assert code == 0 and "validation passed" in capsys.readouterr().out
+    code = cli_main(["--home", str(run_settings.home), "ingest", "--date", "2026-11-01", "--dataset", "events"])
+    assert code == 0 and "ingest events 2026-11-01: " in (out := capsys.readouterr().out) and "validation passed" in out
     assert (
         table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count()
         == first_run.interactions_written
@@ -169,8 +179,8 @@ def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_
     valid.coalesce(1).write.parquet(str(folder / "export"))
     for part in (folder / "export").glob("*.parquet"):
         part.rename(folder / f"export-{part.name}")
-    parquet_settings = load_settings(home=tmp_path / "home", events_root=str(tmp_path / "events"))
-    result = run_ingest(spark, parquet_settings, DAY)
+    parquet_settings = load_settings(home=tmp_path / "home")
+    result = ingest_one(spark, parquet_settings, DAY, tmp_path / "events")
     assert result.records_read == valid.count()
     assert result.interactions_written > 0.9 * first_run.interactions_written
 
@@ -178,16 +188,20 @@ def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_
     valid.withColumn("timestamp", F.to_timestamp("timestamp")).coalesce(1).write.parquet(str(folder / "typed"))
     for part in (folder / "typed").glob("*.parquet"):
         part.rename(folder / f"typed-{part.name}")
-    both = run_ingest(spark, parquet_settings, DAY)
+    both = ingest_one(spark, parquet_settings, DAY, tmp_path / "events")
     assert both.records_read == 2 * valid.count()
     # every event once: the second copy of each is a duplicate (its timestamp text may differ: `...00.000Z`)
     assert both.events_accepted == result.events_accepted
     assert both.interactions_written == result.interactions_written
 
 
-def test_a_missing_landing_folder_is_a_clear_error(spark, run_settings):
-    with pytest.raises(FileNotFoundError, match="no event files .* for 2026-10-01"):
-        run_ingest(spark, run_settings, date(2026, 10, 1))
+def test_a_missing_landing_folder_fails_the_datasets_validation_saying_why(spark, run_settings):
+    result = ingest_one(spark, run_settings, date(2026, 10, 1))
+    assert not result.success and re.match(
+        r"no event files .* for 2026-10-01 in .*/events/2026-10-01", result.failure_message
+    )
+    (dq,) = table(spark, run_settings, "dq_results").filter(F.col("run_date") == date(2026, 10, 1)).collect()
+    assert (dq.dataset, dq.success, dq.records_read, dq.failure_message) == ("events", False, 0, result.failure_message)
 
 
 def test_an_event_in_two_landing_days_counts_once_whichever_day_is_ingested_first(spark, tmp_path):
@@ -196,9 +210,9 @@ def test_an_event_in_two_landing_days_counts_once_whichever_day_is_ingested_firs
     events = tmp_path / "sample" / "events"
     line = next((events / first_day.isoformat()).glob("*.json*")).read_text().splitlines()[0]
     (events / second_day.isoformat() / "resent.jsonl").write_text(line + "\n")
-    settings = load_settings(home=tmp_path, events_root=str(events), spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
     for day in (second_day, first_day, second_day):  # out of order, then a re-run
-        assert run_ingest(spark, settings, day).success
+        assert ingest_one(spark, settings, day, events).success
 
     event_id = json.loads(line)["_id"]
     accepted = table(spark, settings, "interactions").filter(F.col("event_id") == event_id)
@@ -216,14 +230,12 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     (folder / "upload.jsonl._COPYING_").write_text(line.replace(json.loads(line)["_id"], "in-flight") + "\n")
     (tmp_path / "host-file.jsonl").write_text(line.replace(json.loads(line)["_id"], "host-file") + "\n")
     (folder / "linked.jsonl").symlink_to(tmp_path / "host-file.jsonl")
-    settings = load_settings(
-        home=tmp_path, events_root=str(folder.parent), landing_marker="_SUCCESS", spark_shuffle_partitions=2
-    )
-    with pytest.raises(FileNotFoundError, match="has no _SUCCESS marker yet"):
-        run_ingest(spark, settings, DAY)
+    settings = load_settings(home=tmp_path, landing_marker="_SUCCESS", spark_shuffle_partitions=2)
+    waiting = ingest_one(spark, settings, DAY, f"file://{folder.parent}")  # a file:// URI reads like the folder
+    assert not waiting.success and "has no _SUCCESS marker yet" in waiting.failure_message
 
     (folder / "_SUCCESS").write_text("")
-    result = run_ingest(spark, settings, DAY)
+    result = ingest_one(spark, settings, DAY, f"file://{folder.parent}")
     assert result.success and result.records_read == len(data_file.read_text().splitlines())
     assert result.skipped_files == [
         "linked.jsonl: a symbolic link (only regular files are read)",

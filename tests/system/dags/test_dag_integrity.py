@@ -49,8 +49,10 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     dag = dagbag.dags["offer_ranking"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
-        "wait_for_events": ["ingest"],
-        "ingest": ["validate"],
+        "event_datasets": ["dataset_ingest.ingest_arguments", "dataset_ingest.wait_for_events"],
+        "dataset_ingest.wait_for_events": ["dataset_ingest.ingest"],
+        "dataset_ingest.ingest_arguments": ["dataset_ingest.ingest"],
+        "dataset_ingest.ingest": ["validate"],
         "validate": ["profiles"],
         "profiles": ["aggregate"],
         "aggregate": ["ranking_units"],
@@ -67,16 +69,25 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     # the reports follow publish whatever its outcome, as a leaf of their own: a report failure fails the run,
     # never the publish
     assert dag.get_task("report").trigger_rule == "all_done"
-    assert dag.get_task("wait_for_events").mode == "reschedule"
+    waits, ingest = dag.get_task("dataset_ingest.wait_for_events"), dag.get_task("dataset_ingest.ingest")
+    # one wait and one ingest per event dataset, in a mapped group (ingest i follows wait i only); one that never
+    # lands is skipped and its ingest records it, so the other datasets (and the gate, which reads every dataset's
+    # validation) go on
+    assert waits.get_closest_mapped_task_group() is ingest.get_closest_mapped_task_group() is not None
+    assert waits.mode == "reschedule" and waits.soft_fail is True
+    assert ingest.trigger_rule == dag.get_task("validate").trigger_rule == "all_done"
     # runs do not queue behind one waiting for its events; Spark steps and publishing are serialized across runs
     assert dag.max_active_runs > 1
-    for name in ("ingest", "profiles", "aggregate", "publish"):
+    for name in ("dataset_ingest.ingest", "profiles", "aggregate", "publish"):
         assert dag.get_task(name).max_active_tis_per_dag == 1, name
     # a failed ranking method fails its own task; the others publish, its placements keep their last good lists
     assert dag.get_task("publish").trigger_rule == "all_done_min_one_success"
     assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
-    for name in ("ingest", "profiles", "aggregate"):
+    for name in SPARK_STEPS:
         assert dag.get_task(name)._conn_id == "spark_default"
+
+
+SPARK_STEPS = ("dataset_ingest.ingest", "profiles", "aggregate")
 
 
 def test_spark_submit_gets_offerrank_spark_settings(airflow_env, monkeypatch):
@@ -88,7 +99,7 @@ def test_spark_submit_gets_offerrank_spark_settings(airflow_env, monkeypatch):
     monkeypatch.setenv("OFFERRANK_SPARK_DRIVER_MEMORY", "3g")
     monkeypatch.setenv("OFFERRANK_SPARK_CONF", json.dumps({"spark.executor.memory": "5g"}))
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["offer_ranking"]
-    for name in ("ingest", "profiles", "aggregate"):
+    for name in SPARK_STEPS:
         task = dag.get_task(name)
         hook = SparkSubmitHook(conf=task.conf, conn_id=task._conn_id)
         command = hook._build_spark_submit_command(task.application)
@@ -101,7 +112,12 @@ def test_spark_submit_gets_offerrank_spark_settings(airflow_env, monkeypatch):
 def test_retries_and_timeouts(dagbag, dag_id):
     for task in dagbag.dags[dag_id].tasks:
         assert task.execution_timeout is not None, task.task_id
-        if task.task_id not in ("validate", "ranking_units", "publish"):  # deterministic gates: retrying cannot help
+        if task.task_id not in (
+            "event_datasets",
+            "validate",
+            "ranking_units",
+            "publish",
+        ):  # deterministic gates: retrying cannot help
             assert task.retries >= 2 and task.retry_exponential_backoff, task.task_id
 
 

@@ -66,6 +66,7 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     result = run_dag(env, "2026-11-02")
     assert result["state"] == "success", result
     assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
+    assert result["tasks"]["dataset_ingest.ingest"] == "success"  # the mapped ingest of the one dataset, `events`
     assert rankings_version(home) == (before + 1 if before is not None else 0)
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")))
     assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len(
@@ -88,7 +89,7 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     before = rankings_version(home)
     result = run_dag(env, "2026-11-03")
     assert result["state"] == "failed"
-    assert result["tasks"]["ingest"] == "success" and result["tasks"]["validate"] == "failed"
+    assert result["tasks"]["dataset_ingest.ingest"] == "success" and result["tasks"]["validate"] == "failed"
     assert {result["tasks"][name] for name in ("profiles", "aggregate", "publish", "summary")} == {"upstream_failed"}
     assert result["tasks"]["report"] == "skipped"  # no report of a day that failed validation
     assert rankings_version(home) == before
@@ -101,4 +102,4 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
         r for r in read_rows(DeltaTable(str(home / "warehouse" / "ranking_runs"))) if r["run_date"] == date(2026, 11, 3)
     ]
     assert (refused["status"], refused["ranking_version"]) == ("refused", None)
-    assert refused["reason"] == f"validation of 2026-11-03 did not pass ({dq['failure_message']})"
+    assert refused["reason"] == f"validation of 2026-11-03 did not pass (dataset events: {dq['failure_message']})"

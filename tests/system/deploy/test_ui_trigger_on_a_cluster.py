@@ -106,8 +106,9 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
         run, tasks = api.wait_for_run("offer_ranking", latest_run("manual")["dag_run_id"], 900)
         elapsed = time.monotonic() - started
         still_waiting = client.get(f"/dags/offer_ranking/dagRuns/{scheduled['dag_run_id']}").json()
-        sensor_log = client.get(
+        sensor_log = client.get(  # the wait of the catalog's one dataset: map index 0
             f"/dags/offer_ranking/dagRuns/{scheduled['dag_run_id']}/taskInstances/wait_for_events/logs/1",
+            params={"map_index": 0},
             headers={"Accept": "application/json"},
         ).json()["content"]
     page = signed_in(browser, api, f"/dags/offer_ranking/runs/{run['dag_run_id']}")
@@ -121,7 +122,8 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
     # the scheduled run kept waiting for its day, and its sensor says where and since when
     assert still_waiting["state"] == "running"
     missing_day = cluster_home / "sample" / "events" / scheduled["data_interval_start"][:10]
-    assert any(f"waiting for event files in {missing_day} since" in str(line.get("event")) for line in sensor_log)
+    waiting = f"waiting for event files of dataset events in {missing_day} since"
+    assert any(waiting in str(line.get("event")) for line in sensor_log)
     # the Spark jobs really ran on the cluster: the worker kept a folder per application it ran executors for;
     # ranking and publishing run in Airflow's tasks without Spark
     applications = list((stack.workdir / "spark" / "work").glob("app-*"))
