@@ -38,7 +38,12 @@ class Warehouse:
 
     def require_datasets(self, *tables: Table) -> None:
         """WarehouseOutdated when one of `tables`, written before event datasets existed, has no `dataset` column."""
-        outdated = [t.name for t in tables if self.exists(t) and "dataset" not in self.read(t).columns]
+        from offerrank.warehouse import open_table
+
+        opened = {table.name: open_table(self.settings, table) for table in tables}  # the log only: no Spark job
+        outdated = [
+            name for name, t in opened.items() if t is not None and "dataset" not in t.schema().to_arrow().names
+        ]
         if outdated:
             raise WarehouseOutdated(
                 f"{', '.join(outdated)} predate event datasets (no `dataset` column): run `offerrank upgrade "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
 
 import pytest
+import yaml
 from deltalake import DeltaTable
 
 from offerrank.catalog import load_catalog
@@ -25,7 +27,8 @@ import json, sys
 from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder=sys.argv[1]).dags["offer_ranking"]
 run = dag.test(run_conf={"run_date": sys.argv[2]})
-tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+tasks = {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+         for ti in run.get_task_instances()}
 print(json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks}))
 """
 
@@ -36,6 +39,12 @@ def airflow_home(spark, airflow_env, tmp_path_factory):
     generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
     generate(home / "bad", date(2026, 11, 3), days=1, seed=9, events_per_day=3_000, fault_rate=0.5)
     (home / "bad" / "events" / "2026-11-03").rename(home / "sample" / "events" / "2026-11-03")
+    # a second event dataset, `partner`, with the same days, that `auto-email` learns from: one wait and ingest each
+    shutil.copytree(home / "sample" / "events", home / "sample" / "partner")
+    data = yaml.safe_load((home / "sample" / "catalog.yaml").read_text())
+    data["datasets"].append({"name": "partner", "path": "partner"})
+    next(m for m in data["ai_models"] if m["name"] == "auto-email")["datasets"] = ["partner"]
+    (home / "sample" / "catalog.yaml").write_text(yaml.safe_dump(data))
     settings = load_settings(home=home)
     Registry(spark, settings).commit(
         load_catalog(home / "sample" / "catalog.yaml"), __import__("datetime").datetime(2026, 11, 24)
@@ -66,7 +75,8 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     result = run_dag(env, "2026-11-02")
     assert result["state"] == "success", result
     assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
-    assert result["tasks"]["dataset_ingest.ingest"] == "success"  # the mapped ingest of the one dataset, `events`
+    ingests = {name: state for name, state in result["tasks"].items() if name.startswith("dataset_ingest.ingest[")}
+    assert ingests == {"dataset_ingest.ingest[0]": "success", "dataset_ingest.ingest[1]": "success"}  # per dataset
     assert rankings_version(home) == (before + 1 if before is not None else 0)
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")))
     assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len(
@@ -89,17 +99,24 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     before = rankings_version(home)
     result = run_dag(env, "2026-11-03")
     assert result["state"] == "failed"
-    assert result["tasks"]["dataset_ingest.ingest"] == "success" and result["tasks"]["validate"] == "failed"
+    assert result["tasks"]["dataset_ingest.ingest[0]"] == result["tasks"]["dataset_ingest.ingest[1]"] == "success"
+    assert result["tasks"]["validate"] == "failed"
     assert {result["tasks"][name] for name in ("profiles", "aggregate", "publish", "summary")} == {"upstream_failed"}
     assert result["tasks"]["report"] == "skipped"  # no report of a day that failed validation
     assert rankings_version(home) == before
-    (dq,) = [
-        r for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results"))) if r["run_date"] == date(2026, 11, 3)
-    ]
-    assert not dq["success"] and "quarantined" in dq["failure_message"]
+    dq = {
+        r["dataset"]: r
+        for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results")))
+        if r["run_date"] == date(2026, 11, 3)
+    }
+    assert sorted(dq) == ["events", "partner"]
+    assert not any(r["success"] for r in dq.values()) and "quarantined" in dq["events"]["failure_message"]
     # the chain's gate recorded the day as a refused publish, as `offerrank run` does
     (refused,) = [
         r for r in read_rows(DeltaTable(str(home / "warehouse" / "ranking_runs"))) if r["run_date"] == date(2026, 11, 3)
     ]
     assert (refused["status"], refused["ranking_version"]) == ("refused", None)
-    assert refused["reason"] == f"validation of 2026-11-03 did not pass (dataset events: {dq['failure_message']})"
+    assert refused["reason"] == (
+        f"validation of 2026-11-03 did not pass (dataset events: {dq['events']['failure_message']}; "
+        f"dataset partner: {dq['partner']['failure_message']})"
+    )

@@ -107,7 +107,8 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
         elapsed = time.monotonic() - started
         still_waiting = client.get(f"/dags/offer_ranking/dagRuns/{scheduled['dag_run_id']}").json()
         sensor_log = client.get(  # the wait of the catalog's one dataset: map index 0
-            f"/dags/offer_ranking/dagRuns/{scheduled['dag_run_id']}/taskInstances/wait_for_events/logs/1",
+            f"/dags/offer_ranking/dagRuns/{scheduled['dag_run_id']}/taskInstances/"
+            "dataset_ingest.wait_for_events/logs/1",
             params={"map_index": 0},
             headers={"Accept": "application/json"},
         ).json()["content"]
