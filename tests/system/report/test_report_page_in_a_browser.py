@@ -43,7 +43,7 @@ def learning_model_facts(seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     columns = ["event_date", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
     rate_columns = ["as_of_date", "model_name", "offer_id", "placement_id", "channel", "segment", "alpha", "beta"]
     return (
-        pd.DataFrame(stats, columns=[*columns, "impressions", "conversions"]),
+        pd.DataFrame(stats, columns=[*columns, "impressions", "conversions"]).assign(dataset="events"),
         pd.DataFrame(rates, columns=[*rate_columns, "cold_start"]),
     )
 
