@@ -595,22 +595,18 @@ def chosen_datasets(
     spark: SparkSession, settings: Settings, names: list[str] | None, events: str | None = None
 ) -> list[Dataset] | None:
     """The registry's datasets named (None: all); `events` overrides the landing root of the one named. An unknown
-    name is a FileNotFoundError naming the known ones."""
+    name is a CatalogError naming the known ones."""
     from offerrank.registry import Registry
 
     if not names:
         if events:
             raise FileNotFoundError("--events needs the --dataset it is the landing root of")
         return None
-    known = {dataset.name: dataset for dataset in Registry(spark, settings).catalog().datasets}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise FileNotFoundError(
-            f"no event dataset {unknown[0]!r} in the registry's catalog (known: {', '.join(sorted(known)) or 'none'})"
-        )
     if events and len(names) > 1:
         raise FileNotFoundError("--events is the landing root of one dataset: name only one --dataset")
-    return [known[name].model_copy(update={"path": events}) if events else known[name] for name in names]
+    catalog = Registry(spark, settings).catalog()
+    chosen = [catalog.dataset(name, "the registry's catalog") for name in names]
+    return [dataset.model_copy(update={"path": events}) for dataset in chosen] if events else chosen
 
 
 if __name__ == "__main__":

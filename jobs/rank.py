@@ -189,13 +189,31 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
     return len(staged)
 
 
-def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str, units: list[str] | None = None) -> str:
-    """Stage the lists of every ranking method in use (or of `units`); a line for the run summary. A method that
-    fails is confined to its own placements: the others are staged, and publish keeps its last good lists."""
-    outcomes = []
-    for unit in units if units is not None else [method.unit for method in catalog.ranking_methods()]:
+def held_back(settings: Settings, catalog: Catalog, run_date: date) -> dict[str, str]:
+    """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation, and why."""
+    from offerrank.nightly import day_validation
+
+    return day_validation(settings, catalog, run_date).held_back(catalog)
+
+
+def stage_or_hold(
+    settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str, held: dict[str, str]
+) -> str:
+    """Stage ranking method `unit`'s lists, unless it is `held` back (nothing staged: publish keeps its last good
+    lists); a line for the run summary. RankingFailed when the method cannot rank."""
+    if unit in held:
+        return f"{unit}: held back, {held[unit]}; its placements keep their last good lists"
+    return f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers"
+
+
+def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str) -> str:
+    """Stage the lists of every ranking method in use; a line for the run summary. A method that
+    fails, or is held back by its model's dataset, is confined to its own placements: the others are staged, and
+    publish keeps its last good lists."""
+    held, outcomes = held_back(settings, catalog, run_date), []
+    for unit in [method.unit for method in catalog.ranking_methods()]:
         try:
-            outcomes.append(f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers")
+            outcomes.append(stage_or_hold(settings, catalog, run_date, run_id, unit, held))
         except RankingFailed as failed:
             outcomes.append(f"{unit} FAILED: {failed}")
     return ", ".join(outcomes)

@@ -423,6 +423,14 @@ class Catalog(_Entity):
                 problems.append(f"formula {assignment.method.ref!r} fails for offer {offer.id}: {error}")
         return problems
 
+    def dataset(self, name: str, source: str = "the catalog") -> Dataset:
+        """The event dataset `name`; CatalogError naming the known ones (`source`: where the catalog came from)."""
+        found = self.get("datasets", name)
+        if found is None:
+            known = ", ".join(sorted(dataset.name for dataset in self.datasets)) or "none"
+            raise CatalogError(f"no event dataset {name!r} in {source} (known: {known})")
+        return found
+
     def eligible_offers(self, assignment: DecisionPlacement) -> list[Offer]:
         """The offers a decision placement may rank: its explicit ids, or those matching its filter."""
         if assignment.eligible_offers:

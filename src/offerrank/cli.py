@@ -460,13 +460,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.catalog import CatalogError
     from offerrank.storage import Warehouse
 
     registry = _registry(settings)
-    known = [dataset.name for dataset in registry.catalog().datasets]
-    if args.dataset not in known:
-        raise CatalogError(f"no event dataset {args.dataset!r} in the registry's catalog (known: {', '.join(known)})")
+    registry.catalog().dataset(args.dataset, "the registry's catalog")
     updated = Warehouse(registry.spark, settings).adopt_dataset(args.dataset)
     for table, rows in updated.items():
         print(f"{table}: {rows:,} rows without a dataset now in {args.dataset}")

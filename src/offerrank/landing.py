@@ -57,14 +57,13 @@ def scan(folder: str | Path) -> LandingFolder:
     """The data files of `folder` (none when it does not exist)."""
     folder = str(folder)
     found = LandingFolder(folder)
-    for name, kind, why in _object_entries(folder) if _in_store(folder) else _local_entries(_local(folder)):
+    in_store = _in_store(folder)
+    for name, kind, why in _object_entries(folder) if in_store else _local_entries(_local(folder)):
         if why:
             if not name.startswith("_"):  # markers and Spark's _-files are expected, not worth a line
                 found.skipped.append(f"{name}: {why}")
         else:
-            found.files[kind].append(
-                f"{folder.rstrip('/')}/{name}" if _in_store(folder) else str(_local(folder) / name)
-            )
+            found.files[kind].append(f"{folder.rstrip('/')}/{name}" if in_store else str(_local(folder) / name))
     return found
 
 
@@ -84,11 +83,7 @@ def _object_entries(folder: str):
     """(name, format, why skipped) of an object-store folder's entries, by name."""
     from pyarrow import fs
 
-    from offerrank.warehouse import filesystem
-
-    files, path = filesystem(folder)
-    infos = files.get_file_info(fs.FileSelector(path, allow_not_found=True))
-    for info in sorted(infos, key=lambda info: info.base_name):
+    for info in _store_listing(folder):
         kind = file_format(info.base_name)
         if kind is None or info.type != fs.FileType.File:
             yield info.base_name, None, "not a data file name (*.json, *.jsonl[.gz], *.parquet)"
@@ -117,12 +112,18 @@ def date_folders(root: str) -> list[str]:
         return [str(path) for path in sorted(_local(root).glob("*/"))]
     from pyarrow import fs
 
+    folders = [info.base_name for info in _store_listing(root) if info.type == fs.FileType.Directory]
+    return [f"{root.rstrip('/')}/{name}" for name in folders]
+
+
+def _store_listing(folder: str) -> list:
+    """pyarrow's file infos of an object-store folder's entries, by name (none when it does not exist)."""
+    from pyarrow import fs
+
     from offerrank.warehouse import filesystem
 
-    files, path = filesystem(root)
-    infos = files.get_file_info(fs.FileSelector(path, allow_not_found=True))
-    folders = sorted(info.base_name for info in infos if info.type == fs.FileType.Directory)
-    return [f"{root.rstrip('/')}/{name}" for name in folders]
+    files, path = filesystem(folder)
+    return sorted(files.get_file_info(fs.FileSelector(path, allow_not_found=True)), key=lambda info: info.base_name)
 
 
 def open_file(location: str) -> BinaryIO:

@@ -178,9 +178,7 @@ def run_day(
             return f"REJECTED: {rejected}"
 
     def rank_step() -> str:  # a method that fails or is held back keeps its last good lists
-        held = day_validation(settings, catalog, run_date).held_back(catalog)
-        units = [method.unit for method in catalog.ranking_methods() if method.unit not in held]
-        return rank.run(settings, catalog, run_date, run_id, units)
+        return rank.run(settings, catalog, run_date, run_id)
 
     def publish_step() -> str:
         try:

@@ -69,10 +69,7 @@ def ingest_arguments(dataset: str, run_date: date, run_id: str) -> list[str]:
 def _landing_folder(run_date: date, dataset: str, settings: Settings) -> str:
     from offerrank.landing import landing_folder
 
-    found = registry_catalog(settings).get("datasets", dataset)
-    if found is None:
-        raise RunRefused(f"no event dataset {dataset!r} in the registry's catalog")
-    return landing_folder(found.path, run_date)
+    return landing_folder(registry_catalog(settings).dataset(dataset, "the registry's catalog").path, run_date)
 
 
 def events_landed(run_date: date, dataset: str, settings: Settings | None = None) -> bool:
@@ -138,18 +135,15 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
 
 
 def stage_ranking(run_date: date, run_id: str, unit: str, settings: Settings | None = None) -> str:
-    """Stage ranking method `unit`'s lists of the run, unless its model's dataset did not pass validation (held
-    back: nothing staged, and it says why); RunRefused when the method cannot rank. The placements of a method
-    held back or refused keep their last good lists at publish."""
-    from offerrank.jobs.rank import RankingFailed, stage_unit
+    """Stage ranking method `unit`'s lists of the run (or say it is held back, see `rank.stage_or_hold`);
+    RunRefused when the method cannot rank. The placements of a method held back or refused keep their last good
+    lists at publish."""
+    from offerrank.jobs.rank import RankingFailed, held_back, stage_or_hold
 
     settings = settings or load_settings()
     catalog = registry_catalog(settings)
-    held = day_validation(settings, catalog, run_date).held_back(catalog)
-    if unit in held:
-        return f"{unit}: held back, {held[unit]}; its placements keep their last good lists"
     try:
-        return f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers"
+        return stage_or_hold(settings, catalog, run_date, run_id, unit, held_back(settings, catalog, run_date))
     except RankingFailed as failed:
         raise RunRefused(f"{unit} failed: {failed}; its placements keep their last good lists") from None
 
