@@ -437,7 +437,7 @@ def ingest_dataset(
     spark: SparkSession, settings: Settings, ingested: DatasetDay, root: str, known_offers: list[str] | None
 ) -> IngestResult:
     """Ingest and validate one dataset's landing folder under `root`: read, label, validate, write (see the module
-    docstring); FileNotFoundError when the folder has no events (or lacks its completeness marker)."""
+    docstring); NotLanded when the folder has no events (or lacks its completeness marker)."""
     warehouse = Warehouse(spark, settings)
     record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
     dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
