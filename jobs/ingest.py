@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from offerrank.catalog import Dataset
-from offerrank.landing import LandingFolder, landed, landing_folder, open_file, scan
+from offerrank.landing import LandingFolder, damaged, landed, landing_folder, open_file, scan
 from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -34,6 +35,7 @@ from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
 from offerrank.xdm import parse_records, record_hash, to_interactions
 
+DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
 RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
 
@@ -62,16 +64,19 @@ class IngestResult:
     data_docs: str
     expectations: list[ExpectationOutcome] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # what the landing folder held besides data files, and why
+    damaged_files: list[str] = field(default_factory=list)  # data files quarantined whole, and why
 
     def summary(self) -> str:
         reasons = ", ".join(f"{code} {count:,}" for code, count in sorted(self.quarantined_by_reason.items())) or "none"
         verdict = "passed" if self.success else f"FAILED: {self.failure_message}"
         skipped = f"; skipped files: {', '.join(self.skipped_files)}" if self.skipped_files else ""
+        damaged = f"; damaged files, quarantined whole: {', '.join(self.damaged_files)}" if self.damaged_files else ""
         return (
             f"ingest {self.dataset} {self.run_date}: {self.records_read:,} records read = "
             f"{self.events_accepted:,} accepted + {self.exact_duplicates:,} exact duplicates + "
             f"{self.quarantined:,} quarantined ({reasons}); "
-            f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}{skipped}"
+            f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}"
+            f"{skipped}{damaged}"
         )
 
 
@@ -140,10 +145,9 @@ def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
                 F.to_json(F.struct(*[F.col(c) for c in parquet.columns])).alias("raw"),
             )
         )
-    records = frames[0]
-    for frame in frames[1:]:
-        records = records.unionByName(frame)
-    return records
+    if not frames:  # every data file of the day was damaged
+        return spark.createDataFrame([], "source_file string, raw string")
+    return reduce(DataFrame.unionByName, frames)
 
 
 # --- pure transformations -----------------------------------------------------------------------------------
@@ -191,6 +195,19 @@ def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, 
         reason_sentences(reasons).alias("reasons"),
         "raw",
     )
+
+
+def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_date: date, run_id: str) -> DataFrame:
+    """One quarantine row per damaged data file (`damaged_file`, no event id nor text: none of it was read)."""
+    rows = [
+        (run_date, run_id, path, None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
+        for path, why in sorted(damaged_files.items())
+    ]
+    schema = (
+        "run_date date, run_id string, source_file string, event_id string, reason_codes array<string>, "
+        "reasons string, raw string"
+    )
+    return spark.createDataFrame(rows, schema)
 
 
 def day_summary(
@@ -409,8 +426,16 @@ def validate_day(
     return outcomes, _failure_message(dataset_suite, outcomes, summary, parameters)
 
 
-def write_day(warehouse: Warehouse, record_suite: dict, ingested: DatasetDay, day: LabelledDay, success: bool) -> int:
-    """Write the day's raw records, quarantine and (when it passed) interactions; returns interactions written."""
+def write_day(
+    warehouse: Warehouse,
+    record_suite: dict,
+    ingested: DatasetDay,
+    day: LabelledDay,
+    damaged_files: dict[str, str],
+    success: bool,
+) -> int:
+    """Write the day's raw records, quarantine (with a row per damaged file) and, when it passed, interactions;
+    returns interactions written."""
     run_date, run_id = ingested.run_date, ingested.run_id
     # Counted before the writes: writing `interactions` invalidates the cached frames that read it (the cross-day
     # event ids), and counting after it would recompute the whole day from its files.
@@ -426,7 +451,10 @@ def write_day(warehouse: Warehouse, record_suite: dict, ingested: DatasetDay, da
     warehouse.replace_where(raw, EVENTS_RAW, ingested.rows("landing_date"))
     quarantined = with_raw_text(day.labelled.filter(F.col("outcome") == "quarantined"), day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
-    quarantine = to_quarantine(quarantined, reasons, run_date, run_id).withColumn("dataset", F.lit(ingested.dataset))
+    quarantine = to_quarantine(quarantined, reasons, run_date, run_id).unionByName(
+        damaged_quarantine(warehouse.spark, damaged_files, run_date, run_id)
+    )
+    quarantine = quarantine.withColumn("dataset", F.lit(ingested.dataset))
     warehouse.replace_where(quarantine, QUARANTINE, ingested.rows("run_date"))
     interactions = day.interactions if success else day.interactions.limit(0)
     warehouse.replace_where(interactions, INTERACTIONS, ingested.rows("landing_date"))
@@ -444,24 +472,27 @@ def ingest_dataset(
     quality = DataQualityRun(settings.dq_docs_dir)
 
     landing = landing_files(root, ingested.run_date, settings.landing_marker)
-    records = read_records(spark, landing.files)
+    damaged_files = damaged(landing.files)
+    records = read_records(spark, landing.without(set(damaged_files)))
     day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
     dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day)
-    interactions_written = write_day(warehouse, record_suite, ingested, day, success=failure is None)
+    interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
     day.release()
+    quarantined_by_reason = {**day.by_reason, DAMAGED_FILE: len(damaged_files)} if damaged_files else day.by_reason
 
     result = IngestResult(
         dataset=ingested.dataset,
         run_date=ingested.run_date,
         run_id=ingested.run_id,
         blank_lines=day.blank_lines,
-        quarantined_by_reason=day.by_reason,
+        quarantined_by_reason=quarantined_by_reason,
         interactions_written=interactions_written,
         success=failure is None,
         failure_message=failure,
         data_docs=quality.index_page,
         expectations=day.record_outcomes + dataset_outcomes,
         skipped_files=landing.skipped,
+        damaged_files=[f"{path.rsplit('/', 1)[-1]}: {why}" for path, why in sorted(damaged_files.items())],
         **day.counts,
     )
     write_result(spark, settings, result)

@@ -7,11 +7,16 @@ named `*.json`, `*.jsonl` (optionally `.gz`) or `*.parquet`. Anything else in th
 never read: hidden or underscore names (`.events.jsonl.Xy12`, a `_SUCCESS` marker), the temporary names of uploads
 in progress (`a.jsonl_.gstmp`, `b.jsonl._COPYING_`), and, in a local folder, symbolic links (a link could copy any
 file of the host into the warehouse). With a completeness marker set (`OFFERRANK_LANDING_MARKER`, e.g.
-`_SUCCESS`), a folder counts as landed only once the marker is there.
+`_SUCCESS`), a folder counts as landed only once the marker is there. A data file that cannot be read whole (a
+gzip stream cut short, a Parquet file without its footer) is *damaged*: ingest quarantines the file, saying why, and
+reads the others.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,6 +36,10 @@ class LandingFolder:
     @property
     def empty(self) -> bool:
         return not any(self.files.values())
+
+    def without(self, paths: set[str]) -> dict[str, list[str]]:
+        """The data files by format, leaving out `paths`."""
+        return {kind: [path for path in files if path not in paths] for kind, files in self.files.items()}
 
 
 def landing_folder(root: str, day: date) -> str:
@@ -134,3 +143,36 @@ def open_file(location: str) -> BinaryIO:
 
     files, path = filesystem(location)
     return files.open_input_file(path)
+
+
+def damaged(files: dict[str, list[str]]) -> dict[str, str]:
+    """The data files that cannot be read whole, and why: a gzip stream that is cut short or corrupt (checked by
+    decompressing it, several files at a time: zlib works outside the GIL), a Parquet file whose footer cannot be
+    read (the footer is written last, so an upload cut short has none)."""
+    checks = [(path, _gzip_damage) for path in files.get("json", []) if path.endswith(".gz")]
+    checks += [(path, _parquet_damage) for path in files.get("parquet", [])]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        found = pool.map(lambda check: (check[0], check[1](check[0])), checks)
+        return {path: why for path, why in found if why}
+
+
+def _gzip_damage(location: str) -> str | None:
+    try:
+        with open_file(location) as handle, gzip.GzipFile(fileobj=handle) as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as error:
+        return f"not a whole gzip stream ({error})"
+    return None
+
+
+def _parquet_damage(location: str) -> str | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with open_file(location) as handle:
+            pq.read_metadata(handle)
+    except (pa.ArrowException, OSError) as error:
+        return f"not a readable Parquet file ({error})"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import re
 from collections import Counter
@@ -244,3 +245,29 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     assert "skipped files: linked.jsonl: a symbolic link" in result.summary()
     raw_ids = {row.raw for row in table(spark, settings, "events_raw").collect()}
     assert not any("in-flight" in raw or "host-file" in raw for raw in raw_ids)
+
+
+def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_read(spark, tmp_path):
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    folder = tmp_path / "sample" / "events" / DAY.isoformat()
+    (data_file,) = folder.glob("*.json*")
+    lines = data_file.read_text().splitlines()
+    whole_gzip = gzip.compress(("\n".join(lines[:50]) + "\n").encode())
+    (folder / "cut.jsonl.gz").write_bytes(whole_gzip[: len(whole_gzip) // 2])
+    spark.createDataFrame([(1,)], "n int").coalesce(1).write.parquet(str(tmp_path / "export"))
+    (part,) = (tmp_path / "export").glob("*.parquet")
+    (folder / "cut.parquet").write_bytes(part.read_bytes()[:20])
+    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+
+    result = ingest_one(spark, settings, DAY, folder.parent)
+    assert result.success and result.records_read == len(lines)
+    assert result.quarantined_by_reason["damaged_file"] == 2
+    assert [name.split(":")[0] for name in result.damaged_files] == ["cut.jsonl.gz", "cut.parquet"]
+    assert "damaged files, quarantined whole: cut.jsonl.gz: not a whole gzip stream" in result.summary()
+    damaged = table(spark, settings, "quarantine").filter(F.array_contains("reason_codes", "damaged_file"))
+    rows = sorted(damaged.collect(), key=lambda row: row.source_file)
+    assert [Path(row.source_file).name for row in rows] == ["cut.jsonl.gz", "cut.parquet"]
+    assert rows[0].reasons.startswith("the file could not be read whole: not a whole gzip stream")
+    assert "not a readable Parquet file" in rows[1].reasons and rows[1].dataset == "events"
+    (dq,) = table(spark, settings, "dq_results").collect()
+    assert dq.quarantined_by_reason["damaged_file"] == 2
