@@ -7,7 +7,8 @@ Writes, under the warehouse root, replacing only that date's rows of that datase
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
   quarantine    every rejected record, its reason codes and a sentence          (partition: run_date)
   interactions  one row per (event, proposition, item) of accepted impressions and conversions
-                (partition: landing_date; emptied for the dataset and date when its validation fails)
+                (partition: landing_date; written only when the dataset's day passes validation: a failing re-run
+                keeps what an earlier passing run accepted, saying so, unless --replace-accepted)
   dq_results    one row per run date and dataset: counts, each expectation's outcome, success
 A dataset that fails validation, or whose folder has no events, does not stop the others. GX data docs go to
 `<dq_docs_dir>` (one validation per suite, dataset and date). Run: `offerrank ingest --date YYYY-MM-DD [--dataset
@@ -456,16 +457,41 @@ def write_day(
     )
     quarantine = quarantine.withColumn("dataset", F.lit(ingested.dataset))
     warehouse.replace_where(quarantine, QUARANTINE, ingested.rows("run_date"))
-    interactions = day.interactions if success else day.interactions.limit(0)
-    warehouse.replace_where(interactions, INTERACTIONS, ingested.rows("landing_date"))
+    if success:
+        warehouse.replace_where(day.interactions, INTERACTIONS, ingested.rows("landing_date"))
     return written
 
 
+def settle_failed_day(warehouse: Warehouse, ingested: DatasetDay, replace_accepted: bool) -> str | None:
+    """After a failing run: the interactions an earlier passing run accepted for the dataset's date (only a run
+    that passes writes any) are kept, and the note returned says so, unless `replace_accepted` removes them."""
+    interactions = warehouse.read(INTERACTIONS)
+    if interactions is None:
+        return None
+    of_the_day = (F.col("landing_date") == F.lit(ingested.run_date)) & (F.col("dataset") == F.lit(ingested.dataset))
+    accepted = interactions.filter(of_the_day).count()
+    if not accepted:
+        return None
+    if replace_accepted:
+        warehouse.replace_where(interactions.limit(0), INTERACTIONS, ingested.rows("landing_date"))
+        return None
+    return (
+        f"kept the {accepted:,} interactions an earlier run that passed accepted for {ingested.run_date}: `offerrank "
+        f"ingest --date {ingested.run_date} --dataset {ingested.dataset} --replace-accepted` removes them"
+    )
+
+
 def ingest_dataset(
-    spark: SparkSession, settings: Settings, ingested: DatasetDay, root: str, known_offers: list[str] | None
+    spark: SparkSession,
+    settings: Settings,
+    ingested: DatasetDay,
+    root: str,
+    known_offers: list[str] | None,
+    replace_accepted: bool = False,
 ) -> IngestResult:
     """Ingest and validate one dataset's landing folder under `root`: read, label, validate, write (see the module
-    docstring); NotLanded when the folder has no events (or lacks its completeness marker)."""
+    docstring); NotLanded when the folder has no events (or lacks its completeness marker). A failing run keeps
+    the interactions an earlier passing run accepted for the date, saying so, unless `replace_accepted`."""
     warehouse = Warehouse(spark, settings)
     record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
     dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
@@ -478,6 +504,8 @@ def ingest_dataset(
     dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day)
     interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
     day.release()
+    if failure is not None and (kept := settle_failed_day(warehouse, ingested, replace_accepted)):
+        failure = f"{failure}; {kept}"
     quarantined_by_reason = {**day.by_reason, DAMAGED_FILE: len(damaged_files)} if damaged_files else day.by_reason
 
     result = IngestResult(
@@ -499,9 +527,13 @@ def ingest_dataset(
     return result
 
 
-def not_landed(spark: SparkSession, settings: Settings, ingested: DatasetDay, reason: str) -> IngestResult:
-    """A dataset whose landing folder has no events: it fails validation, saying why, and has no interactions of
-    the date (an earlier run's are removed)."""
+def not_landed(
+    spark: SparkSession, settings: Settings, ingested: DatasetDay, reason: str, replace_accepted: bool = False
+) -> IngestResult:
+    """A dataset whose landing folder has no events: it fails validation, saying why; the interactions an earlier
+    passing run accepted for the date are kept, saying so, unless `replace_accepted`."""
+    if kept := settle_failed_day(Warehouse(spark, settings), ingested, replace_accepted):
+        reason = f"{reason}; {kept}"
     counts = dict.fromkeys(
         ("records_read", "blank_lines", "events_accepted", "exact_duplicates", "quarantined", "interactions_written"), 0
     )
@@ -515,10 +547,6 @@ def not_landed(spark: SparkSession, settings: Settings, ingested: DatasetDay, re
         data_docs="",
         **counts,
     )
-    warehouse = Warehouse(spark, settings)
-    interactions = warehouse.read(INTERACTIONS)
-    if interactions is not None:
-        warehouse.replace_where(interactions.limit(0), INTERACTIONS, ingested.rows("landing_date"))
     write_result(spark, settings, result)
     return result
 
@@ -535,25 +563,29 @@ def run(
     run_date: date,
     run_id: str | None = None,
     datasets: list[Dataset] | None = None,
+    replace_accepted: bool = False,
 ) -> IngestRun:
     """Ingest `run_date` of every event dataset of the registry's catalog (or of `datasets`), each on its own: a
-    dataset whose folder has no events is recorded as failing validation, and the others go on."""
+    dataset whose folder has no events is recorded as failing validation, and the others go on. Offers are judged
+    against every catalog version current since the start of the date's lateness window, so the events of an offer
+    deleted since are not quarantined. A dataset that fails keeps the interactions an earlier passing run accepted
+    for the date unless `replace_accepted`."""
     from offerrank.registry import Registry
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
-    catalog = Registry(spark, settings).catalog()
-    datasets = list(catalog.datasets) if datasets is None else datasets
+    registry = Registry(spark, settings)
+    datasets = list(registry.catalog().datasets) if datasets is None else datasets
     if not datasets:
         raise FileNotFoundError("the registry's catalog has no event dataset: `offerrank apply -f catalog.yaml` first")
-    known_offers = [offer.id for offer in catalog.offers] or None
+    known_offers = registry.offer_ids_since(record_parameters(settings, run_date)["earliest_event_ts"])
     Warehouse(spark, settings).require_datasets(INTERACTIONS, DQ_RESULTS)
     results = []
     for dataset in datasets:
         ingested = DatasetDay(dataset.name, run_date, run_id)
         try:
-            results.append(ingest_dataset(spark, settings, ingested, dataset.path, known_offers))
+            results.append(ingest_dataset(spark, settings, ingested, dataset.path, known_offers, replace_accepted))
         except NotLanded as missing:
-            results.append(not_landed(spark, settings, ingested, str(missing)))
+            results.append(not_landed(spark, settings, ingested, str(missing), replace_accepted))
     return IngestRun(results)
 
 
@@ -607,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", action="append", dest="datasets", help="a catalog dataset (default: all)")
     parser.add_argument("--events", help="landing root of the one dataset named (default: its catalog path)")
     parser.add_argument("--run-id")
+    parser.add_argument("--replace-accepted", action="store_true", help="as `offerrank ingest --replace-accepted`")
     parser.add_argument(
         "--nightly",
         action="store_true",
@@ -617,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     spark = build_spark(settings, "offerrank-ingest")
     datasets = chosen_datasets(spark, settings, args.datasets, args.events)
-    result = run(spark, settings, args.date, args.run_id, datasets)
+    result = run(spark, settings, args.date, args.run_id, datasets, args.replace_accepted)
     print(result.summary())
     return 0 if result.success or args.nightly else 1
 

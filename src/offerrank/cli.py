@@ -53,7 +53,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     for offset in range((last - args.date).days + 1):
         run_date = args.date + timedelta(days=offset)
-        result = ingest.run(spark, settings, run_date, args.run_id, datasets)
+        result = ingest.run(spark, settings, run_date, args.run_id, datasets, args.replace_accepted)
         print(result.summary(), flush=True)
         failed += not result.success
     return 1 if failed else 0
@@ -607,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--events", help="the landing root of the one --dataset named (default: its catalog path)")
     ingest.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
+    ingest.add_argument(
+        "--replace-accepted",
+        action="store_true",
+        help="when a dataset's day fails validation, also remove the interactions an earlier passing run accepted "
+        "for it (by default they are kept, and the failure says so)",
+    )
     ingest.set_defaults(handler=cmd_ingest)
 
     lookup = commands.add_parser("lookup", help="ranked offers for a placement on a channel, as a channel sees them")

@@ -112,14 +112,27 @@ class Registry:
         """The registry versions whose files are all still there (VACUUM removes older ones)."""
         return [entry["version"] for entry in self._versions() if entry["rows"] is not None]
 
-    def _versions(self) -> list[dict]:
-        """Every version in the registry's log, oldest first: version, timestamp, operation, and its rows (None when
-        VACUUM removed its files)."""
+    def offer_ids_since(self, start: datetime) -> list[str] | None:
+        """The ids of every offer of the catalog versions current at some time from `start` on (the one current at
+        `start` and every later one), so that an event of that time may name an offer deleted since; None before
+        any catalog has offers."""
+        ids = {
+            r["id"] for version in self._versions(since=start) for r in version["rows"] or [] if r["kind"] == "offers"
+        }
+        return sorted(ids) or None
+
+    def _versions(self, since: datetime | None = None) -> list[dict]:
+        """Every version in the registry's log (or from the one current at `since` on), oldest first: version,
+        timestamp, operation, and its rows (None when VACUUM removed its files)."""
         table = open_table(self.settings, REGISTRY)
         if table is None:
             return []
+        commits = sorted(table.history(), key=lambda c: c["version"])
+        if since is not None:
+            current_at = [i for i, c in enumerate(commits) if c["timestamp"] <= since.timestamp() * 1000]
+            commits = commits[current_at[-1] if current_at else 0 :]
         versions = []
-        for commit in sorted(table.history(), key=lambda c: c["version"]):
+        for commit in commits:
             try:
                 rows = read_rows(open_table(self.settings, REGISTRY, commit["version"]), ["kind", "id", "spec"])
             except UNREADABLE:

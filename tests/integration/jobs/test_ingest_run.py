@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Dataset, load_catalog
@@ -155,23 +156,30 @@ def test_rerunning_a_date_gives_identical_tables(spark, run_settings, first_run)
     assert snapshot(spark, run_settings) == before
 
 
-def test_a_day_failing_dataset_validation_exits_non_zero_and_publishes_no_interactions(
+def test_a_failing_rerun_keeps_what_a_passing_run_accepted_unless_told_to_replace_it(
     spark, run_settings, first_run, capsys
 ):
+    def interactions_of_the_day():
+        return table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count()
+
     strict = run_settings.model_copy(update={"max_quarantine_share": 0.001})
     failed = ingest_one(spark, strict, DAY, run_id="strict")
-    assert not failed.success
+    assert not failed.success and failed.interactions_written == 0
     assert "of records quarantined, more than the allowed 0.10%" in failed.failure_message
-    assert table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count() == 0
+    assert f"kept the {first_run.interactions_written:,} interactions an earlier run that passed accepted" in (
+        failed.failure_message
+    )
+    assert interactions_of_the_day() == first_run.interactions_written
     (dq,) = table(spark, run_settings, "dq_results").collect()
     assert (dq.success, dq.run_id) == (False, "strict")
 
+    (replaced,) = run_ingest(spark, strict, DAY, "strict", replace_accepted=True).results
+    assert not replaced.success and "kept the" not in replaced.failure_message
+    assert interactions_of_the_day() == 0
+
     code = cli_main(["--home", str(run_settings.home), "ingest", "--date", "2026-11-01", "--dataset", "events"])
     assert code == 0 and "ingest events 2026-11-01: " in (out := capsys.readouterr().out) and "validation passed" in out
-    assert (
-        table(spark, run_settings, "interactions").filter(F.col("landing_date") == DAY).count()
-        == first_run.interactions_written
-    )
+    assert interactions_of_the_day() == first_run.interactions_written
 
 
 def test_parquet_landing_files_give_the_same_outcome(spark, run_settings, first_run, landing, tmp_path):
@@ -271,3 +279,33 @@ def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_
     assert "not a readable Parquet file" in rows[1].reasons and rows[1].dataset == "events"
     (dq,) = table(spark, settings, "dq_results").collect()
     assert dq.quarantined_by_reason["damaged_file"] == 2
+
+
+def test_the_events_of_an_offer_deleted_since_are_accepted(spark, tmp_path):
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    (data_file,) = (tmp_path / "sample" / "events" / DAY.isoformat()).glob("*.json*")
+    events_naming = Counter(  # offer id -> events that name it
+        offer
+        for event in map(json.loads, data_file.read_text().splitlines())
+        for offer in {i["id"] for p in event["_experience"]["decisioning"]["propositions"] for i in p["items"]}
+    )
+    spec = yaml.safe_load((tmp_path / "sample" / "catalog.yaml").read_text())
+    fallbacks = {a.get("fallback_offer") for decision in spec["decisions"] for a in decision["placements"]}
+    deleted = next(offer for offer, _ in events_naming.most_common() if offer not in fallbacks)
+    spec["offers"] = [offer for offer in spec["offers"] if offer["id"] != deleted]
+    for assignment in (a for decision in spec["decisions"] for a in decision["placements"]):
+        assignment["eligible_offers"] = [o for o in assignment.get("eligible_offers", []) if o != deleted]
+    (tmp_path / "sample" / "without.yaml").write_text(yaml.safe_dump(spec))
+    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    registry = Registry(spark, settings)
+    registry.commit(load_catalog(tmp_path / "sample" / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
+    registry.commit(load_catalog(tmp_path / "sample" / "without.yaml"), datetime(2026, 11, 2, tzinfo=UTC))
+    assert deleted not in {offer.id for offer in registry.catalog().offers}
+
+    result = ingest_one(spark, settings, DAY)
+    assert result.success and "unknown_offer" not in result.quarantined_by_reason
+    kept = table(spark, settings, "interactions").filter(F.col("offer_id") == deleted)
+    assert kept.select("event_id").distinct().count() == events_naming[deleted]
+    # the registry's later versions only: an offer deleted before the events' lateness window began is unknown
+    assert deleted not in registry.offer_ids_since(datetime.now(UTC))
+    assert deleted in registry.offer_ids_since(datetime(2026, 10, 1, tzinfo=UTC))
