@@ -27,6 +27,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from itertools import count, repeat
+from operator import add
 from typing import NamedTuple
 
 import numpy as np
@@ -49,8 +51,8 @@ from offerrank.policy import (
     MODEL,
     RANDOM,
     Contenders,
+    ServingPolicy,
     contender_slot_probabilities,
-    decide,
     posterior_table,
     random_order,
     request_generator,
@@ -71,6 +73,7 @@ from offerrank.warehouse import catalog_from_rows, latest_partition, one_line, o
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 CELLS_KEPT = 2_000  # contextual lists' answers kept per request cell (least recently used first out)
 _ID = re.compile(ID_PATTERN)
+_PROFILE = re.compile(PROFILE_PATTERN)
 log = logging.getLogger("offerrank.lookup")
 
 
@@ -347,6 +350,12 @@ class _Columns:
 
 
 _REASON = PUBLISHED_FIELDS.index("reason")
+_new_tuple = tuple.__new__
+
+
+def as_random(values: list[tuple]) -> list[tuple]:
+    """Published fields as random traffic serves them: reason `random`."""
+    return [(*published[:_REASON], RANDOM, *published[_REASON + 1 :]) for published in values]
 
 
 def ranked_offers(
@@ -355,12 +364,16 @@ def ranked_offers(
     """An answer's offers from their published fields in serving order, ranked from 1; a fixed order has
     propensity 1, random traffic has reason `random`."""
     if traffic_type == RANDOM:
-        values = [(*published[:_REASON], RANDOM, *published[_REASON + 1 :]) for published in values]
-    chances = [1.0] * len(values) if propensity is None else propensity
-    return tuple(
-        RankedOffer(*published, rank, traffic_type, chance)
-        for rank, (published, chance) in enumerate(zip(values, chances), 1)
-    )
+        values = as_random(values)
+    return offers_of(values, traffic_type, repeat(1.0) if propensity is None else propensity)
+
+
+def offers_of(values, traffic_type: str, propensity) -> tuple[RankedOffer, ...]:
+    """`values` (published fields, iterable) ranked from 1 with their `propensity` (iterable): each offer is the
+    published tuple + (rank, traffic type, propensity), built without a Python-level loop (RankedOffer's own
+    __new__ is a Python function: half a microsecond an offer)."""
+    tails = zip(count(1), repeat(traffic_type), propensity)
+    return tuple(map(_new_tuple, repeat(RankedOffer), map(add, values, tails)))
 
 
 @dataclass(frozen=True)
@@ -375,7 +388,8 @@ class _Servable:
     @classmethod
     def of(cls, offer_ids: tuple[str, ...], catalog: Catalog | None) -> _Servable:
         always, never = (np.datetime64(date.min, "D"), np.datetime64(date.max, "D")), (date.max, date.min)
-        offers = [catalog.get("offers", offer_id) if catalog else None for offer_id in offer_ids]
+        by_id = _first_by_id(catalog.offers, "id") if catalog else {}
+        offers = [by_id.get(offer_id) for offer_id in offer_ids]
         days = [(o.start_date, o.end_date) if o else never if catalog else always for o in offers]
         audiences = tuple(frozenset(o.segments) if o and o.segments else None for o in offers)
         return cls(
@@ -406,10 +420,10 @@ class _Served:
     dropped: dict[str, int]
     published: tuple[RankedOffer, ...]  # the first `limit` of `rows`, as a fixed order
     limit: int
-    # set at the first policy answer: the slot probabilities, Thompson contenders and published fields of `rows`
-    in_slot: np.ndarray | None = None
-    contenders: Contenders | None = None
-    values: list[tuple] | None = None
+    # set at the first policy answer: the published fields of `rows` (as the policy's model and random traffic
+    # serve them), then what each request's decision reads
+    values: tuple[list[tuple], list[tuple]] | None = None
+    policy: ServingPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -501,7 +515,7 @@ class Snapshot:
     def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer, ...], str]:
         """One request's order of a list served by the policy: its offers, and its traffic type."""
         rows, columns = served.rows, self.columns
-        if served.in_slot is None:
+        if served.policy is None:
             key = (ranked.start, rows.tobytes(), served.limit)
             found = self._in_slot.get(key)
             if found is None:
@@ -511,12 +525,13 @@ class Snapshot:
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
                 in_slot = slot_probabilities(table, served.limit, seed)
                 found = self._in_slot[key] = in_slot, Contenders.of(table, in_slot)
-            served.contenders = found[1]
-            served.values = columns.published_values(rows)
-            served.in_slot = found[0]
-        decision = decide(rng, served.contenders, ranked.exploration_share, served.in_slot, served.limit)
-        values = [served.values[at] for at in decision.order.tolist()]
-        return ranked_offers(values, decision.traffic_type, decision.propensity.tolist()), decision.traffic_type
+            values = columns.published_values(rows)
+            served.values = values, as_random(values)
+            # set last: another thread seeing it sees the values too
+            served.policy = ServingPolicy(found[1], ranked.exploration_share, found[0], served.limit)
+        order, traffic_type, propensity = served.policy.decide(rng)
+        values = served.values[traffic_type == RANDOM]
+        return offers_of(map(values.__getitem__, order), traffic_type, propensity), traffic_type
 
     def personalize(
         self, ranked: _Ranked, served: _Served, active: np.ndarray, mode: str, rng: np.random.Generator | None
@@ -542,15 +557,18 @@ class Snapshot:
                 cell.table, limit, run_seed(self.ranking_version, ranked.start, key[3])
             )
             by_score = np.argsort(-cell.score, kind="stable")[:limit]
-            found = self._cells[key] = (values, in_slot, Contenders.of(cell.table, in_slot), by_score)
+            share = ranked.exploration_share
+            contenders = Contenders.of(cell.table, in_slot)
+            policy = ServingPolicy(contenders, share, in_slot, limit) if share is not None else None
+            found = self._cells[key] = ((values, as_random(values)), policy, by_score)
         else:
             self._cells[key] = self._cells.pop(key)  # the most recently used: last to go
-        values, in_slot, contenders, by_score = found
-        if mode == POLICY and ranked.exploration_share is not None:
-            decision = decide(rng, contenders, ranked.exploration_share, in_slot, limit)
-            order = [values[at] for at in decision.order.tolist()]
-            return ranked_offers(order, decision.traffic_type, decision.propensity.tolist()), decision.traffic_type
-        return ranked_offers([values[at] for at in by_score.tolist()]), MODEL
+        values, policy, by_score = found
+        if mode == POLICY and policy is not None:
+            order, traffic_type, propensity = policy.decide(rng)
+            chosen = values[traffic_type == RANDOM]
+            return offers_of(map(chosen.__getitem__, order), traffic_type, propensity), traffic_type
+        return ranked_offers([values[0][at] for at in by_score.tolist()]), MODEL
 
 
 def ranked_segments(ranking: pa.Table) -> set[str]:
@@ -564,6 +582,38 @@ def audience_segments(catalog: Catalog | None) -> set[str]:
 
 
 GROUP_COLUMNS = ["placement_id", "channel", "decision_id", "segment"]
+
+
+def _first_by_id(entities, key: str) -> dict:
+    """Entities by `key`, the first of equal keys (as `Catalog.get` finds them): one pass, where `Catalog.get`
+    scans the entities for each look-up."""
+    found: dict = {}
+    for entity in entities:
+        found.setdefault(getattr(entity, key), entity)
+    return found
+
+
+class _CatalogIndex:
+    """What a snapshot build asks the catalog for each of its lists, found by id: AI models, and the exploration
+    share of the per-request policy of a decision's placement (None: its ranking method gives a fixed order), once
+    per ranking method."""
+
+    def __init__(self, catalog: Catalog | None):
+        self.catalog = catalog
+        self.models = _first_by_id(catalog.ai_models, "name") if catalog else {}
+        self.assignments: dict[tuple[str, str], DecisionPlacement] = {}
+        for decision in _first_by_id(catalog.decisions, "id").values() if catalog else ():
+            for assignment in decision.placements:
+                self.assignments.setdefault((decision.id, assignment.placement), assignment)
+        self._shares: dict[str, float | None] = {}
+
+    def exploration_share(self, decision_id: str, placement_id: str) -> float | None:
+        assignment = self.assignments.get((decision_id, placement_id))
+        if assignment is None or not assignment.method.explorable:
+            return None
+        if assignment.ranking not in self._shares:  # a method's share depends on the catalog only
+            self._shares[assignment.ranking] = assignment.method.exploration_share(self.catalog)
+        return self._shares[assignment.ranking]
 
 
 def build_snapshot(
@@ -599,32 +649,39 @@ def build_snapshot(
     lists: dict[tuple[str, str, str], dict[str, _Ranked]] = {}
     offer_names = columns.offer_ids
     model_names: dict[tuple[str, str, str], str] = {}
-    for key, start, stop, model_name in zip(keys.take(pa.array(starts)).to_pylist(), starts, stops, models):
+    index = _CatalogIndex(catalog)
+    # per list, in a few numpy calls rather than a few per list (the refresh holds the GIL in Python code):
+    # whether it has posteriors (no NaN, no published fallback: nothing eligible to draw from), and audiences
+    no_posteriors = np.logical_or.reduceat(np.isnan(columns.alpha) | np.isnan(columns.beta) | columns.fallback, starts)
+    restricted_lists = np.logical_or.reduceat(servable.restricted[columns.offer], starts)
+    for key, start, stop, model_name, lacks_posteriors, restricted in zip(
+        keys.take(pa.array(starts)).to_pylist(),
+        starts.tolist(),
+        stops.tolist(),
+        models,
+        no_posteriors.tolist(),
+        restricted_lists.tolist(),
+    ):
         placement_id, channel, decision_id, segment = key.split("\x1f")
-        posteriors = not (
-            np.isnan(columns.alpha[start:stop]).any()
-            or np.isnan(columns.beta[start:stop]).any()
-            or columns.fallback[start:stop].any()  # a published fallback: nothing eligible to draw from
-        )
-        share = policy_exploration_share(catalog, decision_id, placement_id) if posteriors else None
-        restricted = bool(servable.restricted[columns.offer[start:stop]].any())
+        posteriors = not lacks_posteriors
+        share = index.exploration_share(decision_id, placement_id) if posteriors else None
         capped = ()
         if common["capped_offers"]:
             offer_ids = {offer_names[code] for code in np.unique(columns.offer[start:stop]).tolist()}
             capped = tuple(sorted(offer_ids & common["capped_offers"].keys()))
-        model = catalog.get("ai_models", model_name) if catalog else None
+        model = index.models.get(model_name)
         contextual = (
             ContextualList.of(ranking, int(start), int(stop), model.features)
             if posteriors and model is not None and model.contextual
             else None
         )
         lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
-            int(start), int(stop), share, restricted, capped, contextual
+            start, stop, share, restricted, capped, contextual
         )
         model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
     for (placement_id, channel, decision_id), by_segment in sorted(lists.items()):
-        model = catalog.get("ai_models", model_names[(placement_id, channel, decision_id)]) if catalog else None
+        model = index.models.get(model_names[(placement_id, channel, decision_id)])
         order = tuple(
             s for s in (model.segments if model else sorted(by_segment)) if s in by_segment and s != ALL_SEGMENTS
         )
@@ -643,16 +700,6 @@ def build_snapshot(
         servable=servable,
         placements=placements,
     )
-
-
-def policy_exploration_share(catalog: Catalog | None, decision_id: str, placement_id: str) -> float | None:
-    """The exploration share of the per-request policy for a placement ranked by an AI model (None: its ranking
-    method gives a fixed order)."""
-    decision = catalog.get("decisions", decision_id) if catalog else None
-    assignment = next((a for a in decision.placements if a.placement == placement_id), None) if decision else None
-    if assignment is None or not assignment.method.explorable:
-        return None
-    return assignment.method.exploration_share(catalog)
 
 
 def load_profiles(table, segments: set[str], as_of: date, source=None) -> ProfileIndex:
@@ -833,10 +880,16 @@ class RankingLookup:
         segment, ranked = chosen.for_segments(profile_segments)
         now = self._clock()
         day = now.date()
-        capped_now = frozenset(
-            offer_id
-            for offer_id in ranked.capped
-            if cap_reached(snapshot.capped_offers[offer_id], profile_id, day, snapshot.cap_counts, self._served_counts)
+        capped_now = (
+            frozenset(
+                offer_id
+                for offer_id in ranked.capped
+                if cap_reached(
+                    snapshot.capped_offers[offer_id], profile_id, day, snapshot.cap_counts, self._served_counts
+                )
+            )
+            if ranked.capped
+            else frozenset()
         )
         lists = snapshot.served(ranked, day, profile_segments, limit, capped_now)
         if not len(lists.rows):  # every ranked offer ended, is capped or is not for this profile
@@ -1075,7 +1128,7 @@ def check_arguments(
         raise LookupRefused(f"placement id must be 1-128 letters, digits or . _ : - (got {placement_id[:140]!r})")
     if channel not in CHANNELS:
         raise LookupRefused(f"channel must be one of {', '.join(CHANNELS)} (got {channel[:40]!r})")
-    if profile_id is not None and not re.match(PROFILE_PATTERN, profile_id):
+    if profile_id is not None and not _PROFILE.match(profile_id):
         raise LookupRefused("profile id must be 1-256 letters, digits or . _ : @ + = / -")
     if decision_id is not None and not _ID.match(decision_id):
         raise LookupRefused(f"decision id must be 1-128 letters, digits or . _ : - (got {decision_id[:140]!r})")
@@ -1085,10 +1138,11 @@ def check_arguments(
         raise LookupRefused(f"mode must be one of {', '.join(MODES)} (got {mode[:40]!r})")
     if request_id is not None and not _ID.match(request_id):
         raise LookupRefused(f"request id must be 1-128 letters, digits or . _ : - (got {request_id[:140]!r})")
-    try:
-        request_context(context, channel, 0)
-    except ValueError as error:
-        raise LookupRefused(str(error)) from None
+    if context:  # an empty context is always valid
+        try:
+            request_context(context, channel, 0)
+        except ValueError as error:
+            raise LookupRefused(str(error)) from None
 
 
 def _commit_time(table) -> datetime:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,16 +43,14 @@ def request_generator(*parts: object) -> np.random.Generator:
 
     The thread's own PCG64 is set to a 128-bit state and an odd increment taken from SHA-256 of the parts: a few
     microseconds, where building a seeded Generator (SeedSequence) costs about ten times that per request."""
-    generator = getattr(_generators, "generator", None)
-    if generator is None:
-        generator = _generators.generator = np.random.Generator(np.random.PCG64())
+    held = getattr(_generators, "held", None)
+    if held is None:  # the thread's generator, and the state dict it is set from (the setter copies it)
+        state = {"bit_generator": "PCG64", "state": None, "has_uint32": 0, "uinteger": 0}
+        held = _generators.held = np.random.Generator(np.random.PCG64()), state
+    generator, state = held
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    generator.bit_generator.state = {
-        "bit_generator": "PCG64",
-        "state": {"state": int.from_bytes(digest[:16], "little"), "inc": int.from_bytes(digest[16:], "little") | 1},
-        "has_uint32": 0,
-        "uinteger": 0,
-    }
+    state["state"] = {"state": int.from_bytes(digest[:16], "little"), "inc": int.from_bytes(digest[16:], "little") | 1}
+    generator.bit_generator.state = state
     return generator
 
 
@@ -127,27 +125,57 @@ class Contenders:
 
     offers: np.ndarray  # positions in the list
     table: np.ndarray
+    # What one request's draw reads, flat and made once: each contender's first cell in them, its quantiles and
+    # the steps to the next quantile, both negated so that the draw sorts from best to worst as it is.
+    _first: np.ndarray = field(init=False, repr=False, compare=False)
+    _negated: np.ndarray = field(init=False, repr=False, compare=False)
+    _negated_step: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        table = np.asarray(self.table, dtype=float)
+        step = np.zeros_like(table)
+        step[:, :-1] = table[:, 1:] - table[:, :-1]  # the same differences `thompson_draws` takes
+        object.__setattr__(self, "_first", np.arange(len(table)) * QUANTILES)
+        object.__setattr__(self, "_negated", np.ascontiguousarray(-table).ravel())
+        object.__setattr__(self, "_negated_step", np.ascontiguousarray(-step).ravel())
 
     @classmethod
     def of(cls, table: np.ndarray, in_slot: np.ndarray) -> Contenders:
         offers = np.flatnonzero(in_slot.sum(axis=1) > 0)
         return cls(offers, table[offers])
 
+    def draw_order(self, rng: np.random.Generator, slots: int) -> np.ndarray:
+        """The list positions of the first `slots` offers of one Thompson draw, best first: the order of
+        `thompson_draws(rng, self.table, 1)` (the same numbers from the same generator state, negated exactly)."""
+        position = rng.random(len(self._first)) * (QUANTILES - 1)
+        below = position.astype(np.intp)
+        at = self._first + below
+        negated = self._negated.take(at) + (position - below) * self._negated_step.take(at)
+        return self.offers.take(negated.argsort()[:slots])
 
-def decide(
-    rng: np.random.Generator, contenders: Contenders, exploration_share: float, in_slot: np.ndarray, slots: int
-) -> Decision:
-    """One request's order of a list's offers: random with probability `exploration_share`, else one Thompson draw
-    from the `contenders`' posteriors. `in_slot` is `slot_probabilities` of the list (one row per offer, at
-    least `slots` columns or all offers)."""
-    offers = len(in_slot)
-    if rng.random() < exploration_share:
-        order, traffic_type = _shuffled(rng, offers, slots), RANDOM
-    else:
-        (draw,) = thompson_draws(rng, contenders.table, 1)
-        order, traffic_type = contenders.offers[np.argsort(-draw)[:slots]], MODEL
-    propensity = serving_probability(in_slot[order, np.arange(len(order))], exploration_share, offers)
-    return Decision(order, traffic_type, propensity)
+
+class ServingPolicy:
+    """What every request's decision of one served list reads, made at the list's first policy answer: its
+    contenders, exploration share and slots, and the propensity of every offer in every slot
+    (`serving_probability` of the list's slot probabilities, as Python floats)."""
+
+    __slots__ = ("contenders", "exploration_share", "offers", "slots", "_propensity")
+
+    def __init__(self, contenders: Contenders, exploration_share: float, in_slot: np.ndarray, slots: int):
+        self.contenders, self.exploration_share, self.slots = contenders, exploration_share, slots
+        self.offers = len(in_slot)
+        self._propensity: list[list[float]] = serving_probability(in_slot, exploration_share, self.offers).tolist()
+
+    def decide(self, rng: np.random.Generator) -> tuple[list[int], str, list[float]]:
+        """One request's order of the list's offers: random with probability `exploration_share`, else one Thompson
+        draw from the contenders' posteriors. Returns (list positions in serving order, traffic type, the propensity
+        of each served position)."""
+        if rng.random() < self.exploration_share:
+            order, traffic_type = _shuffled(rng, self.offers, self.slots).tolist(), RANDOM
+        else:
+            order, traffic_type = self.contenders.draw_order(rng, self.slots).tolist(), MODEL
+        propensity = self._propensity
+        return order, traffic_type, [propensity[at][slot] for slot, at in enumerate(order)]
 
 
 def serving_probability(

@@ -9,8 +9,8 @@ from offerrank.policy import (
     MODEL,
     RANDOM,
     Contenders,
+    ServingPolicy,
     contender_slot_probabilities,
-    decide,
     posterior_table,
     random_order,
     request_generator,
@@ -43,17 +43,17 @@ def test_a_request_generator_repeats_for_the_same_request_and_differs_across_req
 def test_decisions_are_random_with_the_exploration_share_and_carry_the_policys_propensity():
     in_slot = slot_probabilities(posterior_table(ALPHA, BETA), slots=2, seed=1)
     contenders = Contenders.of(posterior_table(ALPHA, BETA), in_slot)
-    decisions = [decide(request_generator(i), contenders, 0.25, in_slot, 2) for i in range(4_000)]
-    random = [d for d in decisions if d.traffic_type == RANDOM]
+    policy = ServingPolicy(contenders, 0.25, in_slot, 2)
+    decisions = [policy.decide(request_generator(i)) for i in range(4_000)]
+    random = [order for order, traffic_type, _ in decisions if traffic_type == RANDOM]
     assert abs(len(random) / len(decisions) - 0.25) < 0.03
-    for decision in decisions:
-        assert len(decision.order) == 2 and len(set(decision.order)) == 2
-        expected = 0.25 / 4 + 0.75 * in_slot[decision.order, [0, 1]]
-        assert np.allclose(decision.propensity, expected)
-    model_first = np.bincount([d.order[0] for d in decisions if d.traffic_type == MODEL], minlength=4)
+    for order, _, propensity in decisions:
+        assert len(order) == 2 and len(set(order)) == 2
+        expected = 0.25 / 4 + 0.75 * in_slot[order, [0, 1]]
+        assert np.allclose(propensity, expected)
+    model_first = np.bincount([order[0] for order, kind, _ in decisions if kind == MODEL], minlength=4)
     assert np.abs(model_first / model_first.sum() - in_slot[:, 0]).max() < 0.04
-    always_model = decide(request_generator("x"), contenders, 0.0, in_slot, 2)
-    assert always_model.traffic_type == MODEL
+    assert ServingPolicy(contenders, 0.0, in_slot, 2).decide(request_generator("x"))[1] == MODEL
 
 
 def test_a_random_order_gives_every_offer_every_slot_with_one_over_k():
@@ -69,12 +69,13 @@ def test_offers_that_never_reach_the_first_slots_are_left_out_of_the_draw():
     in_slot = slot_probabilities(table, slots=2, seed=3)
     contenders = Contenders.of(table, in_slot)
     assert list(contenders.offers) == [0, 1, 2] and np.array_equal(contenders.table, table[:3])
-    decisions = [decide(request_generator(i), contenders, 0.5, in_slot, 2) for i in range(2_000)]
-    assert {int(o) for d in decisions if d.traffic_type == MODEL for o in d.order} <= {0, 1, 2}
+    policy = ServingPolicy(contenders, 0.5, in_slot, 2)
+    decisions = [policy.decide(request_generator(i)) for i in range(2_000)]
+    assert {o for order, kind, _ in decisions if kind == MODEL for o in order} <= {0, 1, 2}
     # random traffic still shows every offer, and logs the policy's propensity of what it showed
-    shown = {int(o) for d in decisions if d.traffic_type == RANDOM for o in d.order}
+    shown = {o for order, kind, _ in decisions if kind == RANDOM for o in order}
     assert shown == {0, 1, 2, 3, 4}
-    assert all(d.propensity.min() >= 0.5 / 5 for d in decisions if d.traffic_type == RANDOM)
+    assert all(min(propensity) >= 0.5 / 5 for _, kind, propensity in decisions if kind == RANDOM)
 
 
 def test_draws_from_the_quantile_table_follow_the_beta_posterior():
@@ -94,3 +95,13 @@ def test_contender_slot_probabilities_leave_out_offers_that_cannot_reach_a_slot(
     assert (in_slot[3:] == 0).all()  # never drawn: their highest quantile is below the second lowest of the rest
     full = slot_probabilities(posterior_table(alpha, beta), slots=2, seed=1)
     assert np.abs(in_slot - full).max() < 0.03
+
+
+def test_a_draw_orders_the_contenders_as_their_thompson_samples():
+    alpha = 1.0 + np.arange(60.0)[::-1]
+    table = posterior_table(alpha, np.full(60, 500.0))
+    contenders = Contenders.of(table, slot_probabilities(table, slots=10, seed=5, draws=4_000))
+    for request in range(200):
+        (draw,) = thompson_draws(request_generator(request), contenders.table, 1)
+        best_first = contenders.offers[np.argsort(-draw)[:10]]
+        assert contenders.draw_order(request_generator(request), 10).tolist() == best_first.tolist()
