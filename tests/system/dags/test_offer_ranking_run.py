@@ -22,6 +22,8 @@ from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
 from tests.factories import REPO
 
+BIG_DAY = 300_000  # events a day of the dataset `events`
+
 RUN_DAG = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
@@ -36,11 +38,14 @@ print(json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks}
 @pytest.fixture(scope="module")
 def airflow_home(spark, airflow_env, tmp_path_factory):
     home = tmp_path_factory.mktemp("dag-home")
-    generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
+    # Days of BIG_DAY events, with the default settings (a 2 GB driver): a memory regression of a job fails here.
+    generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=BIG_DAY)
+    # a second event dataset, `partner`, that `auto-email` learns from, smaller: one wait and ingest each
+    generate(home / "small", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
+    (home / "small" / "events").rename(home / "sample" / "partner")
     generate(home / "bad", date(2026, 11, 3), days=1, seed=9, events_per_day=3_000, fault_rate=0.5)
+    shutil.copytree(home / "bad" / "events" / "2026-11-03", home / "sample" / "partner" / "2026-11-03")
     (home / "bad" / "events" / "2026-11-03").rename(home / "sample" / "events" / "2026-11-03")
-    # a second event dataset, `partner`, with the same days, that `auto-email` learns from: one wait and ingest each
-    shutil.copytree(home / "sample" / "events", home / "sample" / "partner")
     data = yaml.safe_load((home / "sample" / "catalog.yaml").read_text())
     data["datasets"].append({"name": "partner", "path": "partner"})
     next(m for m in data["ai_models"] if m["name"] == "auto-email")["datasets"] = ["partner"]
@@ -77,6 +82,12 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     assert result["tasks"]["publish"] == "success" and result["tasks"]["summary"] == "success"
     ingests = {name: state for name, state in result["tasks"].items() if name.startswith("dataset_ingest.ingest[")}
     assert ingests == {"dataset_ingest.ingest[0]": "success", "dataset_ingest.ingest[1]": "success"}  # per dataset
+    read = {
+        r["dataset"]: r["records_read"]
+        for r in read_rows(DeltaTable(str(home / "warehouse" / "dq_results")))
+        if r["run_date"] == date(2026, 11, 2)
+    }
+    assert read["events"] >= BIG_DAY and 3_000 <= read["partner"] < BIG_DAY
     assert rankings_version(home) == (before + 1 if before is not None else 0)
     rows = read_rows(DeltaTable(str(home / "warehouse" / "offer_rankings")))
     assert {r["as_of_date"] for r in rows} == {date(2026, 11, 2)} and len(
