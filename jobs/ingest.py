@@ -5,7 +5,8 @@ Reads  `<dataset path>/<date>/` of every catalog dataset (or those named): *.jso
        `offerrank.landing`). A dataset's path is a folder or an object-store URI.
 Writes, under the warehouse root, replacing only that date's rows of that dataset (column `dataset`):
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
-  quarantine    every rejected record, its reason codes and a sentence          (partition: run_date)
+  quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file
+                (partition: run_date)
   interactions  one row per (event, proposition, item) of accepted impressions and conversions
                 (partition: landing_date; written only when the dataset's day passes validation: a failing re-run
                 keeps what an earlier passing run accepted, saying so, unless --replace-accepted)
@@ -212,7 +213,11 @@ def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_d
 
 
 def day_summary(
-    spark: SparkSession, counts: dict[str, int], trailing_mean: float | None, offers_over_limit: int
+    spark: SparkSession,
+    counts: dict[str, int],
+    trailing_mean: float | None,
+    offers_over_limit: int,
+    damaged_file_share: float,
 ) -> DataFrame:
     """The one-row frame the dataset-level suite validates."""
     accounted = counts["events_accepted"] + counts["exact_duplicates"] + counts["quarantined"]
@@ -223,10 +228,11 @@ def day_summary(
         "quarantine_share": counts["quarantined"] / counts["records_read"] if counts["records_read"] else 0.0,
         "volume_ratio": counts["events_accepted"] / trailing_mean if trailing_mean else None,
         "offers_over_conversion_limit": offers_over_limit,
+        "damaged_file_share": damaged_file_share,
     }
     schema = (
         "records_read long, records_accounted long, events_accepted long, quarantine_share double, "
-        "volume_ratio double, offers_over_conversion_limit long"
+        "volume_ratio double, offers_over_conversion_limit long, damaged_file_share double"
     )
     return spark.createDataFrame([row], schema)
 
@@ -393,10 +399,15 @@ def label_day(
 
 
 def validate_day(
-    warehouse: Warehouse, quality: DataQualityRun, dataset_suite: dict, ingested: DatasetDay, day: LabelledDay
+    warehouse: Warehouse,
+    quality: DataQualityRun,
+    dataset_suite: dict,
+    ingested: DatasetDay,
+    day: LabelledDay,
+    damaged_file_share: float,
 ) -> tuple[list[ExpectationOutcome], str | None]:
-    """The dataset-level suite on the day's summary (its volume against the dataset's own trailing days): its
-    outcomes and the failure message (None: passed)."""
+    """The dataset-level suite on the day's summary (its volume against the dataset's own trailing days, the share
+    of its data files that were damaged): its outcomes and the failure message (None: passed)."""
     settings = warehouse.settings
     run_date = ingested.run_date
     over_limit = offers_over_conversion_limit(
@@ -413,10 +424,11 @@ def validate_day(
             )
         )
         trailing_mean = window.agg(F.avg("events_accepted")).first()[0]
-    summary_frame = day_summary(warehouse.spark, day.counts, trailing_mean, over_limit)
+    summary_frame = day_summary(warehouse.spark, day.counts, trailing_mean, over_limit, damaged_file_share)
     parameters = {
         "min_events": settings.min_events_per_day,
         "max_quarantine_share": settings.max_quarantine_share,
+        "max_damaged_file_share": settings.max_damaged_file_share,
         "min_volume_ratio": settings.min_volume_ratio,
         "max_volume_ratio": settings.max_volume_ratio,
         "conversion_tolerance": settings.conversion_tolerance,
@@ -501,7 +513,8 @@ def ingest_dataset(
     damaged_files = damaged(landing.files)
     records = read_records(spark, landing.without(set(damaged_files)))
     day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
-    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day)
+    damaged_share = len(damaged_files) / sum(map(len, landing.files.values()))
+    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
     interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
     day.release()
     if failure is not None and (kept := settle_failed_day(warehouse, ingested, replace_accepted)):

@@ -72,6 +72,7 @@ from offerrank.warehouse import catalog_from_rows, latest_partition, one_line, o
 
 PROFILE_PATTERN = r"^[A-Za-z0-9._:@+=/-]{1,256}$"
 CELLS_KEPT = 2_000  # contextual lists' answers kept per request cell (least recently used first out)
+POLICIES_KEPT = 2_000  # serving policies kept per list of rows and limit (~0.4 MB each for 200 offers, 10 slots)
 _ID = re.compile(ID_PATTERN)
 _PROFILE = re.compile(PROFILE_PATTERN)
 log = logging.getLogger("offerrank.lookup")
@@ -465,7 +466,7 @@ class Snapshot:
     # (list, day, the profile's segments where they matter, offers capped) -> what `served` answers
     _served: dict = field(default_factory=dict, compare=False, repr=False)
     # (list, its servable rows, slots) -> their slot probabilities and contenders: another day reuses them
-    _in_slot: dict = field(default_factory=dict, compare=False, repr=False)
+    _policies: dict = field(default_factory=dict, compare=False, repr=False)
     # (list, its servable rows, slots, request cell) -> a contextual list's answers for that cell
     _cells: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -516,19 +517,20 @@ class Snapshot:
         """One request's order of a list served by the policy: its offers, and its traffic type."""
         rows, columns = served.rows, self.columns
         if served.policy is None:
+            # one policy per list of rows and limit, shared by the served variants (days, profiles) that have them
             key = (ranked.start, rows.tobytes(), served.limit)
-            found = self._in_slot.get(key)
+            found = self._policies.get(key)
             if found is None:
-                if len(self._in_slot) > 10_000:  # many capped or audience combinations: start over
-                    self._in_slot.clear()
+                if len(self._policies) > POLICIES_KEPT:  # many capped or audience combinations: start over
+                    self._policies.clear()
                 seed = run_seed(self.ranking_version, ranked.start, len(rows))
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
                 in_slot = slot_probabilities(table, served.limit, seed)
-                found = self._in_slot[key] = in_slot, Contenders.of(table, in_slot)
-            values = columns.published_values(rows)
-            served.values = values, as_random(values)
-            # set last: another thread seeing it sees the values too
-            served.policy = ServingPolicy(found[1], ranked.exploration_share, found[0], served.limit)
+                values = columns.published_values(rows)
+                policy = ServingPolicy(Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit)
+                found = self._policies[key] = (values, as_random(values)), policy
+            served.values = found[0]
+            served.policy = found[1]  # set last: another thread seeing it sees the values too
         order, traffic_type, propensity = served.policy.decide(rng)
         values = served.values[traffic_type == RANDOM]
         return offers_of(map(values.__getitem__, order), traffic_type, propensity), traffic_type
@@ -543,8 +545,8 @@ class Snapshot:
         key = (ranked.start, rows.tobytes(), limit, active.tobytes())
         found = self._cells.get(key)
         if found is None:
-            if len(self._cells) >= CELLS_KEPT:  # the least recently used cell goes
-                del self._cells[next(iter(self._cells))]
+            if len(self._cells) >= CELLS_KEPT:  # the least recently used cell goes (another thread may have too)
+                self._cells.pop(next(iter(self._cells), None), None)
             columns = self.columns
             cell = ranked.contextual.cell_model(rows - ranked.start, columns.alpha[rows], columns.beta[rows], active)
             values = [
@@ -562,7 +564,7 @@ class Snapshot:
             policy = ServingPolicy(contenders, share, in_slot, limit) if share is not None else None
             found = self._cells[key] = ((values, as_random(values)), policy, by_score)
         else:
-            self._cells[key] = self._cells.pop(key)  # the most recently used: last to go
+            self._cells[key] = self._cells.pop(key, found)  # the most recently used: last to go
         values, policy, by_score = found
         if mode == POLICY and policy is not None:
             order, traffic_type, propensity = policy.decide(rng)

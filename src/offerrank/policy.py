@@ -125,19 +125,14 @@ class Contenders:
 
     offers: np.ndarray  # positions in the list
     table: np.ndarray
-    # What one request's draw reads, flat and made once: each contender's first cell in them, its quantiles and
-    # the steps to the next quantile, both negated so that the draw sorts from best to worst as it is.
+    # What one request's draw reads, made once: each contender's first cell in the flat quantiles, negated so that
+    # the draw sorts from best to worst as it is (negation is exact: the same order as `thompson_draws`).
     _first: np.ndarray = field(init=False, repr=False, compare=False)
     _negated: np.ndarray = field(init=False, repr=False, compare=False)
-    _negated_step: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        table = np.asarray(self.table, dtype=float)
-        step = np.zeros_like(table)
-        step[:, :-1] = table[:, 1:] - table[:, :-1]  # the same differences `thompson_draws` takes
-        object.__setattr__(self, "_first", np.arange(len(table)) * QUANTILES)
-        object.__setattr__(self, "_negated", np.ascontiguousarray(-table).ravel())
-        object.__setattr__(self, "_negated_step", np.ascontiguousarray(-step).ravel())
+        object.__setattr__(self, "_first", np.arange(len(self.table)) * QUANTILES)
+        object.__setattr__(self, "_negated", np.ascontiguousarray(-np.asarray(self.table, dtype=float)).ravel())
 
     @classmethod
     def of(cls, table: np.ndarray, in_slot: np.ndarray) -> Contenders:
@@ -150,7 +145,8 @@ class Contenders:
         position = rng.random(len(self._first)) * (QUANTILES - 1)
         below = position.astype(np.intp)
         at = self._first + below
-        negated = self._negated.take(at) + (position - below) * self._negated_step.take(at)
+        low = self._negated.take(at)
+        negated = low + (position - below) * (self._negated.take(at + 1) - low)
         return self.offers.take(negated.argsort()[:slots])
 
 

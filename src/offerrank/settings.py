@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_quarantine_share: float = Field(
         0.05, ge=0, le=1, description="Largest share of quarantined records a valid day may have."
     )
+    max_damaged_file_share: float = Field(
+        0.1, ge=0, le=1, description="Largest share of a day's data files that may be damaged (cut short, corrupt)."
+    )
     min_events_per_day: int = Field(1, ge=0, description="Fewest accepted events a valid day may have.")
     volume_trailing_days: int = Field(7, ge=1, description="Trailing days whose mean volume the day is compared with.")
     min_volume_ratio: float = Field(0.2, ge=0, description="Lowest accepted-events ratio to the trailing mean.")

@@ -266,8 +266,11 @@ def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_
     (part,) = (tmp_path / "export").glob("*.parquet")
     (folder / "cut.parquet").write_bytes(part.read_bytes()[:20])
     settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    failed = ingest_one(spark, settings, DAY, folder.parent)  # two of three files: more than the 10% allowed
+    assert failed.failure_message == "67% of the data files could not be read whole, more than the allowed 10%"
 
-    result = ingest_one(spark, settings, DAY, folder.parent)
+    lenient = settings.model_copy(update={"max_damaged_file_share": 0.7})
+    result = ingest_one(spark, lenient, DAY, folder.parent)
     assert result.success and result.records_read == len(lines)
     assert result.quarantined_by_reason["damaged_file"] == 2
     assert [name.split(":")[0] for name in result.damaged_files] == ["cut.jsonl.gz", "cut.parquet"]
