@@ -13,7 +13,7 @@ Writes, under the warehouse root, replacing only that date's rows of that datase
   dq_results    one row per run date and dataset: counts, each expectation's outcome, success
 A dataset that fails validation, or whose folder has no events, does not stop the others. GX data docs go to
 `<dq_docs_dir>` (one validation per suite, dataset and date). Run: `offerrank ingest --date YYYY-MM-DD [--dataset
-NAME]` or `spark-submit jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]`.
+NAME] [--replace-accepted]` or `spark-submit jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from offerrank.catalog import Dataset
-from offerrank.landing import LandingFolder, damaged, landed, landing_folder, open_file, scan
+from offerrank.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
 from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
@@ -202,7 +202,7 @@ def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, 
 def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_date: date, run_id: str) -> DataFrame:
     """One quarantine row per damaged data file (`damaged_file`, no event id nor text: none of it was read)."""
     rows = [
-        (run_date, run_id, path, None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
+        (run_date, run_id, as_uri(path), None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
         for path, why in sorted(damaged_files.items())
     ]
     schema = (
@@ -343,8 +343,8 @@ def label_day(
     records: DataFrame,
     known_offers: list[str] | None,
 ) -> LabelledDay:
-    """Parse, route (record-level GX suite) and de-duplicate a day's records (`known_offers`: the catalog's offer
-    ids, None before any catalog); derive its interactions."""
+    """Parse, route (record-level GX suite) and de-duplicate a day's records (`known_offers`: the offer ids the
+    events may name, None before any catalog); derive its interactions."""
     settings = warehouse.settings
     run_date = day.run_date
     blank = F.trim(F.col("raw")) == ""

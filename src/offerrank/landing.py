@@ -135,6 +135,11 @@ def _store_listing(folder: str) -> list:
     return sorted(files.get_file_info(fs.FileSelector(path, allow_not_found=True)), key=lambda info: info.base_name)
 
 
+def as_uri(location: str) -> str:
+    """A data file's location as Spark names it in `_metadata.file_path` (a local path as a `file:` URI)."""
+    return location if "://" in location else _local(location).resolve().as_uri()
+
+
 def open_file(location: str) -> BinaryIO:
     """A landing file opened for reading (a local path or an object-store URI)."""
     if not _in_store(location):

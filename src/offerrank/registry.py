@@ -116,9 +116,13 @@ class Registry:
         """The ids of every offer of the catalog versions current at some time from `start` on (the one current at
         `start` and every later one), so that an event of that time may name an offer deleted since; None before
         any catalog has offers."""
-        ids = {
-            r["id"] for version in self._versions(since=start) for r in version["rows"] or [] if r["kind"] == "offers"
-        }
+        versions = self._versions(since=start)
+        if unreadable := [str(version["version"]) for version in versions if version["rows"] is None]:
+            log.warning(
+                "registry versions %s are no longer readable (VACUUM): their offers are not known to ingest",
+                ", ".join(unreadable),
+            )
+        ids = {r["id"] for version in versions for r in version["rows"] or [] if r["kind"] == "offers"}
         return sorted(ids) or None
 
     def _versions(self, since: datetime | None = None) -> list[dict]:

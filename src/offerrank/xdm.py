@@ -132,7 +132,8 @@ def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes:
 def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
     """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
 
-    `known_offers`: the catalog's offer ids; without a catalog, `unknown_offers` is null and not checked.
+    `known_offers`: the offer ids events may name (those of the registry's catalog versions since the lateness window
+    began); without a catalog, `unknown_offers` is null and not checked.
     """
     raw = F.col("raw")
     parsed = parse_json_lines(records, EVENT_SCHEMA, max_record_bytes)
