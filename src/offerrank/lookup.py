@@ -389,7 +389,7 @@ class _Servable:
     @classmethod
     def of(cls, offer_ids: tuple[str, ...], catalog: Catalog | None) -> _Servable:
         always, never = (np.datetime64(date.min, "D"), np.datetime64(date.max, "D")), (date.max, date.min)
-        by_id = _first_by_id(catalog.offers, "id") if catalog else {}
+        by_id = {offer.id: offer for offer in catalog.offers} if catalog else {}
         offers = [by_id.get(offer_id) for offer_id in offer_ids]
         days = [(o.start_date, o.end_date) if o else never if catalog else always for o in offers]
         audiences = tuple(frozenset(o.segments) if o and o.segments else None for o in offers)
@@ -586,36 +586,25 @@ def audience_segments(catalog: Catalog | None) -> set[str]:
 GROUP_COLUMNS = ["placement_id", "channel", "decision_id", "segment"]
 
 
-def _first_by_id(entities, key: str) -> dict:
-    """Entities by `key`, the first of equal keys (as `Catalog.get` finds them): one pass, where `Catalog.get`
-    scans the entities for each look-up."""
-    found: dict = {}
-    for entity in entities:
-        found.setdefault(getattr(entity, key), entity)
-    return found
-
-
 class _CatalogIndex:
-    """What a snapshot build asks the catalog for each of its lists, found by id: AI models, and the exploration
-    share of the per-request policy of a decision's placement (None: its ranking method gives a fixed order), once
-    per ranking method."""
+    """What a snapshot build asks the catalog for each of its lists, by id (a valid catalog's ids are unique, as
+    are a decision's placements): AI models, and the exploration share of the per-request policy of a decision's
+    placement (None: its ranking method gives a fixed order)."""
 
     def __init__(self, catalog: Catalog | None):
         self.catalog = catalog
-        self.models = _first_by_id(catalog.ai_models, "name") if catalog else {}
-        self.assignments: dict[tuple[str, str], DecisionPlacement] = {}
-        for decision in _first_by_id(catalog.decisions, "id").values() if catalog else ():
-            for assignment in decision.placements:
-                self.assignments.setdefault((decision.id, assignment.placement), assignment)
-        self._shares: dict[str, float | None] = {}
+        self.models = {model.name: model for model in catalog.ai_models} if catalog else {}
+        self.assignments: dict[tuple[str, str], DecisionPlacement] = {
+            (decision.id, assignment.placement): assignment
+            for decision in (catalog.decisions if catalog else ())
+            for assignment in decision.placements
+        }
 
     def exploration_share(self, decision_id: str, placement_id: str) -> float | None:
         assignment = self.assignments.get((decision_id, placement_id))
         if assignment is None or not assignment.method.explorable:
             return None
-        if assignment.ranking not in self._shares:  # a method's share depends on the catalog only
-            self._shares[assignment.ranking] = assignment.method.exploration_share(self.catalog)
-        return self._shares[assignment.ranking]
+        return assignment.method.exploration_share(self.catalog)
 
 
 def build_snapshot(
