@@ -170,7 +170,7 @@ def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):
     assert lookup.refresh() is False and lookup.health()["last_refresh_error"] is None
 
 
-def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spark, tmp_path):
+def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(tmp_path):
     settings = load_settings(home=tmp_path)
     published = {publish_rows(settings, ranking_rows(1)): 1}
     lookup = lookup_of(settings).start(interval_seconds=0.02)
@@ -201,14 +201,12 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(spar
         reader.join()
         lookup.stop()
     assert {hero.ranking_version for hero, _ in answers} == {1, 2, 3, 4}
+    orders = {(v, p): published_order(v, p) for v in (1, 2, 3, 4) for p in ("home-hero", "newsletter-top")}
     for hero, newsletter in answers:
         version = published[hero.table_version]
-        assert hero.ranking_version == version and [o.offer_id for o in hero.offers] == published_order(
-            version, "home-hero"
-        )
-        assert [o.offer_id for o in newsletter.offers] == published_order(
-            published[newsletter.table_version], "newsletter-top"
-        )
+        assert hero.ranking_version == version
+        assert [o.offer_id for o in hero.offers] == orders[version, "home-hero"]
+        assert [o.offer_id for o in newsletter.offers] == orders[published[newsletter.table_version], "newsletter-top"]
 
 
 def copy_of(settings, home: Path):
