@@ -107,3 +107,14 @@ def prepared_home(spark, home: Path, first: date) -> None:
     settings = load_settings(home=home)
     Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
     assert run_ingest(spark, settings, first).success
+
+
+def warehouse_copy(settings, home: Path, **overrides):
+    """Settings of a copy of `settings`' warehouse under `home` (with `overrides`): a test that changes it leaves the
+    original to the tests that share it. The catalog's landing folders are read in place."""
+    import shutil
+
+    from offerrank.settings import load_settings
+
+    shutil.copytree(settings.warehouse, home / "warehouse")
+    return load_settings(home=home, spark_shuffle_partitions=settings.spark_shuffle_partitions, **overrides)

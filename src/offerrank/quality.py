@@ -1,4 +1,5 @@
-"""Great Expectations glue: versioned suites from `expectations/`, validation of Spark DataFrames, data docs.
+"""Great Expectations glue: versioned suites from `expectations/`, validation of Spark (or, for a few summary rows,
+pandas) DataFrames, data docs.
 
 A suite file is the single source of a rule. `DataQualityRun.validate` runs it with GX and writes the data docs;
 `failure_predicates` turns the same record-level expectations into Spark columns, so the job can route each
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -134,16 +136,18 @@ class DataQualityRun:
             },
         )
         # The job caches what it validates already; GX persisting it again would double the memory.
-        self.source = self.context.data_sources.add_spark("offerrank", persist=False)
+        self.spark_source = self.context.data_sources.add_spark("offerrank", persist=False)
+        self.pandas_source = self.context.data_sources.add_pandas("offerrank-summaries")
 
     @property
     def index_page(self) -> str:
         return f"{self.docs_dir.rstrip('/')}/index.html"
 
     def validate(
-        self, frame: DataFrame, suite: dict[str, Any], parameters: dict[str, Any], run_name: str
+        self, frame: DataFrame | pd.DataFrame, suite: dict[str, Any], parameters: dict[str, Any], run_name: str
     ) -> list[ExpectationOutcome]:
-        """Validate `frame` against `suite` with Great Expectations and add the result to the data docs."""
+        """Validate `frame` against `suite` with Great Expectations (on Spark, or in memory for a pandas frame) and
+        add the result to the data docs."""
         gx = self._gx
         from great_expectations.checkpoint import UpdateDataDocsAction
         from great_expectations.core.expectation_suite import ExpectationSuite
@@ -151,7 +155,8 @@ class DataQualityRun:
         gx_suite = self.context.suites.add(
             ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta"))
         )
-        batch = self.source.add_dataframe_asset(suite["name"]).add_batch_definition_whole_dataframe(run_name)
+        source = self.pandas_source if isinstance(frame, pd.DataFrame) else self.spark_source
+        batch = source.add_dataframe_asset(suite["name"]).add_batch_definition_whole_dataframe(run_name)
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite)
         )

@@ -3,7 +3,6 @@ fallbacks, consistency."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -17,7 +16,7 @@ from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.tables import PROFILE_SEGMENTS
 from offerrank.warehouse import write_frame
-from tests.factories import publish_rows, published_order, ranking_rows
+from tests.factories import publish_rows, published_order, ranking_rows, warehouse_copy
 
 TODAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # the day after ranking 1's data day: its serving day
 
@@ -209,16 +208,10 @@ def test_polling_picks_up_new_versions_and_readers_see_one_complete_version(tmp_
         assert [o.offer_id for o in newsletter.offers] == orders[published[newsletter.table_version], "newsletter-top"]
 
 
-def copy_of(settings, home: Path):
-    """Settings of a copy of `settings`' warehouse under `home`."""
-    shutil.copytree(settings.warehouse, home / "warehouse")
-    return load_settings(home=home)
-
-
 def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark, ranked_warehouse, tmp_path):
     import pandas as pd
 
-    settings = copy_of(ranked_warehouse, tmp_path)
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
     order = published_order(1, "home-hero")
     ended, vip_only = order[0], order[2]
     catalog = load_catalog(ranked_warehouse.catalog_file)
@@ -250,7 +243,7 @@ def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark
 
 
 def test_an_unreadable_ranking_still_serves_the_fallbacks_and_says_why_in_one_line(ranked_warehouse, tmp_path):
-    settings = copy_of(ranked_warehouse, tmp_path)
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
     log = Path(settings.table_path("offer_rankings")) / "_delta_log"
     for commit in log.glob("*.json"):
         commit.write_text("this is not a Delta commit\n")

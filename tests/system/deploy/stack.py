@@ -272,6 +272,7 @@ class AirflowAPI:
 
     def __init__(self, base: str, username: str, password: str, logs: list[Path]):
         self.base, self.username, self.password, self.logs = base, username, password, logs
+        self.seconds: dict[str, float] = {}  # each task's duration in the last run waited for
 
     def client(self) -> httpx.Client:
         token = httpx.post(f"{self.base}/auth/token", json={"username": self.username, "password": self.password})
@@ -303,10 +304,9 @@ class AirflowAPI:
 
             wait_for(f"DAG run {run_id}", finished, timeout, self.logs)
             instances = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        tasks = {
-            f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"]: t["state"] for t in instances
-        }
-        return state, tasks
+        names = [f"{t['task_id']}[{t['map_index']}]" if t["map_index"] >= 0 else t["task_id"] for t in instances]
+        self.seconds = {name: round(t["duration"] or 0, 1) for name, t in zip(names, instances)}
+        return state, {name: t["state"] for name, t in zip(names, instances)}
 
 
 def _ids(user: str) -> tuple[int, int]:
