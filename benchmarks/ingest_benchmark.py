@@ -1,10 +1,13 @@
-"""Benchmark: ingest + validate of generated event days, side by side with DuckDB's flatten-and-count.
+"""Benchmark: ingest + validate of generated event days, side by side with a plain Spark job and DuckDB.
 
 For each size it generates one landing day (a small share of injected faults), then, each in its own
 process so peak memory is measured per engine:
   - offerrank: `offerrank ingest` (Spark, GX, Delta writes) on the embedded default;
-  - DuckDB: read the same JSON lines, unnest propositions and items, count per offer x placement x channel.
-Prints events/second, wall time and peak RSS (largest process: the Spark JVM, or DuckDB) and the ratio.
+  - plain Spark: the same SparkSession settings; read the JSON lines with the event schema, drop duplicate ids,
+    explode propositions and items, count per offer x placement x channel x event type, write Parquet;
+  - DuckDB: the same flatten-and-count of the same files.
+Prints wall time, events/second and peak RSS of each engine's process tree (Python + JVM), and offerrank's time as
+a ratio of each of the other two.
 
     python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--workdir /tmp/offerrank-bench]
 """
@@ -63,6 +66,32 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
         return elapsed, peak / 2**20, stdout
 
 
+def plain_spark_child(files: str, output: str) -> None:
+    from pyspark.sql import functions as F
+
+    from offerrank.settings import load_settings
+    from offerrank.spark import build_spark
+    from offerrank.xdm import EVENT_SCHEMA
+
+    spark = build_spark(load_settings(), "plain-spark")
+    events = spark.read.schema(EVENT_SCHEMA).json(files).dropDuplicates(["_id"])
+    propositions = events.select(
+        F.regexp_extract("channel._type", "[^/]+$", 0).alias("channel"),
+        "eventType",
+        F.explode("_experience.decisioning.propositions").alias("p"),
+    )
+    items = propositions.select(
+        "channel",
+        "eventType",
+        F.coalesce("p.scopeDetails.placement.id", "p.scope").alias("placement_id"),
+        F.explode("p.items.id").alias("offer_id"),
+    )
+    items.groupBy("offer_id", "placement_id", "channel", "eventType").count().write.mode("overwrite").parquet(output)
+    counts = spark.read.parquet(output)
+    print(f"groups={counts.count()} items={counts.agg(F.sum('count')).first()[0]}")
+    spark.stop()
+
+
 def duckdb_child(files: str) -> None:
     import duckdb
 
@@ -75,14 +104,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-bench"))
     parser.add_argument("--duckdb-child", help=argparse.SUPPRESS)
+    parser.add_argument("--plain-spark-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_child:
         duckdb_child(args.duckdb_child)
         return
+    if args.plain_spark_child:
+        plain_spark_child(*args.plain_spark_child)
+        return
 
     from offerrank.generator import generate
 
-    print(f"{'events':>11} {'engine':>10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}  ratio")
+    print(f"{'events':>11} {'engine':>11} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}")
     for count in args.events:
         home = args.workdir / f"{count}"
         shutil.rmtree(home, ignore_errors=True)
@@ -90,17 +123,21 @@ def main() -> None:
         folder = home / "sample" / "events" / DAY.isoformat()
         env = {"OFFERRANK_HOME": str(home)}
         measured([sys.executable, "-m", "offerrank.cli", "apply", "-f", str(home / "sample" / "catalog.yaml")], env)
-        spark_s, spark_mb, out = measured(
-            [sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env
-        )
-        duck_s, duck_mb, duck_out = measured([sys.executable, __file__, "--duckdb-child", f"{folder}/*.jsonl"])
+        files, counts_out = f"{folder}/*.jsonl", str(home / "counts")
+        engines = {
+            "offerrank": measured([sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env),
+            "plain Spark": measured([sys.executable, __file__, "--plain-spark-child", files, counts_out], env),
+            "DuckDB": measured([sys.executable, __file__, "--duckdb-child", files]),
+        }
+        for engine, (seconds, peak_mb, _) in engines.items():
+            print(f"{count:>11,} {engine:>11} {seconds:>8.1f} {count / seconds:>10,.0f} {peak_mb:>9,.0f}")
+        offerrank_s = engines["offerrank"][0]
         print(
-            f"{count:>11,} {'offerrank':>10} {spark_s:>8.1f} {count / spark_s:>10,.0f} {spark_mb:>9,.0f}  "
-            f"{spark_s / duck_s:.2f}x DuckDB"
+            f"{count:>11,} offerrank / plain Spark {offerrank_s / engines['plain Spark'][0]:.2f}x, "
+            f"offerrank / DuckDB {offerrank_s / engines['DuckDB'][0]:.1f}x"
         )
-        print(f"{count:>11,} {'duckdb':>10} {duck_s:>8.1f} {count / duck_s:>10,.0f} {duck_mb:>9,.0f}")
-        print(f"            {out.strip().splitlines()[-1][:160]}")
-        print(f"            duckdb: {duck_out.strip()}")
+        for engine, (_, _, out) in engines.items():
+            print(f"            {engine}: {out.strip().splitlines()[-1][:160]}")
         shutil.rmtree(home / "sample" / "events", ignore_errors=True)
 
 

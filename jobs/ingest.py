@@ -19,6 +19,7 @@ NAME] [--replace-accepted]` or `spark-submit jobs/ingest.py --date YYYY-MM-DD [-
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
@@ -42,6 +43,9 @@ DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot 
 RECORD_SUITE = "events_records"
 DATASET_SUITE = "events_dataset"
 
+# Up to this many event ids with copies (in the day or on other days) are broadcast to the day's records; more (a
+# day delivered twice) are joined by shuffle.
+BROADCAST_CONTESTED_IDS = 1_000_000
 DEDUP_REASONS = {
     "conflicting_duplicate": "another record with the same _id and different content won "
     "(earliest timestamp, then content hash order)",
@@ -177,14 +181,18 @@ def deduplicate(valid: DataFrame) -> DataFrame:
 
 
 def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
-    """Join the raw text back to rejected records by (source file, content hash)."""
-    keys = rejected.select("source_file", "record_hash").distinct()
+    """Fill in the raw text of rejected records the cache kept none for (duplicates, found after routing) from the
+    day's records, by (source file, content hash)."""
+    missing = rejected.filter(F.col("raw").isNull()).drop("raw")
+    keys = missing.select("source_file", "record_hash").distinct()
     texts = (
         records.withColumn("record_hash", record_hash(F.col("raw")))
         .join(F.broadcast(keys), ["source_file", "record_hash"], "left_semi")
         .dropDuplicates(["source_file", "record_hash"])
     )
-    return rejected.join(texts, ["source_file", "record_hash"], "left")
+    return rejected.filter(F.col("raw").isNotNull()).unionByName(
+        missing.join(texts, ["source_file", "record_hash"], "left")
+    )
 
 
 def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
@@ -257,32 +265,43 @@ def label_records(routed: DataFrame, other_days: DataFrame | None, run_date: dat
 
     `other_days`: the event ids (and `landing_date`) already accepted from the other landing dates of the lateness
     window, before and after `run_date`: an event counts once whichever of its days is ingested first, and a re-run
-    of either day keeps it that way."""
+    of either day keeps it that way.
+
+    Most events have one record and no copy on another day: only the ids that do (found on the ids alone) go
+    through the de-duplication window, and the day's records are joined to those few ids by broadcast rather than
+    all shuffled by id."""
     valid = routed.filter(F.size("reason_codes") == 0)
     invalid = routed.filter(F.size("reason_codes") > 0).withColumn("outcome", F.lit("quarantined"))
-    deduped = deduplicate(valid)
-    if other_days is not None:
-        seen = other_days.groupBy("event_id").agg(F.min("landing_date").alias("_seen_on"))
-        duplicate = F.when(F.col("_seen_on") < F.lit(run_date), "duplicate_of_earlier_day").otherwise(
-            "duplicate_of_later_day"
+    ids = valid.select("event_id")
+    repeated = ids.groupBy("event_id").count().filter(F.col("count") > 1).select("event_id")
+    if other_days is None:
+        contested = repeated.withColumn("_seen_on", F.lit(None).cast("date"))
+    else:
+        seen = (
+            other_days.join(ids.distinct(), "event_id", "left_semi")
+            .groupBy("event_id")
+            .agg(F.min("landing_date").alias("_seen_on"))
         )
-        deduped = (
-            deduped.join(seen, "event_id", "left")
-            .withColumn(
-                "outcome",
-                F.when((F.col("outcome") == "accepted") & F.col("_seen_on").isNotNull(), duplicate).otherwise(
-                    F.col("outcome")
-                ),
-            )
-            .drop("_seen_on")
-        )
+        contested = repeated.join(seen, "event_id", "full")
+    # computed once (the ids of other days are read once) and freed when no longer referenced
+    contested = contested.withColumn("_contested", F.lit(True)).localCheckpoint()
+    few = contested.count() <= BROADCAST_CONTESTED_IDS
+    flagged = valid.join(F.broadcast(contested) if few else contested, "event_id", "left")
+    uncontested = flagged.filter(F.col("_contested").isNull()).withColumn("outcome", F.lit("accepted"))
+    duplicate = F.when(F.col("_seen_on") < F.lit(run_date), "duplicate_of_earlier_day").otherwise(
+        "duplicate_of_later_day"
+    )
+    deduped = deduplicate(flagged.filter(F.col("_contested"))).withColumn(
+        "outcome",
+        F.when((F.col("outcome") == "accepted") & F.col("_seen_on").isNotNull(), duplicate).otherwise(F.col("outcome")),
+    )
     deduped = deduped.withColumn(
         "reason_codes",
         F.when(F.col("outcome").isin(list(DEDUP_REASONS)), F.array("outcome")).otherwise(F.col("reason_codes")),
     ).withColumn(
         "outcome", F.when(F.col("outcome").isin(list(DEDUP_REASONS)), "quarantined").otherwise(F.col("outcome"))
     )
-    return invalid.unionByName(deduped)
+    return invalid.unionByName(uncontested.unionByName(deduped).drop("_seen_on", "_contested"))
 
 
 def _failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:
@@ -299,7 +318,8 @@ class LabelledDay:
     """A landing day's records, each labelled accepted / exact_duplicate / quarantined, and its interactions."""
 
     records: DataFrame  # source_file, raw (blank lines removed)
-    labelled: DataFrame  # cached
+    routed: DataFrame  # cached: the parsed records and their reason codes (the text of rejected records only)
+    labelled: DataFrame  # derived from `routed`
     interactions: DataFrame  # cached: the accepted events' interactions
     blank_lines: int
     record_outcomes: list[ExpectationOutcome]
@@ -307,7 +327,7 @@ class LabelledDay:
     by_reason: dict[str, int]
 
     def release(self) -> None:
-        for cached in (self.labelled, self.interactions):
+        for cached in (self.routed, self.interactions):
             cached.unpersist()
 
 
@@ -340,24 +360,29 @@ def label_day(
     events may name, None before any catalog); derive its interactions."""
     settings = warehouse.settings
     run_date = day.run_date
-    blank = F.trim(F.col("raw")) == ""
-    blank_lines = records.filter(blank).count()
-    records = records.filter(~blank)
     parameters = record_parameters(settings, run_date)
-    # The raw text is the bulk of a day: the cache keeps its hash, and the text is read again where it is written.
-    routed = (
-        route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
-        .drop("raw")
+    blank = F.trim(F.col("raw")) == ""
+    # One read of the files: blank lines are counted from the cache, not by a scan of their own. A record's text is
+    # the bulk of a day: the cache keeps it only for the records the suite rejects (the quarantine shows them as
+    # received), and accepted records keep their hash.
+    parsed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
+    cached = (
+        parsed.withColumn("blank", blank)
+        .withColumn("raw", F.when(~blank & (F.size("reason_codes") > 0), F.col("raw")))
         .persist(CACHE_LEVEL)
     )
+    routed = cached.filter(~F.col("blank")).drop("blank")
     record_outcomes = quality.validate(
-        routed.drop("propositions", "record_hash"), record_suite, parameters, day.validation_name(RECORD_SUITE)
+        routed.drop("propositions", "record_hash", "raw"),
+        record_suite,
+        parameters,
+        day.validation_name(RECORD_SUITE),
     )
-    routed_counts = {
-        r.code: r["count"]
-        for r in routed.select(F.explode("reason_codes").alias("code")).groupBy("code").count().collect()
-    }
-    check_routing_agrees(record_outcomes, routed_counts)
+    code_counts = (
+        cached.select("blank", F.explode_outer("reason_codes").alias("code")).groupBy("blank", "code").count().collect()
+    )
+    blank_lines = sum(r["count"] for r in code_counts if r.blank)
+    check_routing_agrees(record_outcomes, {r.code: r["count"] for r in code_counts if not r.blank and r.code})
 
     other_days = warehouse.read(INTERACTIONS) if settings.lateness_days else None
     if other_days is not None:
@@ -367,17 +392,13 @@ def label_day(
             & (F.col("landing_date") != F.lit(run_date))
             & (F.col("dataset") == F.lit(day.dataset))
         ).select("event_id", "landing_date")
-    labelled = label_records(routed, other_days, run_date).persist(CACHE_LEVEL)
-    outcome_counts = {r.outcome: r["count"] for r in labelled.groupBy("outcome").count().collect()}
-    routed.unpersist()
-    by_reason = {
-        r.code: r["count"]
-        for r in labelled.filter(F.col("outcome") == "quarantined")
-        .select(F.explode("reason_codes").alias("code"))
-        .groupBy("code")
-        .count()
-        .collect()
-    }
+    # Not cached again: labelling is a cheap pass over the cached records (the few contested ids are broadcast).
+    labelled = label_records(routed, other_days, run_date)
+    outcome_counts, by_reason = Counter(), Counter()
+    for row in labelled.groupBy("outcome", "reason_codes").count().collect():
+        outcome_counts[row.outcome] += row["count"]
+        if row.outcome == "quarantined":
+            by_reason.update(dict.fromkeys(row.reason_codes, row["count"]))
     counts = {
         "records_read": sum(outcome_counts.values()),
         "events_accepted": outcome_counts.get("accepted", 0),
@@ -388,7 +409,9 @@ def label_day(
     interactions = (
         to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset)).persist(CACHE_LEVEL)
     )
-    return LabelledDay(records, labelled, interactions, blank_lines, record_outcomes, counts, by_reason)
+    return LabelledDay(
+        records.filter(~blank), cached, labelled, interactions, blank_lines, record_outcomes, counts, dict(by_reason)
+    )
 
 
 def validate_day(
@@ -447,16 +470,19 @@ def write_day(
     # Counted before the writes: writing `interactions` invalidates the cached frames that read it (the cross-day
     # event ids), and counting after it would recompute the whole day from its files.
     written = day.interactions.count() if success else 0
-    raw = day.records.select(
-        F.lit(run_date).alias("landing_date"),
-        "source_file",
-        F.get_json_object("raw", "$._id").alias("event_id"),
-        "raw",
-        F.lit(run_id).alias("run_id"),
-        F.lit(ingested.dataset).alias("dataset"),
-    )
-    warehouse.replace_where(raw, EVENTS_RAW, ingested.rows("landing_date"))
-    quarantined = with_raw_text(day.labelled.filter(F.col("outcome") == "quarantined"), day.records)
+    if warehouse.settings.keep_raw_events:
+        raw = day.records.select(
+            F.lit(run_date).alias("landing_date"),
+            "source_file",
+            F.get_json_object("raw", "$._id").alias("event_id"),
+            "raw",
+            F.lit(run_id).alias("run_id"),
+            F.lit(ingested.dataset).alias("dataset"),
+        )
+        warehouse.replace_where(raw, EVENTS_RAW, ingested.rows("landing_date"))
+    quarantined = day.labelled.filter(F.col("outcome") == "quarantined")
+    if DEDUP_REASONS.keys() & day.by_reason.keys():
+        quarantined = with_raw_text(quarantined, day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
     quarantine = to_quarantine(quarantined, reasons, run_date, run_id).unionByName(
         damaged_quarantine(warehouse.spark, damaged_files, run_date, run_id)

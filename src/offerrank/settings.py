@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     lateness_days: int = Field(3, ge=0, description="How many days after its UTC date an event may still land.")
     future_tolerance_minutes: int = Field(10, ge=0, description="Clock skew allowed past the end of the landing date.")
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records are quarantined as oversized.")
+    keep_raw_events: bool = Field(
+        False,
+        description="Also keep every record's text in events_raw (a second read of the day's files); off, the "
+        "landing folders are the copy as received and only quarantined records keep their text.",
+    )
     max_quarantine_share: float = Field(
         0.05, ge=0, le=1, description="Largest share of quarantined records a valid day may have."
     )

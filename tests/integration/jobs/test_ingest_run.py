@@ -50,8 +50,11 @@ def landing(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_settings(spark, landing, tmp_path_factory):
-    """A warehouse whose registry holds the generated catalog: its dataset `events` lands in `landing/events`."""
-    settings = load_settings(home=tmp_path_factory.mktemp("ingest-home"), spark_shuffle_partitions=2)
+    """A warehouse whose registry holds the generated catalog: its dataset `events` lands in `landing/events`; it
+    keeps every record's text in `events_raw`."""
+    settings = load_settings(
+        home=tmp_path_factory.mktemp("ingest-home"), spark_shuffle_partitions=2, keep_raw_events=True
+    )
     Registry(spark, settings).commit(load_catalog(landing / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
     return settings
 
@@ -129,6 +132,7 @@ def test_tables_hold_the_run(spark, run_settings, first_run):
     assert raw.count() == first_run.records_read
     quarantine = table(spark, run_settings, "quarantine").collect()
     assert len(quarantine) == first_run.quarantined
+    assert all(r.raw for r in quarantine)  # duplicates found after routing too
     malformed = next(r for r in quarantine if r.reason_codes == ["malformed_json"])
     assert (
         malformed.reasons == "the record is not valid JSON"
@@ -265,8 +269,9 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
         "upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
     ]
     assert "skipped files: linked.jsonl: a symbolic link" in result.summary()
-    raw_ids = {row.raw for row in table(spark, settings, "events_raw").collect()}
-    assert not any("in-flight" in raw or "host-file" in raw for raw in raw_ids)
+    read_ids = {row.event_id for row in table(spark, settings, "interactions").select("event_id").collect()}
+    assert not {"in-flight", "host-file"} & read_ids
+    assert not Path(settings.table_path("events_raw")).exists()  # by default the landing folder is the raw copy
 
 
 def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_read(spark, tmp_path):
