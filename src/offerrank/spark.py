@@ -15,9 +15,10 @@ from pyspark.sql import SparkSession
 
 from offerrank.settings import Settings
 
-# How jobs cache a day's rows: serialized, so Spark accounts the cached bytes exactly and spills a large day to disk
-# instead of running out of heap.
-CACHE_LEVEL = StorageLevel.MEMORY_AND_DISK
+# How jobs cache a day's rows: on local disk (the OS page cache keeps what fits), never in the heap. With
+# MEMORY_AND_DISK a 10M-event day died of `OutOfMemoryError` in a 2 GB driver: cached blocks filled the storage share
+# of the heap while the columnar cache builder grew its batch buffers outside Spark's memory accounting.
+CACHE_LEVEL = StorageLevel.DISK_ONLY
 
 
 def delta_coordinates(settings: Settings) -> list[str]:
