@@ -7,9 +7,11 @@ process so peak memory is measured per engine:
     explode propositions and items, count per offer x placement x channel x event type, write Parquet;
   - DuckDB: the same flatten-and-count of the same files.
 Prints wall time, events/second and peak RSS of each engine's process tree (Python + JVM), and offerrank's time as
-a ratio of each of the other two.
+a ratio of each of the other two. With `--nightly`, the rest of the nightly chain then runs on the ingested day,
+each step its own `offerrank` command as in the DAG (profiles, aggregate, rank and publish), and the wall time and
+peak RSS of every step are printed beside the driver memory they were given.
 
-    python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--workdir /tmp/offerrank-bench]
+    python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--nightly] [--workdir /tmp/offerrank-bench]
 """
 
 from __future__ import annotations
@@ -66,6 +68,17 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
         return elapsed, peak / 2**20, stdout
 
 
+def nightly_steps(env: dict[str, str]) -> None:
+    """Run the nightly steps after ingest on the benchmark's day, each in its own process; print time and memory."""
+    from offerrank.settings import load_settings
+
+    driver_memory = load_settings(home=Path(env["OFFERRANK_HOME"])).spark_driver_memory
+    print(f"{'':>11} {'step':>11} {'wall s':>8} {'peak MiB':>9}   (driver memory {driver_memory})")
+    for step in ("profiles", "aggregate", "rank"):
+        seconds, peak_mb, out = measured([sys.executable, "-m", "offerrank.cli", step, "--date", DAY.isoformat()], env)
+        print(f"{'':>11} {step:>11} {seconds:>8.1f} {peak_mb:>9,.0f}   {out.strip().splitlines()[-1][:100]}")
+
+
 def plain_spark_child(files: str, output: str) -> None:
     from pyspark.sql import functions as F
 
@@ -103,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-bench"))
+    parser.add_argument("--nightly", action="store_true", help="then profiles, aggregate and rank the ingested day")
     parser.add_argument("--duckdb-child", help=argparse.SUPPRESS)
     parser.add_argument("--plain-spark-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,6 +152,8 @@ def main() -> None:
         )
         for engine, (_, _, out) in engines.items():
             print(f"            {engine}: {out.strip().splitlines()[-1][:160]}")
+        if args.nightly:
+            nightly_steps(env)
         shutil.rmtree(home / "sample" / "events", ignore_errors=True)
 
 
