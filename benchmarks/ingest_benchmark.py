@@ -68,6 +68,11 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
         return elapsed, peak / 2**20, stdout
 
 
+def offerrank(*args: str) -> list[str]:
+    """The `offerrank` command line with `args`, run by this interpreter."""
+    return [sys.executable, "-m", "offerrank.cli", *args]
+
+
 def nightly_steps(env: dict[str, str]) -> None:
     """Run the nightly steps after ingest on the benchmark's day, each in its own process; print time and memory."""
     from offerrank.settings import load_settings
@@ -75,7 +80,7 @@ def nightly_steps(env: dict[str, str]) -> None:
     driver_memory = load_settings(home=Path(env["OFFERRANK_HOME"])).spark_driver_memory
     print(f"{'':>11} {'step':>11} {'wall s':>8} {'peak MiB':>9}   (driver memory {driver_memory})")
     for step in ("profiles", "aggregate", "rank"):
-        seconds, peak_mb, out = measured([sys.executable, "-m", "offerrank.cli", step, "--date", DAY.isoformat()], env)
+        seconds, peak_mb, out = measured(offerrank(step, "--date", DAY.isoformat()), env)
         print(f"{'':>11} {step:>11} {seconds:>8.1f} {peak_mb:>9,.0f}   {out.strip().splitlines()[-1][:100]}")
 
 
@@ -136,10 +141,10 @@ def main() -> None:
         generate(home / "sample", DAY, days=1, events_per_day=count, fault_rate=0.001)
         folder = home / "sample" / "events" / DAY.isoformat()
         env = {"OFFERRANK_HOME": str(home)}
-        measured([sys.executable, "-m", "offerrank.cli", "apply", "-f", str(home / "sample" / "catalog.yaml")], env)
+        measured(offerrank("apply", "-f", str(home / "sample" / "catalog.yaml")), env)
         files, counts_out = f"{folder}/*.jsonl", str(home / "counts")
         engines = {
-            "offerrank": measured([sys.executable, "-m", "offerrank.cli", "ingest", "--date", DAY.isoformat()], env),
+            "offerrank": measured(offerrank("ingest", "--date", DAY.isoformat()), env),
             "plain Spark": measured([sys.executable, __file__, "--plain-spark-child", files, counts_out], env),
             "DuckDB": measured([sys.executable, __file__, "--duckdb-child", files]),
         }
