@@ -41,13 +41,15 @@ test_services() {
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 }
 
-# Embedded Airflow: SQLite metadata under var/airflow, the DAGs of this repo, Spark on local[*].
+# Embedded Airflow: SQLite metadata under var/airflow, the DAGs of this repo, Spark on local[*] behind a local Spark
+# Connect server.
 airflow_env() {
     export PATH="$PWD/$VENV/bin:$PATH"
     export AIRFLOW_HOME=${AIRFLOW_HOME:-$PWD/var/airflow}
     export AIRFLOW__CORE__DAGS_FOLDER=${AIRFLOW__CORE__DAGS_FOLDER:-$PWD/dags}
     export AIRFLOW__CORE__LOAD_EXAMPLES=${AIRFLOW__CORE__LOAD_EXAMPLES:-False}
-    export AIRFLOW_CONN_SPARK_DEFAULT=${AIRFLOW_CONN_SPARK_DEFAULT:-'{"conn_type": "spark", "host": "local[*]"}'}
+    # the DAG's Spark steps run on a local Spark Connect server, started by the first of them and kept running
+    export OFFERRANK_SPARK_REMOTE=${OFFERRANK_SPARK_REMOTE:-local}
     export OFFERRANK_HOME=${OFFERRANK_HOME:-$PWD/var}
     "$VENV/bin/airflow" db migrate >/dev/null
 }
@@ -56,6 +58,8 @@ case "${1:-}" in
     demo)
         setup
         airflow_env
+        # the demo leaves no Spark Connect server behind (`./dev.sh airflow` keeps the one its runs start)
+        trap '"$VENV/bin/offerrank" spark-server stop >/dev/null' EXIT
         "$VENV/bin/offerrank" generate --start 2026-11-01 --days 7 --events-per-day 20000 --fault-rate 0.002
         "$VENV/bin/offerrank" apply -f "$OFFERRANK_HOME/sample/catalog.yaml"
         "$VENV/bin/offerrank" ingest --date 2026-11-01 --through 2026-11-06

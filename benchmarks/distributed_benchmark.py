@@ -50,11 +50,12 @@ def main() -> None:
         stack = Stack(workdir)
         try:
             master = stack.start_spark(worker_cores=cores, worker_memory="8g") if name != "local[*]" else "local[*]"
-            api = stack.start_airflow(
-                stack.start_postgres(),
-                master,
-                {"OFFERRANK_HOME": str(home), "OFFERRANK_SPARK_CONF": json.dumps({"spark.executor.memory": "4g"})},
-            )
+            offerrank_env = {
+                "OFFERRANK_HOME": str(home),
+                "OFFERRANK_SPARK_CONF": json.dumps({"spark.executor.memory": "4g"}),
+            }
+            remote = stack.start_spark_connect(master, offerrank_env)
+            api = stack.start_airflow(stack.start_postgres(), remote, offerrank_env)
             run, tasks, elapsed = api.run_dag("offer_ranking", {"run_date": RUN.isoformat()}, timeout=3600)
         finally:
             stack.stop()

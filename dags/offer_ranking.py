@@ -6,7 +6,7 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 1. **waits**, per event dataset of the catalog (mapped), for the day's event files in its landing folder (reschedule
    mode; after 6 hours it gives up on that dataset, which ingest then records as not landed);
 2. **ingests** each dataset on its own with Spark into Delta (`events_raw`, `interactions`, `quarantine`,
-   `dq_results`, each row with its dataset), one mapped spark-submit per dataset;
+   `dq_results`, each row with its dataset), one mapped task per dataset;
 3. **validates**: stops the run here, with the reasons in the log, when no dataset passed Great Expectations
    (recorded as a refused publish in `ranking_runs`, as `offerrank run` does); otherwise the ranking methods whose
    AI model learns from a dataset that did not pass are held back, and their placements keep their last good lists;
@@ -25,8 +25,10 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
 without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
-Spark steps (ingest, profiles, aggregate) are submitted through the `spark_default` connection: `local[*]` or a
-cluster, by configuration; ranking and publishing handle a few rows per offer and run in the task, without a JVM.
+Spark steps (ingest, profiles, aggregate) run their job in the task on the Spark Connect server of
+`OFFERRANK_SPARK_REMOTE` (`local`: one this machine starts on first use and keeps; it runs on `OFFERRANK_SPARK_MASTER`,
+`local[*]` or a cluster), so no step starts a JVM; ranking and publishing handle a few rows per offer and run in the
+task, without Spark.
 The steps and their gates are those of `offerrank.nightly` (the same chain `offerrank run` runs in one session).
 """
 
@@ -35,14 +37,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task, task_group
 
 from offerrank import orchestration
 
 RANKINGS = Asset("offerrank://offer_rankings")
 REPORTS = Asset("offerrank://model_reports")
-RUN_DATE = "{{ params.run_date or ds }}"
 WAIT_FOR_EVENTS = timedelta(hours=6)
 
 with DAG(
@@ -64,7 +64,6 @@ with DAG(
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(hours=2),
     },
-    user_defined_macros={"delta_jars": orchestration.delta_jars},
     params={
         "run_date": Param(
             None,
@@ -95,17 +94,10 @@ with DAG(
         ),
     },
 ) as dag:
-    # Every spark-submit gets offerrank's Spark settings (driver memory before the JVM starts, shuffle partitions,
-    # Delta, OFFERRANK_SPARK_CONF): the same conf as a session the CLI builds.
-    spark_job = {
-        "conn_id": "spark_default",
-        "jars": "{{ delta_jars() }}",
-        "conf": orchestration.spark_submit_conf(),
-        "verbose": False,
-        # one Spark application at a time: steps of different dates write overlapping partitions (the aggregate's
-        # late-click window) and two drivers would not fit a small machine's memory
-        "max_active_tis_per_dag": 1,
-    }
+    # one Spark step at a time: steps of different dates write overlapping partitions (the aggregate's late-click
+    # window) and two days' jobs would not fit a small machine's memory
+    def spark_step(**options):
+        return task(max_active_tis_per_dag=1, **options)
 
     @task(retries=0)
     def event_datasets() -> list[str]:
@@ -137,29 +129,21 @@ with DAG(
         print(orchestration.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
         return False
 
-    @task(map_index_template="{{ dataset }}")
-    def ingest_arguments(dataset: str, params=None, ds=None, run_id=None) -> list[str]:
-        """The dataset's ingest job arguments."""
+    # runs whatever became of the wait: a dataset that did not land is recorded as such
+    @spark_step(map_index_template="{{ dataset }}", trigger_rule="all_done")
+    def ingest(dataset: str, params=None, ds=None, run_id=None) -> None:
+        """Ingest and validate the dataset's landing day (the Spark job `ingest`)."""
         from airflow.sdk import get_current_context
 
         get_current_context()["dataset"] = dataset
-        return orchestration.ingest_arguments(dataset, orchestration.run_date_of(params["run_date"], ds), run_id)
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        orchestration.run_job("ingest", orchestration.ingest_arguments(dataset, run_date, run_id))
 
     @task_group
     def dataset_ingest(dataset: str) -> None:
         """One event dataset's day: wait for its landing folder, then ingest it (each dataset on its own: one that
         is late holds up no other's ingest)."""
-        # runs whatever became of the wait: a dataset that did not land is recorded as such
-        ingest = SparkSubmitOperator(
-            task_id="ingest",
-            name="offerrank-ingest",
-            application=orchestration.job("ingest"),
-            application_args=ingest_arguments(dataset),
-            map_index_template="{{ task.application_args[-1] }}",
-            trigger_rule="all_done",
-            **spark_job,
-        )
-        wait_for_events(dataset) >> ingest
+        wait_for_events(dataset) >> ingest(dataset)
 
     # after every dataset's ingest, whatever its outcome: the gate reads each dataset's validation
     @task(retries=0, trigger_rule="all_done")
@@ -172,21 +156,18 @@ with DAG(
         except orchestration.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
-    profiles = SparkSubmitOperator(
-        task_id="profiles",
-        application=orchestration.job("profiles"),
-        name="offerrank-profiles",
-        application_args=["--date", RUN_DATE, "--keep-going"],
-        **spark_job,
-    )
+    @spark_step()
+    def profiles(params=None, ds=None) -> None:
+        """Validate and load the profile snapshot of the run's date (the Spark job `profiles`)."""
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        orchestration.run_job("profiles", ["--date", run_date.isoformat(), "--keep-going"])
 
-    aggregate = SparkSubmitOperator(
-        task_id="aggregate",
-        application=orchestration.job("aggregate"),
-        name="offerrank-aggregate",
-        application_args=["--date", RUN_DATE, "--full-refresh", "{{ params.full_refresh }}"],
-        **spark_job,
-    )
+    @spark_step()
+    def aggregate(params=None, ds=None) -> None:
+        """Daily offer facts and every active model's rates (the Spark job `aggregate`)."""
+        run_date = orchestration.run_date_of(params["run_date"], ds)
+        arguments = ["--date", run_date.isoformat(), "--full-refresh", str(params["full_refresh"])]
+        orchestration.run_job("aggregate", arguments)
 
     @task(retries=0)
     def ranking_units(params=None) -> list[str]:
@@ -248,8 +229,8 @@ with DAG(
     steps = {
         "ingest": [ingests],
         "validate": [validate()],
-        "profiles": [profiles],
-        "aggregate": [aggregate],
+        "profiles": [profiles()],
+        "aggregate": [aggregate()],
         "rank": [units := ranking_units(), rank.expand(unit=units)],
         "publish": [published := publish()],
     }

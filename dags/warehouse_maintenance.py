@@ -11,8 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
 from offerrank import orchestration
 
@@ -32,14 +31,11 @@ with DAG(
         "retry_exponential_backoff": True,
         "execution_timeout": timedelta(hours=3),
     },
-    user_defined_macros={"delta_jars": orchestration.delta_jars},
 ) as dag:
-    SparkSubmitOperator(
-        task_id="optimize_and_vacuum",
-        application=orchestration.job("maintain"),
-        name="offerrank-maintain",
-        application_args=["--as-of", "{{ data_interval_end | ds }}"],
-        conn_id="spark_default",
-        jars="{{ delta_jars() }}",
-        conf=orchestration.spark_submit_conf(),
-    )
+
+    @task
+    def optimize_and_vacuum(data_interval_end=None) -> None:
+        """OPTIMIZE and VACUUM every table (the Spark job `maintain`, on the nightly DAG's Spark)."""
+        orchestration.run_job("maintain", ["--as-of", data_interval_end.date().isoformat()])
+
+    optimize_and_vacuum()

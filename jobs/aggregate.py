@@ -249,7 +249,7 @@ def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_dat
         ).toPandas()
         fitted = train(cells, model, run_date)
         warehouse.replace_where(
-            warehouse.spark.createDataFrame(fitted[MODEL_PARAMETERS.column_names], MODEL_PARAMETERS.spark_schema()),
+            warehouse.frame(fitted, MODEL_PARAMETERS),
             MODEL_PARAMETERS,
             {"as_of_date": run_date, "model_name": model.name},
         )
@@ -339,9 +339,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     models = catalog.active_models()
     if models:
         rates = active_model_rates(window_facts(stats, run_date, longest), catalog, run_date, settings)
-        warehouse.replace_partition(
-            spark.createDataFrame(rates, OFFER_CONVERSION_RATES.spark_schema()), OFFER_CONVERSION_RATES, run_date
-        )
+        warehouse.replace_partition(warehouse.frame(rates, OFFER_CONVERSION_RATES), OFFER_CONVERSION_RATES, run_date)
     contextual = [model for model in models if model.contextual]
     trained, waiting = [], []
     if contextual:

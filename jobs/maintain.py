@@ -36,7 +36,7 @@ def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) ->
     )
     if kept is None:
         return hours
-    history = warehouse.delta_table(OFFER_RANKINGS).history()
+    history = spark.sql(f"DESCRIBE HISTORY {warehouse.sql_name(OFFER_RANKINGS)}")
     committed = history.filter(F.col("version") == kept).select("timestamp").first()
     if committed is None:
         return hours
@@ -52,11 +52,9 @@ def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
     for table_of in ALL_TABLES:
         if not warehouse.exists(table_of):
             continue
-        table = warehouse.delta_table(table_of)
-        metrics = (
-            table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
-        )
-        table.vacuum(float(hours))
+        name = warehouse.sql_name(table_of)
+        metrics = spark.sql(f"OPTIMIZE {name}").select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        spark.sql(f"VACUUM {name} RETAIN {hours} HOURS").collect()
         done[table_of.name] = (
             f"compacted {metrics.numFilesRemoved} files into {metrics.numFilesAdded}; "
             f"vacuumed files older than {hours} h"

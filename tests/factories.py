@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import date, datetime
 from pathlib import Path
 
@@ -118,3 +119,10 @@ def warehouse_copy(settings, home: Path, **overrides):
 
     shutil.copytree(settings.warehouse, home / "warehouse")
     return load_settings(home=home, spark_shuffle_partitions=settings.spark_shuffle_partitions, **overrides)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a throw-away service)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -483,6 +483,19 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_spark_server(args: argparse.Namespace, settings: Settings) -> int:
+    from offerrank import spark_server
+
+    if args.action == "run":
+        spark_server.run_server(settings)
+    elif args.action == "start":
+        spark_server.ensure_local_server(settings)
+        print(f"Spark Connect server on sc://{settings.spark_local_ip}:{settings.spark_connect_port}")
+    else:
+        print("stopped" if spark_server.stop_local_server(settings) else "no local Spark Connect server was running")
+    return 0
+
+
 def cmd_check_deployment(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.deploy import deployment_problems
 
@@ -644,6 +657,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="fetch Delta's jars into the cache and check Spark starts")
     setup.set_defaults(handler=cmd_setup)
+
+    server = commands.add_parser(
+        "spark-server", help="the Spark Connect server the DAG's Spark steps run on (OFFERRANK_SPARK_REMOTE)"
+    )
+    server.add_argument(
+        "action",
+        choices=["start", "stop", "run"],
+        help="start (or keep) the local server in the background, stop it, or run it in the foreground (a container)",
+    )
+    server.set_defaults(handler=cmd_spark_server)
 
     upgrade = commands.add_parser(
         "upgrade", help="bring a warehouse written by an earlier release up to date (once, after upgrading)"

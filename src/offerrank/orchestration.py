@@ -17,16 +17,15 @@ __all__ = [
     "AFTER_PUBLISH",
     "STEPS",
     "RunRefused",
-    "delta_jars",
     "event_datasets",
     "events_landed",
     "ingest_arguments",
-    "job",
+    "JobFailed",
     "publish_ranking",
     "ranking_units",
     "run_date_of",
     "run_summary",
-    "spark_submit_conf",
+    "run_job",
     "stage_ranking",
     "validation_outcome",
     "waiting_message",
@@ -34,23 +33,23 @@ __all__ = [
 ]
 
 
-def job(name: str) -> str:
-    """Path of a Spark job file, as spark-submit takes it."""
-    from offerrank.jobs import job_file
-
-    return job_file(name)
+class JobFailed(RuntimeError):
+    """A Spark job exited non-zero (what it printed says why)."""
 
 
-def delta_jars() -> str:
-    """Comma-separated cached Delta jars for spark-submit --jars (rendered when a task runs, not at parse time)."""
-    from offerrank.spark import cached_jars
+def run_job(name: str, arguments: list[str]) -> None:
+    """Run Spark job `name` in this task, with the arguments its spark-submit entry point takes, on the Spark
+    Connect server of `OFFERRANK_SPARK_REMOTE` (else on a Spark of its own, as spark-submit would start)."""
+    from importlib import import_module
 
-    return ",".join(str(jar) for jar in cached_jars(load_settings()))
+    from offerrank.spark import release_connect_session
 
-
-def spark_submit_conf() -> dict[str, str]:
-    """The `--conf`s of every spark-submit: offerrank's Spark settings, as a session the CLI builds gets them."""
-    return load_settings().spark_session_conf()
+    try:
+        code = import_module(f"offerrank.jobs.{name}").main(arguments)
+    finally:
+        release_connect_session()
+    if code:
+        raise JobFailed(f"the {name} job exited with {code}")
 
 
 def event_datasets(settings: Settings | None = None) -> list[str]:
@@ -62,7 +61,7 @@ def event_datasets(settings: Settings | None = None) -> list[str]:
 
 
 def ingest_arguments(dataset: str, run_date: date, run_id: str) -> list[str]:
-    """The arguments of a dataset's ingest job (one mapped spark-submit per dataset; the dataset last)."""
+    """The arguments of a dataset's ingest job (one mapped task per dataset)."""
     return ["--date", run_date.isoformat(), "--run-id", run_id, "--nightly", "--dataset", dataset]
 
 

@@ -189,14 +189,13 @@ class Registry:
             if not current:
                 self.warehouse.overwrite(source, REGISTRY)
             else:
-                (
-                    self.warehouse.delta_table(REGISTRY)
-                    .alias("r")
-                    .merge(source.alias("s"), "r.kind = s.kind AND r.id = s.id")
-                    .whenMatchedDelete(condition="s.spec IS NULL")
-                    .whenMatchedUpdateAll()
-                    .whenNotMatchedInsertAll(condition="s.spec IS NOT NULL")
-                    .execute()
+                self.spark.sql(
+                    f"MERGE INTO {self.warehouse.sql_name(REGISTRY)} r USING {{source}} s "
+                    "ON r.kind = s.kind AND r.id = s.id "
+                    "WHEN MATCHED AND s.spec IS NULL THEN DELETE "
+                    "WHEN MATCHED THEN UPDATE SET * "
+                    "WHEN NOT MATCHED AND s.spec IS NOT NULL THEN INSERT *",
+                    source=source,
                 )
         finally:
             if before is None:

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     )
 
     spark_master: str = Field("local[*]", description="Spark master URL: local[*], spark://host:7077, yarn, ...")
+    spark_remote: str = Field(
+        "",
+        description="Spark Connect server the jobs run on: `local` (a server on this machine that the first job "
+        "starts and later jobs reuse), `sc://host:15002`, or empty: each process starts its own Spark.",
+    )
+    spark_connect_port: int = Field(15002, description="Port of the local Spark Connect server (`local` remote).")
     spark_driver_memory: str = Field("2g", description="spark.driver.memory for sessions offerrank starts.")
     spark_shuffle_partitions: int = Field(
         4, ge=1, description="spark.sql.shuffle.partitions; small for 2-core machines."

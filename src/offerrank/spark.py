@@ -40,7 +40,10 @@ def cached_jars(settings: Settings) -> list[Path]:
 
 
 def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession:
-    """Get or create the SparkSession for `settings` (fetches Delta's jars on first use only)."""
+    """Get or create the SparkSession for `settings` (fetches Delta's jars on first use only): a session on the
+    Spark Connect server of `spark_remote`, else one in this process."""
+    if settings.spark_remote:
+        return connect_session(settings)
     if settings.spark_is_local:
         os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_local_ip)
     # PySpark starts its Python workers with PYSPARK_PYTHON (else whatever `python3` is on PATH).
@@ -60,3 +63,24 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
             "spark.jars.ivy", str(jars_folder(settings))
         )
     return builder.getOrCreate()
+
+
+def connect_session(settings: Settings) -> SparkSession:
+    """A session on the Spark Connect server of `settings.spark_remote`, with offerrank's runtime SQL settings (the
+    server was started with the others)."""
+    from offerrank.spark_server import remote_url
+
+    spark = SparkSession.builder.remote(remote_url(settings)).getOrCreate()
+    for key, value in settings.spark_session_conf().items():
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+    return spark
+
+
+def release_connect_session() -> None:
+    """End this process's Spark Connect session, if any: the server drops its state now, not at the idle timeout."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    session = ConnectSession.getActiveSession()
+    if session is not None:
+        session.stop()

@@ -1,5 +1,8 @@
 """Delta table I/O through Spark and delta-spark: every job's reads and writes of the tables in `offerrank.tables`.
 
+Only DataFrame and SQL calls, so the same code runs on an in-process session and on a Spark Connect server; the
+table's log (existence, version) is read with `deltalake`, without a Spark job.
+
 Writes replace partitions (idempotent reruns), overwrite a whole table in one commit, or append; each is one Delta
 commit. Reads are tolerant of a table that was never written (None).
 """
@@ -23,9 +26,11 @@ class Warehouse:
         return self.settings.table_path(table.name)
 
     def exists(self, table: Table) -> bool:
-        from delta.tables import DeltaTable
+        return self.version(table) is not None
 
-        return DeltaTable.isDeltaTable(self.spark, self.path(table))
+    def sql_name(self, table: Table) -> str:
+        """The table as Spark SQL names it (delta.`<path>`), for MERGE, UPDATE and maintenance."""
+        return f"delta.`{self.path(table)}`"
 
     def read(self, table: Table, version: int | None = None) -> DataFrame | None:
         """The table (at `version`, else the latest), or None before its first write."""
@@ -59,12 +64,16 @@ class Warehouse:
                 continue
             if "dataset" not in self.read(table).columns:
                 self.spark.sql(f"ALTER TABLE delta.`{self.path(table)}` ADD COLUMNS (dataset STRING)")
-            delta = self.delta_table(table)
             before = self.read(table).filter("dataset IS NULL").count()
             if before:
-                delta.update("dataset IS NULL", {"dataset": f"'{dataset}'"})
+                self.spark.sql(f"UPDATE {self.sql_name(table)} SET dataset = '{dataset}' WHERE dataset IS NULL")
             updated[table.name] = before
         return updated
+
+    def frame(self, rows, table: Table) -> DataFrame:
+        """A pandas frame of `table`'s rows as a Spark DataFrame with its schema (through Arrow, so the same on a
+        Spark Connect session)."""
+        return self.spark.createDataFrame(table.arrow_rows(rows), table.spark_schema())
 
     def replace_partition(self, frame: DataFrame, table: Table, value: object) -> None:
         """Atomically replace the rows of the table's (one) partition column = `value` by `frame`."""
@@ -88,17 +97,12 @@ class Warehouse:
     def append(self, frame: DataFrame, table: Table) -> None:
         self._write(frame, table, "append")
 
-    def version(self, table: Table) -> int:
-        """The table's latest version."""
-        from delta.tables import DeltaTable
+    def version(self, table: Table) -> int | None:
+        """The table's latest version (None before its first write), from its log: no Spark job."""
+        from offerrank.warehouse import open_table
 
-        return DeltaTable.forPath(self.spark, self.path(table)).history(1).first().version
-
-    def delta_table(self, table: Table):
-        """delta-spark's handle of the table, for MERGE, history and maintenance."""
-        from delta.tables import DeltaTable
-
-        return DeltaTable.forPath(self.spark, self.path(table))
+        opened = open_table(self.settings, table)
+        return None if opened is None else opened.version()
 
     def _write(self, frame: DataFrame, table: Table, mode: str, **options: str) -> None:
         if "overwriteSchema" not in options:  # a column a new release adds (nullable) joins the table's schema

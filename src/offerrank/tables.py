@@ -75,6 +75,12 @@ class Table:
 
         return pa.schema([(name, arrow(kind)) for name, kind in self.columns])
 
+    def arrow_rows(self, frame):
+        """A pandas frame's declared columns as an Arrow table with the declared schema (what both engines write)."""
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(frame[self.column_names], schema=self.arrow_schema(), preserve_index=False)
+
 
 PARAMETER_COLUMNS = ("features", "weights", "covariance")  # a contextual model's posterior of an offer
 RANKED_COLUMNS = (

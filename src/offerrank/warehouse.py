@@ -57,11 +57,10 @@ def write_frame(
     another writer may have moved on."""
     import uuid
 
-    import pyarrow as pa
     from deltalake import CommitProperties, DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    data = pa.Table.from_pandas(frame[table.column_names], schema=table.arrow_schema(), preserve_index=False)
+    data = table.arrow_rows(frame)
     predicate = partition_predicate(where or {}) or None
     path, token = settings.table_path(table.name), uuid.uuid4().hex
     target = DeltaTable(path, version=read_version) if read_version is not None else path

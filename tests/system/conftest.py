@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import REPO
+from offerrank.settings import load_settings
+from offerrank.spark_server import stop_local_server
+from tests.factories import REPO, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "var" / "screenshots"
@@ -47,13 +49,17 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[*]"}',
+        # the DAG's Spark steps run on a local Spark Connect server that the first step starts (on a port of its own:
+        # a developer's server keeps 15002); it is stopped at the end of the session
+        "OFFERRANK_SPARK_REMOTE": "local",
+        "OFFERRANK_SPARK_CONNECT_PORT": str(free_port()),
         # spark-submit and the jobs' Python come from this environment
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     yield env
+    stop_local_server(load_settings())
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

@@ -49,9 +49,8 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     dag = dagbag.dags["offer_ranking"]
     edges = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert edges == {
-        "event_datasets": ["dataset_ingest.ingest_arguments", "dataset_ingest.wait_for_events"],
+        "event_datasets": ["dataset_ingest.ingest", "dataset_ingest.wait_for_events"],
         "dataset_ingest.wait_for_events": ["dataset_ingest.ingest"],
-        "dataset_ingest.ingest_arguments": ["dataset_ingest.ingest"],
         "dataset_ingest.ingest": ["validate"],
         "validate": ["profiles"],
         "profiles": ["aggregate"],
@@ -83,29 +82,28 @@ def test_offer_ranking_tasks_and_edges(dagbag):
     # a failed ranking method fails its own task; the others publish, its placements keep their last good lists
     assert dag.get_task("publish").trigger_rule == "all_done_min_one_success"
     assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
-    for name in SPARK_STEPS:
-        assert dag.get_task(name)._conn_id == "spark_default"
 
 
-SPARK_STEPS = ("dataset_ingest.ingest", "profiles", "aggregate")
-
-
-def test_spark_submit_gets_offerrank_spark_settings(airflow_env, monkeypatch):
-    """spark-submit starts the driver's JVM: its memory and every other Spark setting must be on the command line,
-    the same as a session the CLI builds (Spark's 1 GB default driver died on a 1M-event day)."""
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+def test_the_spark_server_of_the_dag_steps_gets_offerrank_spark_settings(monkeypatch):
+    """The DAG's Spark steps run on the Spark Connect server: its spark-submit starts the driver's JVM, so the
+    driver's memory and every other Spark setting must be on its command line, the same as a session the CLI builds
+    (Spark's 1 GB default driver died on a 1M-event day)."""
+    from offerrank.settings import load_settings
+    from offerrank.spark import cached_jars
+    from offerrank.spark_server import SERVER_CLASS, server_command
 
     monkeypatch.setenv("OFFERRANK_SPARK_DRIVER_MEMORY", "3g")
     monkeypatch.setenv("OFFERRANK_SPARK_CONF", json.dumps({"spark.executor.memory": "5g"}))
-    dag = DagBag(dag_folder=str(REPO / "dags")).dags["offer_ranking"]
-    for name in SPARK_STEPS:
-        task = dag.get_task(name)
-        hook = SparkSubmitHook(conf=task.conf, conn_id=task._conn_id)
-        command = hook._build_spark_submit_command(task.application)
-        confs = {command[i + 1] for i, arg in enumerate(command) if arg == "--conf"}
-        assert {"spark.driver.memory=3g", "spark.executor.memory=5g", "spark.sql.shuffle.partitions=4"} <= confs
-        assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in confs
+    monkeypatch.setenv("OFFERRANK_SPARK_MASTER", "spark://master:7077")
+    settings = load_settings()
+    command = server_command(settings)
+    confs = {command[i + 1] for i, arg in enumerate(command) if arg == "--conf"}
+    assert {"spark.driver.memory=3g", "spark.executor.memory=5g", "spark.sql.shuffle.partitions=4"} <= confs
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in confs
+    assert f"spark.connect.grpc.binding.port={settings.spark_connect_port}" in confs
+    assert command[command.index("--class") + 1] == SERVER_CLASS
+    assert command[command.index("--master") + 1] == "spark://master:7077"
+    assert command[command.index("--jars") + 1].split(",") == [str(jar) for jar in cached_jars(settings)]
 
 
 @pytest.mark.parametrize("dag_id", ["offer_ranking", "warehouse_maintenance"])

@@ -20,13 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.factories import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.factories import REPO, free_port
 
 
 def wait_for(what: str, check, timeout: float, logs: list[Path] = ()) -> None:
@@ -188,10 +182,29 @@ class Stack:
 
     # --- Airflow ----------------------------------------------------------------------------------------------
 
+    def start_spark_connect(self, spark_master: str, offerrank_env: dict[str, str]) -> str:
+        """The Spark Connect server the DAG's Spark steps run on (`offerrank spark-server run`, as compose runs
+        it), its driver on `spark_master`; returns its URL."""
+        port = free_port()
+        env = {
+            **self.env,
+            **offerrank_env,
+            "OFFERRANK_SPARK_MASTER": spark_master,
+            "OFFERRANK_SPARK_CONNECT_PORT": str(port),
+        }
+        self._spawn("spark-connect", [str(Path(sys.executable).parent / "offerrank"), "spark-server", "run"], env)
+
+        def listening() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+
+        wait_for("the Spark Connect server", listening, 180, [self.workdir / "spark-connect.log"])
+        return f"sc://127.0.0.1:{port}"
+
     def start_airflow(
         self,
         database_url: str,
-        spark_master: str,
+        spark_remote: str,
         offerrank_env: dict[str, str],
         scheduled_runs: tuple[str, ...] = (),
     ) -> AirflowAPI:
@@ -203,7 +216,6 @@ class Stack:
         passwords = home / "passwords.json"
         password = secrets.token_urlsafe(12)
         passwords.write_text(json.dumps({"offerrank": password}))
-        host, _, master_port = spark_master.rpartition(":")
         env = {
             **self.env,
             **offerrank_env,
@@ -221,11 +233,7 @@ class Stack:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
-                {"conn_type": "spark", "host": host, "port": int(master_port)}
-                if spark_master.startswith("spark://")
-                else {"conn_type": "spark", "host": spark_master}
-            ),
+            "OFFERRANK_SPARK_REMOTE": spark_remote,
         }
         airflow = [sys.executable, "-m", "airflow"]
         migrated = subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, text=True)

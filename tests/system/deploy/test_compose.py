@@ -57,6 +57,7 @@ def test_the_deployment_has_every_service(rendered):
         "airflow-worker",
         "spark-master",
         "spark-worker",
+        "spark-connect",
         "lookup",
         "minio",
         "minio-init",
@@ -68,7 +69,7 @@ def test_the_deployment_has_every_service(rendered):
 
 def test_project_services_build_the_one_image_from_this_repo(rendered):
     ours = {name: s for name, s in rendered["services"].items() if s["image"] == IMAGE}
-    assert len(ours) == 9  # six Airflow services, the Spark master and worker, the lookup service
+    assert len(ours) == 10  # six Airflow services, the Spark master, worker and Connect server, the lookup service
     for name, service in ours.items():
         assert Path(service["build"]["context"]) == REPO and service["build"]["dockerfile"] == "Dockerfile", name
     dockerfile = (REPO / "Dockerfile").read_text()
@@ -105,14 +106,12 @@ def test_environment_names_real_settings(rendered):
         section: set(spec["options"]) for section, spec in airflow_conf.configuration_description.items()
     }
     for name, service in rendered["services"].items():
-        for key, value in (service.get("environment") or {}).items():
+        for key in service.get("environment") or {}:
             if key.startswith("OFFERRANK_"):
                 assert key.removeprefix("OFFERRANK_").lower() in settings, f"{name}: {key} is not an offerrank setting"
             elif key.startswith("AIRFLOW__"):
                 section, option = key.removeprefix("AIRFLOW__").lower().split("__", 1)
                 assert option in airflow_options.get(section, ()), f"{name}: {key} is not an Airflow option"
-            elif key.startswith("AIRFLOW_CONN_"):
-                assert json.loads(value)["conn_type"] == "spark", name
     scheduler = rendered["services"]["airflow-scheduler"]["environment"]
     assert scheduler["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert (
@@ -120,6 +119,10 @@ def test_environment_names_real_settings(rendered):
         and "COPY dags ./dags" in (REPO / "Dockerfile").read_text()
     )
     assert scheduler["OFFERRANK_SPARK_MASTER"] == "spark://spark-master:7077"
+    # the DAG's Spark steps run on the Connect server, a driver on the cluster
+    assert scheduler["OFFERRANK_SPARK_REMOTE"] == "sc://spark-connect:15002"
+    assert rendered["services"]["spark-connect"]["command"] == ["offerrank", "spark-server", "run"]
+    assert rendered["services"]["spark-connect"]["environment"]["OFFERRANK_SPARK_MASTER"] == "spark://spark-master:7077"
 
 
 def test_published_ports_bind_to_loopback_and_the_lookup_reads_with_read_only_rights(rendered):

@@ -81,13 +81,14 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
     shutil.copytree(cluster_home, local_home)  # the same input (both read the landing folders of cluster_home)
 
     master = stack.start_spark()
+    offerrank_env = {
+        "OFFERRANK_HOME": str(cluster_home),
+        "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
+    }
     api = stack.start_airflow(
         stack.start_postgres(),
-        master,
-        {
-            "OFFERRANK_HOME": str(cluster_home),
-            "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
-        },
+        stack.start_spark_connect(master, offerrank_env),
+        offerrank_env,
         scheduled_runs=("offer_ranking",),  # not the weekly maintenance DAG: its Spark job would share the cluster
     )
     with api.client() as client:
@@ -127,8 +128,9 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
     missing_day = cluster_home / "sample" / "events" / scheduled["data_interval_start"][:10]
     waiting = f"waiting for event files of dataset events in {missing_day} since"
     assert any(waiting in str(line.get("event")) for line in sensor_log)
-    # the Spark jobs really ran on the cluster: the worker kept a folder per application it ran executors for;
-    # ranking and publishing run in Airflow's tasks without Spark
+    # the Spark jobs really ran on the cluster: the worker kept a folder per application it ran executors for, and
+    # the one application is the Spark Connect server, the driver of ingest, profiles and aggregate; ranking and
+    # publishing run in Airflow's tasks without Spark
     applications = list((stack.workdir / "spark" / "work").glob("app-*"))
-    assert len(applications) == 3, applications  # ingest, profiles, aggregate
+    assert len(applications) == 1, applications
     assert published(cluster_home) == published(local_home)
