@@ -1,4 +1,5 @@
-"""The nightly DAG end to end through Airflow itself: `dag.test()` on SQLite, Spark jobs via spark-submit."""
+"""The DAGs end to end through Airflow itself: `dag.test()` on SQLite, the Spark steps on the local Spark Connect
+server that the first of them starts."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ BIG_DAY = 300_000  # events a day of the dataset `events`
 RUN_DAG = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder=sys.argv[1]).dags["offer_ranking"]
+dag = DagBag(dag_folder=sys.argv[1]).dags[sys.argv[3]]
 run = dag.test(run_conf={"run_date": sys.argv[2]})
 names = {ti: ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]" for ti in run.get_task_instances()}
 tasks = {name: str(ti.state) for ti, name in names.items()}
@@ -59,15 +60,16 @@ def airflow_home(spark, airflow_env, tmp_path_factory):
     return home, env
 
 
-def run_dag(env, run_date: str) -> dict:
+def run_dag(env, run_date: str, dag_id: str = "offer_ranking") -> dict:
+    """The DAG's run through `dag.test()`: its state, run id, task states and seconds, and its `output`."""
     done = subprocess.run(
-        [sys.executable, "-c", RUN_DAG, str(REPO / "dags"), run_date], env=env, capture_output=True, text=True
+        [sys.executable, "-c", RUN_DAG, str(REPO / "dags"), run_date, dag_id], env=env, capture_output=True, text=True
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"state"')]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(lines[-1])
-    print(f"offer_ranking for {run_date}: {result['state']}; task seconds {result['seconds']}")
-    return result
+    print(f"{dag_id} for {run_date}: {result['state']}; task seconds {result['seconds']}")
+    return result | {"output": done.stdout + done.stderr}
 
 
 def rankings_version(home) -> int | None:
@@ -132,3 +134,11 @@ def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
         f"validation of 2026-11-03 did not pass (dataset events: {dq['events']['failure_message']}; "
         f"dataset partner: {dq['partner']['failure_message']})"
     )
+
+
+def test_the_weekly_maintenance_runs_its_job_on_the_same_spark_server(airflow_home):
+    home, env = airflow_home
+    result = run_dag(env, "2026-11-03", dag_id="warehouse_maintenance")
+    assert result["state"] == "success" and result["tasks"] == {"optimize_and_vacuum": "success"}, result
+    # OPTIMIZE and VACUUM, as SQL on the Connect session, went over every table (the registry is always there)
+    assert "registry: compacted" in result["output"] and "vacuumed files older than 168 h" in result["output"]
