@@ -2,18 +2,11 @@
 transformations and writes; the CLI, the nightly chain and Airflow call the same `run`.
 
 The Spark jobs (ingest, profiles, aggregate, maintain) hold DataFrame-in/DataFrame-out transformations and a `main()`
-that parses spark-submit's arguments, so each module also runs as a file under spark-submit. `rank` and `publish`
+that parses spark-submit's arguments, so each module also runs as a file under spark-submit; the DAG's Spark tasks
+call the same `main` in the task, on the Spark Connect server (`offerrank.orchestration.run_job`). `rank` and `publish`
 handle a few rows per offer in memory (pandas, `deltalake`): they start no JVM."""
 
 from __future__ import annotations
-
-from importlib import resources
-from pathlib import Path
-
-
-def job_file(name: str) -> str:
-    """The path of job `name`'s module file, as spark-submit takes it (from the installed package)."""
-    return str(Path(str(resources.files(__name__) / f"{name}.py")))
 
 
 def job_session(name: str):

@@ -49,8 +49,8 @@ def build_spark(settings: Settings, app_name: str = "offerrank") -> SparkSession
     # PySpark starts its Python workers with PYSPARK_PYTHON (else whatever `python3` is on PATH).
     os.environ.setdefault("PYSPARK_PYTHON", settings.spark_python)
     builder = SparkSession.builder.appName(app_name)
-    # Under spark-submit (Airflow's SparkSubmitOperator) the master comes from --master, i.e. the spark_default
-    # connection; PythonRunner sets PYSPARK_GATEWAY_PORT for the driver it starts.
+    # Under spark-submit the master comes from --master; PythonRunner sets PYSPARK_GATEWAY_PORT for the driver it
+    # starts.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         builder = builder.master(settings.spark_master)
     for key, value in settings.spark_session_conf().items():

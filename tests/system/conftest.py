@@ -49,17 +49,17 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # the DAG's Spark steps run on a local Spark Connect server that the first step starts (on a port of its own:
-        # a developer's server keeps 15002); it is stopped at the end of the session
-        "OFFERRANK_SPARK_REMOTE": "local",
-        "OFFERRANK_SPARK_CONNECT_PORT": str(free_port()),
         # spark-submit and the jobs' Python come from this environment
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    # the DAG's Spark steps run on a local Spark Connect server that the first step starts (on a port of its own: a
+    # developer's server keeps 15002), stopped at the end of the session; only the DAG runs' subprocesses get these,
+    # so the tests' own Spark stays in-process
+    spark_server = {"OFFERRANK_SPARK_REMOTE": "local", "OFFERRANK_SPARK_CONNECT_PORT": str(free_port())}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    yield env
-    stop_local_server(load_settings())
+    yield env | spark_server
+    stop_local_server(load_settings(spark_connect_port=spark_server["OFFERRANK_SPARK_CONNECT_PORT"]))
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
