@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST, RUN = date(2026, 11, 1), date(2026, 11, 2)
+SERVER_PORT = 15012  # the benchmark's own local Spark Connect server, not a developer's on the default port
 RUN_DAG = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
@@ -91,7 +92,7 @@ def main() -> None:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "OFFERRANK_SPARK_REMOTE": "local",
-        "OFFERRANK_SPARK_CONNECT_PORT": "15012",  # not a developer's server on the default port
+        "OFFERRANK_SPARK_CONNECT_PORT": str(SERVER_PORT),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "OFFERRANK_HOME": str(dag_home),
     }
@@ -100,7 +101,7 @@ def main() -> None:
         first_wall, first = dag_run(env, FIRST)
         dag_wall, outcome = dag_run(env, RUN)
     finally:
-        stop_local_server(load_settings(spark_connect_port=15012))
+        stop_local_server(load_settings(spark_connect_port=SERVER_PORT))
 
     session_sum = sum(elapsed for _, elapsed, _ in report.steps)
     print(f"{args.events_per_day:,} events on {RUN} after a day of as many; {os.cpu_count()} cores")

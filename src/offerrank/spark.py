@@ -79,6 +79,10 @@ def connect_session(settings: Settings) -> SparkSession:
 
 def release_connect_session() -> None:
     """End this process's Spark Connect session, if any: the server drops its state now, not at the idle timeout."""
+    from pyspark.sql.utils import is_remote
+
+    if not is_remote():  # no Connect session was made in this process: nothing to end, no Connect client to import
+        return
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     session = ConnectSession.getActiveSession()

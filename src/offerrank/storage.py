@@ -63,7 +63,7 @@ class Warehouse:
             if not self.exists(table):
                 continue
             if "dataset" not in self.read(table).columns:
-                self.spark.sql(f"ALTER TABLE delta.`{self.path(table)}` ADD COLUMNS (dataset STRING)")
+                self.spark.sql(f"ALTER TABLE {self.sql_name(table)} ADD COLUMNS (dataset STRING)")
             before = self.read(table).filter("dataset IS NULL").count()
             if before:
                 self.spark.sql(f"UPDATE {self.sql_name(table)} SET dataset = '{dataset}' WHERE dataset IS NULL")
