@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from offerrank.settings import load_settings
+from offerrank.spark_server import listening
 from tests.factories import REPO, free_port
 
 
@@ -193,12 +194,8 @@ class Stack:
             "OFFERRANK_SPARK_CONNECT_PORT": str(port),
         }
         self._spawn("spark-connect", [str(Path(sys.executable).parent / "offerrank"), "spark-server", "run"], env)
-
-        def listening() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-
-        wait_for("the Spark Connect server", listening, 180, [self.workdir / "spark-connect.log"])
+        server = load_settings(spark_connect_port=port, spark_local_ip="127.0.0.1")
+        wait_for("the Spark Connect server", lambda: listening(server), 180, [self.workdir / "spark-connect.log"])
         return f"sc://127.0.0.1:{port}"
 
     def start_airflow(
