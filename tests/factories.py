@@ -118,7 +118,7 @@ def warehouse_copy(settings, home: Path, **overrides):
     from offerrank.settings import load_settings
 
     shutil.copytree(settings.warehouse, home / "warehouse")
-    return load_settings(home=home, spark_shuffle_partitions=settings.spark_shuffle_partitions, **overrides)
+    return load_settings(home=home, **overrides)
 
 
 def free_port() -> int:

@@ -86,7 +86,7 @@ def world(spark, tmp_path_factory):
         }
     )
     (home / "sample" / "catalog.yaml").write_text(yaml.safe_dump(data))
-    settings = load_settings(home=home, spark_shuffle_partitions=2)
+    settings = load_settings(home=home)
     Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 10, 31, tzinfo=UTC))
     report = run_day(spark, settings, DAY1, echo=lambda _: None)
     assert report.success, report.summary()
@@ -156,7 +156,7 @@ def test_a_warehouse_from_before_datasets_is_refused_until_upgraded_then_keeps_i
     from offerrank.jobs import ingest
     from offerrank.tables import WarehouseOutdated
 
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     data = build_catalog(build_offers(np.random.default_rng(7)), DAY1, 1)
     data["datasets"][0]["path"] = str(tmp_path / "events")
     Registry(spark, settings).commit(

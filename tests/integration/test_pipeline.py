@@ -34,7 +34,7 @@ def world(spark, tmp_path_factory):
     hero = next(p for d in data["decisions"] for p in d["placements"] if p["placement"] == "home-hero")
     hero["eligible_offers"].append("offer-new")
     catalog_file.write_text(yaml.safe_dump(data))
-    settings = load_settings(home=home, spark_shuffle_partitions=2)
+    settings = load_settings(home=home)
     Registry(spark, settings).commit(load_catalog(catalog_file), AT)
     reports = [run_day(spark, settings, day, published_at=AT, echo=lambda _: None) for day in DAYS]
     return settings, reports

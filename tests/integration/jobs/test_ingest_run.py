@@ -52,9 +52,7 @@ def landing(tmp_path_factory):
 def run_settings(spark, landing, tmp_path_factory):
     """A warehouse whose registry holds the generated catalog: its dataset `events` lands in `landing/events`; it
     keeps every record's text in `events_raw`."""
-    settings = load_settings(
-        home=tmp_path_factory.mktemp("ingest-home"), spark_shuffle_partitions=2, keep_raw_events=True
-    )
+    settings = load_settings(home=tmp_path_factory.mktemp("ingest-home"), keep_raw_events=True)
     Registry(spark, settings).commit(load_catalog(landing / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
     return settings
 
@@ -237,7 +235,7 @@ def test_an_event_in_two_landing_days_counts_once_whichever_day_is_ingested_firs
     events = tmp_path / "sample" / "events"
     line = next((events / first_day.isoformat()).glob("*.json*")).read_text().splitlines()[0]
     (events / second_day.isoformat() / "resent.jsonl").write_text(line + "\n")
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     for day in (second_day, first_day, second_day):  # out of order, then a re-run
         assert ingest_one(spark, settings, day, events).success
 
@@ -257,7 +255,7 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     (folder / "upload.jsonl._COPYING_").write_text(line.replace(json.loads(line)["_id"], "in-flight") + "\n")
     (tmp_path / "host-file.jsonl").write_text(line.replace(json.loads(line)["_id"], "host-file") + "\n")
     (folder / "linked.jsonl").symlink_to(tmp_path / "host-file.jsonl")
-    settings = load_settings(home=tmp_path, landing_marker="_SUCCESS", spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path, landing_marker="_SUCCESS")
     waiting = ingest_one(spark, settings, DAY, f"file://{folder.parent}")  # a file:// URI reads like the folder
     assert not waiting.success and "has no _SUCCESS marker yet" in waiting.failure_message
 
@@ -284,7 +282,7 @@ def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_
     spark.createDataFrame([(1,)], "n int").coalesce(1).write.parquet(str(tmp_path / "export"))
     (part,) = (tmp_path / "export").glob("*.parquet")
     (folder / "cut.parquet").write_bytes(part.read_bytes()[:20])
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     result = ingest_one(spark, settings, DAY, folder.parent)  # two of three files: more than the 10% allowed
     assert result.failure_message == "67% of the data files could not be read whole, more than the allowed 10%"
     assert result.records_read == len(lines)  # the other file's records, whole
@@ -315,7 +313,7 @@ def test_the_events_of_an_offer_deleted_since_are_accepted(spark, tmp_path):
     for assignment in (a for decision in spec["decisions"] for a in decision["placements"]):
         assignment["eligible_offers"] = [o for o in assignment.get("eligible_offers", []) if o != deleted]
     (tmp_path / "sample" / "without.yaml").write_text(yaml.safe_dump(spec))
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     registry = Registry(spark, settings)
     registry.commit(load_catalog(tmp_path / "sample" / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
     registry.commit(load_catalog(tmp_path / "sample" / "without.yaml"), datetime(2026, 11, 2, tzinfo=UTC))

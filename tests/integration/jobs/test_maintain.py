@@ -12,7 +12,7 @@ from tests.factories import publish_rows, ranking_rows
 
 
 def test_every_existing_table_is_compacted_and_vacuumed(spark, tmp_path):
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2)
+    settings = load_settings(home=tmp_path)
     warehouse = Warehouse(spark, settings)
     for profile in ("p-1", "p-2", "p-3"):  # three commits, three small files of one partition
         rows = spark.createDataFrame([(date(2026, 11, 1), profile, "loyal")], PROFILE_SEGMENTS.ddl)

@@ -64,7 +64,7 @@ def test_a_run_date_uses_the_latest_snapshot_on_or_before_it(tmp_path):
 
 
 def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(spark, tmp_path):
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2, max_quarantine_share=0.3)
+    settings = load_settings(home=tmp_path, max_quarantine_share=0.3)
     good = tmp_path / "sample" / "profiles" / "2026-11-01"
     good.mkdir(parents=True)
     (good / "profiles.jsonl").write_text(
@@ -111,7 +111,7 @@ def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(
 
 
 def test_contextual_attributes_are_loaded_and_bad_values_quarantined_with_reasons(spark, tmp_path):
-    settings = load_settings(home=tmp_path, spark_shuffle_partitions=2, max_quarantine_share=0.5)
+    settings = load_settings(home=tmp_path, max_quarantine_share=0.5)
     folder = tmp_path / "sample" / "profiles" / "2026-11-01"
     folder.mkdir(parents=True)
     lines = [
