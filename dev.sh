@@ -85,12 +85,13 @@ case "${1:-}" in
             exec "$VENV/bin/python" -m pytest -m unit "$@"
         fi
         test_services
-        # one process by default: on 2 cores, two Airflow stacks and Spark applications side by side (pytest-xdist)
-        # took as long as one after the other and made the slowest tests time out; OFFERRANK_TEST_WORKERS=N for
-        # bigger machines (whole files per worker, slowest first)
-        workers=${OFFERRANK_TEST_WORKERS:-1}
+        # two workers by default (pytest-xdist): one runs the system tier (Airflow, its DAG runs, the cluster) test
+        # after test, the other the integration and unit tiers a file at a time, then both take what is left; on 2
+        # cores the two overlap one's waits for services and JVMs with the other's work. OFFERRANK_TEST_WORKERS=1:
+        # one process.
+        workers=${OFFERRANK_TEST_WORKERS:-2}
         if [ "$workers" -gt 1 ]; then
-            exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
+            exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadscope --no-loadscope-reorder "$@"
         fi
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

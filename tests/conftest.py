@@ -20,7 +20,7 @@ TIERS = ("unit", "integration", "system")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, and order the slowest files first (the system tier, its loopback cluster
-    first): with OFFERRANK_TEST_WORKERS, pytest-xdist workers take whole files in this order."""
+    first)."""
     tiers = {}
     for item in items:
         tier = tiers[item.nodeid] = Path(str(item.path)).relative_to(TESTS).parts[0]
@@ -41,6 +41,23 @@ SMALL_INPUT_SPARK_CONF = {
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
 }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With workers (`--dist loadscope`, as `./dev.sh test` runs): the system tier is one unit of work, run test
+    after test by one worker (its Airflow and Spark services would fight for the cores beside each other), while
+    the other workers take the other tiers a whole file at a time (a file's fixtures are built once)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TierScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "system" if Path(path).relative_to("tests").parts[0] == "system" else path
+
+    return TierScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
