@@ -85,10 +85,9 @@ case "${1:-}" in
             exec "$VENV/bin/python" -m pytest -m unit "$@"
         fi
         test_services
-        # two workers by default (pytest-xdist): one runs the system tier (Airflow, its DAG runs, the cluster) test
-        # after test, the other the integration and unit tiers a file at a time, then both take what is left; on 2
-        # cores the two overlap one's waits for services and JVMs with the other's work. OFFERRANK_TEST_WORKERS=1:
-        # one process.
+        # two workers by default (pytest-xdist): one runs the DAG runs and the deployment's services test after
+        # test, the other the rest a file at a time (tests/conftest.py says how); on 2 cores the two overlap one's
+        # waits for services and JVMs with the other's work. OFFERRANK_TEST_WORKERS=1: one process.
         workers=${OFFERRANK_TEST_WORKERS:-2}
         if [ "$workers" -gt 1 ]; then
             exec "$VENV/bin/python" -m pytest -n "$workers" --dist loadscope --no-loadscope-reorder "$@"

@@ -13,7 +13,7 @@ import pytest
 
 from offerrank.settings import Settings, load_settings
 from offerrank.spark import build_spark
-from tests.factories import TESTS, publish_rows, ranking_rows
+from tests.factories import SMALL_INPUT_SPARK_CONF, TESTS, publish_rows, ranking_rows
 
 TIERS = ("unit", "integration", "system")
 
@@ -32,32 +32,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (slowest_first[tiers[item.nodeid]], [-ord(c) for c in str(item.path)]))
 
 
-# The tests' own Spark session works on inline rows and days of a few thousand events: one shuffle partition, and
-# no whole-stage code generation nor adaptive re-planning, whose Janino compiles and JIT of generated classes cost
-# more than such data (three generated nights of 6,000 events: 94 s instead of 136 s). The system tier's DAG runs
-# keep the product's defaults.
-SMALL_INPUT_SPARK_CONF = {
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.sql.adaptive.enabled": "false",
-}
+# The system tests that run the DAGs or start the deployment's services (Airflow, PostgreSQL, a Spark cluster).
+SERVICE_FOLDERS = ("system/dags", "system/deploy")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """With workers (`--dist loadscope`, as `./dev.sh test` runs): the system tier is one unit of work, run test
-    after test by one worker (its Airflow and Spark services would fight for the cores beside each other), while
-    the other workers take the other tiers a whole file at a time (a file's fixtures are built once)."""
+    """With workers (`--dist loadscope`, as `./dev.sh test` runs): the tests of `SERVICE_FOLDERS` are one unit of
+    work, run test after test by one worker (two Airflow stacks or DAG runs side by side would fight for the
+    cores), while the other workers take the other tests a whole file at a time (a file's fixtures are built
+    once)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class TierScheduling(LoadScopeScheduling):
+    class ServicesInOneUnit(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "system" if Path(path).relative_to("tests").parts[0] == "system" else path
+            folder = Path(path).relative_to("tests").parent.as_posix()
+            return "services" if folder in SERVICE_FOLDERS else path
 
-    return TierScheduling(config, log)
+    return ServicesInOneUnit(config, log)
 
 
 @pytest.fixture(scope="session")

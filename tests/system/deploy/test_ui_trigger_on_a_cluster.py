@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 from offerrank.nightly import run_day
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
-from tests.factories import prepared_home
+from tests.factories import SMALL_INPUT_SPARK_CONF, prepared_home
 from tests.system.conftest import SCREENSHOTS
 from tests.system.deploy.stack import wait_for
 
@@ -83,7 +83,9 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
     master = stack.start_spark()
     offerrank_env = {
         "OFFERRANK_HOME": str(cluster_home),
-        "OFFERRANK_SPARK_CONF": json.dumps({"spark.cores.max": "1", "spark.executor.memory": "1g"}),
+        "OFFERRANK_SPARK_CONF": json.dumps(
+            {"spark.cores.max": "1", "spark.executor.memory": "1g", **SMALL_INPUT_SPARK_CONF}
+        ),
     }
     api = stack.start_airflow(
         stack.start_postgres(),
