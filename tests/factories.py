@@ -19,10 +19,11 @@ AI_PLACEMENTS = {
 PRIORITY_PLACEMENTS = {("dp-web-home", "product-sidebar", "web"): ["offer-019", "offer-017", "offer-013"]}
 
 
-# The tests' own Spark session works on inline rows and days of a few thousand events: one shuffle partition, and
-# no whole-stage code generation nor adaptive re-planning, whose Janino compiles and JIT of generated classes cost
-# more than such data (three generated nights of 6,000 events: 94 s instead of 136 s). The system tier's DAG runs
-# keep the product's defaults (the cluster's run of a 3,000-event day uses these too).
+# The tests' own Spark session works on inline rows and days of a few thousand events: besides one shuffle partition
+# (its settings' `spark_shuffle_partitions=1`, which also sizes Delta's log replay), no whole-stage code generation
+# nor adaptive re-planning, whose Janino compiles and JIT of generated classes cost more than such data (three
+# generated nights of 6,000 events: 94 s instead of 136 s). The system tier's DAG runs keep the product's defaults
+# (the cluster's run of a 3,000-event day uses this conf too).
 SMALL_INPUT_SPARK_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
