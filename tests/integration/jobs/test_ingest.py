@@ -31,30 +31,32 @@ def event(examples):
     return copy.deepcopy(examples[0])
 
 
+def classify_lines(
+    spark, settings, folder, lines: list, other_days=None, max_record_bytes=1_000_000, known_offers=None
+):
+    """Run records through parse -> route -> label; returns ([(outcome, reason codes)] of the records that are not
+    bytes, in input order; the labelled frame)."""
+    suite = load_suite(settings.expectations_dir, "events_records")
+    path = folder / f"part-{len(list(folder.iterdir()))}.jsonl"
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n")
+    records = read_records(spark, {"json": [str(path)], "parquet": []})
+    routed = route_records(
+        parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
+    )
+    seen = spark.createDataFrame(other_days, "event_id string, landing_date date") if other_days else None
+    labelled = label_records(routed, seen, RUN_DATE)
+    rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
+    return [
+        rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
+        for line in lines
+        if not isinstance(line, bytes)
+    ], labelled
+
+
 @pytest.fixture
 def classify(spark, settings, tmp_path):
-    """Run records through parse -> route -> label; returns {record: (outcome, reason codes)} in input order."""
-    suite = load_suite(settings.expectations_dir, "events_records")
-
-    def run(lines: list, other_days: list[tuple] | None = None, max_record_bytes: int = 1_000_000, known_offers=None):
-        path = tmp_path / f"part-{len(list(tmp_path.iterdir()))}.jsonl"
-        path.write_bytes(
-            b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n"
-        )
-        records = read_records(spark, {"json": [str(path)], "parquet": []})
-        routed = route_records(
-            parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
-        )
-        seen = spark.createDataFrame(other_days, "event_id string, landing_date date") if other_days else None
-        labelled = label_records(routed, seen, RUN_DATE)
-        rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
-        return [
-            rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
-            for line in lines
-            if not isinstance(line, bytes)
-        ], labelled
-
-    return run
+    """`classify_lines` in the test's own folder."""
+    return lambda lines, **options: classify_lines(spark, settings, tmp_path, lines, **options)
 
 
 def _text(line) -> str:
@@ -87,17 +89,25 @@ def test_valid_examples_are_accepted_and_flattened_per_item(classify, examples):
     ]
 
 
-@pytest.mark.parametrize(
-    "line, code",
-    [
-        ('{"_id": "x", "timestamp": ', "malformed_json"),
-        ('[{"_id": "x"}]', "not_an_object"),
-        ("42", "not_an_object"),
-        ('{"_id": "x", "_experience": {"decisioning": {"propositions": {"id": "p"}}}}', "wrong_field_type"),
-    ],
-)
-def test_unreadable_records_are_quarantined_with_why(classify, examples, line, code):
-    assert outcome(classify, line, examples[1]) == ("quarantined", [code])
+UNREADABLE = [
+    ('{"_id": "x", "timestamp": ', "malformed_json"),
+    ('[{"_id": "x"}]', "not_an_object"),
+    ("42", "not_an_object"),
+    ('{"_id": "x", "_experience": {"decisioning": {"propositions": {"id": "p"}}}}', "wrong_field_type"),
+]
+
+
+@pytest.fixture(scope="module")
+def unreadable_outcomes(spark, settings, tmp_path_factory, examples):
+    """The outcome of each UNREADABLE line, all classified in one run beside a valid record."""
+    lines = [line for line, _ in UNREADABLE]
+    return classify_lines(spark, settings, tmp_path_factory.mktemp("unreadable"), [*lines, examples[1]])[0]
+
+
+@pytest.mark.parametrize("case", range(len(UNREADABLE)), ids=[code for _, code in UNREADABLE])
+def test_unreadable_records_are_quarantined_with_why(unreadable_outcomes, case):
+    assert unreadable_outcomes[case] == ("quarantined", [UNREADABLE[case][1]])
+    assert unreadable_outcomes[-1] == ("accepted", [])
 
 
 def test_items_that_are_not_an_array(classify, event):
@@ -134,42 +144,56 @@ def _rankingdetail(event: dict) -> dict:
     return event["_experience"]["decisioning"]["propositions"][0]["items"][0]["itemSelection"]["rankingDetail"]
 
 
-@pytest.mark.parametrize(
-    "mutate, code",
-    [
-        (lambda e: e.pop("_id"), "missing_event_id"),
-        (lambda e: e.update(_id="has spaces/and slashes"), "invalid_event_id"),
-        (lambda e: e.pop("timestamp"), "missing_timestamp"),
-        (lambda e: e.update(timestamp="yesterday at noon"), "unparseable_timestamp"),
-        (lambda e: e.update(timestamp="2026-11-23T00:30:00Z"), "future_timestamp"),
-        (lambda e: e.update(timestamp="2026-11-18T23:59:59Z"), "beyond_lateness_window"),
-        (lambda e: e["_experience"]["decisioning"].update(propositionEventType={"interact": 1}), "event_type_mismatch"),
-        (lambda e: e.update(eventType="commerce.purchases"), "unknown_event_type"),
-        (lambda e: e.pop("eventType"), "missing_event_type"),
-        (lambda e: e["_experience"]["decisioning"].update(propositions=[]), "no_propositions"),
-        (lambda e: e["_experience"]["decisioning"].pop("propositions"), "no_propositions"),
-        (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(items=[]), "proposition_without_items"),
-        (lambda e: e["_experience"]["decisioning"]["propositions"][0].pop("id"), "proposition_without_id"),
-        (
-            lambda e: [e["_experience"]["decisioning"]["propositions"][0].pop(k) for k in ("scope", "scopeDetails")],
-            "proposition_without_placement",
-        ),
-        (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id"), "item_without_id"),
-        (
-            lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"),
-            "invalid_id_format",
-        ),
-        (lambda e: _rankingdetail(e).update(propensity=1.5), "invalid_propensity"),
-        (lambda e: _rankingdetail(e).update(propensity=-0.1), "invalid_propensity"),
-        (lambda e: _rankingdetail(e).update(propensity="high"), "wrong_field_type"),
-        (lambda e: e.pop("identityMap"), "missing_identity"),
-        (lambda e: e.pop("channel"), "missing_channel"),
-        (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
-    ],
-)
-def test_record_level_rules(classify, event, examples, mutate, code):
-    mutate(event)
-    assert outcome(classify, event, examples[1]) == ("quarantined", [code])
+# One broken copy of the first example per record-level rule, and the reason code it must get.
+RULES = [
+    (lambda e: e.pop("_id"), "missing_event_id"),
+    (lambda e: e.update(_id="has spaces/and slashes"), "invalid_event_id"),
+    (lambda e: e.pop("timestamp"), "missing_timestamp"),
+    (lambda e: e.update(timestamp="yesterday at noon"), "unparseable_timestamp"),
+    (lambda e: e.update(timestamp="2026-11-23T00:30:00Z"), "future_timestamp"),
+    (lambda e: e.update(timestamp="2026-11-18T23:59:59Z"), "beyond_lateness_window"),
+    (lambda e: e["_experience"]["decisioning"].update(propositionEventType={"interact": 1}), "event_type_mismatch"),
+    (lambda e: e.update(eventType="commerce.purchases"), "unknown_event_type"),
+    (lambda e: e.pop("eventType"), "missing_event_type"),
+    (lambda e: e["_experience"]["decisioning"].update(propositions=[]), "no_propositions"),
+    (lambda e: e["_experience"]["decisioning"].pop("propositions"), "no_propositions"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(items=[]), "proposition_without_items"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].pop("id"), "proposition_without_id"),
+    (
+        lambda e: [e["_experience"]["decisioning"]["propositions"][0].pop(k) for k in ("scope", "scopeDetails")],
+        "proposition_without_placement",
+    ),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id"), "item_without_id"),
+    (
+        lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"),
+        "invalid_id_format",
+    ),
+    (lambda e: _rankingdetail(e).update(propensity=1.5), "invalid_propensity"),
+    (lambda e: _rankingdetail(e).update(propensity=-0.1), "invalid_propensity"),
+    (lambda e: _rankingdetail(e).update(propensity="high"), "wrong_field_type"),
+    (lambda e: e.pop("identityMap"), "missing_identity"),
+    (lambda e: e.pop("channel"), "missing_channel"),
+    (lambda e: e.update(channel={"_type": "https://ns.adobe.com/xdm/channel-types/we b"}), "invalid_channel"),
+]
+
+
+@pytest.fixture(scope="module")
+def rule_outcomes(spark, settings, tmp_path_factory, examples):
+    """The outcome of each RULES case, all classified in one run beside a valid record: each case is its own event
+    (an _id of its own, unless the rule is about the _id)."""
+    broken = []
+    for index, (mutate, _) in enumerate(RULES):
+        event = copy.deepcopy(examples[0])
+        event["_id"] = f"rule-case-{index}"
+        mutate(event)
+        broken.append(event)
+    return classify_lines(spark, settings, tmp_path_factory.mktemp("rules"), [*broken, examples[1]])[0]
+
+
+@pytest.mark.parametrize("case", range(len(RULES)), ids=[code for _, code in RULES])
+def test_record_level_rules(rule_outcomes, case):
+    assert rule_outcomes[case] == ("quarantined", [RULES[case][1]])
+    assert rule_outcomes[-1] == ("accepted", [])
 
 
 def test_late_events_within_the_window_and_other_decisioning_types_are_accepted(classify, event, examples):
