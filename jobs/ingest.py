@@ -527,14 +527,14 @@ def ingest_dataset(
     warehouse = Warehouse(spark, settings)
     record_suite = load_suite(settings.expectations_dir, RECORD_SUITE)
     dataset_suite = load_suite(settings.expectations_dir, DATASET_SUITE)
-    quality = DataQualityRun(settings.dq_docs_dir)
 
     landing = landing_files(root, ingested.run_date, settings.landing_marker)
     damaged_files = damaged(landing.files)
     records = read_records(spark, landing.without(set(damaged_files)))
-    day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
-    damaged_share = len(damaged_files) / sum(map(len, landing.files.values()))
-    dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
+    with DataQualityRun(settings.dq_docs_dir) as quality:
+        day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
+        damaged_share = len(damaged_files) / sum(map(len, landing.files.values()))
+        dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
     interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
     day.release()
     if failure is not None and (kept := settle_failed_day(warehouse, ingested, replace_accepted)):

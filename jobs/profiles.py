@@ -186,10 +186,10 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
     values = route_records(
         attribute_values(records, list(attributes), settings.max_record_bytes), attribute_suite, {}
     ).persist(CACHE_LEVEL)
-    quality = DataQualityRun(settings.dq_docs_dir)
-    outcomes = quality.validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
-    if attributes:
-        outcomes += quality.validate(values.drop("raw"), attribute_suite, {}, f"{ATTRIBUTE_SUITE}-{snapshot_date}")
+    with DataQualityRun(settings.dq_docs_dir) as quality:
+        outcomes = quality.validate(routed.drop("raw"), suite, {}, f"{SUITE}-{snapshot_date}")
+        if attributes:
+            outcomes += quality.validate(values.drop("raw"), attribute_suite, {}, f"{ATTRIBUTE_SUITE}-{snapshot_date}")
     memberships_read, values_read = routed.count(), values.count()
 
     def rejected_rows(frame: DataFrame, checked_by: dict, *columns: str) -> DataFrame:

@@ -18,6 +18,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+DOCS_SITE = "offerrank"  # the one data docs site every job adds its validations to
 CODE_FROM_VALUE = "$value"  # meta.quarantine_code meaning "the failing column's value is the code"
 
 
@@ -116,7 +117,8 @@ def failure_predicates(suite: dict[str, Any], parameters: dict[str, Any]) -> lis
 
 
 class DataQualityRun:
-    """One ephemeral GX context per job run: its validations share one data docs site and index."""
+    """One ephemeral GX context per job run: its validations share one data docs site and index, built once when
+    the run's validations are done (`with DataQualityRun(docs_dir) as quality:`), not once per validation."""
 
     def __init__(self, docs_dir: str):
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -128,7 +130,7 @@ class DataQualityRun:
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.context.add_data_docs_site(
-            site_name="offerrank",
+            site_name=DOCS_SITE,
             site_config={
                 "class_name": "SiteBuilder",
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
@@ -138,6 +140,15 @@ class DataQualityRun:
         # The job caches what it validates already; GX persisting it again would double the memory.
         self.spark_source = self.context.data_sources.add_spark("offerrank", persist=False)
         self.pandas_source = self.context.data_sources.add_pandas("offerrank-summaries")
+        self.validated = 0
+
+    def __enter__(self) -> DataQualityRun:
+        return self
+
+    def __exit__(self, *_) -> None:
+        """Add the run's validations to the data docs, also when the job failed after some."""
+        if self.validated:
+            self.context.build_data_docs(site_names=[DOCS_SITE])
 
     @property
     def index_page(self) -> str:
@@ -146,10 +157,9 @@ class DataQualityRun:
     def validate(
         self, frame: DataFrame | pd.DataFrame, suite: dict[str, Any], parameters: dict[str, Any], run_name: str
     ) -> list[ExpectationOutcome]:
-        """Validate `frame` against `suite` with Great Expectations (on Spark, or in memory for a pandas frame) and
-        add the result to the data docs."""
+        """Validate `frame` against `suite` with Great Expectations (on Spark, or in memory for a pandas frame); its
+        result joins the run's data docs when the run's validations are done."""
         gx = self._gx
-        from great_expectations.checkpoint import UpdateDataDocsAction
         from great_expectations.core.expectation_suite import ExpectationSuite
 
         gx_suite = self.context.suites.add(
@@ -160,20 +170,15 @@ class DataQualityRun:
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite)
         )
-        checkpoint = self.context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"{run_name}-checkpoint",
-                validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="data_docs", site_names=["offerrank"])],
-                # Counts, no sample of failing values: a sample is a Spark job per expectation (a full scan when
-                # few rows fail), and the quarantine holds every failing record with its reasons anyway.
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
-            )
+        result = definition.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            # Counts, no sample of failing values: a sample is a Spark job per expectation (a full scan when few
+            # rows fail), and the quarantine holds every failing record with its reasons anyway.
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 0},
         )
-        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
-        return [
-            _outcome(suite["name"], item) for validation in result.run_results.values() for item in validation.results
-        ]
+        self.validated += 1
+        return [_outcome(suite["name"], item) for item in result.results]
 
 
 def _outcome(suite_name: str, item: Any) -> ExpectationOutcome:
