@@ -20,9 +20,12 @@ from offerrank.orchestration import run_summary
 from offerrank.registry import Registry
 from offerrank.settings import load_settings
 from offerrank.warehouse import read_rows
-from tests.factories import REPO, prepared_home
+from tests.factories import REPO, SMALL_INPUT_SPARK_CONF, prepared_home
 
 BIG_DAY = 300_000  # events a day of the dataset `events`
+# The runs on days of a few thousand events (the bad day, the maintenance) set the small-input Spark settings on
+# their sessions of the shared Connect server (runtime SQL settings): the big day's run keeps the defaults.
+SMALL_DAY_ENV = {"OFFERRANK_SPARK_CONF": json.dumps(SMALL_INPUT_SPARK_CONF), "OFFERRANK_SPARK_SHUFFLE_PARTITIONS": "1"}
 
 RUN_DAG = """
 import json, sys
@@ -41,7 +44,7 @@ def airflow_home(spark, airflow_env, tmp_path_factory):
     home = tmp_path_factory.mktemp("dag-home")
     # A day of BIG_DAY events (11-02, the good day), with the default settings (a 2 GB driver): a memory regression
     # of a job fails here. The DAG's first run: no history, so the day's volume is not judged against another.
-    generate(home / "sample", date(2026, 11, 1), days=2, seed=9, events_per_day=BIG_DAY)
+    generate(home / "sample", date(2026, 11, 2), days=1, seed=9, events_per_day=BIG_DAY)
     # a second event dataset, `partner`, that `auto-email` learns from, smaller: one wait and ingest each
     generate(home / "small", date(2026, 11, 1), days=2, seed=9, events_per_day=3_000)
     (home / "small" / "events").rename(home / "sample" / "partner")
@@ -111,7 +114,7 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
 def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):
     home, env = airflow_home
     before = rankings_version(home)
-    result = run_dag(env, "2026-11-03")
+    result = run_dag({**env, **SMALL_DAY_ENV}, "2026-11-03")
     assert result["state"] == "failed"
     assert result["tasks"]["dataset_ingest.ingest[0]"] == result["tasks"]["dataset_ingest.ingest[1]"] == "success"
     assert result["tasks"]["validate"] == "failed"
@@ -141,7 +144,9 @@ def test_the_weekly_maintenance_runs_its_job_on_the_same_spark_server(spark, air
     # a warehouse of its own, with the tables of a small ingested day: the DAG's wiring is under test here (OPTIMIZE
     # and VACUUM themselves are tested in the integration tier), not the compaction of a 300,000-event day
     prepared_home(spark, tmp_path, date(2026, 11, 1))
-    result = run_dag({**env, "OFFERRANK_HOME": str(tmp_path)}, "2026-11-03", dag_id="warehouse_maintenance")
+    result = run_dag(
+        {**env, **SMALL_DAY_ENV, "OFFERRANK_HOME": str(tmp_path)}, "2026-11-03", dag_id="warehouse_maintenance"
+    )
     assert result["state"] == "success" and result["tasks"] == {"optimize_and_vacuum": "success"}, result
     # OPTIMIZE and VACUUM, as SQL on the Connect session, went over every table of the warehouse
     for table in ("registry", "interactions", "quarantine", "dq_results"):
