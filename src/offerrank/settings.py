@@ -161,6 +161,9 @@ class Settings(BaseSettings):
             "spark.databricks.delta.snapshotPartitions": partitions,
             # VACUUM lists a table's files with this many tasks (Spark's default: 10,000): 45 s for a tiny table.
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": partitions,
+            # Frames go to and from pandas through Arrow, as they always do on Spark Connect: one conversion path
+            # however a job runs, and no row-by-row pickling.
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
         }
         return conf | self.spark_conf
 
