@@ -531,9 +531,9 @@ def ingest_dataset(
     landing = landing_files(root, ingested.run_date, settings.landing_marker)
     damaged_files = damaged(landing.files)
     records = read_records(spark, landing.without(set(damaged_files)))
+    damaged_share = len(damaged_files) / sum(map(len, landing.files.values()))
     with DataQualityRun(settings.dq_docs_dir) as quality:
         day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
-        damaged_share = len(damaged_files) / sum(map(len, landing.files.values()))
         dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
     interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
     day.release()
