@@ -87,15 +87,6 @@ def attribution(
             interactions.join(memberships, "profile_id").select(*interactions.columns, "segment")
         )
     impressions = tagged.filter(F.col("interaction") == "impression")
-    shown = impressions.groupBy(*ITEM_KEYS).agg(
-        F.min("event_date").alias("event_date"),
-        F.first("placement_id").alias("placement_id"),
-        F.first("channel").alias("channel"),
-        F.first("traffic_type").alias("traffic_type"),
-        F.first("slot", ignorenulls=True).alias("slot"),
-        F.first("propensity", ignorenulls=True).alias("propensity"),
-        *[F.first(column).alias(column) for column in carry],
-    )
     clicked = (
         tagged.filter(F.col("interaction") == "conversion")
         .groupBy(*ITEM_KEYS)
@@ -106,7 +97,21 @@ def attribution(
             F.first("traffic_type").alias("click_traffic_type"),
         )
     )
-    return impressions, shown, clicked
+    return impressions, shown_items(impressions, carry), clicked
+
+
+def shown_items(impressions: DataFrame, carry: tuple[str, ...] = ()) -> DataFrame:
+    """One row per shown proposition item x segment of `impressions`: its first date, placement, channel, traffic
+    type, slot and logged propensity (and the columns `carry`)."""
+    return impressions.groupBy(*ITEM_KEYS).agg(
+        F.min("event_date").alias("event_date"),
+        F.first("placement_id").alias("placement_id"),
+        F.first("channel").alias("channel"),
+        F.first("traffic_type").alias("traffic_type"),
+        F.first("slot", ignorenulls=True).alias("slot"),
+        F.first("propensity", ignorenulls=True).alias("propensity"),
+        *[F.first(column).alias(column) for column in carry],
+    )
 
 
 def daily_stats(
@@ -116,8 +121,11 @@ def daily_stats(
 
     Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
     segment its profile belongs to; a conversion counts in its impression's traffic type."""
-    impressions, shown, clicked = attribution(interactions, memberships)
-    attributed = clicked.join(shown, ITEM_KEYS, "left")
+    impressions, _, clicked = attribution(interactions, memberships)
+    # A click needs its own item's impression only: the few clicked items' impressions are grouped, not every
+    # shown item's (a group per impression, sorted: its string columns keep it from hash aggregation).
+    clicked_items = impressions.join(clicked.select(*ITEM_KEYS), ITEM_KEYS, "left_semi")
+    attributed = clicked.join(shown_items(clicked_items), ITEM_KEYS, "left")
     conversions = (
         attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
     )
