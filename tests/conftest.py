@@ -18,35 +18,18 @@ from tests.factories import SMALL_INPUT_SPARK_CONF, TESTS, publish_rows, ranking
 TIERS = ("unit", "integration", "system")
 
 
-# The integration files that take minutes each (measured in a full run), handed out first and in this order: the
-# last files the workers take are then short ones, and neither waits long for the other at the end.
-SLOWEST_FILES = (
-    "integration/test_pipeline.py",
-    "integration/jobs/test_ingest_run.py",
-    "integration/test_simulator.py",
-    "integration/test_datasets.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier, and order the slowest files first (the system tier, its loopback cluster
-    first; then `SLOWEST_FILES`)."""
-    tiers, files = {}, {}
+    first)."""
+    tiers = {}
     for item in items:
-        files[item.nodeid] = Path(str(item.path)).relative_to(TESTS).as_posix()
-        tier = tiers[item.nodeid] = files[item.nodeid].split("/")[0]
+        tier = tiers[item.nodeid] = Path(str(item.path)).relative_to(TESTS).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tiers {', '.join(TIERS)}")
         item.add_marker(tier)
     slowest_first = {"system": 0, "integration": 1, "unit": 2}
-
-    def order(item: pytest.Item) -> tuple:
-        # stable: the tests of one file keep their order; within a tier, files in reverse path order (deploy/ first)
-        path = files[item.nodeid]
-        known = SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
-        return slowest_first[tiers[item.nodeid]], known, [-ord(c) for c in path]
-
-    items.sort(key=order)
+    # stable: the tests of one file keep their order; within a tier, files in reverse path order (deploy/ first)
+    items.sort(key=lambda item: (slowest_first[tiers[item.nodeid]], [-ord(c) for c in str(item.path)]))
 
 
 # The system tests that run the DAGs or start the deployment's services (Airflow, PostgreSQL, a Spark cluster).
