@@ -74,12 +74,10 @@ SLOT_KEYS = [
 ITEM_KEYS = ["dataset", "proposition_id", "offer_id", "segment"]
 
 
-def attribution(
-    interactions: DataFrame, memberships: DataFrame | None = None, carry: tuple[str, ...] = ()
-) -> tuple[DataFrame, DataFrame, DataFrame]:
+def attribution(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
     """The interactions tagged with their segments (`*`, and through `memberships` (profile_id, segment) each
-    segment of the profile), then (impressions, shown, clicked): the tagged impressions, and one row per shown and
-    per clicked proposition item x segment (a shown item also with its impression's columns `carry`)."""
+    segment of the profile), then (impressions, clicked): the tagged impressions, and one row per clicked
+    proposition item x segment (`shown_items` groups the impressions the same way)."""
     interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
     tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
     if memberships is not None:
@@ -97,7 +95,7 @@ def attribution(
             F.first("traffic_type").alias("click_traffic_type"),
         )
     )
-    return impressions, shown_items(impressions, carry), clicked
+    return impressions, clicked
 
 
 def shown_items(impressions: DataFrame, carry: tuple[str, ...] = ()) -> DataFrame:
@@ -121,7 +119,7 @@ def daily_stats(
 
     Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
     segment its profile belongs to; a conversion counts in its impression's traffic type."""
-    impressions, _, clicked = attribution(interactions, memberships)
+    impressions, clicked = attribution(interactions, memberships)
     # A click needs its own item's impression only: the few clicked items' impressions are grouped, not every
     # shown item's (a group per impression, sorted: its string columns keep it from hash aggregation).
     clicked_items = impressions.join(clicked.select(*ITEM_KEYS), ITEM_KEYS, "left_semi")
@@ -165,7 +163,8 @@ def slot_stats(
     """Per event date in [first_date, last_date], placement, channel, segment, slot, offer, traffic type and
     logged propensity: impressions (shown proposition items) and conversions (those clicked), what off-policy
     evaluation weighs. Impressions logged without a slot (ingested before slots were kept) are left out."""
-    _, shown, clicked = attribution(interactions, memberships)
+    impressions, clicked = attribution(interactions, memberships)
+    shown = shown_items(impressions)
     converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
     return (
         shown.filter(F.col("slot").isNotNull() & F.col("event_date").between(first_date, last_date))
@@ -194,7 +193,8 @@ def feature_stats(
     assigned = interactions.sparkSession.createDataFrame(placements, "placement_id string, channel string")
     learned = interactions.filter(F.col("dataset").isin(list(model.datasets)))
     served = learned.join(F.broadcast(assigned), ["placement_id", "channel"])
-    _, shown, clicked = attribution(served, carry=("profile_id", "device", "hour"))
+    impressions, clicked = attribution(served)
+    shown = shown_items(impressions, carry=("profile_id", "device", "hour"))
     converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
     items = shown.filter(F.col("event_date").between(first_date, last_date)).join(converted, ITEM_KEYS, "left")
     names = [feature.name for feature in model.attributes]
