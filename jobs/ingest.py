@@ -183,6 +183,7 @@ def deduplicate(valid: DataFrame) -> DataFrame:
 def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
     """Fill in the raw text of rejected records the cache kept none for (duplicates, found after routing) from the
     day's records, by (source file, content hash)."""
+    rejected = rejected.localCheckpoint()  # read three times below: label the day once for them
     missing = rejected.filter(F.col("raw").isNull()).drop("raw")
     keys = missing.select("source_file", "record_hash").distinct()
     texts = (

@@ -88,9 +88,10 @@ class Registry:
         self.warehouse = Warehouse(spark, settings)
         self.path = self.warehouse.path(REGISTRY)
 
-    def rows(self, version: int | None = None) -> dict[tuple[str, str], dict]:
-        table = self.warehouse.read(REGISTRY, version)
-        return {(r.kind, r.id): r.asDict() for r in table.collect()} if table is not None else {}
+    def rows(self) -> dict[tuple[str, str], dict]:
+        """The latest version's rows by (kind, id), read without a Spark job (a few hundred small rows)."""
+        table = open_table(self.settings, REGISTRY)
+        return {(r["kind"], r["id"]): r for r in read_rows(table)} if table is not None else {}
 
     def catalog(self, version: int | None = None) -> Catalog:
         """The registry's catalog (at `version`, else the latest); CatalogError naming the readable versions when
