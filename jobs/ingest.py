@@ -37,6 +37,7 @@ from offerrank.settings import Settings, load_settings
 from offerrank.spark import CACHE_LEVEL
 from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
+from offerrank.warehouse import rows_between
 from offerrank.xdm import parse_records, record_hash, to_interactions
 
 DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
@@ -430,17 +431,18 @@ def validate_day(
     over_limit = offers_over_conversion_limit(
         day.interactions, settings.conversion_tolerance, settings.conversion_check_min
     ).count()
-    history = warehouse.read(DQ_RESULTS)
+    # a few rows per day: read without a Spark job
+    history = rows_between(
+        settings,
+        DQ_RESULTS,
+        "run_date",
+        run_date - timedelta(days=settings.volume_trailing_days),
+        run_date - timedelta(days=1),
+    )
     trailing_mean = None
     if history is not None:
-        window = history.filter(
-            F.col("success")
-            & (F.col("dataset") == F.lit(ingested.dataset))
-            & F.col("run_date").between(
-                run_date - timedelta(days=settings.volume_trailing_days), run_date - timedelta(days=1)
-            )
-        )
-        trailing_mean = window.agg(F.avg("events_accepted")).first()[0]
+        passed = history[history["success"].eq(True) & (history["dataset"] == ingested.dataset)]
+        trailing_mean = float(passed["events_accepted"].mean()) if len(passed) else None
     summary = day_summary(day.counts, trailing_mean, over_limit, damaged_file_share)
     parameters = {
         "min_events": settings.min_events_per_day,

@@ -229,6 +229,16 @@ def test_a_missing_landing_folder_fails_the_datasets_validation_saying_why(spark
     assert (dq.dataset, dq.success, dq.records_read, dq.failure_message) == ("events", False, 0, result.failure_message)
 
 
+def test_a_day_far_below_its_trailing_volume_fails_saying_by_how_much(spark, run_settings, first_run, tmp_path):
+    quiet_day = date(2026, 11, 2)
+    generate(tmp_path / "quiet", quiet_day, days=1, seed=6, events_per_day=400)
+    settings = warehouse_copy(run_settings, tmp_path)  # 11-01 passed: the trailing window's one day that counts
+    result = ingest_one(spark, settings, quiet_day, tmp_path / "quiet" / "events")
+    ratio = result.events_accepted / first_run.events_accepted
+    assert ratio < settings.min_volume_ratio and not result.success
+    assert result.failure_message == f"accepted volume is {ratio:.2f}x the trailing mean, outside [0.2, 5.0]"
+
+
 def test_an_event_in_two_landing_days_counts_once_whichever_day_is_ingested_first(spark, tmp_path):
     first_day, second_day = date(2026, 11, 2), date(2026, 11, 3)
     generate(tmp_path / "sample", first_day, days=2, seed=8, events_per_day=200, profiles=100)
