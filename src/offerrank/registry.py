@@ -33,7 +33,7 @@ from offerrank.permissions import PermissionDenied, current_actor, refusal
 from offerrank.settings import Settings
 from offerrank.storage import Warehouse
 from offerrank.tables import REGISTRY, REGISTRY_REFUSALS
-from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_rows, write_frame
+from offerrank.warehouse import catalog_from_rows, one_line, open_table, read_rows, table_rows, write_frame
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ class Registry:
 
     def rows(self) -> dict[tuple[str, str], dict]:
         """The latest version's rows by (kind, id), read without a Spark job (a few hundred small rows)."""
-        table = open_table(self.settings, REGISTRY)
-        return {(r["kind"], r["id"]): r for r in read_rows(table)} if table is not None else {}
+        return {(r["kind"], r["id"]): r for r in table_rows(self.settings, REGISTRY)}
 
     def catalog(self, version: int | None = None) -> Catalog:
         """The registry's catalog (at `version`, else the latest); CatalogError naming the readable versions when
