@@ -1,14 +1,22 @@
 """Daily offer facts and per-model conversion rates.
 
-Reads  `interactions` (landing dates [D - L, D + L], L = lateness days: all that can hold the impressions of
-       event dates [D - L, D] and their clicks), `profile_segments` (the latest snapshot on or before D, for
-       the segments of active personalized models) and `offer_stats_daily` (the models' look-back windows).
-Writes `offer_stats_daily`      per event_date, dataset, offer_id, placement_id, channel, segment (`*` = all traffic),
+Reads  `interactions` (its own landing date D, any landing day of [D - L, D + L] (L = lateness days) whose
+       contributions are missing or out of date, and the clicked items' impressions in that window),
+       `offer_stats_landing` / `slot_stats_landing` (the window's contributions), `profile_segments` (for each
+       landing day the latest snapshot on or before it, for the segments of active personalized models) and
+       `offer_stats_daily` (the models' look-back windows).
+Writes `offer_stats_landing`    per landing_date: what that day's impressions add to `offer_stats_daily` (impressions
+                                and a HyperLogLog sketch of their profiles per event_date and the keys below), and
+                                the `basis` it was tagged on (profile snapshot, segments); replaces the landing
+                                days it aggregates (normally D alone);
+       `slot_stats_landing`     per landing_date: that day's shown proposition items per `slot_stats_daily` key;
+       `offer_stats_daily`      per event_date, dataset, offer_id, placement_id, channel, segment (`*` = all traffic),
                                 traffic_type (`model`, `random`, `unknown` when not logged; a conversion has its
                                 impression's): impressions, conversions (one per clicked proposition item, on its
-                                impression's date), distinct profiles, orphan conversions (clicks whose impression
-                                is unknown);
-                                replaces event dates [D - L, D], so late clicks update their impression's day;
+                                impression's date), distinct profiles (estimated from the sketches), orphan
+                                conversions (clicks whose impression is unknown); replaces event dates [D - L, D]
+                                from the window's contributions and clicks, so late clicks update their
+                                impression's day;
        `slot_stats_daily`       per event_date, dataset, placement_id, channel, segment, slot, offer_id,
                                 traffic_type and logged propensity: impressions and conversions (off-policy
                                 evaluation's input); replaces event dates [D - L, D];
@@ -33,7 +41,7 @@ from datetime import date, timedelta
 from functools import reduce
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from offerrank.bandit import RATE_KEYS, facts_of, posteriors
@@ -51,9 +59,11 @@ from offerrank.tables import (
     MODEL_PARAMETERS,
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
+    OFFER_STATS_LANDING,
     PROFILE_ATTRIBUTES,
     PROFILE_SEGMENTS,
     SLOT_STATS_DAILY,
+    SLOT_STATS_LANDING,
     UNKNOWN_TRAFFIC,
     latest_on_or_before,
 )
@@ -74,34 +84,41 @@ SLOT_KEYS = [
 ITEM_KEYS = ["dataset", "proposition_id", "offer_id", "segment"]
 
 
-def attribution(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """The interactions tagged with their segments (`*`, and through `memberships` (profile_id, segment) each
-    segment of the profile), then (impressions, clicked): the tagged impressions, and one row per clicked
-    proposition item x segment (`shown_items` groups the impressions the same way)."""
+def tagged(interactions: DataFrame, memberships: DataFrame | None = None) -> DataFrame:
+    """`interactions` with a `segment`: every row in `*` and, through `memberships`, once more in each segment of its
+    profile. `memberships` holds (profile_id, segment), or (snapshot_date, profile_id, segment) when the
+    interactions carry the snapshot of their landing day: its columns other than `segment` are what it joins on."""
     interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
-    tagged = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
-    if memberships is not None:
-        tagged = tagged.unionByName(
-            interactions.join(memberships, "profile_id").select(*interactions.columns, "segment")
-        )
-    impressions = tagged.filter(F.col("interaction") == "impression")
-    clicked = (
-        tagged.filter(F.col("interaction") == "conversion")
-        .groupBy(*ITEM_KEYS)
-        .agg(
-            F.min("event_date").alias("click_date"),
-            F.first("placement_id").alias("click_placement"),
-            F.first("channel").alias("click_channel"),
-            F.first("traffic_type").alias("click_traffic_type"),
-        )
+    rows = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
+    if memberships is None:
+        return rows
+    keys = [column for column in memberships.columns if column != "segment"]
+    return rows.unionByName(interactions.join(memberships, keys).select(*interactions.columns, "segment"))
+
+
+def clicked_items(clicks: DataFrame, carry: tuple[str, ...] = ()) -> DataFrame:
+    """One row per clicked proposition item x segment of tagged `clicks`: its first click's date and the click's
+    placement, channel and traffic type (`click_*`) (and the columns `carry`)."""
+    return clicks.groupBy(*ITEM_KEYS).agg(
+        F.min("event_date").alias("click_date"),
+        F.first("placement_id").alias("click_placement"),
+        F.first("channel").alias("click_channel"),
+        F.first("traffic_type").alias("click_traffic_type"),
+        *[F.first(column).alias(column) for column in carry],
     )
-    return impressions, clicked
 
 
-def shown_items(impressions: DataFrame, carry: tuple[str, ...] = ()) -> DataFrame:
-    """One row per shown proposition item x segment of `impressions`: its first date, placement, channel, traffic
-    type, slot and logged propensity (and the columns `carry`)."""
-    return impressions.groupBy(*ITEM_KEYS).agg(
+def attribution(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """(impressions, clicked): the tagged impressions of `interactions`, and their clicked proposition items."""
+    rows = tagged(interactions, memberships)
+    is_impression = F.col("interaction") == "impression"
+    return rows.filter(is_impression), clicked_items(rows.filter(~is_impression))
+
+
+def shown_items(impressions: DataFrame, carry: tuple[str, ...] = (), by: tuple[str, ...] = ()) -> DataFrame:
+    """One row per shown proposition item x segment of `impressions` (and per the columns `by`): its first date,
+    placement, channel, traffic type, slot and logged propensity (and the columns `carry`)."""
+    return impressions.groupBy(*by, *ITEM_KEYS).agg(
         F.min("event_date").alias("event_date"),
         F.first("placement_id").alias("placement_id"),
         F.first("channel").alias("channel"),
@@ -112,69 +129,101 @@ def shown_items(impressions: DataFrame, carry: tuple[str, ...] = ()) -> DataFram
     )
 
 
-def daily_stats(
-    interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None
-) -> DataFrame:
-    """Facts per event date in [first_date, last_date] and segment; conversions go to their impression's date.
-
-    Every interaction counts in segment `*` (all traffic) and, through `memberships` (profile_id, segment), in each
-    segment its profile belongs to; a conversion counts in its impression's traffic type."""
-    impressions, clicked = attribution(interactions, memberships)
-    # A click needs its own item's impression only: the few clicked items' impressions are grouped, not every
-    # shown item's (a group per impression, sorted: its string columns keep it from hash aggregation).
-    clicked_items = impressions.join(clicked.select(*ITEM_KEYS), ITEM_KEYS, "left_semi")
-    attributed = clicked.join(shown_items(clicked_items), ITEM_KEYS, "left")
-    conversions = (
-        attributed.filter(F.col("event_date").isNotNull()).groupBy(*STATS_KEYS).agg(F.count("*").alias("conversions"))
+def landing_contributions(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """What the impressions of `interactions` add to the daily facts, per landing date: (per STATS_KEYS, the
+    impressions and a sketch of their distinct profiles; per SLOT_KEYS, the shown proposition items that logged a
+    slot). A landing day's share does not change when later days land, so each night aggregates one of them."""
+    impressions = tagged(interactions.filter(F.col("interaction") == "impression"), memberships)
+    offers = impressions.groupBy("landing_date", *STATS_KEYS).agg(
+        F.count("*").alias("impressions"), F.hll_sketch_agg("profile_id").alias("profiles_sketch")
     )
-    orphans = (
-        attributed.filter(F.col("event_date").isNull())
-        .groupBy(
-            F.col("click_date").alias("event_date"),
-            "dataset",
-            "offer_id",
-            F.col("click_placement").alias("placement_id"),
-            F.col("click_channel").alias("channel"),
-            "segment",
-            F.col("click_traffic_type").alias("traffic_type"),
+    slots = (
+        shown_items(impressions, by=("landing_date",))
+        .filter(F.col("slot").isNotNull())
+        .groupBy("landing_date", *SLOT_KEYS)
+        .agg(F.count("*").alias("impressions"))
+    )
+    return offers, slots
+
+
+def attributed_clicks(interactions: DataFrame, memberships: DataFrame | None = None) -> DataFrame:
+    """The clicked proposition items of `interactions`: one row per clicked item x segment of its impression's
+    profile, with the impression's first date, placement, channel, traffic type, slot and propensity; an item whose
+    impression is unknown (an orphan) instead has one row per segment of its click's profile, with the click's
+    date, placement, channel and traffic type (`click_*`) and a null `event_date`. Only the clicked items'
+    impressions are grouped: clicks are few, and a late click's impression may lie on any landing day of the
+    window. Items are attributed once, then counted in their segments."""
+    keys = ["dataset", "proposition_id", "offer_id"]
+    carry = () if memberships is None else tuple(column for column in memberships.columns if column != "segment")
+    clicked = clicked_items(tagged(interactions.filter(F.col("interaction") == "conversion")), carry)
+    # matched on a 64-bit hash of the item: a narrow key that adaptive execution broadcasts while the window's clicks
+    # are a few hundred thousand; the window below drops an impression whose hash matched another item's
+    item_hash = F.xxhash64(*keys).alias("item_hash")
+    impressions = (
+        interactions.filter(F.col("interaction") == "impression")
+        .withColumn("item_hash", item_hash)
+        .join(clicked.select(item_hash).distinct(), "item_hash", "left_semi")
+        .drop("item_hash")
+    )
+    both = shown_items(tagged(impressions), carry).unionByName(clicked, allowMissingColumns=True)
+    item = Window.partitionBy(*keys)
+    attributed = (
+        both.withColumns(
+            {
+                "has_impression": F.max(F.col("event_date").isNotNull()).over(item),
+                "has_click": F.max(F.col("click_date").isNotNull()).over(item),
+            }
         )
-        .agg(F.count("*").alias("orphan_conversions"))
+        .filter(F.when(F.col("event_date").isNull(), ~F.col("has_impression")).otherwise(F.col("has_click")))
+        .drop("has_impression", "has_click", "segment")
     )
-    shown_counts = impressions.groupBy(*STATS_KEYS).agg(
-        F.count("*").alias("impressions"), F.countDistinct("profile_id").alias("profiles")
-    )
-    return (
-        shown_counts.join(conversions, STATS_KEYS, "full")
-        .join(orphans, STATS_KEYS, "full")
-        .filter(F.col("event_date").between(first_date, last_date))
-        .select(
-            *STATS_KEYS,
-            *[
-                F.coalesce(F.col(c), F.lit(0)).cast("long").alias(c)
-                for c in ("impressions", "conversions", "profiles", "orphan_conversions")
-            ],
-        )
-    )
+    return tagged(attributed, memberships)
 
 
-def slot_stats(
-    interactions: DataFrame, first_date: date, last_date: date, memberships: DataFrame | None = None
-) -> DataFrame:
-    """Per event date in [first_date, last_date], placement, channel, segment, slot, offer, traffic type and
-    logged propensity: impressions (shown proposition items) and conversions (those clicked), what off-policy
-    evaluation weighs. Impressions logged without a slot (ingested before slots were kept) are left out."""
-    impressions, clicked = attribution(interactions, memberships)
-    shown = shown_items(impressions)
-    converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
-    return (
-        shown.filter(F.col("slot").isNotNull() & F.col("event_date").between(first_date, last_date))
-        .join(converted, ITEM_KEYS, "left")
-        .groupBy(*SLOT_KEYS)
+def summed(parts: list[DataFrame], keys: list[str], counts: list[str]) -> DataFrame:
+    """The union of `parts` (each with `keys` and some of `counts`) with `counts` summed per key (missing: 0)."""
+    aligned = [
+        part.select(*keys, *[(F.col(c) if c in part.columns else F.lit(0)).cast("long").alias(c) for c in counts])
+        for part in parts
+    ]
+    return reduce(DataFrame.unionByName, aligned).groupBy(*keys).agg(*[F.sum(c).alias(c) for c in counts])
+
+
+def daily_stats(contributions: DataFrame, attributed: DataFrame, first_date: date, last_date: date) -> DataFrame:
+    """Facts per event date in [first_date, last_date] and segment from the landing days' `contributions` and the
+    `attributed` clicks: a conversion counts on its impression's date, in its impression's traffic type."""
+    in_range = F.col("event_date").between(first_date, last_date)
+    shown = (
+        contributions.filter(in_range)
+        .groupBy(*STATS_KEYS)
         .agg(
-            F.count("*").alias("impressions"),
-            F.coalesce(F.sum("converted"), F.lit(0)).cast("long").alias("conversions"),
+            F.sum("impressions").alias("impressions"),
+            F.hll_sketch_estimate(F.hll_union_agg("profiles_sketch")).alias("profiles"),
         )
     )
+    conversions = attributed.filter(F.col("event_date").isNotNull()).select(*STATS_KEYS, F.lit(1).alias("conversions"))
+    orphans = attributed.filter(F.col("event_date").isNull()).select(
+        F.col("click_date").alias("event_date"),
+        "dataset",
+        "offer_id",
+        F.col("click_placement").alias("placement_id"),
+        F.col("click_channel").alias("channel"),
+        "segment",
+        F.col("click_traffic_type").alias("traffic_type"),
+        F.lit(1).alias("orphan_conversions"),
+    )
+    return summed([shown, conversions.filter(in_range), orphans.filter(in_range)], STATS_KEYS, list(FACT_COUNTS))
+
+
+def slot_stats(contributions: DataFrame, attributed: DataFrame, first_date: date, last_date: date) -> DataFrame:
+    """Per event date in [first_date, last_date], placement, channel, segment, slot, offer, traffic type and
+    logged propensity: impressions (shown proposition items, from the landing days' slot `contributions`) and
+    conversions (those of them clicked), what off-policy evaluation weighs. Impressions logged without a slot
+    (ingested before slots were kept) are left out."""
+    in_range = F.col("event_date").between(first_date, last_date)
+    clicked = attributed.filter(in_range & F.col("slot").isNotNull()).select(*SLOT_KEYS, F.lit(1).alias("conversions"))
+    counts = ["impressions", "conversions"]
+    return summed([contributions.filter(in_range), clicked], SLOT_KEYS, counts).filter(F.col("impressions") > 0)
 
 
 def feature_stats(
@@ -308,18 +357,6 @@ def segments_in_use(catalog: Catalog) -> list[str]:
     )
 
 
-def snapshot_memberships(
-    profile_segments: DataFrame | None, segments: list[str], as_of: date
-) -> tuple[date | None, DataFrame | None]:
-    """The (profile_id, segment) rows of `segments` in the latest profile snapshot on or before `as_of`."""
-    if not segments:
-        return None, None
-    latest, snapshot = latest_snapshot(profile_segments, as_of)
-    if snapshot is None:
-        return None, None
-    return latest, snapshot.filter(F.col("segment").isin(*segments)).select("profile_id", "segment")
-
-
 def latest_snapshot(profiles: DataFrame | None, as_of: date) -> tuple[date | None, DataFrame | None]:
     """The rows of a profile table's latest snapshot on or before `as_of`, and its date."""
     if profiles is None:
@@ -329,8 +366,67 @@ def latest_snapshot(profiles: DataFrame | None, as_of: date) -> tuple[date | Non
     return (latest, profiles.filter(F.col("snapshot_date") == latest)) if latest else (None, None)
 
 
+def snapshot_memberships(
+    profile_segments: DataFrame | None, segments: list[str], snapshots: set[date]
+) -> DataFrame | None:
+    """(snapshot_date, profile_id, segment) of `segments` in the profile `snapshots`."""
+    if not segments or not snapshots or profile_segments is None:
+        return None
+    return profile_segments.filter(F.col("snapshot_date").isin(*snapshots) & F.col("segment").isin(*segments)).select(
+        "snapshot_date", "profile_id", "segment"
+    )
+
+
+def contribution_basis(snapshot: date | None, segments: list[str]) -> str:
+    """What a landing day's contributions were tagged with: its profile snapshot and the segments in use."""
+    return f"snapshot={snapshot or '-'};segments={','.join(segments)}"
+
+
+def landing_days_to_refresh(
+    settings: Settings, landed: dict[date, int], bases: dict[date, str], full_refresh: bool, run_date: date
+) -> list[date]:
+    """`run_date` and the landing days of `landed` (day: when its interactions were written) whose contributions are
+    missing, older than its interactions or tagged on another of `bases` (day: basis); all with `full_refresh`.
+    Normally that is the run date alone: each night aggregates its own landing day."""
+    from offerrank.warehouse import open_table, partition_write_times, read_arrow
+
+    if full_refresh:
+        return sorted({*landed, run_date})
+    written = partition_write_times(settings, OFFER_STATS_LANDING, "landing_date")
+    opened = open_table(settings, OFFER_STATS_LANDING)
+    stored = {}
+    if opened is not None and landed:
+        rows = read_arrow(
+            opened, ["landing_date", "basis"], [("landing_date", "in", [str(day) for day in landed])]
+        ).to_pylist()
+        stored = {row["landing_date"]: row["basis"] for row in rows}
+    stale = {day for day, at in landed.items() if written.get(day, -1) < at or stored.get(day) != bases[day]}
+    return sorted(stale | {run_date})
+
+
+def landing_snapshots(settings: Settings, days: set[date]) -> dict[date, date | None]:
+    """Each landing day's profile snapshot: the latest `profile_segments` snapshot on or before it (None: none)."""
+    from offerrank.warehouse import latest_partition, open_table
+
+    snapshots = open_table(settings, PROFILE_SEGMENTS)
+    return {day: latest_partition(snapshots, "snapshot_date", day) if snapshots else None for day in days}
+
+
+def write_contributions(
+    warehouse: Warehouse, landed: DataFrame, memberships: DataFrame | None, bases: dict[date, str]
+) -> None:
+    """Replace the contributions of the landing days in `bases` by those of their interactions `landed`."""
+    offers, slots = landing_contributions(landed, memberships)
+    basis = F.create_map(*[F.lit(value) for day, day_basis in bases.items() for value in (day, day_basis)])
+    days = {"landing_date": sorted(bases)}
+    warehouse.replace_where(offers.withColumn("basis", basis[F.col("landing_date")]), OFFER_STATS_LANDING, days)
+    warehouse.replace_where(slots, SLOT_STATS_LANDING, days)
+
+
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
+    from offerrank.warehouse import partition_write_times
+
     warehouse = Warehouse(spark, settings)
     warehouse.require_datasets(INTERACTIONS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
     interactions = warehouse.read(INTERACTIONS)
@@ -338,11 +434,33 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         raise FileNotFoundError("no interactions table yet: ingest a date first")
     lateness = settings.lateness_days
     longest = max((m.lookback_days for m in catalog.ai_models), default=1)
-    first = run_date - timedelta(days=(longest - 1) if full_refresh else lateness)
-    window = interactions.filter(F.col("landing_date").between(first, run_date + timedelta(days=lateness)))
-    snapshot, memberships = snapshot_memberships(warehouse.read(PROFILE_SEGMENTS), segments_in_use(catalog), run_date)
-    warehouse.replace_range(daily_stats(window, first, run_date, memberships), OFFER_STATS_DAILY, first, run_date)
-    warehouse.replace_range(slot_stats(window, first, run_date, memberships), SLOT_STATS_DAILY, first, run_date)
+    first = run_date - timedelta(days=max(longest - 1, lateness) if full_refresh else lateness)
+    last_landing = run_date + timedelta(days=lateness)
+    window = interactions.filter(F.col("landing_date").between(first, last_landing))
+    landed = {
+        day: at
+        for day, at in partition_write_times(settings, INTERACTIONS, "landing_date").items()
+        if first <= day <= last_landing
+    }
+    segments = segments_in_use(catalog)
+    snapshot_of = landing_snapshots(settings, {*landed, run_date})
+    bases = {day: contribution_basis(snapshot, segments) for day, snapshot in snapshot_of.items()}
+    used = {snapshot for snapshot in snapshot_of.values() if snapshot is not None}
+    memberships = snapshot_memberships(warehouse.read(PROFILE_SEGMENTS), segments, used)
+    if memberships is not None:  # an interaction counts in the segments of its landing day's snapshot
+        snapshot_date = F.create_map(*[F.lit(v) for pair in snapshot_of.items() if pair[1] for v in pair])
+        window = window.withColumn("snapshot_date", snapshot_date[F.col("landing_date")])
+    refresh = landing_days_to_refresh(settings, landed, bases, full_refresh, run_date)
+    landed_days = window.filter(F.col("landing_date").isin(refresh))
+    write_contributions(warehouse, landed_days, memberships, {day: bases[day] for day in refresh})
+    # read twice (facts and slots): the window's clicked items, far fewer rows than its impressions
+    attributed = attributed_clicks(window, memberships).localCheckpoint()
+    for daily, landing, facts in (
+        (OFFER_STATS_DAILY, OFFER_STATS_LANDING, daily_stats),
+        (SLOT_STATS_DAILY, SLOT_STATS_LANDING, slot_stats),
+    ):
+        contributions = warehouse.read(landing).filter(F.col("landing_date").between(first, last_landing))
+        warehouse.replace_range(facts(contributions, attributed, first, run_date), daily, first, run_date)
     stats = warehouse.read(OFFER_STATS_DAILY)
     models = catalog.active_models()
     if models:
@@ -351,9 +469,14 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     contextual = [model for model in models if model.contextual]
     trained, waiting = [], []
     if contextual:
+        members = (
+            None
+            if memberships is None
+            else memberships.filter(F.col("snapshot_date") == snapshot_of[run_date]).select("profile_id", "segment")
+        )
         _, attributes = latest_snapshot(warehouse.read(PROFILE_ATTRIBUTES), run_date)
         cells = [
-            feature_stats(window, first, run_date, model, catalog.placements_of(model), attributes, memberships)
+            feature_stats(window, first, run_date, model, catalog.placements_of(model), attributes, members)
             for model in contextual
         ]
         warehouse.replace_range(reduce(DataFrame.unionByName, cells), FEATURE_STATS_DAILY, first, run_date)
@@ -361,7 +484,8 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
     return {
         "stats_dates": f"{first}..{run_date}",
-        "profile_snapshot": str(snapshot) if snapshot else None,
+        "landing_days_aggregated": [str(day) for day in refresh],
+        "profile_snapshot": str(snapshot_of[run_date]) if snapshot_of[run_date] else None,
         "stats_rows": stats.filter(F.col("event_date").between(first, run_date)).count(),
         "rate_rows": len(rates) if models else 0,
         "caps_counted": counted_caps,

@@ -119,6 +119,10 @@ PROFILE_ATTRIBUTES = Table(
 )
 PROFILE_QUARANTINE = Table("profile_quarantine", ("snapshot_date",))
 OFFER_STATS_DAILY = Table("offer_stats_daily", ("event_date",))
+# What each landing day's impressions add to `offer_stats_daily` and `slot_stats_daily` (see jobs.aggregate): a night
+# aggregates its own landing day's impressions and sums the recent days' contributions.
+OFFER_STATS_LANDING = Table("offer_stats_landing", ("landing_date",))
+SLOT_STATS_LANDING = Table("slot_stats_landing", ("landing_date",))
 FACT_COUNTS = ("impressions", "conversions", "profiles", "orphan_conversions")  # what a day's facts count
 # What off-policy evaluation weighs: shown proposition items per slot and logged propensity (see jobs.aggregate).
 SLOT_STATS_DAILY = Table(
@@ -374,6 +378,8 @@ ALL_TABLES = (
     PROFILE_QUARANTINE,
     REGISTRY,
     REGISTRY_REFUSALS,
+    OFFER_STATS_LANDING,
+    SLOT_STATS_LANDING,
     OFFER_STATS_DAILY,
     SLOT_STATS_DAILY,
     FEATURE_STATS_DAILY,
@@ -391,13 +397,17 @@ ALL_TABLES = (
 
 
 def partition_predicate(values: dict[str, object]) -> str:
-    """The SQL condition on partition columns that a partition replace uses: each column equals its value, or lies
-    in its (first, last) range (both engines' writers take it: Spark's replaceWhere, deltalake's predicate)."""
+    """The SQL condition on partition columns that a partition replace uses: each column equals its value, lies
+    in its (first, last) range, or is one of its list of values (both engines' writers take it: Spark's
+    replaceWhere, deltalake's predicate)."""
 
     def condition(column: str, value: object) -> str:
         if isinstance(value, tuple):
             first, last = value
             return f"{column} >= '{first}' AND {column} <= '{last}'"
+        if isinstance(value, list | frozenset | set):
+            listed = ", ".join(f"'{v}'" for v in sorted(value))
+            return f"{column} IN ({listed})"
         return f"{column} = '{value}'"
 
     return " AND ".join(condition(column, value) for column, value in values.items())

@@ -138,6 +138,21 @@ def latest_partition(table, column: str, on_or_before: date, **equal: str) -> da
     return latest_on_or_before(days, on_or_before)
 
 
+def partition_write_times(settings: Settings, table: Table, column: str) -> dict[date, int]:
+    """When each value of a table's date partition `column` was last written (its newest file's modification time,
+    ms since the epoch), from the table's log; empty before its first write."""
+    import pyarrow as pa
+
+    opened = open_table(settings, table)
+    if opened is None:
+        return {}
+    files = pa.table(opened.get_add_actions(flatten=True)).select([f"partition.{column}", "modification_time"])
+    written: dict[date, int] = {}
+    for day, at in zip(*(files.column(i).to_pylist() for i in range(2)), strict=True):
+        written[day] = max(at, written.get(day, at))
+    return written
+
+
 def read_rows(
     table, columns: list[str] | None = None, partitions: list[tuple] | None = None, row_filter=None
 ) -> list[dict]:

@@ -13,7 +13,7 @@ def test_engine_schemas_derive_from_the_one_declaration():
     )
     assert OFFER_RANKINGS.ddl.startswith("ranking_version long, model_name string, decision_id string")
     assert str(RANKING_RUNS.arrow_schema().field("published_at").type) == "timestamp[us, tz=UTC]"
-    assert len({table.name for table in ALL_TABLES}) == len(ALL_TABLES) == 22
+    assert len({table.name for table in ALL_TABLES}) == len(ALL_TABLES) == 24
 
 
 def test_the_snapshot_a_date_uses_is_the_latest_on_or_before_it():
@@ -23,7 +23,7 @@ def test_the_snapshot_a_date_uses_is_the_latest_on_or_before_it():
     assert latest_on_or_before(days, date(2026, 10, 31)) is None
 
 
-def test_a_partition_predicate_takes_values_and_ranges():
+def test_a_partition_predicate_takes_values_ranges_and_lists():
     from offerrank.tables import partition_predicate
 
     assert partition_predicate({"as_of_date": date(2026, 11, 3), "unit": "priority"}) == (
@@ -31,4 +31,7 @@ def test_a_partition_predicate_takes_values_and_ranges():
     )
     assert partition_predicate({"report_date": (date(2026, 11, 1), date(2026, 11, 3))}) == (
         "report_date >= '2026-11-01' AND report_date <= '2026-11-03'"
+    )
+    assert partition_predicate({"landing_date": [date(2026, 11, 3), date(2026, 11, 1)]}) == (
+        "landing_date IN ('2026-11-01', '2026-11-03')"
     )
