@@ -65,7 +65,7 @@ from offerrank.tables import (
     SLOT_STATS_DAILY,
     SLOT_STATS_LANDING,
     UNKNOWN_TRAFFIC,
-    latest_on_or_before,
+    Table,
 )
 
 STATS_KEYS = ["event_date", "dataset", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
@@ -357,13 +357,13 @@ def segments_in_use(catalog: Catalog) -> list[str]:
     )
 
 
-def latest_snapshot(profiles: DataFrame | None, as_of: date) -> tuple[date | None, DataFrame | None]:
-    """The rows of a profile table's latest snapshot on or before `as_of`, and its date."""
-    if profiles is None:
-        return None, None
-    snapshots = [row.snapshot_date for row in profiles.select("snapshot_date").distinct().collect()]
-    latest = latest_on_or_before(snapshots, as_of)
-    return (latest, profiles.filter(F.col("snapshot_date") == latest)) if latest else (None, None)
+def latest_snapshot(warehouse: Warehouse, table: Table, as_of: date) -> DataFrame | None:
+    """The rows of a profile table's latest snapshot on or before `as_of` (None: no snapshot), found in its log."""
+    from offerrank.warehouse import latest_partition, open_table
+
+    opened = open_table(warehouse.settings, table)
+    latest = latest_partition(opened, "snapshot_date", as_of) if opened is not None else None
+    return warehouse.read(table).filter(F.col("snapshot_date") == latest) if latest else None
 
 
 def snapshot_memberships(
@@ -392,8 +392,8 @@ def landing_days_to_refresh(
 
     if full_refresh:
         return sorted({*landed, run_date})
-    written = partition_write_times(settings, OFFER_STATS_LANDING, "landing_date")
     opened = open_table(settings, OFFER_STATS_LANDING)
+    written = partition_write_times(opened, "landing_date")
     stored = {}
     if opened is not None and landed:
         rows = read_arrow(
@@ -425,7 +425,7 @@ def write_contributions(
 
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
-    from offerrank.warehouse import partition_write_times
+    from offerrank.warehouse import open_table, partition_write_times
 
     warehouse = Warehouse(spark, settings)
     warehouse.require_datasets(INTERACTIONS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
@@ -439,7 +439,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     window = interactions.filter(F.col("landing_date").between(first, last_landing))
     landed = {
         day: at
-        for day, at in partition_write_times(settings, INTERACTIONS, "landing_date").items()
+        for day, at in partition_write_times(open_table(settings, INTERACTIONS), "landing_date").items()
         if first <= day <= last_landing
     }
     segments = segments_in_use(catalog)
@@ -474,7 +474,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
             if memberships is None
             else memberships.filter(F.col("snapshot_date") == snapshot_of[run_date]).select("profile_id", "segment")
         )
-        _, attributes = latest_snapshot(warehouse.read(PROFILE_ATTRIBUTES), run_date)
+        attributes = latest_snapshot(warehouse, PROFILE_ATTRIBUTES, run_date)
         cells = [
             feature_stats(window, first, run_date, model, catalog.placements_of(model), attributes, members)
             for model in contextual

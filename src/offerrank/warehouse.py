@@ -138,15 +138,14 @@ def latest_partition(table, column: str, on_or_before: date, **equal: str) -> da
     return latest_on_or_before(days, on_or_before)
 
 
-def partition_write_times(settings: Settings, table: Table, column: str) -> dict[date, int]:
-    """When each value of a table's date partition `column` was last written (its newest file's modification time,
-    ms since the epoch), from the table's log; empty before its first write."""
+def partition_write_times(table, column: str) -> dict[date, int]:
+    """When each value of an open table's date partition `column` was last written (its newest file's modification
+    time, ms since the epoch), from the table's log; empty when the table is None (not written yet)."""
     import pyarrow as pa
 
-    opened = open_table(settings, table)
-    if opened is None:
+    if table is None:
         return {}
-    files = pa.table(opened.get_add_actions(flatten=True)).select([f"partition.{column}", "modification_time"])
+    files = pa.table(table.get_add_actions(flatten=True)).select([f"partition.{column}", "modification_time"])
     written: dict[date, int] = {}
     for day, at in zip(*(files.column(i).to_pylist() for i in range(2)), strict=True):
         written[day] = max(at, written.get(day, at))
