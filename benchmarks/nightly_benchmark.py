@@ -76,11 +76,16 @@ def main() -> None:
     # whose cost is a steady night's.
     steady = min(settings.lateness_days, args.days - 1)
     for name, figures in (("wall", walls), ("CPU", cpus)):
+        # five nights' means, once the run is long enough for the two five-night spans not to overlap
+        means = (
+            f"; mean of the last 5 / days {steady + 1}-{steady + 5} "
+            f"{sum(figures[-5:]) / sum(figures[steady : steady + 5]):.2f}"
+            if args.days >= steady + 10
+            else ""
+        )
         print(
             f"{name}: last day / first day {figures[-1] / figures[0]:.2f}; last day / day {steady + 1} "
-            f"(first with a full lateness window) {figures[-1] / figures[steady]:.2f}; "
-            f"mean of the last 5 / days {steady + 1}-{steady + 5} "
-            f"{sum(figures[-5:]) / max(sum(figures[steady : steady + 5]), 1e-9):.2f}"
+            f"(first with a full lateness window) {figures[-1] / figures[steady]:.2f}{means}"
         )
     wall, cpu, counts = nightly(START + timedelta(days=args.days - 1), full_refresh=True)
     print(
