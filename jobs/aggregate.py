@@ -359,10 +359,7 @@ def segments_in_use(catalog: Catalog) -> list[str]:
 
 def latest_snapshot(warehouse: Warehouse, table: Table, as_of: date) -> DataFrame | None:
     """The rows of a profile table's latest snapshot on or before `as_of` (None: no snapshot), found in its log."""
-    from offerrank.warehouse import latest_partition, open_table
-
-    opened = open_table(warehouse.settings, table)
-    latest = latest_partition(opened, "snapshot_date", as_of) if opened is not None else None
+    latest = snapshot_dates(warehouse.settings, table, {as_of})[as_of]
     return warehouse.read(table).filter(F.col("snapshot_date") == latest) if latest else None
 
 
@@ -404,12 +401,13 @@ def landing_days_to_refresh(
     return sorted(stale | {run_date})
 
 
-def landing_snapshots(settings: Settings, days: set[date]) -> dict[date, date | None]:
-    """Each landing day's profile snapshot: the latest `profile_segments` snapshot on or before it (None: none)."""
+def snapshot_dates(settings: Settings, table: Table, days: set[date]) -> dict[date, date | None]:
+    """Each day's snapshot of a profile table: its latest `snapshot_date` on or before the day (None: none), from
+    the table's log."""
     from offerrank.warehouse import latest_partition, open_table
 
-    snapshots = open_table(settings, PROFILE_SEGMENTS)
-    return {day: latest_partition(snapshots, "snapshot_date", day) if snapshots else None for day in days}
+    opened = open_table(settings, table)
+    return {day: latest_partition(opened, "snapshot_date", day) if opened is not None else None for day in days}
 
 
 def write_contributions(
@@ -443,7 +441,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         if first <= day <= last_landing
     }
     segments = segments_in_use(catalog)
-    snapshot_of = landing_snapshots(settings, {*landed, run_date})
+    snapshot_of = snapshot_dates(settings, PROFILE_SEGMENTS, {*landed, run_date})
     bases = {day: contribution_basis(snapshot, segments) for day, snapshot in snapshot_of.items()}
     used = {snapshot for snapshot in snapshot_of.values() if snapshot is not None}
     memberships = snapshot_memberships(warehouse.read(PROFILE_SEGMENTS), segments, used)
