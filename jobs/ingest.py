@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
@@ -240,17 +241,23 @@ def day_summary(
     return row
 
 
-def offers_over_conversion_limit(interactions: DataFrame, tolerance: float, minimum: int) -> DataFrame:
-    """Offers whose conversions on the day exceed their impressions by more than `tolerance`."""
-    per_offer = interactions.groupBy("offer_id").agg(
+def interactions_per_offer(interactions: DataFrame) -> DataFrame:
+    """Per offer: its interaction rows, impressions and distinct converted (proposition, offer) pairs."""
+    return interactions.groupBy("offer_id").agg(
+        F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(F.col("interaction") == "impression", 1).otherwise(0)).alias("impressions"),
         F.countDistinct(
             F.when(F.col("interaction") == "conversion", F.concat_ws("|", "proposition_id", "offer_id"))
         ).alias("conversions"),
     )
-    return per_offer.filter(
-        (F.col("conversions") >= minimum) & (F.col("conversions") > F.col("impressions") * (1 + tolerance))
+
+
+def offers_over_conversion_limit(per_offer: pd.DataFrame, tolerance: float, minimum: int) -> int:
+    """How many offers' conversions on the day exceed their impressions by more than `tolerance`."""
+    over = (per_offer["conversions"] >= minimum) & (
+        per_offer["conversions"] > per_offer["impressions"] * (1 + tolerance)
     )
+    return int(over.sum())
 
 
 def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]:
@@ -322,15 +329,15 @@ class LabelledDay:
     records: DataFrame  # source_file, raw (blank lines removed)
     routed: DataFrame  # cached: the parsed records and their reason codes (the text of rejected records only)
     labelled: DataFrame  # derived from `routed`
-    interactions: DataFrame  # cached: the accepted events' interactions
+    interactions: DataFrame  # derived from `labelled`: the accepted events' interactions
+    interactions_by_offer: pd.DataFrame  # `interactions_per_offer`, collected
     blank_lines: int
     record_outcomes: list[ExpectationOutcome]
     counts: dict[str, int]
     by_reason: dict[str, int]
 
     def release(self) -> None:
-        for cached in (self.routed, self.interactions):
-            cached.unpersist()
+        self.routed.unpersist()
 
 
 @dataclass(frozen=True)
@@ -348,6 +355,21 @@ class DatasetDay:
     def rows(self, partition: str) -> dict[str, object]:
         """The rows this ingest replaces in a table partitioned by `partition`."""
         return {partition: self.run_date, "dataset": self.dataset}
+
+
+def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
+    """The event ids (and `landing_date`) the dataset's other landing dates of the lateness window accepted, before
+    and after the day (None: no window, or no interactions yet)."""
+    settings = warehouse.settings
+    interactions = warehouse.read(INTERACTIONS) if settings.lateness_days else None
+    if interactions is None:
+        return None
+    window = timedelta(days=settings.lateness_days)
+    return interactions.filter(
+        F.col("landing_date").between(day.run_date - window, day.run_date + window)
+        & (F.col("landing_date") != F.lit(day.run_date))
+        & (F.col("dataset") == F.lit(day.dataset))
+    ).select("event_id", "landing_date")
 
 
 def label_day(
@@ -374,26 +396,25 @@ def label_day(
         .persist(CACHE_LEVEL)
     )
     routed = cached.filter(~F.col("blank")).drop("blank")
+    # The JVM's first read of a Delta table takes seconds in a new process: it happens while Spark reads the day.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="other-days") as background:
+        other_days_read = background.submit(ids_of_other_days, warehouse, day)
+        code_counts = (
+            cached.select("blank", F.explode_outer("reason_codes").alias("code"))
+            .groupBy("blank", "code")
+            .count()
+            .collect()
+        )
+        other_days = other_days_read.result()
     record_outcomes = quality.validate(
         routed.drop("propositions", "record_hash", "raw"),
         record_suite,
         parameters,
         day.validation_name(RECORD_SUITE),
     )
-    code_counts = (
-        cached.select("blank", F.explode_outer("reason_codes").alias("code")).groupBy("blank", "code").count().collect()
-    )
     blank_lines = sum(r["count"] for r in code_counts if r.blank)
     check_routing_agrees(record_outcomes, {r.code: r["count"] for r in code_counts if not r.blank and r.code})
 
-    other_days = warehouse.read(INTERACTIONS) if settings.lateness_days else None
-    if other_days is not None:
-        window = timedelta(days=settings.lateness_days)
-        other_days = other_days.filter(
-            F.col("landing_date").between(run_date - window, run_date + window)
-            & (F.col("landing_date") != F.lit(run_date))
-            & (F.col("dataset") == F.lit(day.dataset))
-        ).select("event_id", "landing_date")
     # Not cached again: labelling is a cheap pass over the cached records (the few contested ids are broadcast).
     labelled = label_records(routed, other_days, run_date)
     outcome_counts, by_reason = Counter(), Counter()
@@ -408,11 +429,20 @@ def label_day(
         "quarantined": outcome_counts.get("quarantined", 0),
     }
     accepted = labelled.filter(F.col("outcome") == "accepted")
-    interactions = (
-        to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset)).persist(CACHE_LEVEL)
-    )
+    interactions = to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset))
+    # Not cached either: flattening the cached records again costs less than writing the rows to a cache and
+    # reading them back (the write below is their only other use).
+    by_offer = interactions_per_offer(interactions).toPandas()
     return LabelledDay(
-        records.filter(~blank), cached, labelled, interactions, blank_lines, record_outcomes, counts, dict(by_reason)
+        records.filter(~blank),
+        cached,
+        labelled,
+        interactions,
+        by_offer,
+        blank_lines,
+        record_outcomes,
+        counts,
+        dict(by_reason),
     )
 
 
@@ -429,8 +459,8 @@ def validate_day(
     settings = warehouse.settings
     run_date = ingested.run_date
     over_limit = offers_over_conversion_limit(
-        day.interactions, settings.conversion_tolerance, settings.conversion_check_min
-    ).count()
+        day.interactions_by_offer, settings.conversion_tolerance, settings.conversion_check_min
+    )
     # a few rows per day: read without a Spark job
     history = rows_between(
         settings,
@@ -470,9 +500,7 @@ def write_day(
     """Write the day's raw records, quarantine (with a row per damaged file) and, when it passed, interactions;
     returns interactions written."""
     run_date, run_id = ingested.run_date, ingested.run_id
-    # Counted before the writes: writing `interactions` invalidates the cached frames that read it (the cross-day
-    # event ids), and counting after it would recompute the whole day from its files.
-    written = day.interactions.count() if success else 0
+    written = int(day.interactions_by_offer["rows"].sum()) if success else 0
     if warehouse.settings.keep_raw_events:
         raw = day.records.select(
             F.lit(run_date).alias("landing_date"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,20 +117,24 @@ def failure_predicates(suite: dict[str, Any], parameters: dict[str, Any]) -> lis
     return predicates
 
 
-class DataQualityRun:
-    """One ephemeral GX context per job run: its validations share one data docs site and index, built once when
-    the run's validations are done (`with DataQualityRun(docs_dir) as quality:`), not once per validation."""
+@dataclass(frozen=True)
+class _GxContext:
+    """GX's module, the ephemeral context with the run's docs site, and its Spark and pandas data sources."""
 
-    def __init__(self, docs_dir: str):
+    gx: Any
+    context: Any
+    spark_source: Any
+    pandas_source: Any
+
+    @classmethod
+    def start(cls, docs_dir: str) -> _GxContext:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        self._gx = gx
-        self.docs_dir = docs_dir
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.context.add_data_docs_site(
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.add_data_docs_site(
             site_name=DOCS_SITE,
             site_config={
                 "class_name": "SiteBuilder",
@@ -138,9 +143,23 @@ class DataQualityRun:
             },
         )
         # The job caches what it validates already; GX persisting it again would double the memory.
-        self.spark_source = self.context.data_sources.add_spark("offerrank", persist=False)
-        self.pandas_source = self.context.data_sources.add_pandas("offerrank-summaries")
+        spark_source = context.data_sources.add_spark("offerrank", persist=False)
+        return cls(gx, context, spark_source, context.data_sources.add_pandas("offerrank-summaries"))
+
+
+class DataQualityRun:
+    """One ephemeral GX context per job run: its validations share one data docs site and index, built once when
+    the run's validations are done (`with DataQualityRun(docs_dir) as quality:`), not once per validation.
+
+    Importing GX and starting its context take seconds in a new process: they run in a background thread from the
+    moment the run is created, while the job reads its data, and the first validation waits for them."""
+
+    def __init__(self, docs_dir: str):
+        self.docs_dir = docs_dir
         self.validated = 0
+        background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx-start")
+        self._started = background.submit(_GxContext.start, docs_dir)
+        background.shutdown(wait=False)
 
     def __enter__(self) -> DataQualityRun:
         return self
@@ -148,7 +167,7 @@ class DataQualityRun:
     def __exit__(self, *_) -> None:
         """Add the run's validations to the data docs, also when the job failed after some."""
         if self.validated:
-            self.context.build_data_docs(site_names=[DOCS_SITE])
+            self._started.result().context.build_data_docs(site_names=[DOCS_SITE])
 
     @property
     def index_page(self) -> str:
@@ -159,16 +178,16 @@ class DataQualityRun:
     ) -> list[ExpectationOutcome]:
         """Validate `frame` against `suite` with Great Expectations (on Spark, or in memory for a pandas frame); its
         result joins the run's data docs when the run's validations are done."""
-        gx = self._gx
+        started = self._started.result()
         from great_expectations.core.expectation_suite import ExpectationSuite
 
-        gx_suite = self.context.suites.add(
+        gx_suite = started.context.suites.add(
             ExpectationSuite(name=suite["name"], expectations=suite["expectations"], meta=suite.get("meta"))
         )
-        source = self.pandas_source if isinstance(frame, pd.DataFrame) else self.spark_source
+        source = started.pandas_source if isinstance(frame, pd.DataFrame) else started.spark_source
         batch = source.add_dataframe_asset(suite["name"]).add_batch_definition_whole_dataframe(run_name)
-        definition = self.context.validation_definitions.add(
-            gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite)
+        definition = started.context.validation_definitions.add(
+            started.gx.ValidationDefinition(name=run_name, data=batch, suite=gx_suite)
         )
         result = definition.run(
             batch_parameters={"dataframe": frame},
