@@ -14,6 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from offerrank.settings import Settings
 from offerrank.tables import DATASET_TABLES, Table, WarehouseOutdated, partition_predicate
 
+STATS_COLUMNS = "delta.dataSkippingStatsColumns"
+
 
 class Warehouse:
     """The Delta tables of one warehouse root, through one SparkSession."""
@@ -104,9 +106,22 @@ class Warehouse:
         opened = open_table(self.settings, table)
         return None if opened is None else opened.version()
 
+    def _declare_stats_columns(self, table: Table) -> None:
+        """Give a table created before it declared its statistics columns the declaration (a write's options set
+        table properties only when the write creates the table)."""
+        from offerrank.warehouse import open_table
+
+        opened = open_table(self.settings, table)
+        wanted = ",".join(table.stats_columns)
+        if opened is not None and opened.metadata().configuration.get(STATS_COLUMNS) != wanted:
+            self.spark.sql(f"ALTER TABLE {self.sql_name(table)} SET TBLPROPERTIES ('{STATS_COLUMNS}' = '{wanted}')")
+
     def _write(self, frame: DataFrame, table: Table, mode: str, **options: str) -> None:
         if "overwriteSchema" not in options:  # a column a new release adds (nullable) joins the table's schema
             options["mergeSchema"] = "true"
+        if table.stats_columns:
+            self._declare_stats_columns(table)
+            options[STATS_COLUMNS] = ",".join(table.stats_columns)  # taken when the write creates the table
         writer = frame.write.format("delta").mode(mode)
         for key, value in options.items():
             writer = writer.option(key, value)

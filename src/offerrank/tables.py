@@ -43,6 +43,9 @@ class Table:
     name: str
     partitions: tuple[str, ...] = ()
     columns: tuple[tuple[str, str], ...] = ()  # declared for the tables other programs read
+    # The columns Delta keeps per-file minimum and maximum of, for readers' data skipping (empty: Delta's default, the
+    # first 32 columns). Statistics of every column cost about half the write of a day's interactions.
+    stats_columns: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -105,8 +108,9 @@ RANKED_COLUMNS = (
     ("covariance", "array<double>"),
 )
 
-EVENTS_RAW = Table("events_raw", ("landing_date",))
-INTERACTIONS = Table("interactions", ("landing_date",))
+EVENTS_RAW = Table("events_raw", ("landing_date",), stats_columns=("dataset",))
+# readers filter on the dataset, the event date (frequency caps) and the interaction
+INTERACTIONS = Table("interactions", ("landing_date",), stats_columns=("dataset", "event_date", "interaction"))
 QUARANTINE = Table("quarantine", ("run_date",))
 DQ_RESULTS = Table("dq_results", ("run_date",))
 PROFILE_SEGMENTS = Table(
