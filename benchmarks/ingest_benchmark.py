@@ -6,10 +6,10 @@ process so peak memory is measured per engine:
   - plain Spark: the same SparkSession settings; read the JSON lines with the event schema, drop duplicate ids,
     explode propositions and items, count per offer x placement x channel x event type, write Parquet;
   - DuckDB: the same flatten-and-count of the same files.
-Prints wall time, events/second and peak RSS of each engine's process tree (Python + JVM), and offerrank's time as
-a ratio of each of the other two. With `--nightly`, the rest of the nightly chain then runs on the ingested day,
-each step its own `offerrank` command as in the DAG (profiles, aggregate, rank and publish), and the wall time and
-peak RSS of every step are printed beside the driver memory they were given.
+Prints wall time, events/second and peak memory (PSS) of each engine's process tree (Python + JVM), and
+offerrank's time as a ratio of each of the other two. With `--nightly`, the rest of the nightly chain then runs on
+the ingested day, each step its own `offerrank` command as in the DAG (profiles, aggregate, rank and publish), and
+the wall time and peak memory of every step are printed beside the driver memory they were given.
 
     python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--nightly] [--workdir /tmp/offerrank-bench]
 """
@@ -48,7 +48,10 @@ GROUP BY ALL
 
 
 def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run `command`; return wall seconds, peak RSS in MiB of its whole process tree (Python + JVM), stdout."""
+    """Run `command`; return wall seconds, peak memory in MiB of its whole process tree (Python + JVM), stdout.
+
+    Memory is the tree's proportional set size (PSS): the JVM forks itself for a moment to run `chmod` when Hadoop
+    sets a local file's permissions, and summing resident sizes would count its 2 GB twice for that moment."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env={**os.environ, **(env or {})})
@@ -56,7 +59,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
         while process.poll() is None:
             try:
                 tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree))
+                peak = max(peak, sum(p.memory_full_info().pss for p in tree))
             except psutil.NoSuchProcess:
                 pass
             time.sleep(0.2)
