@@ -168,6 +168,8 @@ RULES = [
         lambda e: e["_experience"]["decisioning"]["propositions"][0]["items"][0].update(id="offer <script>"),
         "invalid_id_format",
     ),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(id=""), "invalid_id_format"),
+    (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(id="prop-1\nprop-2"), "invalid_id_format"),
     (lambda e: _rankingdetail(e).update(propensity=1.5), "invalid_propensity"),
     (lambda e: _rankingdetail(e).update(propensity=-0.1), "invalid_propensity"),
     (lambda e: _rankingdetail(e).update(propensity="high"), "wrong_field_type"),
@@ -223,6 +225,16 @@ def test_channel_type_stands_in_and_primary_identity_wins(classify, event):
     assert results == [("accepted", [])]
     (row,) = to_interactions(labelled, RUN_DATE, "r").collect()
     assert (row.channel, row.profile_id) == ("email", "crm-9")
+
+
+def test_only_the_ids_an_event_is_counted_under_must_be_well_formed(classify, event, examples):
+    """A proposition's `scope` names its placement only without `scopeDetails.placement.id`, so a free-text scope
+    beside a placement id is no reason to quarantine; nor is a null propensity."""
+    proposition = event["_experience"]["decisioning"]["propositions"][0]
+    proposition["scope"] = "the sidebar of product pages"
+    _rankingdetail(event)["propensity"] = None
+    results, _ = classify([event, examples[1]])
+    assert results == [("accepted", []), ("accepted", [])]
 
 
 def test_exact_duplicates_count_once(classify, event):
