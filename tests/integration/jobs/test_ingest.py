@@ -227,7 +227,7 @@ def test_channel_type_stands_in_and_primary_identity_wins(classify, event):
     assert (row.channel, row.profile_id) == ("email", "crm-9")
 
 
-def test_only_the_ids_an_event_is_counted_under_must_be_well_formed(classify, event, examples):
+def test_a_free_text_scope_beside_a_placement_id_and_a_null_propensity_are_accepted(classify, event, examples):
     """A proposition's `scope` names its placement only without `scopeDetails.placement.id`, so a free-text scope
     beside a placement id is no reason to quarantine; nor is a null propensity."""
     proposition = event["_experience"]["decisioning"]["propositions"][0]
