@@ -26,20 +26,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from offerrank.catalog import Dataset
 from offerrank.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
-from offerrank.quality import DataQualityRun, ExpectationOutcome, load_suite
+from offerrank.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
 from offerrank.spark import CACHE_LEVEL
 from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
-from offerrank.warehouse import rows_between
-from offerrank.xdm import parse_records, record_hash, to_interactions
+from offerrank.warehouse import open_table, rows_between, write_frame
+from offerrank.xdm import flatten_records, parse_records, record_hash, to_interactions
 
 DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
 RECORD_SUITE = "events_records"
@@ -166,19 +166,15 @@ def deduplicate(valid: DataFrame) -> DataFrame:
     """Label valid records `accepted`, `exact_duplicate` or `conflicting_duplicate` per event id.
 
     Identical copies of one record collapse to one; of differing records with the same id the earliest
-    timestamp wins, then the smallest content hash, so the choice is the same on every run.
+    timestamp wins, then the smallest content hash, so the choice is the same on every run (of identical copies, the
+    one of the first source file: the interactions keep their file).
     """
-    by_id = Window.partitionBy("event_id").orderBy("event_ts", "record_hash")
-    return (
-        valid.withColumn("_previous_hash", F.lag("record_hash").over(by_id))
-        .withColumn("_version", F.dense_rank().over(by_id))
-        .withColumn(
-            "outcome",
-            F.when(F.col("_previous_hash") == F.col("record_hash"), "exact_duplicate")
-            .when(F.col("_version") == 1, "accepted")
-            .otherwise("conflicting_duplicate"),
-        )
-        .drop("_previous_hash", "_version")
+    by_id = Window.partitionBy("event_id").orderBy("event_ts", "record_hash", "source_file", "record_id")
+    return valid.withColumn(
+        "outcome",
+        F.when(F.lag("record_hash").over(by_id) == F.col("record_hash"), "exact_duplicate")
+        .when(F.row_number().over(by_id) == 1, "accepted")
+        .otherwise("conflicting_duplicate"),
     )
 
 
@@ -270,17 +266,17 @@ def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]
 
 
 def label_records(routed: DataFrame, other_days: DataFrame | None, run_date: date) -> DataFrame:
-    """Every record with its `outcome` (accepted, exact_duplicate, quarantined) and final `reason_codes`.
+    """Every row of `routed` (records in their flat form, `flatten_records`) with its record's `outcome` (accepted,
+    exact_duplicate, quarantined) and final `reason_codes`.
 
     `other_days`: the event ids (and `landing_date`) already accepted from the other landing dates of the lateness
     window, before and after `run_date`: an event counts once whichever of its days is ingested first, and a re-run
     of either day keeps it that way.
 
-    Most events have one record and no copy on another day: only the ids that do (found on the ids alone) go
-    through the de-duplication window, and the day's records are joined to those few ids by broadcast rather than
-    all shuffled by id."""
-    valid = routed.filter(F.size("reason_codes") == 0)
-    invalid = routed.filter(F.size("reason_codes") > 0).withColumn("outcome", F.lit("quarantined"))
+    Most events have one record and no copy on another day: only the records of ids that do (found on the ids
+    alone) go through the de-duplication window, and what it decides for those few records is joined to the rows by
+    broadcast rather than all rows shuffled by id."""
+    valid = routed.filter(F.col("record_row") & (F.size("reason_codes") == 0))
     ids = valid.select("event_id")
     repeated = ids.groupBy("event_id").count().filter(F.col("count") > 1).select("event_id")
     if other_days is None:
@@ -293,24 +289,30 @@ def label_records(routed: DataFrame, other_days: DataFrame | None, run_date: dat
         )
         contested = repeated.join(seen, "event_id", "full")
     # computed once (the ids of other days are read once) and freed when no longer referenced
-    contested = contested.withColumn("_contested", F.lit(True)).localCheckpoint()
+    contested = contested.localCheckpoint()
     few = contested.count() <= BROADCAST_CONTESTED_IDS
-    flagged = valid.join(F.broadcast(contested) if few else contested, "event_id", "left")
-    uncontested = flagged.filter(F.col("_contested").isNull()).withColumn("outcome", F.lit("accepted"))
     duplicate = F.when(F.col("_seen_on") < F.lit(run_date), "duplicate_of_earlier_day").otherwise(
         "duplicate_of_later_day"
     )
-    deduped = deduplicate(flagged.filter(F.col("_contested"))).withColumn(
+    deduped = deduplicate(valid.join(F.broadcast(contested) if few else contested, "event_id")).withColumn(
         "outcome",
         F.when((F.col("outcome") == "accepted") & F.col("_seen_on").isNotNull(), duplicate).otherwise(F.col("outcome")),
     )
-    deduped = deduped.withColumn(
-        "reason_codes",
-        F.when(F.col("outcome").isin(list(DEDUP_REASONS)), F.array("outcome")).otherwise(F.col("reason_codes")),
-    ).withColumn(
-        "outcome", F.when(F.col("outcome").isin(list(DEDUP_REASONS)), "quarantined").otherwise(F.col("outcome"))
+    rejected_as_duplicate = F.col("outcome").isin(list(DEDUP_REASONS))
+    decided = deduped.select(
+        "record_id",
+        F.when(rejected_as_duplicate, "quarantined").otherwise(F.col("outcome")).alias("_decided"),
+        F.when(rejected_as_duplicate, F.array("outcome")).alias("_duplicate_codes"),
+    ).localCheckpoint()  # the contested records' outcomes, decided once for every use of the labels
+    return (
+        routed.join(F.broadcast(decided) if few else decided, "record_id", "left")
+        .withColumn(
+            "outcome",
+            F.coalesce("_decided", F.when(F.size("reason_codes") > 0, "quarantined").otherwise(F.lit("accepted"))),
+        )
+        .withColumn("reason_codes", F.coalesce("_duplicate_codes", "reason_codes"))
+        .drop("_decided", "_duplicate_codes")
     )
-    return invalid.unionByName(uncontested.unionByName(deduped).drop("_seen_on", "_contested"))
 
 
 def _failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:
@@ -327,8 +329,8 @@ class LabelledDay:
     """A landing day's records, each labelled accepted / exact_duplicate / quarantined, and its interactions."""
 
     records: DataFrame  # source_file, raw (blank lines removed)
-    routed: DataFrame  # cached: the parsed records and their reason codes (the text of rejected records only)
-    labelled: DataFrame  # derived from `routed`
+    routed: DataFrame  # cached: the parsed records, flat, and their reason codes (the text of rejected records only)
+    labelled: DataFrame  # derived from `routed`: a row per record
     interactions: DataFrame  # derived from `labelled`: the accepted events' interactions
     interactions_by_offer: pd.DataFrame  # `interactions_per_offer`, collected
     blank_lines: int
@@ -359,17 +361,23 @@ class DatasetDay:
 
 def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
     """The event ids (and `landing_date`) the dataset's other landing dates of the lateness window accepted, before
-    and after the day (None: no window, or no interactions yet)."""
+    and after the day (None: no window, or no interactions of another landing date in it)."""
     settings = warehouse.settings
-    interactions = warehouse.read(INTERACTIONS) if settings.lateness_days else None
-    if interactions is None:
-        return None
     window = timedelta(days=settings.lateness_days)
-    return interactions.filter(
-        F.col("landing_date").between(day.run_date - window, day.run_date + window)
-        & (F.col("landing_date") != F.lit(day.run_date))
-        & (F.col("dataset") == F.lit(day.dataset))
-    ).select("event_id", "landing_date")
+    interactions = open_table(settings, INTERACTIONS) if settings.lateness_days else None
+    # the table's log lists its landing dates: a day alone in its window reads no Delta files at all
+    landed = [] if interactions is None else [date.fromisoformat(p["landing_date"]) for p in interactions.partitions()]
+    if not any(other != day.run_date and abs(other - day.run_date) <= window for other in landed):
+        return None
+    return (
+        warehouse.read(INTERACTIONS)
+        .filter(
+            F.col("landing_date").between(day.run_date - window, day.run_date + window)
+            & (F.col("landing_date") != F.lit(day.run_date))
+            & (F.col("dataset") == F.lit(day.dataset))
+        )
+        .select("event_id", "landing_date")
+    )
 
 
 def label_day(
@@ -386,39 +394,40 @@ def label_day(
     run_date = day.run_date
     parameters = record_parameters(settings, run_date)
     blank = F.trim(F.col("raw")) == ""
-    # One read of the files: blank lines are counted from the cache, not by a scan of their own. A record's text is
-    # the bulk of a day: the cache keeps it only for the records the suite rejects (the quarantine shows them as
-    # received), and accepted records keep their hash.
+    # One read of the files, cached flat (a row per item): the rule counts, GX, the labels and the interactions all
+    # read this cache, and blank lines are counted from it, not by a scan of their own. A record's text is the bulk
+    # of a day: the cache keeps it only for the records the suite rejects (the quarantine shows them as received),
+    # once per record, and accepted records keep their hash.
     parsed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
-    cached = (
-        parsed.withColumn("blank", blank)
-        .withColumn("raw", F.when(~blank & (F.size("reason_codes") > 0), F.col("raw")))
-        .persist(CACHE_LEVEL)
-    )
+    flat = flatten_records(parsed.withColumn("blank", blank))
+    rejected_record = F.col("record_row") & ~F.col("blank") & (F.size("reason_codes") > 0)
+    cached = flat.withColumn("raw", F.when(rejected_record, F.col("raw"))).persist(CACHE_LEVEL)
     routed = cached.filter(~F.col("blank")).drop("blank")
     # The JVM's first read of a Delta table takes seconds in a new process: it happens while Spark reads the day.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="other-days") as background:
         other_days_read = background.submit(ids_of_other_days, warehouse, day)
         code_counts = (
-            cached.select("blank", F.explode_outer("reason_codes").alias("code"))
+            cached.filter("record_row")
+            .select("blank", F.explode_outer("reason_codes").alias("code"))
             .groupBy("blank", "code")
             .count()
             .collect()
         )
         other_days = other_days_read.result()
+    blank_lines = sum(r["count"] for r in code_counts if r.blank)
     record_outcomes = quality.validate(
-        routed.drop("propositions", "record_hash", "raw"),
+        routed.filter("record_row").select(checked_columns(record_suite)),
         record_suite,
         parameters,
         day.validation_name(RECORD_SUITE),
     )
-    blank_lines = sum(r["count"] for r in code_counts if r.blank)
     check_routing_agrees(record_outcomes, {r.code: r["count"] for r in code_counts if not r.blank and r.code})
 
-    # Not cached again: labelling is a cheap pass over the cached records (the few contested ids are broadcast).
+    # Not cached again: labelling is a cheap pass over the cache (the few contested records are broadcast).
     labelled = label_records(routed, other_days, run_date)
+    labelled_records = labelled.filter("record_row")
     outcome_counts, by_reason = Counter(), Counter()
-    for row in labelled.groupBy("outcome", "reason_codes").count().collect():
+    for row in labelled_records.groupBy("outcome", "reason_codes").count().collect():
         outcome_counts[row.outcome] += row["count"]
         if row.outcome == "quarantined":
             by_reason.update(dict.fromkeys(row.reason_codes, row["count"]))
@@ -430,13 +439,12 @@ def label_day(
     }
     accepted = labelled.filter(F.col("outcome") == "accepted")
     interactions = to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset))
-    # Not cached either: flattening the cached records again costs less than writing the rows to a cache and
-    # reading them back (the write below is their only other use).
+    # read from the cache's flat rows: the interaction rows are not flattened again
     by_offer = interactions_per_offer(interactions).toPandas()
     return LabelledDay(
         records.filter(~blank),
         cached,
-        labelled,
+        labelled_records,
         interactions,
         by_offer,
         blank_lines,
@@ -587,7 +595,7 @@ def ingest_dataset(
         damaged_files=[f"{path.rsplit('/', 1)[-1]}: {why}" for path, why in sorted(damaged_files.items())],
         **day.counts,
     )
-    write_result(spark, settings, result)
+    write_result(settings, result)
     return result
 
 
@@ -611,14 +619,17 @@ def not_landed(
         data_docs="",
         **counts,
     )
-    write_result(spark, settings, result)
+    write_result(settings, result)
     return result
 
 
-def write_result(spark: SparkSession, settings: Settings, result: IngestResult) -> None:
-    """The result's `dq_results` row, replacing the dataset's row of the date."""
+def write_result(settings: Settings, result: IngestResult) -> None:
+    """The result's `dq_results` row, replacing the dataset's row of the date: one small commit through `deltalake`,
+    no Spark job."""
+    row = asdict(result)
+    data = pa.Table.from_pylist([{name: row[name] for name in _DQ_SCHEMA.names}], _DQ_SCHEMA)
     ingested = DatasetDay(result.dataset, result.run_date, result.run_id)
-    Warehouse(spark, settings).replace_where(_dq_row(spark, result), DQ_RESULTS, ingested.rows("run_date"))
+    write_frame(settings, DQ_RESULTS, data, "overwrite", ingested.rows("run_date"))
 
 
 def run(
@@ -653,44 +664,40 @@ def run(
     return IngestRun(results)
 
 
-_DQ_SCHEMA = T.StructType(
+# a `dq_results` row: the fields of an IngestResult but its skipped and damaged file lists
+_DQ_SCHEMA = pa.schema(
     [
-        T.StructField("run_date", T.DateType()),
-        T.StructField("dataset", T.StringType()),
-        T.StructField("run_id", T.StringType()),
-        T.StructField("records_read", T.LongType()),
-        T.StructField("blank_lines", T.LongType()),
-        T.StructField("events_accepted", T.LongType()),
-        T.StructField("exact_duplicates", T.LongType()),
-        T.StructField("quarantined", T.LongType()),
-        T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("interactions_written", T.LongType()),
-        T.StructField(
+        ("run_date", pa.date32()),
+        ("dataset", pa.string()),
+        ("run_id", pa.string()),
+        ("records_read", pa.int64()),
+        ("blank_lines", pa.int64()),
+        ("events_accepted", pa.int64()),
+        ("exact_duplicates", pa.int64()),
+        ("quarantined", pa.int64()),
+        ("quarantined_by_reason", pa.map_(pa.string(), pa.int64())),
+        ("interactions_written", pa.int64()),
+        (
             "expectations",
-            T.ArrayType(
-                T.StructType(
+            pa.list_(
+                pa.struct(
                     [
-                        T.StructField("suite", T.StringType()),
-                        T.StructField("expectation", T.StringType()),
-                        T.StructField("column", T.StringType()),
-                        T.StructField("quarantine_code", T.StringType()),
-                        T.StructField("success", T.BooleanType()),
-                        T.StructField("unexpected_count", T.LongType()),
-                        T.StructField("observed", T.StringType()),
+                        ("suite", pa.string()),
+                        ("expectation", pa.string()),
+                        ("column", pa.string()),
+                        ("quarantine_code", pa.string()),
+                        ("success", pa.bool_()),
+                        ("unexpected_count", pa.int64()),
+                        ("observed", pa.string()),
                     ]
                 )
             ),
         ),
-        T.StructField("success", T.BooleanType()),
-        T.StructField("failure_message", T.StringType()),
-        T.StructField("data_docs", T.StringType()),
+        ("success", pa.bool_()),
+        ("failure_message", pa.string()),
+        ("data_docs", pa.string()),
     ]
 )
-
-
-def _dq_row(spark: SparkSession, result: IngestResult) -> DataFrame:
-    row = asdict(result)
-    return spark.createDataFrame([{name: row[name] for name in _DQ_SCHEMA.fieldNames()}], _DQ_SCHEMA)
 
 
 def main(argv: list[str] | None = None) -> int:

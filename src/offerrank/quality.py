@@ -117,6 +117,22 @@ def failure_predicates(suite: dict[str, Any], parameters: dict[str, Any]) -> lis
     return predicates
 
 
+def checked_columns(suite: dict[str, Any]) -> list[str]:
+    """The columns the suite's expectations and their row conditions read, in suite order: all GX needs to see."""
+
+    def named(condition: dict[str, Any]) -> list[str]:
+        if condition["type"] in ("and", "or"):
+            return [name for part in condition["conditions"] for name in named(part)]
+        return [condition["column"]["name"]]
+
+    columns = []
+    for expectation in suite["expectations"]:
+        kwargs = expectation["kwargs"]
+        columns += [kwargs[key] for key in ("column", "column_A", "column_B") if key in kwargs]
+        columns += named(kwargs["row_condition"]) if "row_condition" in kwargs else []
+    return list(dict.fromkeys(columns))
+
+
 @dataclass(frozen=True)
 class _GxContext:
     """GX's module, the ephemeral context with the run's docs site, and its Spark and pandas data sources."""

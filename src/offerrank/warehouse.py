@@ -47,7 +47,8 @@ def write_frame(
     where: dict[str, object] | None = None,
     read_version: int | None = None,
 ) -> int:
-    """Write a pandas frame with the table's declared schema in one commit; returns that commit's table version.
+    """Write a pandas frame with the table's declared schema (or an Arrow table, as it is) in one commit; returns
+    that commit's table version.
 
     `mode`: append, or overwrite (the whole table, or only the rows whose columns equal `where`'s values, or lie in
     its (first, last) ranges). A commit that loses
@@ -57,10 +58,11 @@ def write_frame(
     another writer may have moved on."""
     import uuid
 
+    import pyarrow as pa
     from deltalake import CommitProperties, DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    data = table.arrow_rows(frame)
+    data = frame if isinstance(frame, pa.Table) else table.arrow_rows(frame)
     predicate = partition_predicate(where or {}) or None
     path, token = settings.table_path(table.name), uuid.uuid4().hex
     target = DeltaTable(path, version=read_version) if read_version is not None else path

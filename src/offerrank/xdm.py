@@ -160,8 +160,9 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         F.col("j.eventType").alias("event_type"),
         map_values(F.col("j.eventType"), EVENT_KINDS).alias("event_kind"),
         F.when(F.size(proposition_kinds) == 1, F.get(proposition_kinds, 0)).alias("proposition_kind"),
+        # the last path segment of the channel URI (a split, not a regular expression: it runs on every record)
         F.coalesce(
-            F.nullif(F.regexp_extract(F.col("j.channel._type"), r"([^/]+)$", 1), F.lit("")), decisioning["channelType"]
+            F.nullif(F.substring_index(F.col("j.channel._type"), "/", -1), F.lit("")), decisioning["channelType"]
         ).alias("channel"),
         primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
         F.col("j.device.type").alias("device"),
@@ -183,12 +184,8 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
             "items_with_invalid_propensity"
         ),
         (
-            F.size(
-                F.array_except(
-                    F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull()),
-                    F.array(*map(F.lit, known_offers)),
-                )
-            )
+            # `isin` hashes the known ids once; an `array_except` against them built a set for every record
+            F.size(F.array_distinct(F.filter(F.transform(items, lambda i: i["id"]), lambda i: ~i.isin(known_offers))))
             if known_offers is not None
             else F.lit(None).cast("int")
         ).alias("unknown_offers"),
@@ -214,29 +211,54 @@ def primary_profile_id(identity_map: Column) -> Column:
     return F.coalesce(F.get(primary, 0)["id"], F.get(F.try_element_at(identity_map, F.lit("ECID")), 0)["id"])
 
 
+def flatten_records(records: DataFrame) -> DataFrame:
+    """`records` (one row per record, its `propositions`) as one row per (record, proposition, item), each with its
+    record's columns, and at least one row per record (a record without propositions or items keeps one, its item
+    columns null): `record_id` (unique in the frame) tells the records apart, and `record_row` marks one row of each.
+    A job caches this flat form once and reads records, rule counts and interactions from it, instead of
+    flattening the nested propositions again for every use."""
+    record_columns = [column for column in records.columns if column != "propositions"]
+    propositions = records.withColumn("record_id", F.monotonically_increasing_id()).select(
+        "*", F.posexplode_outer("propositions").alias("proposition_index", "p")
+    )
+    items = propositions.select("*", F.posexplode_outer("p.items").alias("item_index", "item"))
+    return items.select(
+        *record_columns,
+        "record_id",
+        (F.coalesce(F.col("proposition_index"), F.lit(0)) + F.coalesce(F.col("item_index"), F.lit(0)) == 0).alias(
+            "record_row"
+        ),
+        F.col("p.id").alias("proposition_id"),
+        F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
+        F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
+        "item_index",
+        F.col("item.id").alias("offer_id"),
+        F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
+        F.col("item.itemSelection.rankingDetail.propensity").alias("propensity"),
+    )
+
+
 def to_interactions(accepted: DataFrame, run_date: date, run_id: str) -> DataFrame:
-    """One row per (event, proposition, item) of accepted impressions and conversions; an impression's `slot` is
-    its item's place in the proposition (1 = first), what its propensity is the probability of. The request context
-    a contextual model learns from: `device` (`device.type`) and `hour` (of `placeContext.localTime`, the local
-    time, else of the UTC timestamp)."""
-    counted = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)))
-    propositions = counted.select("*", F.explode("propositions").alias("p"))
-    items = propositions.select("*", F.posexplode("p.items").alias("item_index", "item"))
+    """One row per (event, proposition, item) of accepted impressions and conversions, from their flat rows
+    (`flatten_records`); an impression's `slot` is its item's place in the proposition (1 = first), what its
+    propensity is the probability of. The request context a contextual model learns from: `device` (`device.type`)
+    and `hour` (of `placeContext.localTime`, the local time, else of the UTC timestamp)."""
+    items = accepted.filter(F.col("event_kind").isin(list(INTERACTIONS)) & F.col("item_index").isNotNull())
     return items.select(
         "event_id",
         "event_ts",
         F.to_date("event_ts").alias("event_date"),
         map_values(F.col("event_kind"), INTERACTIONS).alias("interaction"),
         "profile_id",
-        F.col("p.id").alias("proposition_id"),
-        F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
-        F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
-        F.col("item.id").alias("offer_id"),
+        "proposition_id",
+        "placement_id",
+        "decision_id",
+        "offer_id",
         "channel",
         "device",
         "hour",
-        F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
-        F.col("item.itemSelection.rankingDetail.propensity").alias("propensity"),
+        "traffic_type",
+        "propensity",
         F.when(F.col("event_kind") == "display", F.col("item_index") + 1).alias("slot"),
         "source_file",
         F.lit(run_id).alias("run_id"),

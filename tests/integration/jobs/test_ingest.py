@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from offerrank.jobs.ingest import label_records, read_records, record_parameters
 from offerrank.quality import load_suite
 from offerrank.quarantine import route_records
-from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, parse_records, to_interactions
+from offerrank.xdm import EVENT_SCHEMA, flatten_records, parse_json_lines, parse_records, to_interactions
 from tests.factories import DATA
 
 RUN_DATE = date(2026, 11, 22)
@@ -34,8 +34,8 @@ def event(examples):
 def classify_lines(
     spark, settings, folder, lines: list, other_days=None, max_record_bytes=1_000_000, known_offers=None
 ):
-    """Run records through parse -> route -> label; returns ([(outcome, reason codes)] of the records that are not
-    bytes, in input order; the labelled frame)."""
+    """Run records through parse -> route -> flatten -> label; returns ([(outcome, reason codes)] of the records
+    that are not bytes, in input order; the labelled frame, a row per item)."""
     suite = load_suite(settings.expectations_dir, "events_records")
     path = folder / f"part-{len(list(folder.iterdir()))}.jsonl"
     path.write_bytes(b"\n".join(line if isinstance(line, bytes) else _text(line).encode() for line in lines) + b"\n")
@@ -44,8 +44,8 @@ def classify_lines(
         parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
     )
     seen = spark.createDataFrame(other_days, "event_id string, landing_date date") if other_days else None
-    labelled = label_records(routed, seen, RUN_DATE)
-    rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.collect()}
+    labelled = label_records(flatten_records(routed), seen, RUN_DATE)
+    rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.filter("record_row").collect()}
     return [
         rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
         for line in lines
@@ -239,7 +239,10 @@ def test_a_free_text_scope_beside_a_placement_id_and_a_null_propensity_are_accep
 
 def test_exact_duplicates_count_once(classify, event):
     results, labelled = classify([event, event, event])
-    assert sorted(r.outcome for r in labelled.collect()) == ["accepted", "exact_duplicate", "exact_duplicate"]
+    outcomes = sorted(r.outcome for r in labelled.filter("record_row").collect())
+    assert outcomes == ["accepted", "exact_duplicate", "exact_duplicate"]
+    interactions = to_interactions(labelled.filter("outcome = 'accepted'"), RUN_DATE, "r").collect()
+    assert [r.event_id for r in interactions] == [event["_id"]]
 
 
 def test_conflicting_duplicates_keep_the_earliest_and_quarantine_the_other(classify, event):
