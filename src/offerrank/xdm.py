@@ -185,7 +185,11 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         ),
         (
             # `isin` hashes the known ids once; an `array_except` against them built a set for every record
-            F.size(F.array_distinct(F.filter(F.transform(items, lambda i: i["id"]), lambda i: ~i.isin(known_offers))))
+            F.size(
+                F.array_distinct(
+                    F.filter(F.transform(items, lambda i: i["id"]), lambda i: i.isNotNull() & ~i.isin(known_offers))
+                )
+            )
             if known_offers is not None
             else F.lit(None).cast("int")
         ).alias("unknown_offers"),

@@ -275,3 +275,9 @@ def test_an_offer_unknown_to_the_catalog_is_quarantined_once_a_catalog_exists(cl
     results, _ = classify(examples, known_offers=known)
     assert results == [("accepted", []), ("accepted", []), ("quarantined", ["unknown_offer"]), ("accepted", [])]
     assert classify(examples)[0] == [("accepted", [])] * 4
+
+
+def test_an_item_without_id_is_no_unknown_offer_even_in_a_catalog_without_offers(classify, event):
+    event["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id")
+    assert outcome(classify, event) == ("quarantined", ["item_without_id"])
+    assert classify([event], known_offers=[])[0] == [("quarantined", ["item_without_id"])]
