@@ -366,16 +366,15 @@ def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None
     window = timedelta(days=settings.lateness_days)
     interactions = open_table(settings, INTERACTIONS) if settings.lateness_days else None
     # the table's log lists its landing dates: a day alone in its window reads no Delta files at all
-    landed = [] if interactions is None else [date.fromisoformat(p["landing_date"]) for p in interactions.partitions()]
-    if not any(other != day.run_date and abs(other - day.run_date) <= window for other in landed):
+    landed = (
+        set() if interactions is None else {date.fromisoformat(p["landing_date"]) for p in interactions.partitions()}
+    )
+    others = sorted(other for other in landed if other != day.run_date and abs(other - day.run_date) <= window)
+    if not others:
         return None
     return (
         warehouse.read(INTERACTIONS)
-        .filter(
-            F.col("landing_date").between(day.run_date - window, day.run_date + window)
-            & (F.col("landing_date") != F.lit(day.run_date))
-            & (F.col("dataset") == F.lit(day.dataset))
-        )
+        .filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset)))
         .select("event_id", "landing_date")
     )
 

@@ -129,6 +129,18 @@ def parse_json_lines(records: DataFrame, schema: T.StructType, max_record_bytes:
     return parsed.withColumn("parse_status", F.coalesce(parse_status, F.lit("malformed_json")))
 
 
+def placement_of(proposition: Column) -> Column:
+    """A proposition's placement: `scopeDetails.placement.id`, else its `scope`."""
+    return F.coalesce(proposition["scopeDetails"]["placement"]["id"], proposition["scope"])
+
+
+def decision_of(proposition: Column) -> Column:
+    """A proposition's decision: `scopeDetails.decisionPolicy.id`, else `scopeDetails.activity.id`."""
+    return F.coalesce(
+        proposition["scopeDetails"]["decisionPolicy"]["id"], proposition["scopeDetails"]["activity"]["id"]
+    )
+
+
 def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[str] | None = None) -> DataFrame:
     """Parse each record with the explicit event schema and derive the columns the record-level suite checks.
 
@@ -140,12 +152,10 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
     decisioning = F.col("j._experience.decisioning")
     propositions = F.coalesce(decisioning["propositions"], F.array())
     items = F.flatten(F.transform(propositions, lambda p: F.coalesce(p["items"], F.array())))
-    placement = lambda p: F.coalesce(p["scopeDetails"]["placement"]["id"], p["scope"])  # noqa: E731
-    decision = lambda p: F.coalesce(p["scopeDetails"]["decisionPolicy"]["id"], p["scopeDetails"]["activity"]["id"])  # noqa: E731
     ids = F.concat(
         F.transform(propositions, lambda p: p["id"]),
-        F.transform(propositions, placement),
-        F.transform(propositions, decision),
+        F.transform(propositions, placement_of),
+        F.transform(propositions, decision_of),
         F.transform(items, lambda i: i["id"]),
     )
     proposition_kinds = F.map_keys(F.map_filter(decisioning["propositionEventType"], lambda k, v: v == 1))
@@ -174,7 +184,7 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         .alias("hour"),
         F.size(propositions).alias("propositions_count"),
         F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
-        F.size(F.filter(propositions, lambda p: placement(p).isNull())).alias("propositions_without_placement"),
+        F.size(F.filter(propositions, lambda p: placement_of(p).isNull())).alias("propositions_without_placement"),
         F.size(F.filter(propositions, lambda p: F.coalesce(F.size(p["items"]), F.lit(0)) <= 0)).alias(
             "propositions_without_items"
         ),
@@ -233,8 +243,8 @@ def flatten_records(records: DataFrame) -> DataFrame:
             "record_row"
         ),
         F.col("p.id").alias("proposition_id"),
-        F.coalesce(F.col("p.scopeDetails.placement.id"), F.col("p.scope")).alias("placement_id"),
-        F.coalesce(F.col("p.scopeDetails.decisionPolicy.id"), F.col("p.scopeDetails.activity.id")).alias("decision_id"),
+        placement_of(F.col("p")).alias("placement_id"),
+        decision_of(F.col("p")).alias("decision_id"),
         "item_index",
         F.col("item.id").alias("offer_id"),
         F.col("item.itemSelection.rankingDetail.trafficType").alias("traffic_type"),
