@@ -35,7 +35,7 @@ from offerrank.landing import LandingFolder, as_uri, damaged, landed, landing_fo
 from offerrank.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.settings import Settings, load_settings
-from offerrank.spark import CACHE_LEVEL
+from offerrank.spark import kept_on_disk, release_kept
 from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
 from offerrank.warehouse import open_table, rows_between, write_frame
@@ -179,7 +179,7 @@ def deduplicate(valid: DataFrame) -> DataFrame:
 
 
 def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
-    """Fill in the raw text of rejected records the cache kept none for (duplicates, found after routing) from the
+    """Fill in the raw text of rejected records the kept rows hold none for (duplicates, found after routing) from the
     day's records, by (source file, content hash)."""
     rejected = rejected.localCheckpoint()  # read three times below: label the day once for them
     missing = rejected.filter(F.col("raw").isNull()).drop("raw")
@@ -329,7 +329,7 @@ class LabelledDay:
     """A landing day's records, each labelled accepted / exact_duplicate / quarantined, and its interactions."""
 
     records: DataFrame  # source_file, raw (blank lines removed)
-    routed: DataFrame  # cached: the parsed records, flat, and their reason codes (the text of rejected records only)
+    routed: DataFrame  # kept on disk: the parsed records, flat, and their reason codes (the text of rejected records only)
     labelled: DataFrame  # derived from `routed`: a row per record
     interactions: DataFrame  # derived from `labelled`: the accepted events' interactions
     interactions_by_offer: pd.DataFrame  # `interactions_per_offer`, collected
@@ -339,7 +339,7 @@ class LabelledDay:
     by_reason: dict[str, int]
 
     def release(self) -> None:
-        self.routed.unpersist()
+        release_kept(self.routed)
 
 
 @dataclass(frozen=True)
@@ -393,20 +393,20 @@ def label_day(
     run_date = day.run_date
     parameters = record_parameters(settings, run_date)
     blank = F.trim(F.col("raw")) == ""
-    # One read of the files, cached flat (a row per item): the rule counts, GX, the labels and the interactions all
-    # read this cache, and blank lines are counted from it, not by a scan of their own. A record's text is the bulk
-    # of a day: the cache keeps it only for the records the suite rejects (the quarantine shows them as received),
-    # once per record, and accepted records keep their hash.
+    # One read of the files, kept flat on local disk (a row per item): the rule counts, GX, the labels and the
+    # interactions all read these rows, and blank lines are counted from them, not by a scan of their own. A
+    # record's text is the bulk of a day: the kept rows hold it only for the records the suite rejects (the
+    # quarantine shows them as received), once per record, and accepted records keep their hash.
     parsed = route_records(parse_records(records, settings.max_record_bytes, known_offers), record_suite, parameters)
     flat = flatten_records(parsed.withColumn("blank", blank))
     rejected_record = F.col("record_row") & ~F.col("blank") & (F.size("reason_codes") > 0)
-    cached = flat.withColumn("raw", F.when(rejected_record, F.col("raw"))).persist(CACHE_LEVEL)
-    routed = cached.filter(~F.col("blank")).drop("blank")
+    kept = kept_on_disk(flat.withColumn("raw", F.when(rejected_record, F.col("raw"))))
+    routed = kept.filter(~F.col("blank")).drop("blank")
     # The JVM's first read of a Delta table takes seconds in a new process: it happens while Spark reads the day.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="other-days") as background:
         other_days_read = background.submit(ids_of_other_days, warehouse, day)
         code_counts = (
-            cached.filter("record_row")
+            kept.filter("record_row")
             .select("blank", F.explode_outer("reason_codes").alias("code"))
             .groupBy("blank", "code")
             .count()
@@ -422,7 +422,7 @@ def label_day(
     )
     check_routing_agrees(record_outcomes, {r.code: r["count"] for r in code_counts if not r.blank and r.code})
 
-    # Not cached again: labelling is a cheap pass over the cache (the few contested records are broadcast).
+    # Not kept again: labelling is a cheap pass over the kept rows (the few contested records are broadcast).
     labelled = label_records(routed, other_days, run_date)
     labelled_records = labelled.filter("record_row")
     outcome_counts, by_reason = Counter(), Counter()
@@ -438,11 +438,11 @@ def label_day(
     }
     accepted = labelled.filter(F.col("outcome") == "accepted")
     interactions = to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset))
-    # read from the cache's flat rows: the interaction rows are not flattened again
+    # read from the kept flat rows: the interaction rows are not flattened again
     by_offer = interactions_per_offer(interactions).toPandas()
     return LabelledDay(
         records.filter(~blank),
-        cached,
+        kept,
         labelled_records,
         interactions,
         by_offer,

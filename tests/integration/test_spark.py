@@ -1,10 +1,12 @@
-"""The real Delta path through delta-spark: create, MERGE, time travel, history."""
+"""The session offerrank builds: the real Delta path through delta-spark (create, MERGE, time travel, history),
+and rows kept on local disk between a job's reads."""
 
 from __future__ import annotations
 
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
-from offerrank.spark import cached_jars
+from offerrank.spark import cached_jars, kept_on_disk, release_kept
 
 
 def test_delta_jars_are_cached_for_offline_reuse(spark, settings):
@@ -40,3 +42,18 @@ def test_delta_round_trip_merge_time_travel_history(spark, settings):
     assert [(h.version, h.operation) for h in history] == [(0, "WRITE"), (1, "MERGE")]
     assert history[1].operationMetrics["numTargetRowsUpdated"] == "1"
     assert history[1].operationMetrics["numTargetRowsInserted"] == "1"
+
+
+def test_a_frame_kept_on_disk_is_computed_once_and_its_blocks_are_released(spark):
+    def stored_blocks() -> int:  # other tests' cached frames (Delta's snapshots) stay put meanwhile
+        return sum(rdd.numCachedPartitions() for rdd in spark.sparkContext._jsc.sc().getRDDStorageInfo())
+
+    before = stored_blocks()
+    frame = kept_on_disk(spark.range(1000, numPartitions=4).withColumn("draw", F.rand()))
+    first = sorted(frame.collect())
+    assert sorted(frame.collect()) == first  # random draws read back, not drawn again
+    assert len(first) == 1000
+    assert stored_blocks() == before + 4
+
+    release_kept(frame)
+    assert stored_blocks() == before
