@@ -242,9 +242,8 @@ def interactions_per_offer(interactions: DataFrame) -> DataFrame:
     return interactions.groupBy("offer_id").agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(F.col("interaction") == "impression", 1).otherwise(0)).alias("impressions"),
-        F.countDistinct(
-            F.when(F.col("interaction") == "conversion", F.concat_ws("|", "proposition_id", "offer_id"))
-        ).alias("conversions"),
+        # within an offer's rows, its distinct converted pairs are its distinct converted propositions
+        F.countDistinct(F.when(F.col("interaction") == "conversion", F.col("proposition_id"))).alias("conversions"),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from offerrank.jobs.ingest import label_records, read_records, record_parameters
+from offerrank.jobs.ingest import interactions_per_offer, label_records, read_records, record_parameters
 from offerrank.quality import load_suite
 from offerrank.quarantine import route_records
 from offerrank.xdm import EVENT_SCHEMA, flatten_records, parse_json_lines, parse_records, to_interactions
@@ -281,3 +281,16 @@ def test_an_item_without_id_is_no_unknown_offer_even_in_a_catalog_without_offers
     event["_experience"]["decisioning"]["propositions"][0]["items"][0].pop("id")
     assert outcome(classify, event) == ("quarantined", ["item_without_id"])
     assert classify([event], known_offers=[])[0] == [("quarantined", ["item_without_id"])]
+
+
+def test_an_offers_conversions_are_its_distinct_converted_propositions(spark):
+    rows = [
+        ("offer-1", "prop-1", "impression"),
+        ("offer-1", "prop-1", "conversion"),
+        ("offer-1", "prop-1", "conversion"),  # a second click on the same proposition
+        ("offer-1", "prop-2", "conversion"),
+        ("offer-2", "prop-3", "impression"),
+    ]
+    frame = spark.createDataFrame(rows, "offer_id string, proposition_id string, interaction string")
+    per_offer = {r.offer_id: (r.rows, r.impressions, r.conversions) for r in interactions_per_offer(frame).collect()}
+    assert per_offer == {"offer-1": (4, 1, 2), "offer-2": (1, 1, 0)}
