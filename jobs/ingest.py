@@ -328,7 +328,7 @@ class LabelledDay:
     """A landing day's records, each labelled accepted / exact_duplicate / quarantined, and its interactions."""
 
     records: DataFrame  # source_file, raw (blank lines removed)
-    routed: DataFrame  # kept on disk: the parsed records, flat, and their reason codes (the text of rejected records only)
+    routed: DataFrame  # kept on disk: the parsed records, flat, their reason codes (the text of rejected ones only)
     labelled: DataFrame  # derived from `routed`: a row per record
     interactions: DataFrame  # derived from `labelled`: the accepted events' interactions
     interactions_by_offer: pd.DataFrame  # `interactions_per_offer`, collected
