@@ -44,7 +44,8 @@ def classify_lines(
         parse_records(records, max_record_bytes, known_offers), suite, record_parameters(settings, RUN_DATE)
     )
     seen = spark.createDataFrame(other_days, "event_id string, landing_date date") if other_days else None
-    labelled = label_records(flatten_records(routed), seen, RUN_DATE)
+    flat = flatten_records(routed)
+    labelled = label_records(flat, flat.filter("record_row"), seen, RUN_DATE)
     rows = {r.raw: (r.outcome, sorted(r.reason_codes)) for r in labelled.filter("record_row").collect()}
     return [
         rows[_text(line) if not isinstance(line, bytes) else line.decode("utf-8", "replace")]
