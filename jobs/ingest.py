@@ -332,7 +332,7 @@ class LabelledDay:
 
     records: DataFrame  # source_file, raw (blank lines removed)
     routed: DataFrame  # kept on disk: the parsed records, flat, their reason codes (the text of rejected ones only)
-    checked: DataFrame  # kept on disk: a row per record, the columns the record-level suite checks
+    checked: DataFrame  # kept on disk: a row per record, its `blank`, `reason_codes` and the columns the suite checks
     labelled: DataFrame  # derived from `routed`: a row per record
     interactions: DataFrame  # derived from `labelled`: the accepted events' interactions
     interactions_by_offer: pd.DataFrame  # `interactions_per_offer`, collected
@@ -408,7 +408,9 @@ def label_day(
     routed = kept.filter(~F.col("blank")).drop("blank")
     # A narrow copy of the record rows, written in the same pass: the rule counts, GX's scans (about eight) and the
     # event ids de-duplication counts read it instead of the flat rows, which hold every item's columns too.
-    checked = kept_on_disk(kept.filter("record_row").select("blank", "reason_codes", *checked_columns(record_suite)))
+    columns = checked_columns(record_suite)
+    checked = kept_on_disk(kept.filter("record_row").select("blank", "reason_codes", *columns))
+    checked_records = checked.filter(~F.col("blank"))
     # The JVM's first read of a Delta table takes seconds in a new process: it happens while Spark reads the day.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="other-days") as background:
         other_days_read = background.submit(ids_of_other_days, warehouse, day)
@@ -421,7 +423,7 @@ def label_day(
         other_days = other_days_read.result()
     blank_lines = sum(r["count"] for r in code_counts if r.blank)
     record_outcomes = quality.validate(
-        checked.filter(~F.col("blank")).select(checked_columns(record_suite)),
+        checked_records.select(columns),
         record_suite,
         parameters,
         day.validation_name(RECORD_SUITE),
@@ -429,7 +431,7 @@ def label_day(
     check_routing_agrees(record_outcomes, {r.code: r["count"] for r in code_counts if not r.blank and r.code})
 
     # Not kept again: labelling is a cheap pass over the kept rows (the few contested records are broadcast).
-    labelled = label_records(routed, checked.filter(~F.col("blank")), other_days, run_date)
+    labelled = label_records(routed, checked_records, other_days, run_date)
     labelled_records = labelled.filter("record_row")
     outcome_counts, by_reason = Counter(), Counter()
     for row in labelled_records.groupBy("outcome", "reason_codes").count().collect():
