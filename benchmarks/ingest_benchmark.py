@@ -9,9 +9,13 @@ process so peak memory is measured per engine:
 Prints wall time, events/second and peak memory (PSS) of each engine's process tree (Python + JVM), and
 offerrank's time as a ratio of each of the other two. With `--nightly`, the rest of the nightly chain then runs on
 the ingested day, each step its own `offerrank` command as in the DAG (profiles, aggregate, rank and publish), and
-the wall time and peak memory of every step are printed beside the driver memory they were given.
+the wall time and peak memory of every step are printed beside the driver memory they were given. With
+`--first-pass`, one warm Spark session then times, on the same files and to a no-op sink, plain Spark's job,
+Spark's parse of the full event schema, offerrank's first pass (parse, record checks, routing, flattening) and the
+full-schema parse done by DuckDB inside Spark's tasks: where ingest's time goes once the JVM's start is paid.
 
-    python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--nightly] [--workdir /tmp/offerrank-bench]
+    python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--nightly] [--first-pass]
+        [--workdir /tmp/offerrank-bench]
 """
 
 from __future__ import annotations
@@ -87,14 +91,12 @@ def nightly_steps(env: dict[str, str]) -> None:
         print(f"{'':>11} {step:>11} {seconds:>8.1f} {peak_mb:>9,.0f}   {out.strip().splitlines()[-1][:100]}")
 
 
-def plain_spark_child(files: str, output: str) -> None:
+def plain_spark_counts(spark, files: str):
+    """The plain Spark job's counts per offer x placement x channel x event type of the JSON lines `files`."""
     from pyspark.sql import functions as F
 
-    from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
     from offerrank.xdm import EVENT_SCHEMA
 
-    spark = build_spark(load_settings(), "plain-spark")
     events = spark.read.schema(EVENT_SCHEMA).json(files).dropDuplicates(["_id"])
     propositions = events.select(
         F.regexp_extract("channel._type", "[^/]+$", 0).alias("channel"),
@@ -107,10 +109,106 @@ def plain_spark_child(files: str, output: str) -> None:
         F.coalesce("p.scopeDetails.placement.id", "p.scope").alias("placement_id"),
         F.explode("p.items.id").alias("offer_id"),
     )
-    items.groupBy("offer_id", "placement_id", "channel", "eventType").count().write.mode("overwrite").parquet(output)
+    return items.groupBy("offer_id", "placement_id", "channel", "eventType").count()
+
+
+def plain_spark_child(files: str, output: str) -> None:
+    from pyspark.sql import functions as F
+
+    from offerrank.settings import load_settings
+    from offerrank.spark import build_spark
+
+    spark = build_spark(load_settings(), "plain-spark")
+    plain_spark_counts(spark, files).write.mode("overwrite").parquet(output)
     counts = spark.read.parquet(output)
     print(f"groups={counts.count()} items={counts.agg(F.sum('count')).first()[0]}")
     spark.stop()
+
+
+def duckdb_type(spark_type) -> object:
+    """A Spark type as the structure DuckDB's `json_transform` takes."""
+    from pyspark.sql import types as T
+
+    simple = {T.StringType: "VARCHAR", T.LongType: "BIGINT", T.DoubleType: "DOUBLE", T.BooleanType: "BOOLEAN"}
+    if isinstance(spark_type, T.StructType):
+        return {field.name: duckdb_type(field.dataType) for field in spark_type.fields}
+    if isinstance(spark_type, T.ArrayType):
+        return [duckdb_type(spark_type.elementType)]
+    if isinstance(spark_type, T.MapType):
+        value = duckdb_type(spark_type.valueType)
+        return f"MAP({simple[type(spark_type.keyType)]}, {value if isinstance(value, str) else sql_type(value)})"
+    return simple[type(spark_type)]
+
+
+def sql_type(structure: object) -> str:
+    """A `json_transform` structure as a DuckDB SQL type."""
+    if isinstance(structure, dict):
+        return "STRUCT(" + ", ".join(f'"{name}" {sql_type(inner)}' for name, inner in structure.items()) + ")"
+    if isinstance(structure, list):
+        return f"{sql_type(structure[0])}[]"
+    return structure
+
+
+def duckdb_parsed_batches(batches):
+    """`mapInArrow`: each batch of JSON lines (`value`) parsed with the full event schema by DuckDB."""
+    import json
+
+    import duckdb
+    import pyarrow as pa
+
+    from offerrank.xdm import EVENT_SCHEMA
+
+    structure = json.dumps(duckdb_type(EVENT_SCHEMA)).replace("'", "''")
+    connection = duckdb.connect()
+    for batch in batches:
+        connection.register("lines", pa.Table.from_batches([batch]))
+        parsed = connection.sql(
+            f"SELECT UNNEST(CASE WHEN json_valid(value) THEN json_transform(value, '{structure}') END) FROM lines"
+        )
+        yield from parsed.to_arrow_table().to_batches()
+
+
+def first_pass_child(files: str) -> None:
+    """In one warm Spark session, the median seconds of: plain Spark's job (to a no-op sink), Spark's parse of the
+    full event schema, offerrank's first pass (parse, record checks, routing, flattening) and the same full-schema
+    parse by DuckDB inside Spark's tasks (`mapInArrow`)."""
+    import statistics
+
+    from pyspark.sql import functions as F
+
+    from offerrank.jobs.ingest import read_records, record_parameters
+    from offerrank.quality import load_suite
+    from offerrank.quarantine import route_records
+    from offerrank.registry import Registry
+    from offerrank.settings import load_settings
+    from offerrank.spark import build_spark
+    from offerrank.xdm import EVENT_SCHEMA, flatten_records, parse_records
+
+    settings = load_settings()
+    spark = build_spark(settings, "first-pass")
+    parameters = record_parameters(settings, DAY)
+    known_offers = Registry(spark, settings).offer_ids_since(parameters["earliest_event_ts"])
+    suite = load_suite(settings.expectations_dir, "events_records")
+    records = read_records(spark, {"json": [files], "parquet": []})
+    text = spark.read.text(files)
+    variants = {
+        "plain Spark job": lambda: plain_spark_counts(spark, files),
+        "Spark parse, full schema": lambda: text.select(F.from_json("value", EVENT_SCHEMA).alias("j")).select("j.*"),
+        "offerrank first pass": lambda: flatten_records(
+            route_records(parse_records(records, settings.max_record_bytes, known_offers), suite, parameters)
+        ),
+        "DuckDB parse in Spark tasks": lambda: text.mapInArrow(duckdb_parsed_batches, EVENT_SCHEMA),
+    }
+    seconds = {name: [] for name in variants}
+    for _ in range(4):  # the first round warms the JVM up and is not counted
+        for name, frame in variants.items():
+            started = time.perf_counter()
+            frame().write.format("noop").mode("overwrite").save()
+            seconds[name].append(time.perf_counter() - started)
+    plain = statistics.median(seconds["plain Spark job"][1:])
+    for name, measured_s in seconds.items():
+        median = statistics.median(measured_s[1:])
+        print(f"{'':>11} {name:>28} {median:>6.1f} s  {median / plain:.2f}x the plain job (warm, median of 3)")
 
 
 def duckdb_child(files: str) -> None:
@@ -125,11 +223,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-bench"))
     parser.add_argument("--nightly", action="store_true", help="then profiles, aggregate and rank the ingested day")
+    parser.add_argument(
+        "--first-pass",
+        action="store_true",
+        help="then, in one warm Spark session, plain Spark's job, Spark's and DuckDB's full-schema parse and "
+        "offerrank's first pass over the same files",
+    )
+    parser.add_argument("--first-pass-child", help=argparse.SUPPRESS)
     parser.add_argument("--duckdb-child", help=argparse.SUPPRESS)
     parser.add_argument("--plain-spark-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duckdb_child:
         duckdb_child(args.duckdb_child)
+        return
+    if args.first_pass_child:
+        first_pass_child(args.first_pass_child)
         return
     if args.plain_spark_child:
         plain_spark_child(*args.plain_spark_child)
@@ -160,6 +268,8 @@ def main() -> None:
         )
         for engine, (_, _, out) in engines.items():
             print(f"            {engine}: {out.strip().splitlines()[-1][:160]}")
+        if args.first_pass:
+            print(measured([sys.executable, __file__, "--first-pass-child", files], env)[2].rstrip())
         if args.nightly:
             nightly_steps(env)
         shutil.rmtree(home / "sample" / "events", ignore_errors=True)
