@@ -135,8 +135,7 @@ def duckdb_type(spark_type) -> object:
     if isinstance(spark_type, T.ArrayType):
         return [duckdb_type(spark_type.elementType)]
     if isinstance(spark_type, T.MapType):
-        value = duckdb_type(spark_type.valueType)
-        return f"MAP({simple[type(spark_type.keyType)]}, {value if isinstance(value, str) else sql_type(value)})"
+        return f"MAP({simple[type(spark_type.keyType)]}, {sql_type(duckdb_type(spark_type.valueType))})"
     return simple[type(spark_type)]
 
 
