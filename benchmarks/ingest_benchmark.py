@@ -12,7 +12,8 @@ the ingested day, each step its own `offerrank` command as in the DAG (profiles,
 the wall time and peak memory of every step are printed beside the driver memory they were given. With
 `--first-pass`, one warm Spark session then times, on the same files and to a no-op sink, plain Spark's job,
 Spark's parse of the full event schema, offerrank's first pass (parse, record checks, routing, flattening) and the
-full-schema parse done by DuckDB inside Spark's tasks: where ingest's time goes once the JVM's start is paid.
+same first pass done by DuckDB inside Spark's tasks (routing left to Spark): where ingest's time goes once the JVM's
+start is paid, and what moving the parse out of Spark would save.
 
     python benchmarks/ingest_benchmark.py --events 1000000 10000000 [--nightly] [--first-pass]
         [--workdir /tmp/offerrank-bench]
@@ -148,29 +149,148 @@ def sql_type(structure: object) -> str:
     return structure
 
 
-def duckdb_parsed_batches(batches):
-    """`mapInArrow`: each batch of JSON lines (`value`) parsed with the full event schema by DuckDB."""
-    import json
+# JSON types (as DuckDB's `json_structure` names them) that Spark's parser reads as each Spark type unchanged
+EXACT_SHAPES = {
+    "string": {"VARCHAR"},
+    "bigint": {"BIGINT", "UBIGINT"},
+    "double": {"DOUBLE", "BIGINT", "UBIGINT"},
+    "boolean": {"BOOLEAN"},
+}
+# offerrank's first pass (`parse_records` and `flatten_records`) in DuckDB, for the records whose shape fits; the
+# others (`fast` false) are left to Spark, as a product would have to: DuckDB reads some text Spark's JSON parser
+# rejects (trailing commas) and turns values Spark refuses (a string for a number) into the field's type
+DUCKDB_SHAPES = """
+CREATE OR REPLACE TEMP TABLE parsed AS
+SELECT record_id, source_file, record_hash, raw,
+       CASE WHEN json_valid(raw) AND NOT regexp_matches(raw, ',\\s*[}\\]]') THEN try(json_structure(raw)) END AS shape
+FROM lines
+"""
+DUCKDB_FIRST_PASS = """
+WITH typed AS (
+  SELECT record_id, source_file, record_hash, raw, CASE WHEN list_contains($fitting, shape)
+         THEN json_transform(raw, '{structure}') END AS j
+  FROM parsed),
+records AS (
+  SELECT record_id, source_file, record_hash, CASE WHEN j IS NULL THEN raw END AS raw, j IS NOT NULL AS fast,
+         j._id AS event_id, j.timestamp AS timestamp_text, j.eventType AS event_type,
+         list_transform(list_filter(map_entries(j._experience.decisioning.propositionEventType),
+                                    lambda e: e.value = 1), lambda e: e.key) AS kinds,
+         coalesce(nullif(string_split(j.channel._type, '/')[-1], ''), j._experience.decisioning.channelType) AS channel,
+         coalesce(list_filter(flatten(map_values(j.identityMap)),
+                              lambda i: coalesce(i.primary, false) AND i.id IS NOT NULL)[1].id,
+                  j.identityMap['ECID'][1].id) AS profile_id,
+         j.device.type AS device, j.placeContext.localTime AS local_time,
+         coalesce(j._experience.decisioning.propositions, []) AS propositions
+  FROM typed),
+checked AS (
+  SELECT * EXCLUDE (kinds), CASE WHEN len(kinds) = 1 THEN kinds[1] END AS proposition_kind,
+         flatten(list_transform(propositions, lambda p: coalesce(p.items, []))) AS items
+  FROM records),
+counted AS (
+  SELECT * EXCLUDE (items),
+         len(propositions)::INT AS propositions_count,
+         len(list_filter(propositions, lambda p: p.id IS NULL))::INT AS propositions_without_id,
+         len(list_filter(propositions, lambda p: coalesce(p.scopeDetails.placement.id, p.scope) IS NULL))::INT
+           AS propositions_without_placement,
+         len(list_filter(propositions, lambda p: coalesce(len(p.items), 0) <= 0))::INT AS propositions_without_items,
+         len(list_filter(items, lambda i: i.id IS NULL))::INT AS items_without_id,
+         len(list_filter(
+           list_concat(list_transform(propositions, lambda p: p.id),
+                       list_transform(propositions, lambda p: coalesce(p.scopeDetails.placement.id, p.scope)),
+                       list_transform(propositions, lambda p: coalesce(p.scopeDetails.decisionPolicy.id,
+                                                                       p.scopeDetails.activity.id)),
+                       list_transform(items, lambda i: i.id)),
+           lambda x: x IS NOT NULL AND NOT regexp_full_match(x, $id_pattern)))::INT AS ids_with_invalid_format,
+         len(list_filter(items, lambda i: NOT (i.itemSelection.rankingDetail.propensity BETWEEN 0 AND 1)))::INT
+           AS items_with_invalid_propensity,
+         len(list_distinct(list_filter(list_transform(items, lambda i: i.id),
+                                       lambda i: i IS NOT NULL AND NOT list_contains($known_offers, i))))::INT
+           AS unknown_offers
+  FROM checked),
+by_proposition AS (
+  SELECT * EXCLUDE (propositions),
+         unnest(CASE WHEN len(propositions) = 0 THEN [NULL] ELSE propositions END) AS p,
+         unnest(CASE WHEN len(propositions) = 0 THEN [NULL] ELSE generate_series(0, len(propositions) - 1) END)
+           AS proposition_index
+  FROM counted),
+by_item AS (
+  SELECT * EXCLUDE (p), p.id AS proposition_id, coalesce(p.scopeDetails.placement.id, p.scope) AS placement_id,
+         coalesce(p.scopeDetails.decisionPolicy.id, p.scopeDetails.activity.id) AS decision_id,
+         unnest(CASE WHEN coalesce(len(p.items), 0) = 0 THEN [NULL] ELSE p.items END) AS item,
+         unnest(CASE WHEN coalesce(len(p.items), 0) = 0 THEN [NULL] ELSE generate_series(0, len(p.items) - 1) END)
+           AS item_index
+  FROM by_proposition)
+SELECT * EXCLUDE (item, proposition_index, item_index), item_index::INT AS item_index,
+       coalesce(proposition_index, 0) + coalesce(item_index, 0) = 0 AS record_row,
+       item.id AS offer_id, item.itemSelection.rankingDetail.trafficType AS traffic_type,
+       item.itemSelection.rankingDetail.propensity AS propensity
+FROM by_item
+"""
+DUCKDB_FIRST_PASS_ROWS = (
+    "record_id bigint, source_file string, record_hash struct<high: bigint, low: bigint>, raw string, fast boolean, "
+    "event_id string, timestamp_text string, event_type string, channel string, profile_id string, device string, "
+    "local_time string, proposition_kind string, propositions_count int, propositions_without_id int, "
+    "propositions_without_placement int, propositions_without_items int, items_without_id int, "
+    "ids_with_invalid_format int, items_with_invalid_propensity int, unknown_offers int, proposition_id string, "
+    "placement_id string, decision_id string, item_index int, record_row boolean, offer_id string, "
+    "traffic_type string, propensity double"
+)
 
-    import duckdb
-    import pyarrow as pa
 
-    from offerrank.xdm import EVENT_SCHEMA
+def shape_fits(shape: object, spark_type) -> bool:
+    """Whether a record's `json_structure` has, at each field of `spark_type`, a JSON type that Spark's parser reads
+    as that field's type unchanged (`json_structure` names a field of mixed types `JSON`, so it never fits)."""
+    from pyspark.sql import types as T
 
-    structure = json.dumps(duckdb_type(EVENT_SCHEMA)).replace("'", "''")
-    connection = duckdb.connect()
-    for batch in batches:
-        connection.register("lines", pa.Table.from_batches([batch]))
-        parsed = connection.sql(
-            f"SELECT UNNEST(CASE WHEN json_valid(value) THEN json_transform(value, '{structure}') END) FROM lines"
-        )
-        yield from parsed.to_arrow_table().to_batches()
+    if shape == "NULL":
+        return True
+    if isinstance(spark_type, T.StructType):
+        fields = {field.name: field.dataType for field in spark_type.fields}
+        return isinstance(shape, dict) and all(shape_fits(v, fields[k]) for k, v in shape.items() if k in fields)
+    if isinstance(spark_type, T.ArrayType):
+        return isinstance(shape, list) and shape_fits(shape[0], spark_type.elementType)
+    if isinstance(spark_type, T.MapType):
+        return isinstance(shape, dict) and all(shape_fits(v, spark_type.valueType) for v in shape.values())
+    return shape in EXACT_SHAPES[spark_type.simpleString()]
+
+
+def duckdb_first_pass(known_offers: list[str]):
+    """`mapInArrow`: each batch of records (`record_id`, `source_file`, `record_hash`, `raw`) through
+    `DUCKDB_FIRST_PASS`, a row per (record, proposition, item)."""
+
+    def batches(records):
+        import json
+
+        import duckdb
+        import pyarrow as pa
+
+        from offerrank.catalog import ID_PATTERN
+        from offerrank.xdm import EVENT_SCHEMA
+
+        structure = json.dumps(duckdb_type(EVENT_SCHEMA)).replace("'", "''")
+        query = DUCKDB_FIRST_PASS.format(structure=structure)
+        connection = duckdb.connect(config={"threads": 1})  # one per Spark task: Spark runs a task per core
+        fits: dict[str, bool] = {}
+        for batch in records:
+            connection.register("lines", pa.Table.from_batches([batch]))
+            connection.execute(DUCKDB_SHAPES)
+            for (shape,) in connection.sql("SELECT DISTINCT shape FROM parsed WHERE shape IS NOT NULL").fetchall():
+                if shape not in fits:
+                    fits[shape] = shape_fits(json.loads(shape), EVENT_SCHEMA)
+            parameters = {
+                "fitting": [shape for shape, fitting in fits.items() if fitting],
+                "id_pattern": ID_PATTERN.removeprefix("^").removesuffix("$"),
+                "known_offers": known_offers,
+            }
+            yield from connection.sql(query, params=parameters).to_arrow_table().to_batches()
+
+    return batches
 
 
 def first_pass_child(files: str) -> None:
     """In one warm Spark session, the median seconds of: plain Spark's job (to a no-op sink), Spark's parse of the
-    full event schema, offerrank's first pass (parse, record checks, routing, flattening) and the same full-schema
-    parse by DuckDB inside Spark's tasks (`mapInArrow`)."""
+    full event schema, offerrank's first pass (parse, record checks, routing, flattening) and the same first pass
+    with the parse, the record checks and the flattening done by DuckDB inside Spark's tasks (`mapInArrow`)."""
     import statistics
 
     from pyspark.sql import functions as F
@@ -181,7 +301,19 @@ def first_pass_child(files: str) -> None:
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
     from offerrank.spark import build_spark
-    from offerrank.xdm import EVENT_SCHEMA, flatten_records, parse_records
+    from offerrank.xdm import EVENT_KINDS, EVENT_SCHEMA, flatten_records, map_values, parse_records, record_hash
+
+    def with_spark_columns(rows):
+        """The columns of `parse_records` that `DUCKDB_FIRST_PASS` leaves to Spark (its timestamp parsing)."""
+        event_ts = F.try_to_timestamp("timestamp_text")
+        local_hour = F.regexp_extract("local_time", r"^\d{4}-\d{2}-\d{2}T(\d{2})", 1)
+        return rows.select(
+            "*",
+            F.when(F.col("fast"), "ok").otherwise("left_to_spark").alias("parse_status"),
+            event_ts.alias("event_ts"),
+            map_values(F.col("event_type"), EVENT_KINDS).alias("event_kind"),
+            F.coalesce(F.nullif(local_hour, F.lit("")), F.hour(event_ts)).cast("int").alias("hour"),
+        )
 
     settings = load_settings()
     spark = build_spark(settings, "first-pass")
@@ -190,13 +322,23 @@ def first_pass_child(files: str) -> None:
     suite = load_suite(settings.expectations_dir, "events_records")
     records = read_records(spark, {"json": [files], "parquet": []})
     text = spark.read.text(files)
+    keyed = records.select(
+        F.monotonically_increasing_id().alias("record_id"),
+        "source_file",
+        record_hash(F.col("raw")).alias("record_hash"),
+        "raw",
+    )
     variants = {
         "plain Spark job": lambda: plain_spark_counts(spark, files),
         "Spark parse, full schema": lambda: text.select(F.from_json("value", EVENT_SCHEMA).alias("j")).select("j.*"),
         "offerrank first pass": lambda: flatten_records(
             route_records(parse_records(records, settings.max_record_bytes, known_offers), suite, parameters)
         ),
-        "DuckDB parse in Spark tasks": lambda: text.mapInArrow(duckdb_parsed_batches, EVENT_SCHEMA),
+        "DuckDB first pass in Spark tasks": lambda: route_records(
+            with_spark_columns(keyed.mapInArrow(duckdb_first_pass(known_offers), DUCKDB_FIRST_PASS_ROWS)),
+            suite,
+            parameters,
+        ),
     }
     seconds = {name: [] for name in variants}
     for _ in range(4):  # the first round warms the JVM up and is not counted
@@ -225,8 +367,8 @@ def main() -> None:
     parser.add_argument(
         "--first-pass",
         action="store_true",
-        help="then, in one warm Spark session, plain Spark's job, Spark's and DuckDB's full-schema parse and "
-        "offerrank's first pass over the same files",
+        help="then, in one warm Spark session, plain Spark's job, Spark's full-schema parse and offerrank's "
+        "first pass, in Spark and in DuckDB inside Spark's tasks, over the same files",
     )
     parser.add_argument("--first-pass-child", help=argparse.SUPPRESS)
     parser.add_argument("--duckdb-child", help=argparse.SUPPRESS)
