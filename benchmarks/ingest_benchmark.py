@@ -349,7 +349,7 @@ def first_pass_child(files: str) -> None:
     plain = statistics.median(seconds["plain Spark job"][1:])
     for name, measured_s in seconds.items():
         median = statistics.median(measured_s[1:])
-        print(f"{'':>11} {name:>28} {median:>6.1f} s  {median / plain:.2f}x the plain job (warm, median of 3)")
+        print(f"{'':>11} {name:>32} {median:>6.1f} s  {median / plain:.2f}x the plain job (warm, median of 3)")
 
 
 def duckdb_child(files: str) -> None:
