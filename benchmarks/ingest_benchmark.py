@@ -270,6 +270,7 @@ def duckdb_first_pass(known_offers: list[str]):
         structure = json.dumps(duckdb_type(EVENT_SCHEMA)).replace("'", "''")
         query = DUCKDB_FIRST_PASS.format(structure=structure)
         connection = duckdb.connect(config={"threads": 1})  # one per Spark task: Spark runs a task per core
+        id_pattern = ID_PATTERN.removeprefix("^").removesuffix("$")
         fits: dict[str, bool] = {}
         for batch in records:
             connection.register("lines", pa.Table.from_batches([batch]))
@@ -279,7 +280,7 @@ def duckdb_first_pass(known_offers: list[str]):
                     fits[shape] = shape_fits(json.loads(shape), EVENT_SCHEMA)
             parameters = {
                 "fitting": [shape for shape, fitting in fits.items() if fitting],
-                "id_pattern": ID_PATTERN.removeprefix("^").removesuffix("$"),
+                "id_pattern": id_pattern,
                 "known_offers": known_offers,
             }
             yield from connection.sql(query, params=parameters).to_arrow_table().to_batches()
@@ -301,18 +302,25 @@ def first_pass_child(files: str) -> None:
     from offerrank.registry import Registry
     from offerrank.settings import load_settings
     from offerrank.spark import build_spark
-    from offerrank.xdm import EVENT_KINDS, EVENT_SCHEMA, flatten_records, map_values, parse_records, record_hash
+    from offerrank.xdm import (
+        EVENT_KINDS,
+        EVENT_SCHEMA,
+        flatten_records,
+        hour_of,
+        map_values,
+        parse_records,
+        record_hash,
+    )
 
     def with_spark_columns(rows):
         """The columns of `parse_records` that `DUCKDB_FIRST_PASS` leaves to Spark (its timestamp parsing)."""
         event_ts = F.try_to_timestamp("timestamp_text")
-        local_hour = F.regexp_extract("local_time", r"^\d{4}-\d{2}-\d{2}T(\d{2})", 1)
         return rows.select(
             "*",
             F.when(F.col("fast"), "ok").otherwise("left_to_spark").alias("parse_status"),
             event_ts.alias("event_ts"),
             map_values(F.col("event_type"), EVENT_KINDS).alias("event_kind"),
-            F.coalesce(F.nullif(local_hour, F.lit("")), F.hour(event_ts)).cast("int").alias("hour"),
+            hour_of(F.col("local_time"), event_ts).alias("hour"),
         )
 
     settings = load_settings()

@@ -176,12 +176,7 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         ).alias("channel"),
         primary_profile_id(F.col("j.identityMap")).alias("profile_id"),
         F.col("j.device.type").alias("device"),
-        F.coalesce(
-            F.nullif(F.regexp_extract(F.col("j.placeContext.localTime"), r"^\d{4}-\d{2}-\d{2}T(\d{2})", 1), F.lit("")),
-            F.hour(F.try_to_timestamp(F.col("j.timestamp"))),
-        )
-        .cast("int")
-        .alias("hour"),
+        hour_of(F.col("j.placeContext.localTime"), F.try_to_timestamp(F.col("j.timestamp"))).alias("hour"),
         F.size(propositions).alias("propositions_count"),
         F.size(F.filter(propositions, lambda p: p["id"].isNull())).alias("propositions_without_id"),
         F.size(F.filter(propositions, lambda p: placement_of(p).isNull())).alias("propositions_without_placement"),
@@ -205,6 +200,12 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         ).alias("unknown_offers"),
         propositions.alias("propositions"),
     )
+
+
+def hour_of(local_time: Column, event_ts: Column) -> Column:
+    """The event's hour: of `placeContext.localTime` (the local time, as sent), else of its UTC timestamp."""
+    local_hour = F.regexp_extract(local_time, r"^\d{4}-\d{2}-\d{2}T(\d{2})", 1)
+    return F.coalesce(F.nullif(local_hour, F.lit("")), F.hour(event_ts)).cast("int")
 
 
 def record_hash(raw: Column) -> Column:
