@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up plus the two entry points of the README:
 #   ./dev.sh demo            set up, then run the main job on the embedded default (generated sample data)
-#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), lint with ruff,
+#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), lint with ruff, check
+#                            the import layers (import-linter),
 #                            then run the whole test suite (extra ARGS go to pytest)
 #   ./dev.sh test --fast     set up, lint, then run the unit tier only (pure functions, under a minute)
 #   ./dev.sh airflow         set up, then start the full local Airflow (UI on http://localhost:8080)
@@ -80,6 +81,7 @@ case "${1:-}" in
         shift
         setup
         "$VENV/bin/ruff" check .
+        "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
         if [ "${1:-}" = "--fast" ]; then
             shift
             exec "$VENV/bin/python" -m pytest -m unit "$@"

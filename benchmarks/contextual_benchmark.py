@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import entity_json
-from offerrank.features import FeatureDictionary
+from offerrank.learning.features import FeatureDictionary
 from offerrank.tables import ALL_SEGMENTS, MODEL_PARAMETERS, OFFER_RANKINGS, PROFILE_ATTRIBUTES, REGISTRY
 
 AS_OF = date(2026, 11, 1)
@@ -158,10 +158,10 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def lookup_part(workdir: Path, offers: int, profiles: int, lookups: int) -> None:
-    from offerrank.contextual import logit_moments
-    from offerrank.lookup import PUBLISHED, RankingLookup
+    from offerrank.engines.delta_rs import write_frame
+    from offerrank.learning.contextual import logit_moments
+    from offerrank.serving.lookup import PUBLISHED, RankingLookup
     from offerrank.settings import load_settings
-    from offerrank.warehouse import write_frame
 
     settings = load_settings(home=workdir)
     rng = np.random.default_rng(7)
@@ -216,17 +216,17 @@ def training_part(workdir: Path, events_per_day: int) -> None:
 
     from pyspark.sql import functions as F
 
-    from offerrank.bandit import posteriors
     from offerrank.catalog import build_catalog
-    from offerrank.generator import generate
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.delta_rs import table_rows
+    from offerrank.engines.delta_spark import Warehouse
+    from offerrank.engines.spark import build_spark
     from offerrank.jobs import aggregate, ingest, profiles
     from offerrank.jobs.aggregate import train_contextual_models, window_facts
-    from offerrank.registry import Registry
+    from offerrank.learning.bandit import posteriors
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
-    from offerrank.storage import Warehouse
+    from offerrank.sim.generator import generate
     from offerrank.tables import FEATURE_STATS_DAILY, OFFER_STATS_DAILY
-    from offerrank.warehouse import table_rows
 
     day = date(2026, 11, 1)
     generate(workdir / "sample", start=day, days=1, events_per_day=events_per_day, seed=5)
@@ -316,8 +316,8 @@ def write_attributes(spark, workdir: Path, day: date) -> None:
 
     from pyspark.sql import functions as F
 
+    from offerrank.engines.delta_spark import Warehouse
     from offerrank.settings import load_settings
-    from offerrank.storage import Warehouse
     from offerrank.tables import INTERACTIONS
 
     interactions = Warehouse(spark, load_settings(home=workdir)).read(INTERACTIONS)

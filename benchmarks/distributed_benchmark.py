@@ -27,11 +27,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.spark import build_spark
     from offerrank.jobs.ingest import run as run_ingest
-    from offerrank.registry import Registry
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
+    from offerrank.sim.generator import generate
     from tests.system.deploy.stack import Stack
 
     shutil.rmtree(args.workdir, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Publishes one ranking into a fresh warehouse (no Spark), then runs a JVM-free command that reads and writes the
 ranking tables with `deltalake` (`offerrank rankings rollback --to-version 1`) N times each way, two at a time:
-1. `sys.exit(main())`: the interpreter's normal exit (what `offerrank` did before `offerrank.process`);
+1. `sys.exit(main())`: the interpreter's normal exit (what `offerrank` did before `offerrank.engines.process`);
 2. the `offerrank` entry point, which ends through `exit_cleanly`.
 Prints the exit codes seen and the abort rate of each.
 

@@ -96,7 +96,7 @@ def plain_spark_counts(spark, files: str):
     """The plain Spark job's counts per offer x placement x channel x event type of the JSON lines `files`."""
     from pyspark.sql import functions as F
 
-    from offerrank.xdm import EVENT_SCHEMA
+    from offerrank.events.xdm import EVENT_SCHEMA
 
     events = spark.read.schema(EVENT_SCHEMA).json(files).dropDuplicates(["_id"])
     propositions = events.select(
@@ -116,8 +116,8 @@ def plain_spark_counts(spark, files: str):
 def plain_spark_child(files: str, output: str) -> None:
     from pyspark.sql import functions as F
 
+    from offerrank.engines.spark import build_spark
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
 
     spark = build_spark(load_settings(), "plain-spark")
     plain_spark_counts(spark, files).write.mode("overwrite").parquet(output)
@@ -265,7 +265,7 @@ def duckdb_first_pass(known_offers: list[str]):
         import pyarrow as pa
 
         from offerrank.catalog import ID_PATTERN
-        from offerrank.xdm import EVENT_SCHEMA
+        from offerrank.events.xdm import EVENT_SCHEMA
 
         structure = json.dumps(duckdb_type(EVENT_SCHEMA)).replace("'", "''")
         query = DUCKDB_FIRST_PASS.format(structure=structure)
@@ -296,13 +296,11 @@ def first_pass_child(files: str) -> None:
 
     from pyspark.sql import functions as F
 
-    from offerrank.jobs.ingest import read_records, record_parameters
-    from offerrank.quality import load_suite
-    from offerrank.quarantine import route_records
-    from offerrank.registry import Registry
-    from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
-    from offerrank.xdm import (
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.quality import load_suite
+    from offerrank.engines.spark import build_spark
+    from offerrank.events.quarantine import route_records
+    from offerrank.events.xdm import (
         EVENT_KINDS,
         EVENT_SCHEMA,
         flatten_records,
@@ -311,6 +309,8 @@ def first_pass_child(files: str) -> None:
         parse_records,
         record_hash,
     )
+    from offerrank.jobs.ingest import read_records, record_parameters
+    from offerrank.settings import load_settings
 
     def with_spark_columns(rows):
         """The columns of `parse_records` that `DUCKDB_FIRST_PASS` leaves to Spark (its timestamp parsing)."""
@@ -392,7 +392,7 @@ def main() -> None:
         plain_spark_child(*args.plain_spark_child)
         return
 
-    from offerrank.generator import generate
+    from offerrank.sim.generator import generate
 
     print(f"{'events':>11} {'engine':>11} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}")
     for count in args.events:

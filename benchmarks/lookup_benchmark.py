@@ -99,7 +99,7 @@ def catalog_data(placements: int, offers: int) -> dict:
 
 def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
     """Rows of `offer_rankings` (by column name) ranking every placement's offers, differently per version."""
-    from offerrank.bandit import probability_best
+    from offerrank.learning.bandit import probability_best
 
     rows = []
     published = datetime(2026, 11, 1, 3, tzinfo=UTC)
@@ -140,7 +140,7 @@ def publish(settings, version: int, placements: int, offers: int) -> tuple[int, 
     (table version, commit epoch s)."""
     import pandas as pd
 
-    from offerrank.warehouse import open_table, write_frame
+    from offerrank.engines.delta_rs import open_table, write_frame
 
     rows = pd.DataFrame(ranking_rows(version, placements, offers))
     table_version = write_frame(settings, OFFER_RANKINGS, rows, "overwrite")
@@ -155,7 +155,7 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def in_process(settings, placements: int, lookups: int) -> None:
-    from offerrank.lookup import RankingLookup
+    from offerrank.serving.lookup import RankingLookup
 
     lookup = RankingLookup(settings)
     slots = placement_ids(placements)
@@ -185,7 +185,7 @@ def profile_index(profiles: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from offerrank.lookup import ProfileIndex
+    from offerrank.serving.lookup import ProfileIndex
 
     process = psutil.Process()
     before = process.memory_info().rss  # before the memberships exist: what the index keeps, once they are gone
@@ -345,9 +345,9 @@ def main() -> None:
         profile_index(profiles)
 
     from offerrank.catalog import build_catalog
-    from offerrank.registry import Registry
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.spark import build_spark
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     settings = load_settings(home=args.workdir)

@@ -38,12 +38,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.spark import build_spark
     from offerrank.jobs import aggregate, ingest, profiles
     from offerrank.jobs.publish import rank_and_publish
-    from offerrank.registry import Registry
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
+    from offerrank.sim.generator import generate
 
     shutil.rmtree(args.workdir / "warehouse", ignore_errors=True)
     if not (args.keep_events and (args.workdir / "sample" / "manifest.json").exists()):

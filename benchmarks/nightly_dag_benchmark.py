@@ -2,8 +2,8 @@
 
 Generates two days of N events each (fault rate 0.001) and applies the sample catalog, in two homes with the same
 input. Then runs both days:
-1. with `offerrank.nightly.run_day` in one SparkSession (ingest, validate, profiles, aggregate, rank, publish): the
-   wall time of each step of the second day and their sum;
+1. with `offerrank.chain.nightly.run_day` in one SparkSession (ingest, validate, profiles, aggregate, rank, publish):
+   the wall time of each step of the second day and their sum;
 2. with the `offer_ranking` DAG through Airflow (`dag.test()`, Airflow on SQLite, default settings, the Spark steps
    on the local Spark Connect server, which the first night's first step starts and the second night reuses, as
    on a machine that runs the DAG every night): the wall time of each task and of the whole second run.
@@ -43,9 +43,9 @@ def prepared(home: Path, events_per_day: int, spark) -> None:
     from datetime import datetime
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
-    from offerrank.registry import Registry
+    from offerrank.catalog.registry import Registry
     from offerrank.settings import load_settings
+    from offerrank.sim.generator import generate
 
     generate(home / "sample", FIRST, days=2, seed=11, events_per_day=events_per_day, fault_rate=0.001)
     settings = load_settings(home=home)
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-dag-bench"))
     args = parser.parse_args()
 
-    from offerrank.nightly import run_day
+    from offerrank.chain.nightly import run_day
+    from offerrank.engines.spark import build_spark
+    from offerrank.engines.spark_server import stop_local_server
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
-    from offerrank.spark_server import stop_local_server
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     session_home, dag_home = args.workdir / "session", args.workdir / "dag"

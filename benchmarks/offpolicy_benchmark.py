@@ -43,12 +43,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
+    from offerrank.catalog.registry import Registry
+    from offerrank.engines.spark import build_spark
     from offerrank.jobs import aggregate, ingest
     from offerrank.jobs.evaluate import RANDOM_POLICY, Policy, evaluate_model, read_logs
-    from offerrank.registry import Registry
     from offerrank.settings import load_settings
-    from offerrank.spark import build_spark
+    from offerrank.sim.generator import generate
 
     days = [START + timedelta(days=i) for i in range(args.days)]
     spark, outcomes = None, []

@@ -1,6 +1,6 @@
 """Benchmark: does the closed loop learn? The example worlds through the real lookup and the real nightly chain.
 
-Runs `offerrank.simulator.simulate` on `examples/worlds/steady.yaml` (30 web banners on an auto-optimized placement,
+Runs `offerrank.sim.simulator.simulate` on `examples/worlds/steady.yaml` (30 web banners on an auto-optimized placement,
 8 push messages on a personalized one with 3 segments, 20,000 requests a day) and `drift.yaml` (the same, then a
 drift on day 4 and a new best banner on day 5), 7 days each, and prints per placement and day model traffic's
 expected conversion rate as a share of the oracle's (targets: >= 0.95 on the auto placement by day 3, on the
@@ -33,9 +33,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/offerrank-simulate"))
     args = parser.parse_args()
 
+    from offerrank.engines.spark import build_spark
     from offerrank.settings import load_settings
-    from offerrank.simulator import load_world, simulate, summarize
-    from offerrank.spark import build_spark
+    from offerrank.sim.simulator import load_world, simulate, summarize
 
     spark = None
     for name in args.worlds:

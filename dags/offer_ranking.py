@@ -29,7 +29,7 @@ Spark steps (ingest, profiles, aggregate) run their job in the task on the Spark
 `OFFERRANK_SPARK_REMOTE` (`local`: one this machine starts on first use and keeps; it runs on `OFFERRANK_SPARK_MASTER`,
 `local[*]` or a cluster), so no step starts a JVM; ranking and publishing handle a few rows per offer and run in the
 task, without Spark.
-The steps and their gates are those of `offerrank.nightly` (the same chain `offerrank run` runs in one session).
+The steps and their gates are those of `offerrank.chain.nightly` (the same chain `offerrank run` runs in one session).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task, task_group
 
-from offerrank import orchestration
+from offerrank.chain import tasks
 
 RANKINGS = Asset("offerrank://offer_rankings")
 REPORTS = Asset("offerrank://model_reports")
@@ -105,8 +105,8 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return orchestration.event_datasets()
-        except orchestration.RunRefused as refused:
+            return tasks.event_datasets()
+        except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     # a dataset that never lands is skipped (soft fail) and its ingest records it as not landed: the others go on
@@ -123,10 +123,10 @@ with DAG(
         from airflow.sdk import get_current_context
 
         get_current_context()["dataset"] = dataset
-        run_date = orchestration.run_date_of(params["run_date"], ds)
-        if orchestration.events_landed(run_date, dataset):
+        run_date = tasks.run_date_of(params["run_date"], ds)
+        if tasks.events_landed(run_date, dataset):
             return True
-        print(orchestration.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
+        print(tasks.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
         return False
 
     # runs whatever became of the wait: a dataset that did not land is recorded as such
@@ -136,8 +136,8 @@ with DAG(
         from airflow.sdk import get_current_context
 
         get_current_context()["dataset"] = dataset
-        run_date = orchestration.run_date_of(params["run_date"], ds)
-        orchestration.run_job("ingest", orchestration.ingest_arguments(dataset, run_date, run_id))
+        run_date = tasks.run_date_of(params["run_date"], ds)
+        tasks.run_job("ingest", tasks.ingest_arguments(dataset, run_date, run_id))
 
     @task_group
     def dataset_ingest(dataset: str) -> None:
@@ -152,22 +152,22 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return orchestration.validation_outcome(orchestration.run_date_of(params["run_date"], ds), run_id)
-        except orchestration.RunRefused as refused:
+            return tasks.validation_outcome(tasks.run_date_of(params["run_date"], ds), run_id)
+        except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     @spark_step()
     def profiles(params=None, ds=None) -> None:
         """Validate and load the profile snapshot of the run's date (the Spark job `profiles`)."""
-        run_date = orchestration.run_date_of(params["run_date"], ds)
-        orchestration.run_job("profiles", ["--date", run_date.isoformat(), "--keep-going"])
+        run_date = tasks.run_date_of(params["run_date"], ds)
+        tasks.run_job("profiles", ["--date", run_date.isoformat(), "--keep-going"])
 
     @spark_step()
     def aggregate(params=None, ds=None) -> None:
         """Daily offer facts and every active model's rates (the Spark job `aggregate`)."""
-        run_date = orchestration.run_date_of(params["run_date"], ds)
+        run_date = tasks.run_date_of(params["run_date"], ds)
         arguments = ["--date", run_date.isoformat(), "--full-refresh", str(params["full_refresh"])]
-        orchestration.run_job("aggregate", arguments)
+        tasks.run_job("aggregate", arguments)
 
     @task(retries=0)
     def ranking_units(params=None) -> list[str]:
@@ -175,8 +175,8 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return orchestration.ranking_units(params["models"] or [])
-        except orchestration.RunRefused as refused:
+            return tasks.ranking_units(params["models"] or [])
+        except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     @task(map_index_template="{{ ranking_unit }}")
@@ -188,8 +188,8 @@ with DAG(
 
         get_current_context()["ranking_unit"] = unit
         try:
-            return orchestration.stage_ranking(orchestration.run_date_of(params["run_date"], ds), run_id, unit)
-        except orchestration.RunRefused as refused:
+            return tasks.stage_ranking(tasks.run_date_of(params["run_date"], ds), run_id, unit)
+        except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     # publishes when at least one method ranked: the placements of a failed method keep their last good lists
@@ -198,10 +198,10 @@ with DAG(
         """Publish the run's staged lists in one commit behind the gate; a refusal fails the task with its reason."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        run_date = orchestration.run_date_of(params["run_date"], ds)
+        run_date = tasks.run_date_of(params["run_date"], ds)
         try:
-            return orchestration.publish_ranking(run_date, run_id, params["dry_run"])
-        except orchestration.RunRefused as refused:
+            return tasks.publish_ranking(run_date, run_id, params["dry_run"])
+        except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     # after publish, published or not; a day that failed validation has no report (the task is skipped, saying why)
@@ -210,10 +210,10 @@ with DAG(
         """Write the model reports of the run's date: the report tables and each active model's page."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        run_date = orchestration.run_date_of(params["run_date"], ds)
+        run_date = tasks.run_date_of(params["run_date"], ds)
         try:
-            text = orchestration.write_reports(run_date)
-        except orchestration.RunRefused as refused:
+            text = tasks.write_reports(run_date)
+        except tasks.RunRefused as refused:
             raise AirflowSkipException(f"no model report: {refused}") from None
         print(text)
         return text
@@ -221,7 +221,7 @@ with DAG(
     @task
     def summary(params=None, ds=None, run_id=None) -> str:
         """Log what the run published and the top offers of each placement."""
-        text = orchestration.run_summary(orchestration.run_date_of(params["run_date"], ds), run_id)
+        text = tasks.run_summary(tasks.run_date_of(params["run_date"], ds), run_id)
         print(text)
         return text
 
@@ -234,6 +234,6 @@ with DAG(
         "rank": [units := ranking_units(), rank.expand(unit=units)],
         "publish": [published := publish()],
     }
-    chained = [task for step in orchestration.STEPS if step != orchestration.AFTER_PUBLISH for task in steps[step]]
+    chained = [task for step in tasks.STEPS if step != tasks.AFTER_PUBLISH for task in steps[step]]
     chain(*chained, summary())
     published >> report()  # its own leaf: a report failure fails the run, never the publish before it

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
-from offerrank import orchestration
+from offerrank.chain import tasks
 
 with DAG(
     dag_id="warehouse_maintenance",
@@ -36,6 +36,6 @@ with DAG(
     @task
     def optimize_and_vacuum(data_interval_end=None) -> None:
         """OPTIMIZE and VACUUM every table (the Spark job `maintain`, on the nightly DAG's Spark)."""
-        orchestration.run_job("maintain", ["--as-of", data_interval_end.date().isoformat()])
+        tasks.run_job("maintain", ["--as-of", data_interval_end.date().isoformat()])
 
     optimize_and_vacuum()

@@ -30,7 +30,8 @@ Writes `offer_stats_landing`    per landing_date: what that day's impressions ad
                                 snapshot on or before D, context from the impression): impressions and conversions;
                                 replaces event dates [D - L, D];
        `model_parameters`       per as_of_date (D) and contextual model due to train (see AIModel.trains_on): the
-                                trained posterior per offer (see offerrank.contextual); replaces that partition.
+                                trained posterior per offer (see offerrank.learning.contextual); replaces
+                                that partition.
 Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
 """
 
@@ -44,13 +45,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from offerrank.bandit import RATE_KEYS, facts_of, posteriors
 from offerrank.catalog import AIModel, Catalog, ModelStatus
-from offerrank.contextual import train
-from offerrank.features import SEGMENT, feature_name, spark_level
+from offerrank.engines.delta_spark import Warehouse
 from offerrank.jobs import caps
+from offerrank.learning.bandit import RATE_KEYS, facts_of, posteriors
+from offerrank.learning.contextual import train
+from offerrank.learning.features import SEGMENT, feature_name, spark_level
 from offerrank.settings import Settings, parse_flag
-from offerrank.storage import Warehouse
 from offerrank.tables import (
     ALL_SEGMENTS,
     FACT_COUNTS,
@@ -385,7 +386,7 @@ def landing_days_to_refresh(
     """`run_date` and the landing days of `landed` (day: when its interactions were written) whose contributions are
     missing, older than its interactions or tagged on another of `bases` (day: basis); all with `full_refresh`.
     Normally that is the run date alone: each night aggregates its own landing day."""
-    from offerrank.warehouse import open_table, partition_write_times, read_arrow
+    from offerrank.engines.delta_rs import open_table, partition_write_times, read_arrow
 
     if full_refresh:
         return sorted({*landed, run_date})
@@ -404,7 +405,7 @@ def landing_days_to_refresh(
 def snapshot_dates(settings: Settings, table: Table, days: set[date]) -> dict[date, date | None]:
     """Each day's snapshot of a profile table: its latest `snapshot_date` on or before the day (None: none), from
     the table's log."""
-    from offerrank.warehouse import latest_partition, open_table
+    from offerrank.engines.delta_rs import latest_partition, open_table
 
     opened = open_table(settings, table)
     return {day: latest_partition(opened, "snapshot_date", day) if opened is not None else None for day in days}
@@ -423,7 +424,7 @@ def write_contributions(
 
 def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: date, full_refresh: bool = False) -> dict:
     """Write the date's facts and every active model's rates; returns counts for the run summary."""
-    from offerrank.warehouse import open_table, partition_write_times
+    from offerrank.engines.delta_rs import open_table, partition_write_times
 
     warehouse = Warehouse(spark, settings)
     warehouse.require_datasets(INTERACTIONS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
@@ -506,6 +507,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from offerrank.process import exit_cleanly
+    from offerrank.engines.process import exit_cleanly
 
     exit_cleanly(main())

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Catalog
-from offerrank.storage import Warehouse
+from offerrank.engines.delta_spark import Warehouse
 from offerrank.tables import OFFER_CAP_COUNTS
 
 INTERACTION_OF_EVENT = {"impression": "impression", "click": "conversion"}

@@ -27,12 +27,12 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from offerrank.bandit import facts_of, posteriors, run_seed
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
-from offerrank.offpolicy import evaluate
-from offerrank.policy import posterior_table, serving_probability, slot_probabilities
+from offerrank.learning.bandit import facts_of, posteriors, run_seed
 from offerrank.ranking import method_of
+from offerrank.reports.offpolicy import evaluate
+from offerrank.serving.policy import posterior_table, serving_probability, slot_probabilities
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, FACT_COUNTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
 
@@ -362,7 +362,7 @@ def read_logs(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`slot_stats_daily` of [first, last] and the daily facts (traffic types summed) the days' posteriors read, of
     the event `datasets` (a model's), summed over them."""
-    from offerrank.warehouse import rows_between
+    from offerrank.engines.delta_rs import rows_between
 
     logged = rows_between(settings, SLOT_STATS_DAILY, "event_date", first, last)
     facts = rows_between(settings, OFFER_STATS_DAILY, "event_date", first - timedelta(days=lookback_days), last)
@@ -385,7 +385,7 @@ def run(
 ) -> pd.DataFrame:
     """Evaluate the policies (default: `default_policies`) for the named model of `catalog` over [first, last]
     (default: its look-back window ending `last`) and write the rows to `policy_evaluations`."""
-    from offerrank.warehouse import write_frame
+    from offerrank.engines.delta_rs import write_frame
 
     model = next((m for m in catalog.ai_models if m.name == model_name), None)
     if model is None:

@@ -2,7 +2,7 @@
 
 Reads  `<dataset path>/<date>/` of every catalog dataset (or those named): *.jsonl / *.json lines, optionally
        gzipped, *.parquet with the same nested columns; what else is in the folder is skipped and reported (see
-       `offerrank.landing`). A dataset's path is a folder or an object-store URI.
+       `offerrank.engines.landing`). A dataset's path is a folder or an object-store URI.
 Writes, under the warehouse root, replacing only that date's rows of that dataset (column `dataset`):
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
   quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file
@@ -31,15 +31,15 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Dataset
-from offerrank.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
-from offerrank.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
-from offerrank.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
+from offerrank.engines.delta_rs import open_table, rows_between, write_frame
+from offerrank.engines.delta_spark import Warehouse
+from offerrank.engines.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
+from offerrank.engines.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
+from offerrank.engines.spark import kept_on_disk, release_kept
+from offerrank.events.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
+from offerrank.events.xdm import flatten_records, parse_records, record_hash, to_interactions
 from offerrank.settings import Settings, load_settings
-from offerrank.spark import kept_on_disk, release_kept
-from offerrank.storage import Warehouse
 from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
-from offerrank.warehouse import open_table, rows_between, write_frame
-from offerrank.xdm import flatten_records, parse_records, record_hash, to_interactions
 
 DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
 RECORD_SUITE = "events_records"
@@ -653,7 +653,7 @@ def run(
     against every catalog version current since the start of the date's lateness window, so the events of an offer
     deleted since are not quarantined. A dataset that fails keeps the interactions an earlier passing run accepted
     for the date unless `replace_accepted`."""
-    from offerrank.registry import Registry
+    from offerrank.catalog.registry import Registry
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
     registry = Registry(spark, settings)
@@ -711,7 +711,7 @@ _DQ_SCHEMA = pa.schema(
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]... [--events PATH] [--run-id ID]
     [--nightly]`."""
-    from offerrank.spark import build_spark
+    from offerrank.engines.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
@@ -739,7 +739,7 @@ def chosen_datasets(
 ) -> list[Dataset] | None:
     """The registry's datasets named (None: all); `events` overrides the landing root of the one named. An unknown
     name is a CatalogError naming the known ones."""
-    from offerrank.registry import Registry
+    from offerrank.catalog.registry import Registry
 
     if not names:
         if events:
@@ -753,6 +753,6 @@ def chosen_datasets(
 
 
 if __name__ == "__main__":
-    from offerrank.process import exit_cleanly
+    from offerrank.engines.process import exit_cleanly
 
     exit_cleanly(main())

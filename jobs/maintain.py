@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from offerrank.engines.delta_spark import Warehouse
 from offerrank.settings import Settings, load_settings
-from offerrank.storage import Warehouse
 from offerrank.tables import ALL_TABLES, OFFER_RANKINGS, RANKING_RUNS
 
 
@@ -64,7 +64,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/maintain.py --as-of YYYY-MM-DD`."""
-    from offerrank.spark import build_spark
+    from offerrank.engines.spark import build_spark
 
     parser = argparse.ArgumentParser(prog="maintain", description=__doc__.splitlines()[0])
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
@@ -76,6 +76,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from offerrank.process import exit_cleanly
+    from offerrank.engines.process import exit_cleanly
 
     exit_cleanly(main())

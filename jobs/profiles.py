@@ -29,14 +29,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from offerrank.catalog import Feature
-from offerrank.landing import scan
-from offerrank.quality import DataQualityRun, load_suite
-from offerrank.quarantine import quarantine_reasons, reason_sentences, route_records
+from offerrank.engines.delta_spark import Warehouse
+from offerrank.engines.landing import scan
+from offerrank.engines.quality import DataQualityRun, load_suite
+from offerrank.engines.spark import CACHE_LEVEL
+from offerrank.events.quarantine import quarantine_reasons, reason_sentences, route_records
+from offerrank.events.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 from offerrank.settings import Settings
-from offerrank.spark import CACHE_LEVEL
-from offerrank.storage import Warehouse
 from offerrank.tables import PROFILE_ATTRIBUTES, PROFILE_QUARANTINE, PROFILE_SEGMENTS, latest_on_or_before
-from offerrank.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 
 SUITE = "profile_segments"
 ATTRIBUTE_SUITE = "profile_attributes"
@@ -272,6 +272,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from offerrank.process import exit_cleanly
+    from offerrank.engines.process import exit_cleanly
 
     exit_cleanly(main())

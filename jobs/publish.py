@@ -24,11 +24,11 @@ from datetime import UTC, date, datetime, time
 import pandas as pd
 
 from offerrank.catalog import Catalog
+from offerrank.engines.delta_rs import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
+from offerrank.events.validation_gate import DayValidation, day_validation
 from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
-from offerrank.nightly import DayValidation, day_validation
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
-from offerrank.warehouse import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
 
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 

@@ -19,7 +19,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from offerrank.catalog import Catalog
-from offerrank.contextual import PARAMETER_KEYS
+from offerrank.engines.delta_rs import latest_partition, open_table, read_rows, table_rows, write_frame
+from offerrank.learning.contextual import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
@@ -31,7 +32,6 @@ from offerrank.tables import (
     RANKING_STAGE,
     Table,
 )
-from offerrank.warehouse import latest_partition, open_table, read_rows, table_rows, write_frame
 
 
 class Candidate(NamedTuple):
@@ -73,7 +73,7 @@ def candidates(catalog: Catalog, run_date: date, unit: str | None = None, scored
     per segment its method ranks for (a segment's list only the offers its audience may see); only the placements of
     ranking method `unit` when given. `scored=False` leaves formulas unevaluated (what is eligible does not depend on
     them); a formula that fails for an offer is RankingFailed."""
-    from offerrank.formula import FormulaError
+    from offerrank.catalog.formula import FormulaError
 
     rows = []
     for decision, assignment in catalog.active_assignments():
@@ -191,7 +191,7 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
 
 def held_back(settings: Settings, catalog: Catalog, run_date: date) -> dict[str, str]:
     """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation, and why."""
-    from offerrank.nightly import day_validation
+    from offerrank.events.validation_gate import day_validation
 
     return day_validation(settings, catalog, run_date).held_back(catalog)
 

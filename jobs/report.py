@@ -14,7 +14,7 @@ Writes `model_report_daily`  per report_date (an event date), model, placement, 
                              traffic, cold start; replaces window_end = D;
        `policy_evaluations`  per window_end and model: what other policies would have converted on the window's logged
                              impressions (off-policy estimates, see offerrank.jobs.evaluate);
-       each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.report_page).
+       each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.reports.page).
 A nightly report's window is the model's look-back window ending D. One computation (`model_report`) gives the rows
 of the tables, the page and the JSON, so they show the same numbers.
 Run: the nightly `report` step (after publish; a report failure never blocks a publish), or
@@ -30,15 +30,16 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from offerrank.bandit import facts_of
 from offerrank.catalog import AIModel, Catalog
-from offerrank.contextual import explain
+from offerrank.engines.delta_rs import open_table, rows_between, write_file, write_frame
 from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
 from offerrank.jobs.rank import latest_parameters
-from offerrank.policy import MODEL, RANDOM
+from offerrank.learning.bandit import facts_of
+from offerrank.learning.contextual import explain
+from offerrank.reports.stats import compare, gini, rate_interval
+from offerrank.serving.policy import MODEL, RANDOM
 from offerrank.settings import Settings
-from offerrank.stats import compare, gini, rate_interval
 from offerrank.tables import (
     ALL_SEGMENTS,
     FACT_COUNTS,
@@ -50,7 +51,6 @@ from offerrank.tables import (
     POLICY_EVALUATIONS,
     UNKNOWN_TRAFFIC,
 )
-from offerrank.warehouse import open_table, rows_between, write_file, write_frame
 
 COUNTS = ["impressions", "conversions"]
 PLACEMENT_KEYS = ["placement_id", "channel"]
@@ -294,7 +294,7 @@ def page_path(settings: Settings, model_name: str, window_end: date, suffix: str
 def write_report_files(report: ModelReport, html_path: str | None, json_path: str | None) -> None:
     """The report as a self-contained HTML page and/or its figures as JSON."""
     if html_path:
-        from offerrank.report_page import render
+        from offerrank.reports.page import render
 
         write_file(html_path, render(report).encode())
     if json_path:

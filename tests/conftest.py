@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from offerrank.engines.spark import build_spark
 from offerrank.settings import Settings, load_settings
-from offerrank.spark import build_spark
 from tests.factories import SMALL_INPUT_SPARK_CONF, TESTS, publish_rows, ranking_rows
 
 TIERS = ("unit", "integration", "system")
@@ -78,8 +78,8 @@ def ranked_warehouse(spark, tmp_path_factory) -> Settings:
     from datetime import date, datetime
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
-    from offerrank.registry import Registry
+    from offerrank.catalog.registry import Registry
+    from offerrank.sim.generator import generate
 
     home = tmp_path_factory.mktemp("lookup-home")
     generate(home / "sample", date(2026, 11, 1), days=1, seed=5, events_per_day=200)

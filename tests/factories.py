@@ -36,7 +36,7 @@ def ranking_rows(version: int) -> list[dict]:
     offers, alpha grows)."""
     import numpy as np
 
-    from offerrank.bandit import probability_best
+    from offerrank.learning.bandit import probability_best
 
     rows = []
     for (decision, placement, channel), offers in {**AI_PLACEMENTS, **PRIORITY_PLACEMENTS}.items():
@@ -83,7 +83,7 @@ def publish_rows(settings, rows: list[dict]) -> int:
     """Replace `offer_rankings` in one commit, as the publish step does; returns the new table version."""
     import pandas as pd
 
-    from offerrank.warehouse import write_frame
+    from offerrank.engines.delta_rs import write_frame
 
     return write_frame(settings, OFFER_RANKINGS, pd.DataFrame(rows), "overwrite")
 
@@ -111,10 +111,10 @@ def prepared_home(spark, home: Path, first: date) -> None:
     """A home with two generated days from `first` (3,000 events each), the sample catalog applied and the first day
     ingested: the input of the DAG runs of the system tier."""
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
+    from offerrank.catalog.registry import Registry
     from offerrank.jobs.ingest import run as run_ingest
-    from offerrank.registry import Registry
     from offerrank.settings import load_settings
+    from offerrank.sim.generator import generate
 
     generate(home / "sample", first, days=2, seed=9, events_per_day=3_000)
     settings = load_settings(home=home)

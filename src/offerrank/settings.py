@@ -145,8 +145,8 @@ class Settings(BaseSettings):
 
     def spark_session_conf(self) -> dict[str, str]:
         """Every Spark setting of an offerrank Spark application, however it starts: the SparkSession offerrank
-        builds (`offerrank.spark`) and the `--conf`s spark-submit gets from the DAG, where the driver's memory must
-        be set before its JVM starts. `spark_conf` entries override the defaults."""
+        builds (`offerrank.engines.spark`) and the `--conf`s spark-submit gets from the DAG, where the driver's memory
+        must be set before its JVM starts. `spark_conf` entries override the defaults."""
         partitions = str(self.spark_shuffle_partitions)
         conf = {
             "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -164,9 +164,9 @@ class Settings(BaseSettings):
             # Frames go to and from pandas through Arrow, as they always do on Spark Connect: one conversion path
             # however a job runs, and no row-by-row pickling.
             "spark.sql.execution.arrow.pyspark.enabled": "true",
-            # Rows kept on local disk (`offerrank.spark.kept_on_disk`) are written and read back by this serializer:
-            # with Java's, every re-read of them (GX's scans, the labels, the writes) was slower, and ingest of a
-            # 1M-event day took 7% longer.
+            # Rows kept on local disk (`offerrank.engines.spark.kept_on_disk`) are written and read back by this
+            # serializer: with Java's, every re-read of them (GX's scans, the labels, the writes) was slower, and
+            # ingest of a 1M-event day took 7% longer.
             "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
         }
         return conf | self.spark_conf

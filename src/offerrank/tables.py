@@ -102,7 +102,7 @@ RANKED_COLUMNS = (
     ("impressions", "long"),
     ("conversions", "long"),
     ("reason", "string"),
-    # a contextual model's posterior of the offer (see offerrank.contextual), published with the list it scores
+    # a contextual model's posterior of the offer (see offerrank.learning.contextual), published with the list it scores
     ("features", "array<string>"),
     ("weights", "array<double>"),
     ("covariance", "array<double>"),
@@ -358,7 +358,7 @@ REGISTRY = Table(
         ("updated_at", "timestamp"),
     ),
 )
-# Registry changes refused because their actor may not manage ranking strategies (see offerrank.registry).
+# Registry changes refused because their actor may not manage ranking strategies (see offerrank.catalog.registry).
 REGISTRY_REFUSALS = Table(
     "registry_refusals",
     (),

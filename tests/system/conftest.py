@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from offerrank.engines.spark_server import stop_local_server
 from offerrank.settings import load_settings
-from offerrank.spark_server import stop_local_server
 from tests.factories import REPO, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,16 +12,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from offerrank.tables import ALL_SEGMENTS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from offerrank.catalog import AIModel, Catalog, Offer
+    from offerrank.catalog import AIModel, Offer
 
 METHODS: dict[str, type[RankingMethod]] = {}
+
+
+class CatalogView(Protocol):
+    """What a ranking method reads of the catalog (`offerrank.catalog.Catalog` is one): an entity by kind and id.
+    The catalog validates decisions through the methods, so the methods see it through this, not by importing it."""
+
+    def get(self, kind: str, ident: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -69,22 +76,22 @@ class RankingMethod(ABC):
         """What `offer_rankings.model_name` says of the lists this method ranks."""
         return self.ref if self.takes_ref else self.kind
 
-    def problems(self, catalog: Catalog, decision_active: bool) -> list[str]:
+    def problems(self, catalog: CatalogView, decision_active: bool) -> list[str]:
         """What the catalog lacks for this method (messages without the `where` prefix)."""
         return []
 
-    def model(self, catalog: Catalog) -> AIModel | None:
+    def model(self, catalog: CatalogView) -> AIModel | None:
         """The AI model the method ranks with, if any."""
         return None
 
-    def segments(self, catalog: Catalog) -> tuple[str, ...]:
+    def segments(self, catalog: CatalogView) -> tuple[str, ...]:
         """The segments ranked separately: all traffic, plus those of a personalized model."""
         return (ALL_SEGMENTS,)
 
-    def exploration_share(self, catalog: Catalog) -> float | None:
+    def exploration_share(self, catalog: CatalogView) -> float | None:
         return None
 
-    def scorer(self, catalog: Catalog) -> Callable[[Offer], float] | None:
+    def scorer(self, catalog: CatalogView) -> Callable[[Offer], float] | None:
         """A static score per offer, computed when candidates are built (None: the method scores in `rank`)."""
         return None
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from offerrank.ranking.base import RankGroup, RankingMethod, by_score
+from offerrank.ranking.base import CatalogView, RankGroup, RankingMethod, by_score
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from offerrank.catalog import Catalog, Offer
+    from offerrank.catalog import Offer
 
 
 class FormulaRanking(RankingMethod):
     kind = "formula"
 
-    def problems(self, catalog: Catalog, decision_active: bool) -> list[str]:
+    def problems(self, catalog: CatalogView, decision_active: bool) -> list[str]:
         return [] if catalog.get("formulas", self.ref) else [f"unknown formula {self.ref!r}"]
 
-    def scorer(self, catalog: Catalog) -> Callable[[Offer], float]:
+    def scorer(self, catalog: CatalogView) -> Callable[[Offer], float]:
         formula = catalog.get("formulas", self.ref).compiled()
         return lambda offer: formula.evaluate(offer.fields())
 

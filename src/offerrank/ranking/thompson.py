@@ -1,7 +1,7 @@
 """AI ranking by an AI model's Beta-Bernoulli Thompson sampling: `ranking: ai_model:<name>`.
 
 Auto-optimization models rank all traffic; personalized models also rank each of their segments, with a seed of
-their own. The math is in `offerrank.bandit`; the lookup may re-draw the order per request from the published
+their own. The math is in `offerrank.learning.bandit`; the lookup may re-draw the order per request from the published
 posteriors (`explorable`).
 """
 
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from offerrank.bandit import run_seed, thompson_rank
-from offerrank.catalog import ModelStatus
+from offerrank.learning.bandit import run_seed, thompson_rank
 from offerrank.ranking.base import RankGroup, RankingMethod
 from offerrank.tables import ALL_SEGMENTS
 
 if TYPE_CHECKING:
-    from offerrank.catalog import AIModel, Catalog
+    from offerrank.catalog import AIModel
+    from offerrank.ranking.base import CatalogView
 
 
 class ThompsonSampling(RankingMethod):
@@ -25,21 +25,21 @@ class ThompsonSampling(RankingMethod):
     uses_posteriors = True
     explorable = True
 
-    def problems(self, catalog: Catalog, decision_active: bool) -> list[str]:
+    def problems(self, catalog: CatalogView, decision_active: bool) -> list[str]:
         model = self.model(catalog)
         if model is None:
             return [f"unknown AI model {self.ref!r}"]
-        if decision_active and model.status is not ModelStatus.active:
+        if decision_active and model.status != "active":
             return [f"AI model {self.ref!r} is {model.status.value}; activate it first"]
         return []
 
-    def model(self, catalog: Catalog) -> AIModel | None:
+    def model(self, catalog: CatalogView) -> AIModel | None:
         return catalog.get("ai_models", self.ref)
 
-    def segments(self, catalog: Catalog) -> tuple[str, ...]:
+    def segments(self, catalog: CatalogView) -> tuple[str, ...]:
         return self.model(catalog).ranked_segments
 
-    def exploration_share(self, catalog: Catalog) -> float:
+    def exploration_share(self, catalog: CatalogView) -> float:
         return self.model(catalog).exploration_share
 
     def rank(self, eligible: pd.DataFrame, group: RankGroup) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Daily facts on a handful of inline interactions (their posteriors: tests/unit/test_bandit.py)."""
+"""Daily facts on a handful of inline interactions (their posteriors: tests/unit/learning/test_bandit.py)."""
 
 from __future__ import annotations
 
@@ -184,9 +184,9 @@ def test_feature_stats_count_items_per_cell_of_profile_attributes_and_context(sp
 
 def test_each_night_aggregates_its_own_landing_day_and_matches_a_full_recompute(spark, tmp_path):
     from offerrank.catalog import Catalog
+    from offerrank.engines.delta_spark import Warehouse
     from offerrank.jobs.aggregate import run
     from offerrank.settings import load_settings
-    from offerrank.storage import Warehouse
     from offerrank.tables import INTERACTIONS, OFFER_STATS_DAILY, SLOT_STATS_DAILY
 
     settings = load_settings(home=tmp_path, spark_shuffle_partitions=1)

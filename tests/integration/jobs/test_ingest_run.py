@@ -15,12 +15,12 @@ import yaml
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Dataset, load_catalog
+from offerrank.catalog.registry import Registry
 from offerrank.cli import main as cli_main
-from offerrank.generator import generate
+from offerrank.events.xdm import EVENT_SCHEMA
 from offerrank.jobs.ingest import run as run_ingest
-from offerrank.registry import Registry
 from offerrank.settings import load_settings
-from offerrank.xdm import EVENT_SCHEMA
+from offerrank.sim.generator import generate
 from tests.factories import warehouse_copy
 
 DAY = date(2026, 11, 1)

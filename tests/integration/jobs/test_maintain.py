@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from offerrank.engines.delta_spark import Warehouse
 from offerrank.jobs import maintain
 from offerrank.settings import load_settings
-from offerrank.storage import Warehouse
 from offerrank.tables import OFFER_RANKINGS, PROFILE_SEGMENTS
 from tests.factories import publish_rows, ranking_rows
 

@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 
 from offerrank.catalog import Feature
+from offerrank.engines.quality import load_suite
 from offerrank.jobs.ingest import route_records
 from offerrank.jobs.profiles import SnapshotRejected, memberships, run, snapshot_folder
-from offerrank.quality import load_suite
 from offerrank.settings import load_settings
 
 

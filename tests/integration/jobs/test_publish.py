@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from offerrank.engines.delta_rs import table_rows
 from offerrank.jobs.publish import Publisher
 from offerrank.settings import load_settings
 from offerrank.tables import RANKING_RUNS
-from offerrank.warehouse import table_rows
 from tests.factories import publish_rows, published_ranking, ranking_rows
 
 
@@ -32,8 +32,8 @@ def test_a_second_publisher_based_on_the_same_version_fails_cleanly(tmp_path):
     import pandas as pd
     import pytest
 
+    from offerrank.engines.delta_rs import ConcurrentCommit, open_table, write_frame
     from offerrank.tables import OFFER_RANKINGS
-    from offerrank.warehouse import ConcurrentCommit, open_table, write_frame
 
     settings = load_settings(home=tmp_path)
     base = publish_rows(settings, ranking_rows(1))

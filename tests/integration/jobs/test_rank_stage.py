@@ -14,9 +14,9 @@ def test_ranking_methods_stage_side_by_side_when_run_at_once(tmp_path):
     from deltalake import DeltaTable
 
     from offerrank.catalog import load_catalog
-    from offerrank.generator import generate
     from offerrank.jobs.rank import stage_unit
     from offerrank.settings import load_settings
+    from offerrank.sim.generator import generate
 
     generate(tmp_path / "sample", RUN, days=1, seed=3, events_per_day=100)
     settings = load_settings(home=tmp_path)

@@ -3,8 +3,8 @@
 A process that has written and read Delta with `deltalake` may abort at a normal interpreter exit ("terminate called
 without an active exception", SIGABRT): 1 in 3 `offerrank run`s when the issue was filed (Spark's JVM alive in the
 process), 1 in 90 runs of a plain write-and-read script here. The command now ends through
-`offerrank.process.exit_cleanly`. JVM-free commands that write and read the ranking tables take about a second, so
-the test runs them often: RUNS = 100 catch a 1-in-30 abort rate with probability 1 - (29/30)^100 = 97%, and a
+`offerrank.engines.process.exit_cleanly`. JVM-free commands that write and read the ranking tables take about a second,
+so the test runs them often: RUNS = 100 catch a 1-in-30 abort rate with probability 1 - (29/30)^100 = 97%, and a
 1-in-90 rate with 67% per CI run (so within a few runs).
 """
 

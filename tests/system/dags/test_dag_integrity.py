@@ -88,9 +88,9 @@ def test_the_spark_server_of_the_dag_steps_gets_offerrank_spark_settings(monkeyp
     """The DAG's Spark steps run on the Spark Connect server: its spark-submit starts the driver's JVM, so the
     driver's memory and every other Spark setting must be on its command line, the same as a session the CLI builds
     (Spark's 1 GB default driver died on a 1M-event day)."""
+    from offerrank.engines.jars import cached_jars
+    from offerrank.engines.spark_server import SERVER_CLASS, server_command
     from offerrank.settings import load_settings
-    from offerrank.spark import cached_jars
-    from offerrank.spark_server import SERVER_CLASS, server_command
 
     monkeypatch.setenv("OFFERRANK_SPARK_DRIVER_MEMORY", "3g")
     monkeypatch.setenv("OFFERRANK_SPARK_CONF", json.dumps({"spark.executor.memory": "5g"}))

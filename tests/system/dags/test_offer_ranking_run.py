@@ -15,11 +15,11 @@ import yaml
 from deltalake import DeltaTable
 
 from offerrank.catalog import load_catalog
-from offerrank.generator import SEGMENTS, generate
-from offerrank.orchestration import run_summary
-from offerrank.registry import Registry
+from offerrank.catalog.registry import Registry
+from offerrank.chain.tasks import run_summary
+from offerrank.engines.delta_rs import read_rows
 from offerrank.settings import load_settings
-from offerrank.warehouse import read_rows
+from offerrank.sim.generator import SEGMENTS, generate
 from tests.factories import REPO, SMALL_INPUT_SPARK_CONF, prepared_home
 
 BIG_DAY = 300_000  # events a day of the dataset `events`

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from offerrank.engines.spark_server import listening
 from offerrank.settings import load_settings
-from offerrank.spark_server import listening
 from tests.factories import REPO, free_port
 
 

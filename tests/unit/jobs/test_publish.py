@@ -76,9 +76,9 @@ def test_a_failing_formula_is_confined_to_its_placements_whose_served_lists_are_
     import yaml
 
     from offerrank.catalog import build_catalog
-    from offerrank.generator import generate
     from offerrank.jobs.publish import kept_lists
     from offerrank.jobs.rank import RankingFailed, candidates
+    from offerrank.sim.generator import generate
 
     run = date(2026, 11, 1)
     generate(tmp_path, run, days=1, events_per_day=50)

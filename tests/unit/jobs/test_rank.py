@@ -94,7 +94,7 @@ def test_traffic_shares_do_not_depend_on_where_the_fallback_row_is():
 def catalog_data(tmp_path_factory):
     import yaml
 
-    from offerrank.generator import generate
+    from offerrank.sim.generator import generate
 
     out = tmp_path_factory.mktemp("rank-catalog")
     generate(out, date(2026, 11, 1), days=1, events_per_day=300)

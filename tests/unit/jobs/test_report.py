@@ -9,7 +9,7 @@ import pytest
 
 from offerrank.catalog import AIModel
 from offerrank.jobs.report import model_report
-from offerrank.report_page import render
+from offerrank.reports.page import render
 from offerrank.tables import MODEL_REPORT, MODEL_REPORT_DAILY, MODEL_REPORT_OFFERS
 
 D0, D1, D2 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
@@ -72,7 +72,7 @@ def test_model_and_random_traffic_of_the_window_are_compared(report):
 def test_gini_uses_the_scores_served_on_each_day_on_random_traffic(report):
     # D1 served o1 above o2 (right: 6% vs 3%), D2 served o2 above o1 (wrong): the pooled AUC mixes both days
     (row,) = report.summary.to_dict("records")
-    from offerrank.stats import gini
+    from offerrank.reports.stats import gini
 
     expected = gini([0.06, 0.03, 0.03, 0.06], [18, 9, 15, 8], [282, 291, 235, 242])
     assert row["gini"] == pytest.approx(expected)

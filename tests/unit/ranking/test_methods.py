@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 
 from offerrank.catalog import CatalogError, build_catalog
-from offerrank.generator import generate
 from offerrank.ranking import METHODS, FormulaRanking, PriorityRanking, ThompsonSampling, method_of
+from offerrank.sim.generator import generate
 from offerrank.tables import ALL_SEGMENTS
 
 

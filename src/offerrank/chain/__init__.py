@@ -1,0 +1,1 @@
+"""The nightly chain: its steps and gates, and what the Airflow DAGs' tasks call."""

@@ -1,0 +1,3 @@
+from offerrank.cli.main import entry
+
+entry()

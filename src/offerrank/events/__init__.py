@@ -1,0 +1,1 @@
+"""Events: the XDM proposition-interaction layout as Spark reads it, quarantine routing, de-duplication."""

@@ -1,0 +1,1 @@
+"""Learning: contextual features, Beta posteriors and Thompson ranking, the contextual (Bayesian logistic) model."""

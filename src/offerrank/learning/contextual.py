@@ -1,0 +1,157 @@
+"""The contextual model: a Bayesian logistic regression per offer on one-hot features, trained from aggregated
+counts, its posterior served per request by Thompson sampling.
+
+Training input is `feature_stats_daily`: per day, placement, channel, offer and *cell* (one combination of feature
+levels, e.g. `person.ageBand=25-34`, `device=mobile`) the impressions and conversions. Spark aggregates the events
+into cells; here each offer's cells are one small binomial regression: the weights w of P(click | x) =
+sigmoid(w . x) get a Gaussian prior N(0, prior_sd^2) (the intercept a wide N(0, 10^2)), the MAP by Newton's
+method on the counts (started at the offer's own rate), and the Laplace approximation of the posterior:
+N(MAP, H^-1), H the Hessian of the negative log posterior. Only offers past the model's personalization
+thresholds are trained; the others are ranked by their segment posterior. Days are weighed by the model's
+half-life, as the Beta posteriors.
+
+Serving: a request's feature vector x is a set of active columns, so the score's logit is univariate normal,
+N(mu . x, x' S x) per offer: its quantile table drives the same Thompson draws and slot probabilities as a Beta
+posterior's (see offerrank.serving.policy). Pure numpy and pandas: no Spark, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from offerrank.learning.features import INTERCEPT, FeatureDictionary
+
+if TYPE_CHECKING:
+    from offerrank.catalog import AIModel
+
+PARAMETER_KEYS = ["placement_id", "channel", "offer_id"]
+_INTERCEPT_SD = 10.0  # the intercept is the offer's base rate on the logit scale: a weak prior
+_NEWTON_STEPS = 50
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
+
+
+def fit_logistic(
+    design: np.ndarray, impressions: np.ndarray, conversions: np.ndarray, prior_precision: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Laplace posterior (mean, covariance) of logistic weights on binomial counts: rows of `design` (0/1),
+    their `impressions` and `conversions` (possibly weighted), a Gaussian prior N(0, diag(1 / prior_precision))."""
+    rate = np.clip(conversions.sum() / max(impressions.sum(), 1e-9), 1e-4, 1 - 1e-4)
+    weights = np.zeros(design.shape[1])
+    weights[0] = np.log(rate / (1 - rate))
+    prior = np.diag(prior_precision)
+    for _ in range(_NEWTON_STEPS):
+        p = sigmoid(design @ weights)
+        gradient = design.T @ (conversions - impressions * p) - prior_precision * weights
+        hessian = (design * (impressions * p * (1 - p))[:, None]).T @ design + prior
+        step = np.linalg.solve(hessian, gradient)
+        weights += step
+        if np.abs(step).max() < 1e-8:
+            break
+    p = sigmoid(design @ weights)
+    hessian = (design * (impressions * p * (1 - p))[:, None]).T @ design + prior
+    return weights, np.linalg.inv(hessian)
+
+
+def cell_levels(cells: pd.Series) -> list[dict[str, str]]:
+    """Each cell's `name=level` strings as a {name: level} mapping."""
+    return [dict(item.split("=", 1) for item in items) for items in cells]
+
+
+def dictionary_of(model: AIModel, window: pd.DataFrame) -> FeatureDictionary:
+    """The model's feature dictionary from its window's cells: each feature's most shown levels."""
+    shown: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for levels, impressions in zip(cell_levels(window["features"]), window["impressions"]):
+        for name, value in levels.items():
+            shown[name][value] += impressions
+    return FeatureDictionary.from_counts(model.features, shown)
+
+
+def design_of(dictionary: FeatureDictionary, cells: pd.Series) -> np.ndarray:
+    """The 0/1 design matrix of `cells` (one row per cell)."""
+    design = np.zeros((len(cells), len(dictionary)))
+    for row, levels in enumerate(cell_levels(cells)):
+        design[row, dictionary.active(levels)] = 1.0
+    return design
+
+
+def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
+    """The model's parameters as of `as_of` from `cells` (event_date, placement_id, channel, offer_id, features,
+    impressions, conversions; other days ignored): one row per placement x channel x offer past the personalization
+    thresholds, with the feature dictionary, posterior mean and covariance (row-major), the window's counts.
+    The rows of `model_parameters`."""
+    first = model.window_start(as_of)
+    window = cells[cells["event_date"].between(first, as_of)].copy()
+    columns = ["as_of_date", "model_name", *PARAMETER_KEYS, "window_start", "features", "weights", "covariance"]
+    if window.empty:
+        return pd.DataFrame(columns=[*columns, "impressions", "conversions"])
+    age = np.array([(as_of - day).days for day in window["event_date"]], dtype=float)
+    weight = 0.5 ** (age / model.half_life_days) if model.half_life_days else np.ones(len(window))
+    window["n"], window["c"] = window["impressions"] * weight, window["conversions"] * weight
+    window["cell"] = window["features"].map(lambda items: "|".join(sorted(items)))
+    dictionary = dictionary_of(model, window)
+    precision = np.full(len(dictionary), 1.0 / model.personalization.prior_sd**2)
+    precision[0] = 1.0 / _INTERCEPT_SD**2
+    thresholds = model.personalization
+    rows = []
+    for (placement_id, channel, offer_id), offer in window.groupby(PARAMETER_KEYS, sort=True):
+        impressions, conversions = int(offer["impressions"].sum()), int(offer["conversions"].sum())
+        if impressions < thresholds.min_impressions or conversions < thresholds.min_conversions:
+            continue
+        by_cell = offer.groupby("cell", sort=True).agg(features=("features", "first"), n=("n", "sum"), c=("c", "sum"))
+        mean, covariance = fit_logistic(
+            design_of(dictionary, by_cell["features"]), by_cell["n"].to_numpy(), by_cell["c"].to_numpy(), precision
+        )
+        if not (np.isfinite(mean).all() and np.isfinite(covariance).all()):
+            continue  # no usable posterior: the offer is ranked by its segment posterior, as below the thresholds
+        rows.append(
+            (
+                as_of,
+                model.name,
+                placement_id,
+                channel,
+                offer_id,
+                first,
+                list(dictionary.names),
+                mean.tolist(),
+                covariance.ravel().tolist(),
+                impressions,
+                conversions,
+            )
+        )
+    return pd.DataFrame(rows, columns=[*columns, "impressions", "conversions"])
+
+
+def logit_moments(weights: np.ndarray, covariance: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per offer, the mean and standard deviation of the logit of a request with `active` columns, from stacked
+    posteriors (`weights`: offers x d, `covariance`: offers x d x d)."""
+    mean = weights[:, active].sum(axis=1)
+    variance = covariance[:, active[:, None], active[None, :]].sum(axis=(1, 2))
+    return mean, np.sqrt(np.maximum(variance, 0.0))
+
+
+def logit_normal_table(mean: np.ndarray, sd: np.ndarray, grid_normal: np.ndarray) -> np.ndarray:
+    """Each offer's conversion-probability quantiles (offers x len(grid)) when its logit is N(mean, sd^2);
+    `grid_normal` holds the standard normal's quantiles at the grid."""
+    return sigmoid(mean[:, None] + sd[:, None] * grid_normal[None, :])
+
+
+def explain(features: list[str], weights: list[float], covariance: list[float], top: int = 5) -> list[dict]:
+    """The features that raise and lower an offer's score most: posterior mean weight and standard deviation,
+    strongest first (`top` of each sign; the intercept left out)."""
+    sd = np.sqrt(np.diag(np.asarray(covariance).reshape(len(features), len(features))))
+    rows = [
+        {"feature": name, "weight": float(weight), "sd": float(spread)}
+        for name, weight, spread in zip(features, weights, sd)
+        if name != INTERCEPT
+    ]
+    raising = sorted((r for r in rows if r["weight"] > 0), key=lambda r: -r["weight"])[:top]
+    lowering = sorted((r for r in rows if r["weight"] < 0), key=lambda r: r["weight"])[:top]
+    return raising + lowering

@@ -1,0 +1,1 @@
+"""Reports: rate statistics, off-policy estimators, the HTML report page."""

@@ -1,0 +1,177 @@
+"""Serving a contextual model's lists: the profiles' attributes, a request's features, and each offer's score
+distribution for one request.
+
+`AttributeIndex` holds the `profile_attributes` snapshot the ranking used, compact for millions of profiles: the
+profile ids sorted in one Arrow string array (found by binary search) and per attribute one 16-bit code per
+profile into that attribute's distinct values (0: missing). `ContextualList` holds the parameters a published list
+carries (the feature dictionary, and per offer the posterior mean and covariance) and turns a request's cell (its
+active features) into what the serving policy draws from: each offer's quantile table, the logit-normal of its
+score for a trained offer, the Beta posterior for an offer below the personalization thresholds.
+Pure numpy and pyarrow.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.special import ndtri
+
+from offerrank.catalog import Catalog, Feature
+from offerrank.learning.contextual import logit_moments, logit_normal_table
+from offerrank.learning.features import REQUEST_CONTEXT_KEYS, FeatureDictionary, level
+from offerrank.serving.policy import QUANTILES, posterior_table
+
+PERSONALIZED = "personalized"  # the reason of an offer scored for the request by a contextual model
+MAX_CONTEXT_VALUE = 100
+_GRID_NORMAL = ndtri((np.arange(QUANTILES) + 0.5) / QUANTILES)
+
+
+def position_of(ids: pa.Array, profile_id: str | None) -> int | None:
+    """The position of `profile_id` in the sorted Arrow string array `ids` (None when absent)."""
+    if profile_id is None or not len(ids):
+        return None
+    # Arrow sorts strings by their UTF-8 bytes: the order of Python's str comparison
+    at = bisect.bisect_left(range(len(ids)), profile_id, key=lambda i: ids[i].as_py())
+    return at if at < len(ids) and ids[at].as_py() == profile_id else None
+
+
+class AttributeIndex:
+    """Profile id -> its raw attribute values, for the attributes contextual models declare."""
+
+    def __init__(self, ids=None, codes=None, values=(), names=(), source=None):
+        self.source = source  # what it was loaded from: (table version, attributes, as-of date)
+        self._ids = ids if ids is not None else pa.array([], pa.string())
+        self._codes = codes if codes is not None else np.zeros((0, 0), np.uint16)  # profiles x attributes, 0: none
+        self._values: tuple[tuple[str | None, ...], ...] = tuple(values)  # per attribute: code -> value
+        self._names: tuple[str, ...] = tuple(names)
+
+    @classmethod
+    def build(cls, rows: pa.Table, names: list[str], source=None) -> AttributeIndex:
+        """The index of a table of (profile_id, attribute, value) rows."""
+        if rows.num_rows == 0:
+            return cls(names=names, source=source)
+        ids = pc.unique(rows["profile_id"].combine_chunks()).sort()
+        at = pc.index_in(rows["profile_id"], ids).to_numpy()
+        masks = [pc.equal(rows["attribute"], name).combine_chunks() for name in names]
+        distinct = [pc.unique(pc.filter(rows["value"], mask).combine_chunks()) for mask in masks]
+        # 16-bit codes unless an attribute has 65,535 values or more (a numeric one, say)
+        dtype = np.uint16 if max(map(len, distinct)) < 2**16 - 1 else np.uint32
+        codes = np.zeros((len(ids), len(names)), dtype)
+        for column, (mask, values) in enumerate(zip(masks, distinct)):
+            coded = pc.index_in(pc.filter(rows["value"], mask), values).to_numpy(zero_copy_only=False)
+            codes[at[mask.to_numpy(zero_copy_only=False)], column] = coded.astype(dtype) + 1
+        return cls(ids, codes, [(None, *values.to_pylist()) for values in distinct], names, source)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def nbytes(self) -> int:
+        return self._ids.nbytes + self._codes.nbytes
+
+    def attributes_of(self, profile_id: str | None) -> dict[str, str]:
+        """The profile's attribute values (none for an unknown or anonymous profile, or a missing attribute)."""
+        at = position_of(self._ids, profile_id)
+        if at is None:
+            return {}
+        codes = self._codes[at].tolist()
+        return {name: self._values[i][code] for i, (name, code) in enumerate(zip(self._names, codes)) if code}
+
+
+NO_ATTRIBUTES = AttributeIndex()
+
+
+def contextual_attribute_names(catalog: Catalog | None) -> list[str]:
+    return [feature.name for feature in catalog.contextual_attributes()] if catalog else []
+
+
+def request_context(context: Mapping[str, object] | None, channel: str, utc_hour: int) -> dict[str, object]:
+    """A request's context as a contextual model reads it: the device and hour it passes (the hour an integer
+    0-23, by default the UTC hour, as the events' timestamps give it when they have no local time) and its
+    channel. ValueError naming the first key or value a request may not pass."""
+    context = dict(context or {})
+    for key, value in context.items():
+        if key not in REQUEST_CONTEXT_KEYS:
+            raise ValueError(
+                f"context key must be one of {', '.join(REQUEST_CONTEXT_KEYS)} (got {str(key)[:40]!r}; the channel "
+                "is the request's)"
+            )
+        if not isinstance(value, str | int | float) or isinstance(value, bool) or len(str(value)) > MAX_CONTEXT_VALUE:
+            raise ValueError(f"context value of {key!r} must be a string or number of at most {MAX_CONTEXT_VALUE}")
+    hour = context.get("hour", utc_hour)
+    if not str(hour).strip().isdigit() or not 0 <= int(str(hour).strip()) <= 23:
+        raise ValueError(f"context hour must be a whole hour 0-23 (got {str(hour)[:20]!r})")
+    return {**context, "hour": int(str(hour).strip()), "channel": channel}
+
+
+@dataclass(frozen=True)
+class CellModel:
+    """What a contextual list serves one cell of requests: per servable row its quantile table, the mean score
+    and whether it is personalized (scored by its own parameters)."""
+
+    table: np.ndarray
+    score: np.ndarray
+    personalized: np.ndarray
+
+
+@dataclass(frozen=True)
+class ContextualList:
+    """A published list's contextual parameters: row i of the list (from its start) has parameters
+    `position[i]` (-1: none, below the personalization thresholds)."""
+
+    dictionary: FeatureDictionary
+    features: dict[str, Feature]  # name -> how its raw values become levels
+    position: np.ndarray
+    weights: np.ndarray  # offers with parameters x d
+    covariance: np.ndarray  # offers with parameters x d x d
+
+    @classmethod
+    def of(cls, ranking: pa.Table, start: int, stop: int, model_features: tuple[Feature, ...]) -> ContextualList | None:
+        """The parameters of rows [start, stop) of a published ranking (None when no row has any)."""
+        rows = ranking.slice(start, stop - start)
+        weights = rows["weights"].to_pylist()
+        have = [at for at, w in enumerate(weights) if w]
+        if not have:
+            return None
+        names = tuple(rows["features"][have[0]].as_py())
+        dictionary = FeatureDictionary(names)
+        declared = {feature.name: feature for feature in model_features}
+        features = {name: declared.get(name, Feature(name=name)) for name in dictionary.feature_names}
+        position = np.full(stop - start, -1, np.intp)
+        position[have] = np.arange(len(have))
+        covariance = rows["covariance"].to_pylist()
+        return cls(
+            dictionary,
+            features,
+            position,
+            np.array([weights[at] for at in have], float),
+            np.array([covariance[at] for at in have], float).reshape(len(have), len(names), len(names)),
+        )
+
+    def cell(self, attributes: Mapping[str, object], context: Mapping[str, object]) -> np.ndarray:
+        """The active columns of a request: its profile attributes and context, as levels."""
+        raw = {**attributes, **context}
+        return self.dictionary.active({name: level(f, raw.get(name)) for name, f in self.features.items()})
+
+    def cell_model(self, rows: np.ndarray, alpha: np.ndarray, beta: np.ndarray, active: np.ndarray) -> CellModel:
+        """The quantile tables and mean scores of the servable `rows` (positions in the list) for one cell;
+        `alpha`, `beta`: the rows' Beta posteriors, for rows without parameters."""
+        position = self.position[rows]
+        personalized = position >= 0
+        table = np.empty((len(rows), QUANTILES))
+        score = np.empty(len(rows))
+        if personalized.any():
+            mean, sd = logit_moments(
+                self.weights[position[personalized]], self.covariance[position[personalized]], active
+            )
+            table[personalized] = logit_normal_table(mean, sd, _GRID_NORMAL)
+            score[personalized] = 1.0 / (1.0 + np.exp(-mean))
+        if (~personalized).any():
+            table[~personalized] = posterior_table(alpha[~personalized], beta[~personalized])
+            score[~personalized] = alpha[~personalized] / (alpha[~personalized] + beta[~personalized])
+        return CellModel(table, score, personalized)

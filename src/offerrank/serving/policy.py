@@ -1,0 +1,185 @@
+"""The serving policy of an AI-ranked list, decided per request: what Adobe's auto-optimization serves.
+
+With probability ε (the model's exploration share) the request gets a uniformly random order of the servable
+offers (`traffic_type = random`); otherwise one Thompson draw from each offer's Beta posterior orders them
+(`traffic_type = model`). A draw reads the posterior's quantile table (`posterior_table`: 256 quantiles, linear in
+between, built once per list): a few microseconds a request where numpy's Beta sampler takes about 15, and the
+slot probabilities come from the same sampler. Every served slot carries its propensity: the probability that this
+policy puts that offer in that slot, ε / K + (1 − ε) · P(the Thompson order puts it there), which is what a channel
+logs so that reports and off-policy evaluation can weigh each impression. Pure numpy and scipy: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from offerrank.learning.bandit import DRAWS
+
+RANDOM, MODEL = "random", "model"
+_CHUNK = 2_000  # Monte-Carlo draws per batch: bounds the scratch memory of a long list
+# Posterior samples per list at most: a list of 200 offers gets 5,000 draws (about 50 ms, standard error at most
+# 0.7 points), so a lookup's first answer of a long list is not held up for the 20,000 the ranking uses.
+_SAMPLES = 1_000_000
+MIN_PROPENSITY = 1 / DRAWS
+QUANTILES = 256  # quantiles per posterior in the tables Thompson draws read
+_generators = threading.local()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One request's order of a list: positions into its servable offers, and per position its propensity."""
+
+    order: np.ndarray
+    traffic_type: str
+    propensity: np.ndarray
+
+
+def request_generator(*parts: object) -> np.random.Generator:
+    """A generator whose draws are fixed by `parts` (request id, placement, channel, ranking version).
+
+    The thread's own PCG64 is set to a 128-bit state and an odd increment taken from SHA-256 of the parts: a few
+    microseconds, where building a seeded Generator (SeedSequence) costs about ten times that per request."""
+    held = getattr(_generators, "held", None)
+    if held is None:  # the thread's generator, and the state dict it is set from (the setter copies it)
+        state = {"bit_generator": "PCG64", "state": None, "has_uint32": 0, "uinteger": 0}
+        held = _generators.held = np.random.Generator(np.random.PCG64()), state
+    generator, state = held
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    state["state"] = {"state": int.from_bytes(digest[:16], "little"), "inc": int.from_bytes(digest[16:], "little") | 1}
+    generator.bit_generator.state = state
+    return generator
+
+
+def posterior_table(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Each Beta(alpha, beta) posterior's quantiles at (i + 0.5) / QUANTILES: an (offers x QUANTILES) table."""
+    from scipy.special import betaincinv
+
+    grid = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    return betaincinv(alpha[:, None], beta[:, None], grid[None, :])
+
+
+def thompson_draws(rng: np.random.Generator, table: np.ndarray, draws: int) -> np.ndarray:
+    """`draws` samples of each posterior of `table` (draws x offers): inverse CDF, linear between quantiles."""
+    offers = table.shape[0]
+    position = rng.random((draws, offers)) * (QUANTILES - 1)
+    below = position.astype(np.intp)
+    flat, start = table.ravel(), np.arange(offers) * QUANTILES + below
+    low = flat[start]
+    return low + (position - below) * (flat[start + 1] - low)
+
+
+def slot_probabilities(table: np.ndarray, slots: int, seed: int, draws: int | None = None) -> np.ndarray:
+    """P(offer i is in slot j of one Thompson draw) from the posteriors' quantile `table`: an (offers x slots)
+    matrix by Monte-Carlo (`draws`: 20,000, fewer for lists of more than 50 offers), `slots` at most the number of
+    offers. Column 0 is P(best)."""
+    offers = table.shape[0]
+    slots = min(slots, offers)
+    draws = draws or max(_CHUNK, min(DRAWS, _SAMPLES // offers))
+    rng, counts = np.random.default_rng(seed), np.zeros(offers * slots)
+    for start in range(0, draws, _CHUNK):
+        samples = thompson_draws(rng, table, min(_CHUNK, draws - start))
+        top = (
+            np.argpartition(-samples, slots - 1, axis=1)[:, :slots]
+            if slots < offers
+            else np.tile(np.arange(offers), (len(samples), 1))
+        )
+        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(samples, top, 1), axis=1), 1)
+        counts += np.bincount((order * slots + np.arange(slots)).ravel(), minlength=offers * slots)
+    return (counts / draws).reshape(offers, slots)
+
+
+def contender_slot_probabilities(table: np.ndarray, slots: int, seed: int) -> np.ndarray:
+    """`slot_probabilities` with a budget for one request's cell: offers whose highest quantile is below the
+    `slots`-th highest lowest quantile can never reach a slot and get 0 without being drawn, and the others share
+    about 100,000 samples (at least 2,000 draws)."""
+    offers = table.shape[0]
+    slots = min(slots, offers)
+    kth_lowest = np.partition(table[:, 0], offers - slots)[offers - slots]
+    contenders = np.flatnonzero(table[:, -1] >= kth_lowest)
+    in_slot = np.zeros((offers, slots))
+    draws = max(_CHUNK, min(DRAWS, 100_000 // len(contenders)))
+    in_slot[contenders] = slot_probabilities(table[contenders], slots, seed, draws)
+    return in_slot
+
+
+def _shuffled(rng: np.random.Generator, offers: int, slots: int) -> np.ndarray:
+    return rng.permutation(offers)[:slots]
+
+
+def random_order(rng: np.random.Generator, offers: int, slots: int) -> Decision:
+    """A uniformly random order: every offer is in every slot with probability 1 / offers."""
+    order = _shuffled(rng, offers, slots)
+    return Decision(order, RANDOM, np.full(len(order), 1.0 / offers))
+
+
+@dataclass(frozen=True)
+class Contenders:
+    """The offers of a list that a Thompson draw puts in its first slots: those the Monte-Carlo of
+    `slot_probabilities` ever put there, with their posteriors' quantile tables. An offer it never did has a chance
+    below 1 / draws (under `MIN_PROPENSITY`, the least propensity logged); leaving it out of each request's draw
+    keeps a long list's draw short (10 of 200 offers shown: about 80 contenders)."""
+
+    offers: np.ndarray  # positions in the list
+    table: np.ndarray
+    # What one request's draw reads, made once: each contender's first cell in the flat quantiles, negated so that
+    # the draw sorts from best to worst as it is (negation is exact: the same order as `thompson_draws`).
+    _first: np.ndarray = field(init=False, repr=False, compare=False)
+    _negated: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_first", np.arange(len(self.table)) * QUANTILES)
+        object.__setattr__(self, "_negated", np.ascontiguousarray(-np.asarray(self.table, dtype=float)).ravel())
+
+    @classmethod
+    def of(cls, table: np.ndarray, in_slot: np.ndarray) -> Contenders:
+        offers = np.flatnonzero(in_slot.sum(axis=1) > 0)
+        return cls(offers, table[offers])
+
+    def draw_order(self, rng: np.random.Generator, slots: int) -> np.ndarray:
+        """The list positions of the first `slots` offers of one Thompson draw, best first: the order of
+        `thompson_draws(rng, self.table, 1)` (the same numbers from the same generator state, negated exactly)."""
+        position = rng.random(len(self._first)) * (QUANTILES - 1)
+        below = position.astype(np.intp)
+        at = self._first + below
+        low = self._negated.take(at)
+        negated = low + (position - below) * (self._negated.take(at + 1) - low)
+        return self.offers.take(negated.argsort()[:slots])
+
+
+class ServingPolicy:
+    """What every request's decision of one served list reads, made at the list's first policy answer: its
+    contenders, exploration share and slots, and the propensity of every offer in every slot
+    (`serving_probability` of the list's slot probabilities, as Python floats)."""
+
+    __slots__ = ("contenders", "exploration_share", "offers", "slots", "_propensity")
+
+    def __init__(self, contenders: Contenders, exploration_share: float, in_slot: np.ndarray, slots: int):
+        self.contenders, self.exploration_share, self.slots = contenders, exploration_share, slots
+        self.offers = len(in_slot)
+        self._propensity: list[list[float]] = serving_probability(in_slot, exploration_share, self.offers).tolist()
+
+    def decide(self, rng: np.random.Generator) -> tuple[list[int], str, list[float]]:
+        """One request's order of the list's offers: random with probability `exploration_share`, else one Thompson
+        draw from the contenders' posteriors. Returns (list positions in serving order, traffic type, the propensity
+        of each served position)."""
+        if rng.random() < self.exploration_share:
+            order, traffic_type = _shuffled(rng, self.offers, self.slots).tolist(), RANDOM
+        else:
+            order, traffic_type = self.contenders.draw_order(rng, self.slots).tolist(), MODEL
+        propensity = self._propensity
+        return order, traffic_type, [propensity[at][slot] for slot, at in enumerate(order)]
+
+
+def serving_probability(
+    in_slot: np.ndarray, exploration_share: float, offers: int, floor: float = MIN_PROPENSITY
+) -> np.ndarray:
+    """P(the policy puts an offer in a slot) from `in_slot`, P(a Thompson draw puts it there), for a list of
+    `offers`: exploration_share / offers + (1 - exploration_share) * in_slot (element-wise), at least `floor`.
+    A logged propensity keeps the floor (an estimate of 0 for what was just drawn means "below the Monte-Carlo's
+    resolution", never impossible); a candidate's probabilities in off-policy evaluation take none, so each slot's
+    sum stays 1."""
+    return np.maximum(exploration_share / offers + (1 - exploration_share) * in_slot, floor)

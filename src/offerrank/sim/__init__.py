@@ -1,0 +1,1 @@
+"""Simulation: the sample-data generator and the closed-loop simulator."""

@@ -1,0 +1,157 @@
+"""The contextual model: feature levels and encoding, training on a known problem, scoring a request."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from offerrank.catalog import AIModel, Feature
+from offerrank.learning.contextual import explain, fit_logistic, logit_moments, train
+from offerrank.learning.features import INTERCEPT, FeatureDictionary, bucket_labels, level
+
+DAY = date(2026, 11, 10)
+AGE = Feature(name="person.age", buckets=[25, 40, 60])
+COUNTRY = Feature(name="homeAddress.countryCode", max_levels=2)
+
+
+def contextual_model(**overrides):
+    spec = {"name": "ctx", "type": "personalized", "datasets": ["events"], "lookback_days": 7}
+    spec |= {"attributes": ["homeAddress.countryCode"], "context": ["device"]} | overrides
+    return AIModel(**spec)
+
+
+def test_levels_bucket_numbers_and_name_unknowns():
+    assert bucket_labels([25, 40, 60]) == ["<25", "25-40", "40-60", ">=60"]
+    assert [level(AGE, raw) for raw in (18, "25", 39.9, 60, "x", None, "", float("nan"))] == [
+        "<25",
+        "25-40",
+        "25-40",
+        ">=60",
+        "unknown",
+        "unknown",
+        "unknown",
+        "unknown",
+    ]
+    assert level(COUNTRY, "DE") == "DE" and level(COUNTRY, None) == "unknown"
+
+
+def test_dictionary_caps_levels_and_encodes_unseen_as_other():
+    dictionary = FeatureDictionary.from_counts(
+        [COUNTRY, AGE], {"homeAddress.countryCode": {"DE": 50, "FR": 30, "IT": 5, "unknown": 9}, "person.age": {}}
+    )
+    assert dictionary.names == (
+        INTERCEPT,
+        "homeAddress.countryCode=DE",
+        "homeAddress.countryCode=FR",
+        "homeAddress.countryCode=other",
+        "homeAddress.countryCode=unknown",
+        "person.age=other",
+        "person.age=unknown",
+    )
+    assert dictionary.active({"homeAddress.countryCode": "IT", "person.age": "<25"}).tolist() == [0, 3, 5]
+    assert dictionary.active({"homeAddress.countryCode": "FR"}).tolist() == [0, 2, 6]
+
+
+def test_catalog_refuses_unknown_context_and_repeated_features():
+    with pytest.raises(ValueError, match="unknown context key 'weather'"):
+        contextual_model(context=["weather"])
+    with pytest.raises(ValueError, match="more than once: device"):
+        contextual_model(context=["device", {"name": "device"}])
+    with pytest.raises(ValueError, match="ascending"):
+        Feature(name="person.age", buckets=[40, 25])
+    assert contextual_model().contextual and contextual_model().features[1].name == "device"
+
+
+def test_weekly_schedule_trains_on_mondays_or_when_a_week_old():
+    weekly = contextual_model(schedule="weekly")
+    monday, thursday = date(2026, 11, 9), date(2026, 11, 12)
+    assert weekly.trains_on(monday, date(2026, 11, 8)) and weekly.trains_on(thursday, None)
+    assert not weekly.trains_on(thursday, monday) and weekly.trains_on(thursday, date(2026, 11, 5))
+    assert contextual_model().trains_on(thursday, thursday)
+
+
+def test_fit_recovers_known_logistic_weights():
+    rng = np.random.default_rng(3)
+    design = np.array([[1, a, b] for a in (0, 1) for b in (0, 1)], float)
+    truth = np.array([-3.0, 1.0, -0.5])
+    impressions = np.full(4, 200_000.0)
+    conversions = rng.binomial(200_000, 1 / (1 + np.exp(-design @ truth))).astype(float)
+    mean, covariance = fit_logistic(design, impressions, conversions, np.array([1e-4, 1.0, 1.0]))
+    assert np.allclose(mean, truth, atol=0.05)
+    assert covariance.shape == (3, 3) and (np.diag(covariance) > 0).all() and np.diag(covariance).max() < 1e-3
+
+
+def cells(rates: dict[tuple[str, str, str], float], shown: int = 4000) -> pd.DataFrame:
+    """Cells of one day where offer x country x device converts at the given rate (exact counts)."""
+    return pd.DataFrame(
+        [
+            (
+                DAY,
+                "hero",
+                "web",
+                offer,
+                [f"homeAddress.countryCode={country}", f"device={device}"],
+                shown,
+                round(shown * rate),
+            )
+            for (offer, country, device), rate in rates.items()
+        ],
+        columns=["event_date", "placement_id", "channel", "offer_id", "features", "impressions", "conversions"],
+    )
+
+
+def test_training_finds_the_best_offer_per_context_and_leaves_thin_offers_out():
+    rates = {}
+    for country in ("DE", "FR"):
+        for device in ("mobile", "desktop"):
+            rates[("de-offer", country, device)] = 0.08 if country == "DE" else 0.02
+            rates[("mobile-offer", country, device)] = 0.06 if device == "mobile" else 0.01
+    frame = pd.concat([cells(rates), cells({("thin", "DE", "mobile"): 0.1}, shown=100)])
+    parameters = train(frame, contextual_model(), DAY)
+    assert sorted(parameters["offer_id"]) == ["de-offer", "mobile-offer"]  # thin: 100 impressions < 250
+    dictionary = FeatureDictionary(tuple(parameters["features"].iloc[0]))
+    weights = np.stack(parameters["weights"].map(np.asarray))
+    covariance = np.stack([np.asarray(c).reshape(len(dictionary), -1) for c in parameters["covariance"]])
+    best = {}
+    for country in ("DE", "FR"):
+        for device in ("mobile", "desktop"):
+            active = dictionary.active({"homeAddress.countryCode": country, "device": device})
+            mean, sd = logit_moments(weights, covariance, active)
+            best[(country, device)] = parameters["offer_id"].iloc[int(np.argmax(mean))]
+            assert (sd > 0).all() and (sd < 0.5).all()
+    assert best == {
+        ("DE", "mobile"): "de-offer",
+        ("DE", "desktop"): "de-offer",
+        ("FR", "mobile"): "mobile-offer",
+        ("FR", "desktop"): "de-offer",
+    }
+    unseen = dictionary.active({"homeAddress.countryCode": "JP"})  # other country, unknown device
+    assert np.isfinite(logit_moments(weights, covariance, unseen)[0]).all()
+    reasons = explain(list(dictionary.names), parameters["weights"].iloc[0], parameters["covariance"].iloc[0])
+    assert reasons[0]["feature"] == "homeAddress.countryCode=DE" and reasons[-1]["weight"] < 0
+
+
+def test_training_without_cells_in_the_window_gives_no_parameters():
+    assert train(
+        cells({("a", "DE", "mobile"): 0.1}).assign(event_date=date(2026, 10, 1)), contextual_model(), DAY
+    ).empty
+
+
+def test_catalog_caps_model_columns_and_wants_one_declaration_per_attribute():
+    with pytest.raises(ValueError, match="at most 256"):
+        contextual_model(attributes=[{"name": f"a.f{i}", "max_levels": 60} for i in range(5)])
+    assert len(contextual_model(segments=["loyal"]).features) == 3  # the segment is one more feature
+    from offerrank.catalog import build_catalog
+
+    def model(name, attribute):
+        return {"name": name, "type": "personalized", "datasets": ["events"], "attributes": [attribute]}
+
+    data = {
+        "datasets": [{"name": "events", "path": "/tmp"}],
+        "ai_models": [model("m1", {"name": "person.age", "buckets": [30]}), model("m2", "person.age")],
+    }
+    with pytest.raises(ValueError, match="'person.age' is declared otherwise by AI model 'm1'"):
+        build_catalog(data, "catalog.yaml")

@@ -1,0 +1,62 @@
+"""The simulator's world: true rates after drifts, live offers, and the catalog it applies (no Spark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from offerrank.catalog import build_catalog
+from offerrank.sim.simulator import World, load_world
+
+WORLD = {
+    "start": "2026-11-01",
+    "requests_per_day": 100,
+    "segments": {"a": 0.6, "b": 0.4},
+    "placements": [
+        {"id": "hero", "channel": "web", "share": 0.5, "slots": 2, "model": "auto"},
+        {"id": "push", "channel": "push", "share": 0.5, "model": "pers", "personalized": True},
+    ],
+    "offers": [
+        {"id": "h1", "placements": ["hero"], "rate": 0.02, "segment_rates": {"b": 0.08}},
+        {"id": "h2", "placements": ["hero"], "rate": 0.05, "first_day": 3, "last_day": 4},
+        {"id": "p1", "placements": ["push"], "rate": 0.04},
+    ],
+    "drifts": [{"day": 2, "offer": "h1", "rate": 0.01, "segment": "b"}, {"day": 4, "offer": "h1", "rate": 0.03}],
+}
+
+
+def test_true_rates_follow_segments_and_drifts_and_offers_their_live_days():
+    world = World.model_validate(WORLD)
+    h1 = world.offers[0]
+    assert [world.true_rate(h1, "b", day) for day in (1, 2, 3, 4)] == [0.08, 0.01, 0.01, 0.03]
+    assert world.true_rate(h1, "a", 1) == 0.02
+    assert world.segment_rate(h1, "*", 1) == pytest.approx(0.6 * 0.02 + 0.4 * 0.08)
+    assert [[o.id for o in world.live_offers("hero", day)] for day in (2, 3, 5)] == [["h1"], ["h1", "h2"], ["h1"]]
+
+
+def test_the_world_applies_as_a_valid_catalog_of_one_decision_per_placement():
+    world = World.model_validate(WORLD)
+    catalog = build_catalog(world.catalog(days=5, events=Path("/tmp/events")), "world")
+    assert {d.id: d.placements[0].ranking for d in catalog.decisions} == {
+        "sim-hero": "ai_model:auto",
+        "sim-push": "ai_model:pers",
+    }
+    models = {m.name: m for m in catalog.ai_models}
+    assert models["pers"].segments == ("a", "b") and models["auto"].type.value == "auto_optimization"
+    h2 = catalog.get("offers", "h2")
+    assert (str(h2.start_date), str(h2.end_date)) == ("2026-11-03", "2026-11-04")
+
+
+def test_a_world_naming_what_it_lacks_is_refused_with_every_problem():
+    broken = {**WORLD, "drifts": [{"day": 2, "offer": "nope", "rate": 0.1}]}
+    broken["offers"] = [*WORLD["offers"], {"id": "x", "placements": ["side"], "rate": 0.1}]
+    with pytest.raises(ValidationError, match="unknown placement side.*unknown offer nope"):
+        World.model_validate(broken)
+
+
+@pytest.mark.parametrize("name", ["steady", "drift"])
+def test_the_example_worlds_load(name):
+    world = load_world(Path(__file__).parents[3] / "examples" / "worlds" / f"{name}.yaml")
+    assert len(world.offers) >= 38 and world.requests_per_day == 20_000
