@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Set-up plus the two entry points of the README:
 #   ./dev.sh demo            set up, then run the main job on the embedded default (generated sample data)
-#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), lint with ruff, check
-#                            the import layers (import-linter),
-#                            then run the whole test suite (extra ARGS go to pytest)
-#   ./dev.sh test --fast     set up, lint, then run the unit tier only (pure functions, under a minute)
+#   ./dev.sh test [ARGS...]  set up (plus Debian's PostgreSQL for the distributed-path tests), the static checks
+#                            (ruff, import-linter, mkdocs --strict), then the whole test suite (extra ARGS go to pytest)
+#   ./dev.sh test --fast     set up, the static checks, then the unit tier only (pure functions, under a minute)
 #   ./dev.sh airflow         set up, then start the full local Airflow (UI on http://localhost:8080)
 # Set-up is idempotent: a virtualenv in .venv (re-installed when pyproject.toml changes) and Delta's jars
 # fetched once into OFFERRANK_JARS_CACHE (default ~/.cache/offerrank/jars).
@@ -14,7 +13,8 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}
 VENV=${OFFERRANK_VENV:-.venv}
 
-setup() {
+# The virtualenv alone: what the fast tier needs (no Spark, no JVM).
+setup_python() {
     command -v java >/dev/null || { echo "offerrank needs Java 17 (java not found on PATH)" >&2; exit 1; }
     command -v "$PYTHON" >/dev/null || { echo "offerrank needs Python 3.11 ($PYTHON not found; set PYTHON=...)" >&2; exit 1; }
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -25,7 +25,20 @@ setup() {
         "$VENV/bin/pip" install --quiet -e '.[dev,deploy]'
         echo "$wanted" >"$stamp"
     fi
+}
+
+setup() {
+    setup_python
     "$VENV/bin/offerrank" setup
+}
+
+# The fast tier's checks before any test: lint and format (ruff), the import layers (import-linter), the docs site
+# (mkdocs, strict: a broken link fails).
+static_checks() {
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check --quiet .
+    "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
+    NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$VENV/docs-site"
 }
 
 # The system tier starts a throw-away PostgreSQL and drives Airflow's UI in headless Chromium (Playwright with the
@@ -79,13 +92,14 @@ case "${1:-}" in
         ;;
     test)
         shift
-        setup
-        "$VENV/bin/ruff" check .
-        "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
         if [ "${1:-}" = "--fast" ]; then
             shift
+            setup_python
+            static_checks
             exec "$VENV/bin/python" -m pytest -m unit "$@"
         fi
+        setup
+        static_checks
         test_services
         # two workers by default (pytest-xdist): one runs the DAG runs and the deployment's services test after
         # test, the other the rest a file at a time (tests/conftest.py says how); on 2 cores the two overlap one's
