@@ -28,7 +28,7 @@ import pandas as pd
 
 from offerrank.catalog import entity_json
 from offerrank.learning.features import FeatureDictionary
-from offerrank.tables import ALL_SEGMENTS, MODEL_PARAMETERS, OFFER_RANKINGS, PROFILE_ATTRIBUTES, REGISTRY
+from offerrank.tables import ALL_SEGMENTS, MODEL_PARAMETERS, OFFER_RANKINGS, PROFILE_ATTRIBUTES, REGISTRY, Reason
 
 AS_OF = date(2026, 11, 1)
 ATTRIBUTES = [f"profile.attribute{i}" for i in range(4)]
@@ -127,7 +127,7 @@ def ranking_frame(offers: int, rng: np.random.Generator) -> tuple[pd.DataFrame, 
                 "beta": 970.0,
                 "impressions": 1000,
                 "conversions": 30,
-                "reason": "model",
+                "reason": Reason.MODEL.value,
                 "features": list(dictionary.names),
                 "weights": weights.tolist(),
                 "covariance": (factor @ factor.T + np.eye(d) * 0.05**2).ravel().tolist(),
@@ -160,7 +160,8 @@ def percentiles(seconds: list[float]) -> str:
 def lookup_part(workdir: Path, offers: int, profiles: int, lookups: int) -> None:
     from offerrank.engines.delta_rs import write_frame
     from offerrank.learning.contextual import logit_moments
-    from offerrank.serving.lookup import PUBLISHED, RankingLookup
+    from offerrank.serving.answers import PUBLISHED
+    from offerrank.serving.lookup import RankingLookup
     from offerrank.settings import load_settings
 
     settings = load_settings(home=workdir)
@@ -206,7 +207,7 @@ def lookup_part(workdir: Path, offers: int, profiles: int, lookups: int) -> None
             started = time.perf_counter()
             answer = lookup.top("hero", "web", profile, 10, mode, f"w{n}", context={"device": device})
             timings.append(time.perf_counter() - started)
-        assert answer.offers[0].reason in ("personalized", "random")
+        assert answer.offers[0].reason in (Reason.PERSONALIZED, Reason.RANDOM)
         print(f"  top(limit 10, {mode:<9}) of a cell seen before: {percentiles(timings)}")
 
 

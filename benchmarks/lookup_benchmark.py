@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PARAMETER_COLUMNS
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, PARAMETER_COLUMNS, Reason
 
 CHANNELS = ("web", "email", "push", "mobileApp")
 
@@ -125,7 +125,7 @@ def ranking_rows(version: int, placements: int, offers: int) -> list[dict]:
                     "beta": beta,
                     "impressions": 5000,
                     "conversions": 20,
-                    "reason": "model",
+                    "reason": Reason.MODEL.value,
                     **dict.fromkeys(PARAMETER_COLUMNS),
                     "as_of_date": date(2026, 11, 1),
                     "run_id": f"bench-{version}",
@@ -185,7 +185,7 @@ def profile_index(profiles: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from offerrank.serving.lookup import ProfileIndex
+    from offerrank.serving.profiles import ProfileIndex
 
     process = psutil.Process()
     before = process.memory_info().rss  # before the memberships exist: what the index keeps, once they are gone

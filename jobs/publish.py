@@ -28,7 +28,7 @@ from offerrank.engines.delta_rs import ConcurrentCommit, open_table, read_rows, 
 from offerrank.events.validation_gate import DayValidation, day_validation
 from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE, Reason
 
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 
@@ -69,9 +69,9 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list
         problems.append(f"placement {decision_id}/{placement_id} would get no offer{where}")
     for row in ranked.itertuples():
         key, where = (row.decision_id, row.placement_id, row.offer_id), f"{row.decision_id}/{row.placement_id}"
-        if key not in eligible and not (row.reason == "fallback" and key in fallbacks):
+        if key not in eligible and not (row.reason == Reason.FALLBACK and key in fallbacks):
             problems.append(f"offer {row.offer_id} ranked for {where} is not eligible")
-        if row.reason != "fallback" and not math.isfinite(float(row.score)):
+        if row.reason != Reason.FALLBACK and not math.isfinite(float(row.score)):
             problems.append(f"offer {row.offer_id} ranked for {where} has no finite score ({row.score})")
     return problems
 

@@ -30,6 +30,7 @@ from offerrank.tables import (
     PARAMETER_COLUMNS,
     RANKED_COLUMNS,
     RANKING_STAGE,
+    Reason,
     Table,
 )
 
@@ -126,7 +127,7 @@ def rank_placement(group: pd.DataFrame, run_date: date) -> pd.DataFrame:
         ranked = (
             group[group["is_fallback"]]
             .head(1)
-            .assign(score=None, p_best=None, traffic_share=1.0, reason="fallback", rank=1)
+            .assign(score=None, p_best=None, traffic_share=1.0, reason=Reason.FALLBACK.value, rank=1)
         )
     else:
         where = RankGroup(run_date, first["decision_id"], first["placement_id"], first["channel"], first["segment"])

@@ -6,7 +6,7 @@ import socket
 from datetime import date, datetime
 from pathlib import Path
 
-from offerrank.tables import OFFER_RANKINGS, PARAMETER_COLUMNS
+from offerrank.tables import OFFER_RANKINGS, PARAMETER_COLUMNS, Reason
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -63,7 +63,7 @@ def ranking_rows(version: int) -> list[dict]:
                     "beta": beta,
                     "impressions": 400,
                     "conversions": 10,
-                    "reason": "model" if ai else "priority",
+                    "reason": (Reason.MODEL if ai else Reason.PRIORITY).value,
                     **dict.fromkeys(PARAMETER_COLUMNS),
                     "as_of_date": date(2026, 11, version),
                     "run_id": f"run-{version}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
+from enum import Enum
 
 ALL_SEGMENTS = "*"  # the segment key of all traffic, beside the segments of personalized models
 UNKNOWN_TRAFFIC = "unknown"  # the traffic type of facts whose interactions logged none (`model`, `random` otherwise)
@@ -107,6 +108,22 @@ RANKED_COLUMNS = (
     ("weights", "array<double>"),
     ("covariance", "array<double>"),
 )
+
+
+class Reason(str, Enum):
+    """Why an offer is where it is in a ranked list: the `reason` a ranking publishes and a lookup serves.
+
+    Tables and answers hold the plain string (`.value`): a member formats as `Reason.MODEL` in an f-string."""
+
+    MODEL = "model"  # an AI model's Thompson sampling, on the offer's own data
+    COLD_START = "cold_start"  # an AI model's offer without enough data yet: explored
+    PERSONALIZED = "personalized"  # scored for the request by a contextual model
+    RANDOM = "random"  # served as the random traffic of an AI model's list
+    PRIORITY = "priority"  # ranked by the offers' priority
+    FORMULA = "formula"  # ranked by a ranking formula
+    FALLBACK = "fallback"  # the decision's fallback offer: nothing eligible, or nothing ranked to serve
+    PRIORITY_FALLBACK = "priority_fallback"  # after the fallback offer, the live offers by priority
+
 
 EVENTS_RAW = Table("events_raw", ("landing_date",), stats_columns=("dataset",))
 # readers filter on the dataset, the event date (frequency caps) and the interaction

@@ -237,7 +237,8 @@ def _print_top(settings: Settings, top: int) -> None:
 
 
 def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.serving.lookup import LookupRefused, RankingLookup
+    from offerrank.serving.answers import LookupRefused, NothingToServe
+    from offerrank.serving.lookup import RankingLookup
     from offerrank.tables import ALL_SEGMENTS
 
     lookup = RankingLookup(settings)
@@ -248,7 +249,7 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
         answer = lookup.top(
             args.placement, args.channel, args.profile, args.limit, args.mode, args.request_id, args.decision, context
         )
-    except LookupRefused as refused:
+    except (LookupRefused, NothingToServe) as refused:
         print(f"offerrank lookup: {refused}", file=sys.stderr)
         return 2
     if args.json:

@@ -1,7 +1,7 @@
 """JVM-free reads and writes of offerrank's Delta tables with the `deltalake` package (no Spark, no JVM).
 
 Used where starting Spark would cost more than the work: Airflow's Python tasks, the channel lookup path
-(`offerrank.serving.lookup`), the CLI's listings, and the small tables of ranking and publishing (`ranking_stage`,
+(`offerrank.serving.loaders`), the CLI's listings, and the small tables of ranking and publishing (`ranking_stage`,
 `offer_rankings`, `ranking_runs`), which fit in memory. The event-sized tables are written by Spark jobs through
 `offerrank.engines.delta_spark`; both engines write the same Delta protocol, so either reads what the other wrote.
 """

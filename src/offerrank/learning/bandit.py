@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from offerrank.tables import OFFER_CONVERSION_RATES
+from offerrank.tables import OFFER_CONVERSION_RATES, Reason
 
 if TYPE_CHECKING:
     from offerrank.catalog import AIModel
@@ -112,7 +112,7 @@ def thompson_rank(group: pd.DataFrame, exploration_share: float, seed: int) -> p
         share = (1 - exploration_share) * warm_best / warm_best.sum()
         share = share + exploration_share * explore_pool / explore_pool.sum()
     ranked["traffic_share"] = share
-    ranked["reason"] = np.where(cold, "cold_start", "model")
+    ranked["reason"] = np.where(cold, Reason.COLD_START.value, Reason.MODEL.value)
     ranked = ranked.sort_values(
         ["traffic_share", "score", "offer_id"], ascending=[False, False, True], kind="mergesort"
     )

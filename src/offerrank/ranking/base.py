@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from offerrank.tables import ALL_SEGMENTS
+from offerrank.tables import ALL_SEGMENTS, Reason
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,9 +110,9 @@ def method_of(ranking: str) -> RankingMethod:
     return method(ref or None)
 
 
-def by_score(eligible: pd.DataFrame, score: pd.Series, reason: str) -> pd.DataFrame:
+def by_score(eligible: pd.DataFrame, score: pd.Series, reason: Reason) -> pd.DataFrame:
     """Rank by a static score, highest first, ties by offer id; no traffic shares (a fixed order)."""
-    ranked = eligible.assign(score=score, p_best=None, traffic_share=None, reason=reason)
+    ranked = eligible.assign(score=score, p_best=None, traffic_share=None, reason=reason.value)
     ranked = ranked.sort_values(["score", "offer_id"], ascending=[False, True], kind="mergesort")
     ranked["rank"] = range(1, len(ranked) + 1)
     return ranked

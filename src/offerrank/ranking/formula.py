@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from offerrank.ranking.base import CatalogView, RankGroup, RankingMethod, by_score
+from offerrank.tables import Reason
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,4 +25,4 @@ class FormulaRanking(RankingMethod):
         return lambda offer: formula.evaluate(offer.fields())
 
     def rank(self, eligible: pd.DataFrame, group: RankGroup) -> pd.DataFrame:
-        return by_score(eligible, eligible["formula_score"], self.kind)
+        return by_score(eligible, eligible["formula_score"], Reason.FORMULA)

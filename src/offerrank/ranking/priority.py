@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from offerrank.ranking.base import RankGroup, RankingMethod, by_score
+from offerrank.tables import Reason
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,4 +16,4 @@ class PriorityRanking(RankingMethod):
     takes_ref = False
 
     def rank(self, eligible: pd.DataFrame, group: RankGroup) -> pd.DataFrame:
-        return by_score(eligible, eligible["priority"].astype(float), self.kind)
+        return by_score(eligible, eligible["priority"].astype(float), Reason.PRIORITY)

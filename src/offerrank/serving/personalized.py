@@ -1,24 +1,19 @@
-"""Serving a contextual model's lists: the profiles' attributes, a request's features, and each offer's score
-distribution for one request.
+"""Serving a contextual model's lists: a request's features, and each offer's score distribution for one request.
 
-`AttributeIndex` holds the `profile_attributes` snapshot the ranking used, compact for millions of profiles: the
-profile ids sorted in one Arrow string array (found by binary search) and per attribute one 16-bit code per
-profile into that attribute's distinct values (0: missing). `ContextualList` holds the parameters a published list
-carries (the feature dictionary, and per offer the posterior mean and covariance) and turns a request's cell (its
-active features) into what the serving policy draws from: each offer's quantile table, the logit-normal of its
-score for a trained offer, the Beta posterior for an offer below the personalization thresholds.
-Pure numpy and pyarrow.
+`ContextualList` holds the parameters a published list carries (the feature dictionary, and per offer the posterior
+mean and covariance) and turns a request's cell (its active features: the profile's attributes, from
+`offerrank.serving.profiles.AttributeIndex`, and the request's context) into what the serving policy draws from: each
+offer's quantile table, the logit-normal of its score for a trained offer, the Beta posterior for an offer below the
+personalization thresholds. Reads and writes nothing: pure numpy and pyarrow.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy.special import ndtri
 
 from offerrank.catalog import Catalog, Feature
@@ -26,64 +21,8 @@ from offerrank.learning.contextual import logit_moments, logit_normal_table
 from offerrank.learning.features import REQUEST_CONTEXT_KEYS, FeatureDictionary, level
 from offerrank.serving.policy import QUANTILES, posterior_table
 
-PERSONALIZED = "personalized"  # the reason of an offer scored for the request by a contextual model
 MAX_CONTEXT_VALUE = 100
 _GRID_NORMAL = ndtri((np.arange(QUANTILES) + 0.5) / QUANTILES)
-
-
-def position_of(ids: pa.Array, profile_id: str | None) -> int | None:
-    """The position of `profile_id` in the sorted Arrow string array `ids` (None when absent)."""
-    if profile_id is None or not len(ids):
-        return None
-    # Arrow sorts strings by their UTF-8 bytes: the order of Python's str comparison
-    at = bisect.bisect_left(range(len(ids)), profile_id, key=lambda i: ids[i].as_py())
-    return at if at < len(ids) and ids[at].as_py() == profile_id else None
-
-
-class AttributeIndex:
-    """Profile id -> its raw attribute values, for the attributes contextual models declare."""
-
-    def __init__(self, ids=None, codes=None, values=(), names=(), source=None):
-        self.source = source  # what it was loaded from: (table version, attributes, as-of date)
-        self._ids = ids if ids is not None else pa.array([], pa.string())
-        self._codes = codes if codes is not None else np.zeros((0, 0), np.uint16)  # profiles x attributes, 0: none
-        self._values: tuple[tuple[str | None, ...], ...] = tuple(values)  # per attribute: code -> value
-        self._names: tuple[str, ...] = tuple(names)
-
-    @classmethod
-    def build(cls, rows: pa.Table, names: list[str], source=None) -> AttributeIndex:
-        """The index of a table of (profile_id, attribute, value) rows."""
-        if rows.num_rows == 0:
-            return cls(names=names, source=source)
-        ids = pc.unique(rows["profile_id"].combine_chunks()).sort()
-        at = pc.index_in(rows["profile_id"], ids).to_numpy()
-        masks = [pc.equal(rows["attribute"], name).combine_chunks() for name in names]
-        distinct = [pc.unique(pc.filter(rows["value"], mask).combine_chunks()) for mask in masks]
-        # 16-bit codes unless an attribute has 65,535 values or more (a numeric one, say)
-        dtype = np.uint16 if max(map(len, distinct)) < 2**16 - 1 else np.uint32
-        codes = np.zeros((len(ids), len(names)), dtype)
-        for column, (mask, values) in enumerate(zip(masks, distinct)):
-            coded = pc.index_in(pc.filter(rows["value"], mask), values).to_numpy(zero_copy_only=False)
-            codes[at[mask.to_numpy(zero_copy_only=False)], column] = coded.astype(dtype) + 1
-        return cls(ids, codes, [(None, *values.to_pylist()) for values in distinct], names, source)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @property
-    def nbytes(self) -> int:
-        return self._ids.nbytes + self._codes.nbytes
-
-    def attributes_of(self, profile_id: str | None) -> dict[str, str]:
-        """The profile's attribute values (none for an unknown or anonymous profile, or a missing attribute)."""
-        at = position_of(self._ids, profile_id)
-        if at is None:
-            return {}
-        codes = self._codes[at].tolist()
-        return {name: self._values[i][code] for i, (name, code) in enumerate(zip(self._names, codes)) if code}
-
-
-NO_ATTRIBUTES = AttributeIndex()
 
 
 def contextual_attribute_names(catalog: Catalog | None) -> list[str]:

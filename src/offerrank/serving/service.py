@@ -19,15 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from offerrank.catalog import CHANNELS, ID_PATTERN
-from offerrank.serving.lookup import (
-    MODES,
-    POLICY,
-    PROFILE_PATTERN,
-    LookupRefused,
-    NothingToServe,
-    RankingLookup,
-    UnknownPlacement,
-)
+from offerrank.serving.answers import MODES, POLICY, PROFILE_PATTERN, LookupRefused, NothingToServe, UnknownPlacement
+from offerrank.serving.lookup import RankingLookup
 
 log = logging.getLogger("offerrank.serving.service")
 MAX_LIMIT = 100
@@ -58,7 +51,8 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         return JSONResponse({"error": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(LookupRefused)
-    async def refused(_: Request, error: LookupRefused) -> JSONResponse:
+    @app.exception_handler(NothingToServe)
+    async def refused(_: Request, error: LookupRefused | NothingToServe) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=REFUSAL_STATUS.get(type(error), 400))
 
     @app.exception_handler(Exception)

@@ -13,7 +13,9 @@ import pytest
 from offerrank.catalog import load_catalog
 from offerrank.catalog.registry import Registry
 from offerrank.engines.delta_rs import write_frame
-from offerrank.serving.lookup import LookupRefused, NothingToServe, RankingLookup, UnknownPlacement
+from offerrank.errors import EXIT_REFUSED, Unavailable, exit_code
+from offerrank.serving.answers import LookupRefused, NothingToServe, UnknownPlacement
+from offerrank.serving.lookup import RankingLookup
 from offerrank.settings import load_settings
 from offerrank.tables import PROFILE_SEGMENTS
 from tests.factories import publish_rows, published_order, ranking_rows, warehouse_copy
@@ -149,8 +151,9 @@ def test_100k_requests_follow_the_policy_and_log_its_propensities(ranked_warehou
 def test_an_empty_warehouse_is_degraded_and_says_why(tmp_path):
     lookup = lookup_of(load_settings(home=tmp_path))
     assert lookup.health()["status"] == "degraded" and lookup.health()["ranking_version"] is None
-    with pytest.raises(NothingToServe, match="no catalog was applied and no ranking was published"):
+    with pytest.raises(NothingToServe, match="no catalog was applied and no ranking was published") as refused:
         lookup.top("home-hero", "web")
+    assert isinstance(refused.value, Unavailable) and exit_code(refused.value) == EXIT_REFUSED
 
 
 def test_a_broken_new_version_keeps_the_last_good_snapshot(spark, tmp_path):

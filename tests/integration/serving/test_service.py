@@ -13,6 +13,7 @@ import uvicorn
 
 from offerrank.serving.lookup import RankingLookup
 from offerrank.serving.service import create_app
+from offerrank.settings import load_settings
 from tests.factories import published_order
 from tests.integration.serving.test_lookup import TODAY
 
@@ -150,6 +151,19 @@ def test_healthz_is_a_503_once_the_ranking_is_older_than_the_limit(ranked_wareho
     assert response.json()["problems"] == [
         "the ranking served was published 78.0 h ago (limit 48 h): the nightly runs are failing or refused"
     ]
+
+
+def test_a_warehouse_with_nothing_to_serve_yet_gets_a_503_that_says_why(tmp_path):
+    import asyncio
+
+    async def rankings(app) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://lookup") as client:
+            return await client.get("/v1/rankings/home-hero", params={"channel": "web"})
+
+    empty = RankingLookup(load_settings(home=tmp_path), clock=lambda: TODAY)
+    response = asyncio.run(rankings(create_app(empty)))
+    assert response.status_code == 503
+    assert response.json() == {"error": "nothing to serve yet: no catalog was applied and no ranking was published"}
 
 
 def test_an_unexpected_failure_is_a_500_without_internals(service, monkeypatch):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import pytest
 
 from offerrank.catalog import CatalogError, build_catalog
+from offerrank.learning.bandit import thompson_rank
 from offerrank.ranking import METHODS, FormulaRanking, PriorityRanking, ThompsonSampling, method_of
 from offerrank.sim.generator import generate
 from offerrank.tables import ALL_SEGMENTS
@@ -69,3 +71,19 @@ def test_eligible_live_offers_are_judged_on_the_day(catalog):
         o for o in offers if o.start_date <= first <= o.end_date and assignment.placement in o.placements
     ]
     assert catalog.eligible_live_offers(assignment, date(1999, 1, 1)) == []
+
+
+def test_the_reasons_a_ranking_writes_are_plain_strings():
+    """A `Reason` member formats as `Reason.MODEL`: the tables hold its value."""
+    eligible = pd.DataFrame(
+        {
+            "offer_id": ["a", "b"],
+            "priority": [2, 1],
+            "alpha": [5.0, 1.0],
+            "beta": [50.0, 1.0],
+            "cold_start": [False, True],
+        }
+    )
+    reasons = [*PriorityRanking().rank(eligible, None)["reason"], *thompson_rank(eligible, 0.1, seed=1)["reason"]]
+    assert reasons == ["priority", "priority", "model", "cold_start"]
+    assert {type(reason) for reason in reasons} == {str}

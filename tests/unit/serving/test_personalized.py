@@ -1,4 +1,4 @@
-"""Serving a contextual list: the profile attribute index, a request's cell, its offers' score distributions."""
+"""Serving a contextual list: a request's cell, its offers' score distributions."""
 
 from __future__ import annotations
 
@@ -7,26 +7,7 @@ import pyarrow as pa
 import pytest
 
 from offerrank.catalog import Feature
-from offerrank.serving.personalized import AttributeIndex, ContextualList, request_context
-
-NAMES = ["homeAddress.countryCode", "person.age"]
-
-
-def test_attribute_index_finds_each_profiles_values_and_leaves_missing_ones_out():
-    rows = pa.table(
-        {
-            "profile_id": ["p2", "p1", "p1", "p3"],
-            "attribute": ["homeAddress.countryCode", "person.age", "homeAddress.countryCode", "person.age"],
-            "value": ["FR", "34", "DE", "71"],
-        }
-    )
-    index = AttributeIndex.build(rows, NAMES)
-    assert len(index) == 3 and index.nbytes < 3 * (8 + 2 * 2) + 64
-    assert index.attributes_of("p1") == {"homeAddress.countryCode": "DE", "person.age": "34"}
-    assert index.attributes_of("p2") == {"homeAddress.countryCode": "FR"}
-    assert index.attributes_of("p3") == {"person.age": "71"}
-    assert index.attributes_of("p0") == {} and index.attributes_of(None) == {}
-    assert AttributeIndex.build(rows.slice(0, 0), NAMES).attributes_of("p1") == {}
+from offerrank.serving.personalized import ContextualList, request_context
 
 
 def test_request_context_adds_the_channel_and_hour_and_refuses_unknown_keys_and_odd_values():
