@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
+from offerrank.errors import Unavailable
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
 from offerrank.learning.bandit import facts_of, posteriors, run_seed
 from offerrank.ranking import method_of
@@ -45,7 +46,7 @@ MAX_UNSUPPORTED_SHARE = 0.01
 REWARD_MODEL_WEIGHT = 20  # pseudo-impressions of the slot's mean rate behind each offer's rate in the reward model
 
 
-class EvaluationUnavailable(ValueError):
+class EvaluationUnavailable(Unavailable, ValueError):
     """Nothing to evaluate (no logged impressions with propensities, an unknown model or policy): says why."""
 
 

@@ -36,6 +36,7 @@ from offerrank.engines.delta_spark import Warehouse
 from offerrank.engines.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
 from offerrank.engines.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.engines.spark import kept_on_disk, release_kept
+from offerrank.errors import Unavailable
 from offerrank.events.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
 from offerrank.events.xdm import flatten_records, parse_records, record_hash, to_interactions
 from offerrank.settings import Settings, load_settings
@@ -107,7 +108,7 @@ class IngestRun:
 # --- reading (I/O edge) -------------------------------------------------------------------------------------
 
 
-class NotLanded(FileNotFoundError):
+class NotLanded(Unavailable, FileNotFoundError):
     """A dataset's landing folder of the date has no events yet (or lacks its completeness marker)."""
 
 

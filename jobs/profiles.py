@@ -33,6 +33,7 @@ from offerrank.engines.delta_spark import Warehouse
 from offerrank.engines.landing import scan
 from offerrank.engines.quality import DataQualityRun, load_suite
 from offerrank.engines.spark import CACHE_LEVEL
+from offerrank.errors import Refused, exit_code
 from offerrank.events.quarantine import quarantine_reasons, reason_sentences, route_records
 from offerrank.events.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 from offerrank.settings import Settings
@@ -67,7 +68,7 @@ PROFILE_SCHEMA = T.StructType(
 )
 
 
-class SnapshotRejected(RuntimeError):
+class SnapshotRejected(Refused, RuntimeError):
     """Too many of the snapshot's memberships failed validation; the last good snapshot stays in use."""
 
 
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(run(spark, settings, args.date, catalog.contextual_attributes()).summary())
     except SnapshotRejected as rejected:
         print(f"WARNING: {rejected}", file=sys.stderr)
-        return 0 if args.keep_going else 1
+        return 0 if args.keep_going else exit_code(rejected)
     return 0
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from offerrank.catalog import Catalog
 from offerrank.engines.delta_rs import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
+from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
 from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
 from offerrank.settings import Settings
@@ -33,7 +34,7 @@ from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 
 
-class PublishRefused(RuntimeError):
+class PublishRefused(Refused, RuntimeError):
     """The publish gate refused the ranking; the last good ranking stays in place."""
 
 

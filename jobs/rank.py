@@ -20,6 +20,7 @@ import pandas as pd
 
 from offerrank.catalog import Catalog
 from offerrank.engines.delta_rs import latest_partition, open_table, read_rows, table_rows, write_frame
+from offerrank.errors import OfferrankError
 from offerrank.learning.contextual import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
@@ -57,7 +58,7 @@ POSTERIOR_KEYS = ["model_name", "offer_id", "placement_id", "channel", "segment"
 POSTERIOR_VALUES = ["alpha", "beta", "impressions", "conversions", "cold_start"]
 
 
-class RankingFailed(RuntimeError):
+class RankingFailed(OfferrankError, RuntimeError):
     """A ranking method cannot rank an offer (e.g. its formula fails); the run must not publish."""
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog
 from offerrank.engines.delta_rs import open_table, rows_between, write_file, write_frame
+from offerrank.errors import Unavailable
 from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
 from offerrank.jobs.rank import latest_parameters
@@ -57,7 +58,7 @@ PLACEMENT_KEYS = ["placement_id", "channel"]
 DATE_COLUMNS = ("report_date", "window_start", "window_end")
 
 
-class ReportUnavailable(ValueError):
+class ReportUnavailable(Unavailable, ValueError):
     """A report that cannot be made (an unknown model, no facts in the window)."""
 
 

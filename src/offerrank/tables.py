@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 
+from offerrank.errors import Refused
+
 ALL_SEGMENTS = "*"  # the segment key of all traffic, beside the segments of personalized models
 UNKNOWN_TRAFFIC = "unknown"  # the traffic type of facts whose interactions logged none (`model`, `random` otherwise)
 
@@ -385,7 +387,7 @@ REGISTRY_REFUSALS = Table(
 DATASET_TABLES = (EVENTS_RAW, INTERACTIONS, QUARANTINE, DQ_RESULTS, OFFER_STATS_DAILY, SLOT_STATS_DAILY)
 
 
-class WarehouseOutdated(RuntimeError):
+class WarehouseOutdated(Refused, RuntimeError):
     """A warehouse written by an earlier release that needs `offerrank upgrade` first."""
 
 

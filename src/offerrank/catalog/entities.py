@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from offerrank.catalog.formula import Formula, FormulaError
+from offerrank.errors import BadInput
 from offerrank.learning.features import CONTEXT_KEYS, SEGMENT
 from offerrank.tables import ALL_SEGMENTS
 
@@ -29,7 +30,7 @@ METRIC = "conversion_rate"  # the one optimization metric: clicks per impression
 CHANNELS = ("web", "email", "push", "sms", "mobileApp", "inApp", "directMail", "code")
 
 
-class CatalogError(ValueError):
+class CatalogError(BadInput):
     """A catalog that is not valid; the message names file, entity and field."""
 
 

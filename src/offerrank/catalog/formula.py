@@ -19,6 +19,8 @@ from typing import Any
 from lark import Lark, Tree
 from lark.exceptions import LarkError
 
+from offerrank.errors import BadInput
+
 MAX_LENGTH = 500
 MAX_DEPTH = 12
 
@@ -65,7 +67,7 @@ _BINARY = {
 }
 
 
-class FormulaError(ValueError):
+class FormulaError(BadInput):
     """A formula that does not parse, breaks a limit, or cannot be evaluated for an offer."""
 
 

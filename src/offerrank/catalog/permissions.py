@@ -10,10 +10,11 @@ from __future__ import annotations
 import getpass
 import os
 
+from offerrank.errors import Refused
 from offerrank.settings import Settings
 
 
-class PermissionDenied(PermissionError):
+class PermissionDenied(Refused, PermissionError):
     """A registry change by a principal who may not manage ranking strategies."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish", "repo
 AFTER_PUBLISH = "report"  # the step that runs after publish even when the gate refused it
 
 
-class RunRefused(ValueError):
+class RunRefused(Refused, ValueError):
     """A run that must stop with a message (bad parameters, a day that failed validation)."""
 
 

@@ -17,7 +17,9 @@ from offerrank.chain.nightly import (
     record_validation_refusal,
     run_date_of,
 )
-from offerrank.engines.delta_rs import table_rows, top_offer_lines
+from offerrank.engines.delta_rs import table_rows
+from offerrank.errors import OfferrankError
+from offerrank.serving.published import top_offer_lines
 from offerrank.settings import Settings, load_settings
 from offerrank.tables import RANKING_RUNS
 
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-class JobFailed(RuntimeError):
+class JobFailed(OfferrankError, RuntimeError):
     """A Spark job exited non-zero (what it printed says why)."""
 
 

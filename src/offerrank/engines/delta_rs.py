@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
+from offerrank.errors import Refused
 from offerrank.settings import Settings
-from offerrank.tables import OFFER_RANKINGS, Table, latest_on_or_before, partition_predicate
+from offerrank.tables import Table, latest_on_or_before, partition_predicate
 
 if TYPE_CHECKING:
     pass
@@ -34,7 +35,7 @@ def open_table(settings: Settings, table: Table, version: int | None = None):
         return None
 
 
-class ConcurrentCommit(RuntimeError):
+class ConcurrentCommit(Refused, RuntimeError):
     """Another writer committed the table after the version this write was based on."""
 
 
@@ -185,26 +186,3 @@ def rows_between(settings: Settings, table: Table, column: str, low, high):
     if opened is None:
         return None
     return read_arrow(opened, row_filter=(pc.field(column) >= low) & (pc.field(column) <= high)).to_pandas()
-
-
-def top_offer_lines(settings: Settings, top: int) -> list[str]:
-    """The published ranking's top offers of each placement, one line each, under a heading line."""
-    rows = sorted(
-        (r for r in table_rows(settings, OFFER_RANKINGS) if r["rank"] <= top),
-        key=lambda r: (r["decision_id"], r["placement_id"], r["channel"], r["segment"], r["rank"]),
-    )
-    if not rows:
-        return ["no ranking was published yet"]
-    lines = [
-        f"published ranking version {rows[0]['ranking_version']} (as of {rows[0]['as_of_date']}): "
-        f"top {top} offers per placement"
-    ]
-    for row in rows:
-        share = f"{row['traffic_share']:6.1%}" if row["traffic_share"] is not None else "     -"
-        score = f"{row['score']:.4f}" if row["score"] is not None else "-"
-        lines.append(
-            f"  {row['decision_id']:<16} {row['placement_id']:<18} {row['channel']:<9} {row['segment']:<16} "
-            f"#{row['rank']} "
-            f"{row['offer_id']:<10} score {score:<8} traffic {share}  {row['reason']}"
-        )
-    return lines

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from offerrank.errors import OfferrankError
 from offerrank.settings import Settings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -24,7 +25,7 @@ LOCAL = "local"
 START_TIMEOUT_SECONDS = 180
 
 
-class SparkServerError(RuntimeError):
+class SparkServerError(OfferrankError, RuntimeError):
     """The local Spark Connect server did not start (the message ends with its log)."""
 
 
