@@ -82,7 +82,7 @@ def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = _spark(settings, "profiles")
     try:
-        print(run(spark, settings, args.date, Registry(spark, settings).catalog().contextual_attributes()).summary())
+        print(run(spark, settings, args.date, Registry(settings).catalog().contextual_attributes()).summary())
     except SnapshotRejected as rejected:
         print(f"offerrank profiles: {rejected}", file=sys.stderr)
         return 1
@@ -94,7 +94,7 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs import aggregate
 
     spark = _spark(settings, "aggregate")
-    print(aggregate.run(spark, settings, Registry(spark, settings).catalog(), args.date, args.full_refresh))
+    print(aggregate.run(spark, settings, Registry(settings).catalog(), args.date, args.full_refresh))
     return 0
 
 
@@ -290,9 +290,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _registry(settings: Settings):
     from offerrank.catalog.registry import Registry
-    from offerrank.engines.spark import build_spark
 
-    return Registry(build_spark(settings, "offerrank-registry"), settings)
+    return Registry(settings)  # deltalake: no Spark, no JVM
 
 
 def _now() -> datetime:
@@ -463,9 +462,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.engines.delta_spark import Warehouse
 
-    registry = _registry(settings)
-    registry.catalog().dataset(args.dataset, "the registry's catalog")
-    updated = Warehouse(registry.spark, settings).adopt_dataset(args.dataset)
+    _registry(settings).catalog().dataset(args.dataset, "the registry's catalog")
+    updated = Warehouse(_spark(settings, "registry"), settings).adopt_dataset(args.dataset)
     for table, rows in updated.items():
         print(f"{table}: {rows:,} rows without a dataset now in {args.dataset}")
     return 0
