@@ -242,7 +242,7 @@ def training_part(workdir: Path, events_per_day: int) -> None:
         "context": ["device", {"name": "hour", "buckets": [6, 12, 18]}],
         "lookback_days": 30,
     }
-    registry = Registry(spark, settings)
+    registry = Registry(settings)
     registry.commit(build_catalog(base, "generator"), datetime.now(UTC), check_datasets=False)
     ingest.run(spark, settings, day)
     write_attributes(spark, workdir, day)

@@ -45,7 +45,7 @@ def main() -> None:
         os.chmod(args.workdir, 0o755)
         os.chmod(workdir, 0o755)  # postgres (not root) reads its data folder below
         settings = load_settings(home=home)
-        Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
+        Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
         assert run_ingest(spark, settings, FIRST).success  # the day before, as history
         stack = Stack(workdir)
         try:

@@ -326,7 +326,7 @@ def first_pass_child(files: str) -> None:
     settings = load_settings()
     spark = build_spark(settings, "first-pass")
     parameters = record_parameters(settings, DAY)
-    known_offers = Registry(spark, settings).offer_ids_since(parameters["earliest_event_ts"])
+    known_offers = Registry(settings).offer_ids_since(parameters["earliest_event_ts"])
     suite = load_suite(settings.expectations_dir, "events_records")
     records = read_records(spark, {"json": [files], "parquet": []})
     text = spark.read.text(files)

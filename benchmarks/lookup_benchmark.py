@@ -352,7 +352,7 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     settings = load_settings(home=args.workdir)
     spark = build_spark(settings, "offerrank-lookup-benchmark")
-    Registry(spark, settings).commit(
+    Registry(settings).commit(
         build_catalog(catalog_data(args.placements, args.offers), "benchmark"),
         datetime(2026, 11, 1, tzinfo=UTC),
         check_datasets=False,

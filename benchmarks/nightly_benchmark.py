@@ -53,7 +53,7 @@ def main() -> None:
     spark = build_spark(settings, "offerrank-nightly-benchmark")
     jvm_pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
     at = datetime(2026, 11, 24, tzinfo=UTC)
-    registry = Registry(spark, settings)
+    registry = Registry(settings)
     registry.commit(load_catalog(args.workdir / "sample" / "catalog.yaml"), at)
     catalog = registry.catalog()
 

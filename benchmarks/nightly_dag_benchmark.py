@@ -49,7 +49,7 @@ def prepared(home: Path, events_per_day: int, spark) -> None:
 
     generate(home / "sample", FIRST, days=2, seed=11, events_per_day=events_per_day, fault_rate=0.001)
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
+    Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
 
 
 def dag_run(env: dict[str, str], run_date: date) -> tuple[float, dict]:

@@ -59,7 +59,7 @@ def main() -> None:
         settings = load_settings(home=home, spark_shuffle_partitions=2)
         spark = spark or build_spark(settings, "offerrank-offpolicy-benchmark")
         catalog = load_catalog(home / "sample" / "catalog.yaml")
-        Registry(spark, settings).commit(catalog, datetime(2026, 11, 24, tzinfo=UTC))
+        Registry(settings).commit(catalog, datetime(2026, 11, 24, tzinfo=UTC))
         for day in days:
             ingest.run(spark, settings, day)
             aggregate.run(spark, settings, catalog, day)

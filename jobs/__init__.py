@@ -17,4 +17,4 @@ def job_session(name: str):
 
     settings = load_settings()
     spark = build_spark(settings, f"offerrank-{name}")
-    return spark, settings, Registry(spark, settings).catalog()
+    return spark, settings, Registry(settings).catalog()

@@ -657,7 +657,7 @@ def run(
     from offerrank.catalog.registry import Registry
 
     run_id = run_id or f"manual__{run_date.isoformat()}"
-    registry = Registry(spark, settings)
+    registry = Registry(settings)
     datasets = list(registry.catalog().datasets) if datasets is None else datasets
     if not datasets:
         raise FileNotFoundError("the registry's catalog has no event dataset: `offerrank apply -f catalog.yaml` first")
@@ -748,7 +748,7 @@ def chosen_datasets(
         return None
     if events and len(names) > 1:
         raise FileNotFoundError("--events is the landing root of one dataset: name only one --dataset")
-    catalog = Registry(spark, settings).catalog()
+    catalog = Registry(settings).catalog()
     chosen = [catalog.dataset(name, "the registry's catalog") for name in names]
     return [dataset.model_copy(update={"path": events}) for dataset in chosen] if events else chosen
 

@@ -73,7 +73,7 @@ def spark(settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def ranked_warehouse(spark, tmp_path_factory) -> Settings:
+def ranked_warehouse(tmp_path_factory) -> Settings:
     """A warehouse holding the sample catalog and ranking version 1 (home-hero, newsletter-top, product-sidebar)."""
     from datetime import date, datetime
 
@@ -84,6 +84,6 @@ def ranked_warehouse(spark, tmp_path_factory) -> Settings:
     home = tmp_path_factory.mktemp("lookup-home")
     generate(home / "sample", date(2026, 11, 1), days=1, seed=5, events_per_day=200)
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 1))
+    Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 1))
     publish_rows(settings, ranking_rows(1))
     return settings

@@ -118,7 +118,7 @@ def prepared_home(spark, home: Path, first: date) -> None:
 
     generate(home / "sample", first, days=2, seed=9, events_per_day=3_000)
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
+    Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
     assert run_ingest(spark, settings, first).success
 
 

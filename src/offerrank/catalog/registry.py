@@ -4,8 +4,12 @@ Table `registry` (under the warehouse root): one row per entity: `kind` (dataset
 formulas, ai_models, decisions), `id`, `spec` (canonical JSON), `created_at`, `updated_at`. Each change
 (`apply` of a catalog file, or one model operation) is validated against the whole catalog and lands as a
 single MERGE, so the registry's history and time travel show every version of the catalog. Each commit records its
-actor (`OFFERRANK_ACTOR`, else the OS user) in the commit's user metadata. When `OFFERRANK_RANKING_MANAGERS` names
-principals, a change by anyone else is refused (PermissionDenied), logged and recorded in `registry_refusals`.
+actor (`OFFERRANK_ACTOR`, else the OS user) in the commit's user metadata (`userMetadata`, as Spark's MERGE did
+before). When `OFFERRANK_RANKING_MANAGERS` names principals, a change by anyone else is refused (PermissionDenied),
+logged and recorded in `registry_refusals`. A change is based on the version it read: when another writer committed
+the registry meanwhile, it is a ConcurrentCommit and nothing changed.
+
+Reads and writes go through `deltalake` (`offerrank.engines.delta_rs`), so the registry commands start no JVM.
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import pandas as pd
+import pyarrow as pa
 from deltalake.exceptions import DeltaError
-from pyspark.sql import SparkSession
 
 from offerrank.catalog import (
     KINDS,
@@ -31,15 +34,14 @@ from offerrank.catalog import (
 from offerrank.catalog.layout import check_dataset_layout
 from offerrank.catalog.permissions import PermissionDenied, current_actor, refusal
 from offerrank.catalog.stored import catalog_from_rows
-from offerrank.engines.delta_rs import one_line, open_table, read_rows, table_rows, write_frame
-from offerrank.engines.delta_spark import Warehouse
+from offerrank.engines.delta_rs import merge_frame, one_line, open_table, read_rows, write_frame
 from offerrank.settings import Settings
 from offerrank.tables import REGISTRY, REGISTRY_REFUSALS
 
 log = logging.getLogger(__name__)
 
-# Delta's session setting for a commit's user metadata: MERGE takes no write option, so the actor goes through it.
-USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+# The commit-info entry of a commit's user metadata (Spark's `userMetadata`): the registry's commits record their actor.
+USER_METADATA = "userMetadata"
 
 # what reading a version whose data files VACUUM removed raises (pyarrow's FileNotFoundError is an OSError)
 UNREADABLE = (OSError, DeltaError)
@@ -83,15 +85,20 @@ class ChangeSet:
 class Registry:
     """Reads and changes the registry table of one warehouse."""
 
-    def __init__(self, spark: SparkSession, settings: Settings):
-        self.spark = spark
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.warehouse = Warehouse(spark, settings)
-        self.path = self.warehouse.path(REGISTRY)
+        self.path = settings.table_path(REGISTRY.name)
 
     def rows(self) -> dict[tuple[str, str], dict]:
-        """The latest version's rows by (kind, id), read without a Spark job (a few hundred small rows)."""
-        return {(r["kind"], r["id"]): r for r in table_rows(self.settings, REGISTRY)}
+        """The latest version's rows by (kind, id) (a few hundred small rows)."""
+        return self._read()[1]
+
+    def _read(self) -> tuple[int | None, dict[tuple[str, str], dict]]:
+        """The latest version (None before the first commit) and its rows by (kind, id)."""
+        table = open_table(self.settings, REGISTRY)
+        if table is None:
+            return None, {}
+        return table.version(), {(r["kind"], r["id"]): r for r in read_rows(table)}
 
     def catalog(self, version: int | None = None) -> Catalog:
         """The registry's catalog (at `version`, else the latest); CatalogError naming the readable versions when
@@ -157,8 +164,9 @@ class Registry:
         self, desired: Catalog, now: datetime, check_datasets: bool = True, actor: str | None = None
     ) -> ChangeSet:
         """Make the registry equal `desired` in one MERGE, recording `actor` (default: `current_actor`); no commit
-        when nothing differs; PermissionDenied when the actor may not manage ranking strategies."""
-        current = self.rows()
+        when nothing differs; PermissionDenied when the actor may not manage ranking strategies; ConcurrentCommit
+        when another writer committed the registry after the version this change was validated against."""
+        read_version, current = self._read()
         _check_transitions(current, desired)
         if check_datasets:
             for dataset in desired.datasets:
@@ -167,15 +175,16 @@ class Registry:
             (kind, getattr(e, key)): entity_json(e) for kind, key in KINDS.items() for e in getattr(desired, kind)
         }
         changes = ChangeSet(actor=actor or current_actor(self.settings))
+        at = _utc(now)
         upserts = []
         for ref, spec in sorted(wanted.items()):
             label = "/".join(ref)
             if ref not in current:
                 changes.created.append(label)
-                upserts.append((*ref, spec, now, now))
+                upserts.append((*ref, spec, at, at))
             elif current[ref]["spec"] != spec:
                 changes.changed.append(label)
-                upserts.append((*ref, spec, current[ref]["created_at"], now))
+                upserts.append((*ref, spec, _utc(current[ref]["created_at"]), at))
             else:
                 changes.unchanged.append(label)
         deletions = [(*ref, None, None, None) for ref in sorted(set(current) - set(wanted))]
@@ -183,27 +192,18 @@ class Registry:
         if not upserts and not deletions:
             return changes
         self._authorize(changes, now)
-        source = self.spark.createDataFrame(upserts + deletions, REGISTRY.ddl)
-        before = self.spark.conf.get(USER_METADATA, None)
-        self.spark.conf.set(USER_METADATA, json.dumps({"actor": changes.actor}))
-        try:
-            if not current:
-                self.warehouse.overwrite(source, REGISTRY)
-            else:
-                self.spark.sql(
-                    f"MERGE INTO {self.warehouse.sql_name(REGISTRY)} r USING {{source}} s "
-                    "ON r.kind = s.kind AND r.id = s.id "
-                    "WHEN MATCHED AND s.spec IS NULL THEN DELETE "
-                    "WHEN MATCHED THEN UPDATE SET * "
-                    "WHEN NOT MATCHED AND s.spec IS NOT NULL THEN INSERT *",
-                    source=source,
-                )
-        finally:
-            if before is None:
-                self.spark.conf.unset(USER_METADATA)
-            else:
-                self.spark.conf.set(USER_METADATA, before)
-        changes.version = self.version()
+        source = pa.Table.from_pylist(
+            [dict(zip(REGISTRY.column_names, row)) for row in upserts + deletions], schema=REGISTRY.arrow_schema()
+        )
+        changes.version = merge_frame(
+            self.settings,
+            REGISTRY,
+            source,
+            ("kind", "id"),
+            read_version,
+            delete_if_null="spec",
+            metadata={USER_METADATA: json.dumps({"actor": changes.actor})},
+        )
         return changes
 
     def _authorize(self, changes: ChangeSet, now: datetime) -> None:
@@ -214,11 +214,13 @@ class Registry:
         touched = ", ".join(changes.touched)
         log.warning("registry change refused: %s; it would have changed %s", reason, touched)
         refused = {"refused_at": now, "actor": changes.actor, "changes": touched, "reason": reason}
-        write_frame(self.settings, REGISTRY_REFUSALS, pd.DataFrame([refused]))
+        write_frame(self.settings, REGISTRY_REFUSALS, pa.Table.from_pylist([refused], REGISTRY_REFUSALS.arrow_schema()))
         raise PermissionDenied(f"{reason}; nothing changed (it would have changed {touched})")
 
-    def version(self) -> int:
-        return self.warehouse.version(REGISTRY)
+    def version(self) -> int | None:
+        """The registry's latest version (None before its first commit)."""
+        table = open_table(self.settings, REGISTRY)
+        return None if table is None else table.version()
 
     def history(self, kind: str, ident: str) -> list[dict]:
         """Every registry version in which the entity changed: version, timestamp, operation, actor, its spec (None
@@ -237,6 +239,11 @@ class Registry:
                 entries.append({**_commit_fields(commit), "spec": after, "changes": changes, "readable": True})
             previous = spec
         return entries
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time in UTC (a naive one taken as local time, as Spark's `createDataFrame` took it)."""
+    return moment.astimezone(UTC)
 
 
 _UNKNOWN = object()  # the entity's spec in a version that can no longer be read

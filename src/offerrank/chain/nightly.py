@@ -143,7 +143,7 @@ def run_day(
             report.success = False
             return f"FAILED: {one_line(failed)}"
 
-    catalog = Registry(spark, settings).catalog()
+    catalog = Registry(settings).catalog()
     actions = {
         "ingest": ingest_step,
         "validate": validate_step,

@@ -56,7 +56,7 @@ def spark(settings: Settings, name: str):
 
 
 def registry(settings: Settings):
-    """The catalog registry, on a SparkSession of its own name."""
+    """The catalog registry (deltalake: no Spark, no JVM)."""
     from offerrank.catalog.registry import Registry
 
-    return Registry(spark(settings, "registry"), settings)
+    return Registry(settings)

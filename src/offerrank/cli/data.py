@@ -43,7 +43,7 @@ def cmd_profiles(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs.profiles import run
 
     session = spark(settings, "profiles")
-    print(run(session, settings, args.date, Registry(session, settings).catalog().contextual_attributes()).summary())
+    print(run(session, settings, args.date, Registry(settings).catalog().contextual_attributes()).summary())
     return 0
 
 
@@ -52,7 +52,7 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.jobs import aggregate
 
     session = spark(settings, "aggregate")
-    print(aggregate.run(session, settings, Registry(session, settings).catalog(), args.date, args.full_refresh))
+    print(aggregate.run(session, settings, Registry(settings).catalog(), args.date, args.full_refresh))
     return 0
 
 

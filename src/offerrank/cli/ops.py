@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from offerrank.cli.common import registry
+from offerrank.cli.common import registry, spark
 from offerrank.settings import Settings
 
 
@@ -28,9 +28,8 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.engines.delta_spark import Warehouse
 
-    opened = registry(settings)
-    opened.catalog().dataset(args.dataset, "the registry's catalog")
-    updated = Warehouse(opened.spark, settings).adopt_dataset(args.dataset)
+    registry(settings).catalog().dataset(args.dataset, "the registry's catalog")
+    updated = Warehouse(spark(settings, "registry"), settings).adopt_dataset(args.dataset)
     for table, rows in updated.items():
         print(f"{table}: {rows:,} rows without a dataset now in {args.dataset}")
     return 0

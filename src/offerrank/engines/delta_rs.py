@@ -1,8 +1,9 @@
 """JVM-free reads and writes of offerrank's Delta tables with the `deltalake` package (no Spark, no JVM).
 
 Used where starting Spark would cost more than the work: Airflow's Python tasks, the channel lookup path
-(`offerrank.serving.loaders`), the CLI's listings, and the small tables of ranking and publishing (`ranking_stage`,
-`offer_rankings`, `ranking_runs`), which fit in memory. The event-sized tables are written by Spark jobs through
+(`offerrank.serving.loaders`), the CLI's listings, the registry (`offerrank.catalog.registry`: its MERGE commits),
+and the small tables of ranking and publishing (`ranking_stage`, `offer_rankings`, `ranking_runs`), which fit in
+memory. The event-sized tables are written by Spark jobs through
 `offerrank.engines.delta_spark`; both engines write the same Delta protocol, so either reads what the other wrote.
 """
 
@@ -86,6 +87,68 @@ def write_frame(
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
     return _version_of(path, token)
+
+
+def merge_frame(
+    settings: Settings,
+    table: Table,
+    frame,
+    keys: tuple[str, ...],
+    read_version: int | None,
+    delete_if_null: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Upsert a pandas frame's rows (or an Arrow table's) into a table by its key columns `keys` in one MERGE commit;
+    a row whose column `delete_if_null` is null deletes the matching row instead. Returns that commit's version.
+
+    The change is based on `read_version`, the version the writer read to decide it (None: there was no table, and
+    this commit creates it with the frame's rows, less the deletions): a commit by another writer since then is a
+    ConcurrentCommit, not retried. `metadata`: entries of the commit's commit info, e.g. Delta's `userMetadata`
+    (what Spark's MERGE records from its session conf, and `DeltaTable.history` shows)."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    data = frame if isinstance(frame, pa.Table) else table.arrow_rows(frame)
+    path, token = settings.table_path(table.name), uuid.uuid4().hex
+    properties = CommitProperties(custom_metadata={**(metadata or {}), COMMIT_TOKEN: token}, max_commit_retries=0)
+    if read_version is None:
+        try:
+            write_deltalake(
+                path,
+                data.filter(pc.field(delete_if_null).is_valid()) if delete_if_null else data,
+                mode="error",  # a table another writer created meanwhile is a conflict, not overwritten
+                partition_by=list(table.partitions) or None,
+                commit_properties=properties,
+            )
+        except DeltaError as failed:  # CommitFailedError, or "a table already exists"
+            raise ConcurrentCommit(
+                f"{table.name} was created by another writer meanwhile ({one_line(failed)})"
+            ) from None
+        return _version_of(path, token)
+    target = DeltaTable(path, version=read_version)
+    merger = target.merge(
+        data,
+        " AND ".join(f"t.{key} = s.{key}" for key in keys),
+        source_alias="s",
+        target_alias="t",
+        commit_properties=properties,
+    )
+    if delete_if_null:
+        merger = merger.when_matched_delete(f"s.{delete_if_null} IS NULL")
+    merger = merger.when_matched_update_all().when_not_matched_insert_all(
+        f"s.{delete_if_null} IS NOT NULL" if delete_if_null else None
+    )
+    try:
+        merger.execute()
+    except CommitFailedError as failed:
+        raise ConcurrentCommit(
+            f"{table.name} was committed by another writer after version {read_version} ({one_line(failed)})"
+        ) from None
+    return target.version()
 
 
 def filesystem(uri: str):

@@ -302,7 +302,7 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
     spark = spark or build_spark(settings, "offerrank-simulate")
     clock = {"now": datetime.combine(world.start, time(12), tzinfo=UTC)}
     # the simulation writes its dataset's events itself: none exist yet to check the layout of
-    Registry(spark, settings).commit(build_catalog(catalog_data, "world"), clock["now"], check_datasets=False)
+    Registry(settings).commit(build_catalog(catalog_data, "world"), clock["now"], check_datasets=False)
     lookup = RankingLookup(settings, clock=lambda: clock["now"])
     writer = EventWriter(sample / "events", seed)
     rows, leaders = [], []

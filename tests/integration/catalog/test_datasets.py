@@ -87,7 +87,7 @@ def world(spark, tmp_path_factory):
     )
     (home / "sample" / "catalog.yaml").write_text(yaml.safe_dump(data))
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 10, 31, tzinfo=UTC))
+    Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 10, 31, tzinfo=UTC))
     report = run_day(spark, settings, DAY1, echo=lambda _: None)
     assert report.success, report.summary()
     return settings, offers, target
@@ -159,9 +159,7 @@ def test_a_warehouse_from_before_datasets_is_refused_until_upgraded_then_keeps_i
     settings = load_settings(home=tmp_path)
     data = build_catalog(build_offers(np.random.default_rng(7)), DAY1, 1)
     data["datasets"][0]["path"] = str(tmp_path / "events")
-    Registry(spark, settings).commit(
-        build_catalog_of(data, "test"), datetime(2026, 10, 31, tzinfo=UTC), check_datasets=False
-    )
+    Registry(settings).commit(build_catalog_of(data, "test"), datetime(2026, 10, 31, tzinfo=UTC), check_datasets=False)
     legacy = spark.createDataFrame(
         [(DAY1, "e1", "o1"), (DAY1, "e2", "o2")], "landing_date date, event_id string, offer_id string"
     )

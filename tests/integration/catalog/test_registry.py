@@ -26,8 +26,8 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def registry(spark, home):
-    return Registry(spark, load_settings(home=home))
+def registry(home):
+    return Registry(load_settings(home=home))
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +171,11 @@ def test_a_dataset_without_the_layout_is_refused(registry, applied, tmp_path):
         registry.commit(build_catalog(data, "test"), NOW)
 
 
-def test_history_and_time_travel_say_which_versions_vacuum_left_readable(spark, home, capsys, tmp_path):
+def test_history_and_time_travel_say_which_versions_vacuum_left_readable(home, capsys, tmp_path):
     from deltalake import DeltaTable
 
     settings = load_settings(home=tmp_path)
-    registry = Registry(spark, settings)
+    registry = Registry(settings)
     catalog = load_catalog(home / "sample" / "catalog.yaml")
     registry.commit(catalog, NOW, check_datasets=False)
     data = catalog.model_dump(mode="json")
@@ -199,10 +199,10 @@ def test_history_and_time_travel_say_which_versions_vacuum_left_readable(spark, 
     assert registry.catalog(2).get("ai_models", "auto-web").status.value == "active"
 
 
-def test_only_ranking_managers_change_models_and_who_did_is_in_the_history(spark, home, capsys, tmp_path, monkeypatch):
+def test_only_ranking_managers_change_models_and_who_did_is_in_the_history(home, capsys, tmp_path, monkeypatch):
     from deltalake import DeltaTable
 
-    registry = Registry(spark, load_settings(home=tmp_path))
+    registry = Registry(load_settings(home=tmp_path))
     catalog = load_catalog(home / "sample" / "catalog.yaml")
     assert registry.commit(catalog, NOW, check_datasets=False, actor="alice").actor == "alice"
     monkeypatch.setenv("OFFERRANK_RANKING_MANAGERS", '["alice", "ops-bot"]')
@@ -228,3 +228,25 @@ def test_a_metric_other_than_conversion_rate_is_refused_saying_so(registry, appl
     data["ai_models"][0]["metric"] = "revenue"
     with pytest.raises(CatalogError, match="metric 'revenue' is not served: 'conversion_rate' .clicks per impression"):
         build_catalog(data, "test")
+
+
+def test_a_change_validated_against_a_version_another_writer_moved_on_is_a_concurrent_commit(
+    home, tmp_path, monkeypatch
+):
+    from offerrank.engines.delta_rs import ConcurrentCommit
+
+    registry = Registry(load_settings(home=tmp_path))
+    catalog = load_catalog(home / "sample" / "catalog.yaml")
+    registry.commit(catalog, NOW, check_datasets=False, actor="alice")
+    read = registry._read()  # what this writer validates its change against: version 0
+    data = catalog.model_dump(mode="json")
+    data["ai_models"][0]["exploration_share"] = 0.3
+    assert Registry(registry.settings).commit(build_catalog(data, "other"), NOW, check_datasets=False).version == 1
+    monkeypatch.setattr(registry, "_read", lambda: read)
+    data["ai_models"][0]["exploration_share"] = 0.4
+    with pytest.raises(ConcurrentCommit, match="registry was committed by another writer after version 0"):
+        registry.commit(build_catalog(data, "test"), NOW, check_datasets=False)
+    monkeypatch.undo()
+    assert registry.version() == 1
+    assert registry.catalog().get("ai_models", data["ai_models"][0]["name"]).exploration_share == 0.3
+    assert [c["actor"] for c in registry._versions()] == ["alice", getpass.getuser()]

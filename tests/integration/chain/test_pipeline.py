@@ -35,7 +35,7 @@ def world(spark, tmp_path_factory):
     hero["eligible_offers"].append("offer-new")
     catalog_file.write_text(yaml.safe_dump(data))
     settings = load_settings(home=home)
-    Registry(spark, settings).commit(load_catalog(catalog_file), AT)
+    Registry(settings).commit(load_catalog(catalog_file), AT)
     reports = [run_day(spark, settings, day, published_at=AT, echo=lambda _: None) for day in DAYS]
     return settings, reports
 
@@ -155,7 +155,7 @@ def test_a_dry_run_ranks_and_gates_but_publishes_and_records_nothing(spark, worl
     settings, _ = world
     before_version = table_version(spark, settings)
     runs_before = table_version(spark, settings, "ranking_runs")
-    catalog = Registry(spark, settings).catalog()
+    catalog = Registry(settings).catalog()
     result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", published_at=AT, dry_run=True)
     assert result.status == "dry_run" and result.ranking_version is None and result.placements == 7
     assert table_version(spark, settings) == before_version
@@ -170,7 +170,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world, tmp_path):
     assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
     assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too
-        rank_and_publish(settings, Registry(spark, settings).catalog(), DAYS[-1], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[-1], published_at=AT)
     assert table_version(spark, settings) == before_version
     refused = (
         spark.read.format("delta")
@@ -189,7 +189,7 @@ def test_an_older_ranking_never_replaces_the_served_one(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)
     with pytest.raises(PublishRefused, match=f"the ranking of {DAYS[0]} is older than the one served"):
-        rank_and_publish(settings, Registry(spark, settings).catalog(), DAYS[0], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[0], published_at=AT)
     assert table_version(spark, settings) == before_version
     assert {row.as_of_date for row in rankings(spark, settings).select("as_of_date").distinct().collect()} == {DAYS[-1]}
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
@@ -254,7 +254,7 @@ def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publis
     last good lists, and `ranking_runs` says which and why. (Applying such a formula is refused: see test_catalog;
     the catalog is changed in memory here, as whatever slips through would be.)"""
     settings, _ = world
-    good = Registry(spark, settings).catalog()
+    good = Registry(settings).catalog()
     served = rankings(spark, settings).toPandas()
     failing = good.formulas[0].model_copy(update={"expression": "priority / (priority - priority)"})
     # offer-017 first by priority: the priority placement's list changes, so there is something new to publish
@@ -303,7 +303,7 @@ def test_the_model_reports_lift_interval_contains_the_true_lift(spark, world):
     segment of the personalized one) must find a lift whose 95% interval contains the true one."""
     settings, reports = world
     assert [name for name, _, _ in reports[-1].steps][-1] == "report"
-    truth = true_lifts(settings, Registry(spark, settings).catalog())
+    truth = true_lifts(settings, Registry(settings).catalog())
     rows = (
         spark.read.format("delta")
         .load(settings.table_path("model_report"))
@@ -388,7 +388,7 @@ def test_off_policy_estimates_contain_the_true_rate_and_refuse_without_support(s
     from offerrank.jobs.evaluate import run as run_evaluation
 
     settings, _ = world
-    catalog = Registry(spark, settings).catalog()
+    catalog = Registry(settings).catalog()
     rows = run_evaluation(settings, catalog, "auto-web", DAYS[0], DAYS[-1])
     stored = spark.read.format("delta").load(settings.table_path("policy_evaluations"))
     stored = stored.filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web")).toPandas()

@@ -53,7 +53,7 @@ def run_settings(spark, landing, tmp_path_factory):
     """A warehouse whose registry holds the generated catalog: its dataset `events` lands in `landing/events`; it
     keeps every record's text in `events_raw`."""
     settings = load_settings(home=tmp_path_factory.mktemp("ingest-home"), keep_raw_events=True)
-    Registry(spark, settings).commit(load_catalog(landing / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
+    Registry(settings).commit(load_catalog(landing / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
     return settings
 
 
@@ -324,7 +324,7 @@ def test_the_events_of_an_offer_deleted_since_are_accepted(spark, tmp_path):
         assignment["eligible_offers"] = [o for o in assignment.get("eligible_offers", []) if o != deleted]
     (tmp_path / "sample" / "without.yaml").write_text(yaml.safe_dump(spec))
     settings = load_settings(home=tmp_path)
-    registry = Registry(spark, settings)
+    registry = Registry(settings)
     registry.commit(load_catalog(tmp_path / "sample" / "catalog.yaml"), datetime(2026, 11, 1, tzinfo=UTC))
     registry.commit(load_catalog(tmp_path / "sample" / "without.yaml"), datetime(2026, 11, 2, tzinfo=UTC))
     assert deleted not in {offer.id for offer in registry.catalog().offers}

@@ -50,7 +50,7 @@ def test_a_capped_offer_is_never_served_past_its_caps_over_days_of_serving_and_i
     offers = tuple(o.model_copy(update={"caps": caps}) if o.id == capped else o for o in catalog.offers)
     landing = tmp_path / "sample" / "events"  # what the channel logs lands here: the catalog's one dataset
     catalog = catalog.model_copy(update={"offers": offers, "datasets": (Dataset(name="events", path=str(landing)),)})
-    Registry(spark, settings).commit(catalog, datetime(2026, 11, 1, tzinfo=UTC), check_datasets=False)
+    Registry(settings).commit(catalog, datetime(2026, 11, 1, tzinfo=UTC), check_datasets=False)
 
     shown, dropped_as_capped = Counter(), Counter()
     last_day = FIRST_DAY + timedelta(days=2)

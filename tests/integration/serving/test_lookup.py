@@ -220,7 +220,7 @@ def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark
     catalog = load_catalog(ranked_warehouse.catalog_file)
     changes = {ended: {"end_date": TODAY.date() - timedelta(days=1)}, vip_only: {"segments": ("vip",)}}
     offers = tuple(o.model_copy(update=changes.get(o.id, {})) for o in catalog.offers)
-    Registry(spark, settings).commit(catalog.model_copy(update={"offers": offers}), TODAY, check_datasets=False)
+    Registry(settings).commit(catalog.model_copy(update={"offers": offers}), TODAY, check_datasets=False)
     members = [{"snapshot_date": date(2026, 11, 1), "profile_id": "p-vip", "segment": "vip"}]
     write_frame(settings, PROFILE_SEGMENTS, pd.DataFrame(members), "append")
     lookup = lookup_of(settings)

@@ -55,9 +55,7 @@ def airflow_home(spark, airflow_env, tmp_path_factory):
     data["datasets"].append({"name": "partner", "path": "partner"})
     next(m for m in data["ai_models"] if m["name"] == "auto-email")["datasets"] = ["partner"]
     (home / "sample" / "catalog.yaml").write_text(yaml.safe_dump(data))
-    Registry(spark, load_settings(home=home)).commit(
-        load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24)
-    )
+    Registry(load_settings(home=home)).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 11, 24))
     env = {**os.environ, **airflow_env, "OFFERRANK_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     return home, env
