@@ -10,7 +10,10 @@ import pytest
 
 from offerrank.catalog import CatalogError, build_catalog
 from offerrank.learning.bandit import thompson_rank
-from offerrank.ranking import METHODS, FormulaRanking, PriorityRanking, ThompsonSampling, method_of
+from offerrank.ranking import METHODS, method_of
+from offerrank.ranking.formula import FormulaRanking
+from offerrank.ranking.priority import PriorityRanking
+from offerrank.ranking.thompson import ThompsonSampling
 from offerrank.sim.generator import generate
 from offerrank.tables import ALL_SEGMENTS
 
