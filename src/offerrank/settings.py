@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -182,7 +183,8 @@ def packaged(folder: str) -> Path:
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with non-None keyword overrides (CLI flags) taking precedence."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    values: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}  # validated
+    return Settings(**values)
 
 
 def parse_flag(text: str) -> bool:

@@ -112,7 +112,7 @@ def _nesting(source: str) -> int:
 def _evaluate(node: Tree, fields: Mapping[str, Any]) -> Any:
     kind, children = node.data, node.children
     if kind == "number":
-        return float(children[0])
+        return float(str(children[0]))  # a NUMBER token
     if kind == "string":
         return str(children[0])[1:-1]
     if kind in ("true", "false"):

@@ -86,7 +86,7 @@ class Catalog(_Entity):
             raise ValueError("; ".join(problems))
         return self
 
-    def get(self, kind: str, ident: str) -> Any:
+    def get(self, kind: str, ident: str | None) -> Any:
         key = KINDS[kind]
         return next((e for e in getattr(self, kind) if getattr(e, key) == ident), None)
 
@@ -94,8 +94,10 @@ class Catalog(_Entity):
         """A static score (a formula) that cannot be computed for an offer the placement may rank: found when the
         catalog is applied, not at night."""
         score = assignment.method.scorer(self)
+        if score is None:
+            return []
         problems = []
-        for offer in self.eligible_offers(assignment) if score else []:
+        for offer in self.eligible_offers(assignment):
             try:
                 score(offer)
             except FormulaError as error:
@@ -187,7 +189,8 @@ def build_catalog(data: dict[str, Any], source: str) -> Catalog:
 
 def _where(data: dict[str, Any], loc: tuple) -> str:
     """('offers', 3, 'end_date') -> 'offers[offer-004].end_date' (entities named by id, not position)."""
-    parts, node = [], data
+    parts: list[str] = []
+    node: Any = data
     for step in loc:
         if isinstance(step, int) and isinstance(node, list) and step < len(node):
             node = node[step]

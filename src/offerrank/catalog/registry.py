@@ -18,6 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
@@ -208,6 +209,7 @@ class Registry:
 
     def _authorize(self, changes: ChangeSet, now: datetime) -> None:
         """Refuse (and log, and record in `registry_refusals`) a change by an actor who is not a ranking manager."""
+        assert changes.actor is not None  # `commit` names one
         reason = refusal(self.settings, changes.actor)
         if reason is None:
             return
@@ -235,7 +237,10 @@ class Registry:
             spec = next((r["spec"] for r in commit["rows"] if (r["kind"], r["id"]) == (kind, ident)), None)
             if spec != previous:
                 after = json.loads(spec) if spec else None
-                changes = "changed" if previous is _UNKNOWN else spec_changes(json.loads(previous or "null"), after)
+                if previous is _UNKNOWN:
+                    changes = "changed"
+                else:  # the spec of a readable version: a JSON text, or None where the entity did not exist
+                    changes = spec_changes(json.loads(cast("str | None", previous) or "null"), after)
                 entries.append({**_commit_fields(commit), "spec": after, "changes": changes, "readable": True})
             previous = spec
         return entries

@@ -23,6 +23,7 @@ def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.catalog.layout import check_dataset_layout
 
     path = args.file or settings.catalog_file
+    assert path is not None  # Settings derives a default catalog file
     catalog = load_catalog(path)
     for dataset in catalog.datasets:
         check_dataset_layout(dataset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from offerrank.cli.common import now, registry
 from offerrank.settings import Settings
@@ -58,6 +59,7 @@ def explain_model(settings: Settings, name: str, offer_id: str, placement: str |
             + (f" on placement {placement!r}" if placement else "")
             + " (below the personalization thresholds: it is ranked by its segment posterior)"
         )
+    row: Any  # a named tuple of the frame's columns
     for row in rows.itertuples():
         print(
             f"{name}: offer {offer_id} on {row.placement_id} ({row.channel}), trained {row.as_of_date} on "

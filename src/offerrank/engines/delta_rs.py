@@ -77,7 +77,7 @@ def write_frame(
                 predicate=predicate,
                 schema_mode="merge",  # a column a new release adds (nullable) joins the table's schema
                 commit_properties=CommitProperties(custom_metadata={COMMIT_TOKEN: token}),
-            )
+            )  # type: ignore[call-overload]  # the stubs tie `predicate` to a literal "overwrite"; `mode` is a str
             break
         except CommitFailedError as failed:  # e.g. two first writers both creating the table
             if read_version is not None:

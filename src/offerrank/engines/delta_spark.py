@@ -43,6 +43,12 @@ class Warehouse:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(table))
 
+    def _existing(self, table: Table) -> DataFrame:
+        """The latest version of a table known to exist."""
+        frame = self.read(table)
+        assert frame is not None, f"{table.name} exists"
+        return frame
+
     def require_datasets(self, *tables: Table) -> None:
         """WarehouseOutdated when one of `tables`, written before event datasets existed, has no `dataset` column."""
         from offerrank.engines.delta_rs import open_table
@@ -64,9 +70,9 @@ class Warehouse:
         for table in DATASET_TABLES:
             if not self.exists(table):
                 continue
-            if "dataset" not in self.read(table).columns:
+            if "dataset" not in self._existing(table).columns:
                 self.spark.sql(f"ALTER TABLE {self.sql_name(table)} ADD COLUMNS (dataset STRING)")
-            before = self.read(table).filter("dataset IS NULL").count()
+            before = self._existing(table).filter("dataset IS NULL").count()
             if before:
                 self.spark.sql(f"UPDATE {self.sql_name(table)} SET dataset = '{dataset}' WHERE dataset IS NULL")
             updated[table.name] = before
@@ -94,7 +100,9 @@ class Warehouse:
     def overwrite(self, frame: DataFrame, table: Table) -> int:
         """Replace the whole table in one commit; returns the table version of that commit."""
         self._write(frame, table, "overwrite", overwriteSchema="true")
-        return self.version(table)
+        version = self.version(table)
+        assert version is not None  # just written
+        return version
 
     def append(self, frame: DataFrame, table: Table) -> None:
         self._write(frame, table, "append")

@@ -72,7 +72,7 @@ def posteriors(
     ].sum()
     impressions, conversions = rates["impressions"].to_numpy(), rates["conversions"].to_numpy()
     alpha = prior_alpha + rates["effective_conversions"].to_numpy(float)
-    beta = prior_beta + np.maximum(rates["effective_impressions"] - rates["effective_conversions"], 0.0).to_numpy()
+    beta = prior_beta + np.maximum((rates["effective_impressions"] - rates["effective_conversions"]).to_numpy(), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(impressions > 0, conversions / np.maximum(impressions, 1), np.nan)
     rates = rates.assign(

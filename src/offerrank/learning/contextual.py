@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -147,7 +147,7 @@ def explain(features: list[str], weights: list[float], covariance: list[float], 
     """The features that raise and lower an offer's score most: posterior mean weight and standard deviation,
     strongest first (`top` of each sign; the intercept left out)."""
     sd = np.sqrt(np.diag(np.asarray(covariance).reshape(len(features), len(features))))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"feature": name, "weight": float(weight), "sd": float(spread)}
         for name, weight, spread in zip(features, weights, sd)
         if name != INTERCEPT

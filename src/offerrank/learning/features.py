@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsFloat, cast
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def level(feature: Feature, raw: object) -> str:
     if not feature.buckets:
         return str(raw)
     try:
-        number = float(raw)
+        number = float(cast("SupportsFloat | str", raw))  # anything else raises TypeError: unknown
     except (TypeError, ValueError):
         return UNKNOWN
     if not math.isfinite(number):

@@ -28,7 +28,7 @@ class CatalogView(Protocol):
     """What a ranking method reads of the catalog (`offerrank.catalog.Catalog` is one): an entity by kind and id.
     The catalog validates decisions through the methods, so the methods see it through this, not by importing it."""
 
-    def get(self, kind: str, ident: str) -> Any: ...
+    def get(self, kind: str, ident: str | None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ class RankingMethod(ABC):
     @property
     def model_name(self) -> str:
         """What `offer_rankings.model_name` says of the lists this method ranks."""
-        return self.ref if self.takes_ref else self.kind
+        if not self.takes_ref:
+            return self.kind
+        assert self.ref is not None  # `method_of` gives a `kind:<ref>` method its ref
+        return self.ref
 
     def problems(self, catalog: CatalogView, decision_active: bool) -> list[str]:
         """What the catalog lacks for this method (messages without the `where` prefix)."""

@@ -36,11 +36,16 @@ class ThompsonSampling(RankingMethod):
     def model(self, catalog: CatalogView) -> AIModel | None:
         return catalog.get("ai_models", self.ref)
 
+    def _model(self, catalog: CatalogView) -> AIModel:
+        model = self.model(catalog)
+        assert model is not None, f"unknown AI model {self.ref!r}"  # a valid catalog has it (`problems`)
+        return model
+
     def segments(self, catalog: CatalogView) -> tuple[str, ...]:
-        return self.model(catalog).ranked_segments
+        return self._model(catalog).ranked_segments
 
     def exploration_share(self, catalog: CatalogView) -> float:
-        return self.model(catalog).exploration_share
+        return self._model(catalog).exploration_share
 
     def rank(self, eligible: pd.DataFrame, group: RankGroup) -> pd.DataFrame:
         segment = [group.segment] if group.segment != ALL_SEGMENTS else []

@@ -52,7 +52,7 @@ class Evaluation:
         return row | {"effective_sample_size": self.effective_sample_size}
 
 
-def _mean_and_interval(converted: np.ndarray, missed: np.ndarray, count: np.ndarray) -> Estimate:
+def _mean_and_interval(converted: np.ndarray, missed: np.ndarray, count: tuple[np.ndarray, np.ndarray]) -> Estimate:
     """The mean of per-impression terms that take value `converted` on the c converting impressions and `missed`
     on the n − c others of each row (`count` = (c, n − c)), with a 95% interval from their sample variance."""
     conversions, misses = count

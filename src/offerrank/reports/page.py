@@ -13,8 +13,9 @@ traffic: off-policy estimates (see `offerrank.jobs.evaluate`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -92,7 +93,7 @@ def summary_table(summary: pd.DataFrame) -> str:
         f"<td>{'–' if r.p_value != r.p_value or r.p_value is None else p_value(r.p_value)}</td>"
         f"<td>{'–' if r.gini != r.gini or r.gini is None else f'{r.gini:.2f}'}</td>"
         f"<td class='verdict-cell'>{escape(r.verdict)}</td></tr>"
-        for r in summary.itertuples()
+        for r in _rows(summary)
     )
     return (
         "<table><thead><tr><th>segment</th><th>model impressions</th><th>model CR</th><th>95% interval</th>"
@@ -111,7 +112,7 @@ def drivers_section(report: ModelReport) -> str:
     rows = "".join(
         f"<tr><td>{escape(r.placement_id)}/{escape(r.channel)}</td><td>{escape(r.offer_id)}</td>"
         f"<td>{escape(r.feature)}</td><td>{r.weight:+.3f}</td><td>{r.sd:.3f}</td></tr>"
-        for r in report.drivers.itertuples()
+        for r in _rows(report.drivers)
     )
     return (
         "<h2>What drives the scores</h2>"
@@ -142,7 +143,7 @@ def evaluation_section(report: ModelReport) -> str:
             else f"<td colspan='5'></td><td class='verdict-cell'>{escape(r.refused)}</td>"
         )
         + "</tr>"
-        for r in pooled.itertuples()
+        for r in _rows(pooled)
     )
     return (
         "<h2>Other policies on this traffic (off-policy estimates)</h2>"
@@ -155,6 +156,11 @@ def evaluation_section(report: ModelReport) -> str:
         "<th>effective sample</th><th>refused</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples of its columns (`itertuples`), their fields typed as what the cells hold."""
+    return frame.itertuples()
 
 
 def p_value(value: float) -> str:

@@ -72,6 +72,7 @@ def compare(model_conversions: int, model_impressions: int, random_conversions: 
         return Comparison(*counts, None, None, None, None, None, verdict)
     if n1 == 0:
         return Comparison(*counts, None, None, None, None, None, "no model traffic in this window")
+    assert rate1 is not None and rate0 is not None  # both kinds of traffic have impressions here
     needed = random_impressions_needed(x1, n1, x0, n0)
     if min(x1, x0) < MIN_CONVERSIONS:
         verdict = f"not enough data to tell: needs about {needed:,} more random impressions"

@@ -24,6 +24,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -64,6 +65,8 @@ from offerrank.tables import (
 
 log = logging.getLogger("offerrank.serving.lookup")
 
+_Loaded = TypeVar("_Loaded")
+
 
 class RankingLookup:
     """Answers channel lookups from the latest published ranking of one warehouse."""
@@ -94,7 +97,7 @@ class RankingLookup:
             self.last_refresh_at = self._clock()
             current, errors = self._snapshot, []
 
-            def attempt(what: str, load: Callable[[], object], keep: object) -> object:
+            def attempt(what: str, load: Callable[[], _Loaded], keep: _Loaded) -> _Loaded:
                 try:
                     return load()
                 except Exception as error:  # noqa: BLE001 - serve the last good part whatever the reason
@@ -215,7 +218,7 @@ class RankingLookup:
             }
             active = ranked.contextual.cell(profile, request_context(context, channel, now.hour))
             offers, traffic_type = snapshot.personalize(ranked, lists, active, mode, rng)
-        elif explored:
+        elif rng is not None:  # explored
             offers, traffic_type = snapshot.decide(ranked, lists, rng)
         return self._answer(snapshot, request, day, offers, traffic_type, lists.dropped, chosen.decision_id, segment)
 

@@ -45,7 +45,7 @@ def request_generator(*parts: object) -> np.random.Generator:
     microseconds, where building a seeded Generator (SeedSequence) costs about ten times that per request."""
     held = getattr(_generators, "held", None)
     if held is None:  # the thread's generator, and the state dict it is set from (the setter copies it)
-        state = {"bit_generator": "PCG64", "state": None, "has_uint32": 0, "uinteger": 0}
+        state: dict[str, object] = {"bit_generator": "PCG64", "state": None, "has_uint32": 0, "uinteger": 0}
         held = _generators.held = np.random.Generator(np.random.PCG64()), state
     generator, state = held
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()

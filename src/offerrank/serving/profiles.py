@@ -7,6 +7,7 @@ segments (from `profile_segments`), `AttributeIndex` its raw attribute values fo
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -84,7 +85,14 @@ NO_PROFILES = ProfileIndex()
 class AttributeIndex:
     """Profile id -> its raw attribute values, for the attributes contextual models declare."""
 
-    def __init__(self, ids=None, codes=None, values=(), names=(), source=None):
+    def __init__(
+        self,
+        ids: pa.Array | None = None,
+        codes: np.ndarray | None = None,
+        values: Iterable[tuple[str | None, ...]] = (),
+        names: Iterable[str] = (),
+        source: tuple | None = None,
+    ) -> None:
         self.source = source  # what it was loaded from: (table version, attributes, as-of date)
         self._ids = ids if ids is not None else pa.array([], pa.string())
         self._codes = codes if codes is not None else np.zeros((0, 0), np.uint16)  # profiles x attributes, 0: none

@@ -73,7 +73,7 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="how many offers")] = 10,
         mode: Annotated[
-            Literal[MODES],
+            Literal[MODES],  # type: ignore[valid-type]  # a tuple of str literals: FastAPI reads it at run time
             Query(
                 description="policy: the order decided for this request (random share, Thompson draw); "
                 "published: the fixed published order"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -101,7 +102,9 @@ class _Columns:
 
     @property
     def offer_ids(self) -> tuple[str, ...]:
-        return self.fields["offer_id"].distinct
+        distinct = self.fields["offer_id"].distinct
+        assert distinct is not None  # a string column: its values are codes into `distinct`
+        return distinct
 
     def published_values(self, rows: np.ndarray) -> list[tuple]:
         """Each of `rows`' published fields (in `PUBLISHED_FIELDS` order), as Python objects."""
@@ -158,6 +161,10 @@ class _Served:
     policy: ServingPolicy | None = None
 
 
+# a list's published fields as its policy's model and random traffic serve them (`as_random`)
+_Values = tuple[list[tuple], list[tuple]]
+
+
 @dataclass(frozen=True)
 class _Placement:
     """One decision placement x channel: its ranked list per segment, and the order a profile's segments are
@@ -195,15 +202,25 @@ class Snapshot:
     cap_counts: CapCounts = NO_CAP_COUNTS
     capped_offers: dict[str, Offer] = field(default_factory=dict)  # the catalog's offers with frequency caps
     # (list, day, the profile's segments where they matter, offers capped) -> what `served` answers
-    _served: dict = field(default_factory=dict, compare=False, repr=False)
+    _served: dict[tuple, _Served] = field(default_factory=dict, compare=False, repr=False)
     # (list, its servable rows, slots) -> their slot probabilities and contenders: another day reuses them
-    _policies: dict = field(default_factory=dict, compare=False, repr=False)
+    _policies: dict[tuple[int, bytes, int], tuple[_Values, ServingPolicy]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     # (list, its servable rows, slots, request cell) -> a contextual list's answers for that cell
-    _cells: dict = field(default_factory=dict, compare=False, repr=False)
+    _cells: dict[tuple[int, bytes, int, bytes], tuple[_Values, ServingPolicy | None, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def profiles_version(self) -> int | None:
         return self.profiles.source[0] if self.profiles.source else None
+
+    def _built(self) -> tuple[_Columns, _Servable]:
+        """The columns of the ranking and what the catalog says of its offers: a ranked list to serve is only ever
+        taken from a snapshot built from rows."""
+        assert self.columns is not None and self.servable is not None, "a ranked list of a snapshot without rows"
+        return self.columns, self.servable
 
     def served(
         self, ranked: _Ranked, on: date, profile_segments: frozenset[str], limit: int, capped: frozenset[str]
@@ -216,7 +233,7 @@ class Snapshot:
             if len(self._served) > 100_000:  # many profile-segment combinations: start over rather than grow
                 self._served.clear()
             rows, dropped = self.served_rows(ranked, on, profile_segments, capped)
-            published = ranked_offers(self.columns.published_values(rows[:limit]))
+            published = ranked_offers(self._built()[0].published_values(rows[:limit]))
             found = self._served[key] = _Served(rows, dropped, published, limit)
         return found
 
@@ -227,7 +244,8 @@ class Snapshot:
         `capped` offers, in order, and how many were dropped by cause. A published fallback row (nothing was
         eligible) is served whatever the day and audience."""
         rows = np.arange(ranked.start, ranked.stop)
-        offers, servable, fallback = self.columns.offer[rows], self.servable, self.columns.fallback[rows]
+        columns, servable = self._built()
+        offers, fallback = columns.offer[rows], columns.fallback[rows]
         day = np.datetime64(on, "D")
         live = fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers]))
         keep = live.copy()
@@ -235,7 +253,7 @@ class Snapshot:
             keep[at] = not servable.audiences[offers[at]].isdisjoint(profile_segments)
         shown = keep.copy()
         if capped:
-            codes = [code for code, offer_id in enumerate(self.columns.offer_ids) if offer_id in capped]
+            codes = [code for code, offer_id in enumerate(columns.offer_ids) if offer_id in capped]
             keep &= ~np.isin(offers, codes)
         dropped = {
             "not_live": int((~live).sum()),
@@ -246,25 +264,29 @@ class Snapshot:
 
     def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer, ...], str]:
         """One request's order of a list served by the policy: its offers, and its traffic type."""
-        rows, columns = served.rows, self.columns
-        if served.policy is None:
+        rows, policy = served.rows, served.policy
+        if policy is None:
             # one policy per list of rows and limit, shared by the served variants (days, profiles) that have them
             key = (ranked.start, rows.tobytes(), served.limit)
             found = self._policies.get(key)
             if found is None:
                 if len(self._policies) > POLICIES_KEPT:  # many capped or audience combinations: start over
                     self._policies.clear()
+                assert ranked.exploration_share is not None  # only a list with an exploration share has a policy
+                columns = self._built()[0]
                 seed = run_seed(self.ranking_version, ranked.start, len(rows))
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
                 in_slot = slot_probabilities(table, served.limit, seed)
-                values = columns.published_values(rows)
-                policy = ServingPolicy(Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit)
-                found = self._policies[key] = (values, as_random(values)), policy
-            served.values = found[0]
-            served.policy = found[1]  # set last: another thread seeing it sees the values too
-        order, traffic_type, propensity = served.policy.decide(rng)
-        values = served.values[traffic_type == RANDOM]
-        return offers_of(map(values.__getitem__, order), traffic_type, propensity), traffic_type
+                published = columns.published_values(rows)
+                made = ServingPolicy(Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit)
+                found = self._policies[key] = (published, as_random(published)), made
+            served.values, policy = found
+            served.policy = policy  # set last: another thread seeing it sees the values too
+        values = served.values
+        assert values is not None  # set before the policy
+        order, traffic_type, propensity = policy.decide(rng)
+        chosen = values[traffic_type == RANDOM]
+        return offers_of(map(chosen.__getitem__, order), traffic_type, propensity), traffic_type
 
     def personalize(
         self, ranked: _Ranked, served: _Served, active: np.ndarray, mode: str, rng: np.random.Generator | None
@@ -277,10 +299,13 @@ class Snapshot:
         found = self._cells.get(key)
         if found is None:
             if len(self._cells) >= CELLS_KEPT:  # the least recently used cell goes (another thread may have too)
-                self._cells.pop(next(iter(self._cells), None), None)
-            columns = self.columns
+                oldest = next(iter(self._cells), None)
+                if oldest is not None:
+                    self._cells.pop(oldest, None)
+            columns = self._built()[0]
+            assert ranked.contextual is not None  # only a contextual list is personalized
             cell = ranked.contextual.cell_model(rows - ranked.start, columns.alpha[rows], columns.beta[rows], active)
-            values = [
+            scored = [
                 (published[0], score, Reason.PERSONALIZED.value) if personalized else published
                 for published, score, personalized in zip(
                     columns.published_values(rows), cell.score.tolist(), cell.personalized.tolist()
@@ -293,11 +318,12 @@ class Snapshot:
             share = ranked.exploration_share
             contenders = Contenders.of(cell.table, in_slot)
             policy = ServingPolicy(contenders, share, in_slot, limit) if share is not None else None
-            found = self._cells[key] = ((values, as_random(values)), policy, by_score)
+            found = self._cells[key] = ((scored, as_random(scored)), policy, by_score)
         else:
             self._cells[key] = self._cells.pop(key, found)  # the most recently used: last to go
         values, policy, by_score = found
         if mode == POLICY and policy is not None:
+            assert rng is not None  # the lookup makes one for a list with a policy in `policy` mode
             order, traffic_type, propensity = policy.decide(rng)
             chosen = values[traffic_type == RANDOM]
             return offers_of(map(chosen.__getitem__, order), traffic_type, propensity), traffic_type
@@ -305,6 +331,19 @@ class Snapshot:
 
 
 GROUP_COLUMNS = ["placement_id", "channel", "decision_id", "segment"]
+
+
+class _Common(TypedDict):
+    """The fields of a `Snapshot` that a build sets whether or not there are rows."""
+
+    table_version: int | None
+    registry_version: int | None
+    committed_at: datetime | None
+    catalog: Catalog | None
+    profiles: ProfileIndex
+    attributes: AttributeIndex
+    cap_counts: CapCounts
+    capped_offers: dict[str, Offer]
 
 
 class _CatalogIndex:
@@ -325,6 +364,7 @@ class _CatalogIndex:
         assignment = self.assignments.get((decision_id, placement_id))
         if assignment is None or not assignment.method.explorable:
             return None
+        assert self.catalog is not None  # the assignments are the catalog's
         return assignment.method.exploration_share(self.catalog)
 
 
@@ -339,7 +379,7 @@ def build_snapshot(
     attributes: AttributeIndex = NO_ATTRIBUTES,
 ) -> Snapshot:
     """Index the rows of one `offer_rankings` version by (placement, channel), decision and segment."""
-    common = {
+    common: _Common = {
         "table_version": table_version,
         "registry_version": registry_version,
         "committed_at": committed_at,
