@@ -13,6 +13,7 @@ Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapp
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from typing import NamedTuple
 
@@ -32,6 +33,8 @@ from offerrank.tables import (
     RANKING_STAGE,
     Table,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Candidate(NamedTuple):
