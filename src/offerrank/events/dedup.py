@@ -1,5 +1,7 @@
 """The de-duplication rules of the ingest: which of the records that share an event id is the event, and which are
-quarantined as its duplicates (DataFrame in, DataFrame out; no table is read or written here).
+quarantined as its duplicates. DataFrame in, DataFrame out: no table is read or written here (the ids other landing
+dates accepted come in as a DataFrame; `label_records` materializes the few contested ids once, to choose whether
+they are broadcast).
 
 - identical copies of one record (same content hash) collapse to one: `exact_duplicate`, counted, not quarantined;
 - of differing records with the same id the earliest timestamp wins, then the smallest content hash:
