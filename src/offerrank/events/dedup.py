@@ -120,7 +120,8 @@ def label_records(routed: DataFrame, record_rows: DataFrame, other_days: DataFra
 def tally(grouped: Iterable) -> tuple[dict[str, int], dict[str, int]]:
     """(counts, quarantined by reason code) of labelled records from their collected counts per (`outcome`,
     `reason_codes`): records read, events accepted, exact duplicates and records quarantined."""
-    outcome_counts, by_reason = Counter(), Counter()
+    outcome_counts: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
     for row in grouped:
         outcome_counts[row.outcome] += row["count"]
         if row.outcome == "quarantined":
