@@ -223,7 +223,8 @@ def training_part(workdir: Path, events_per_day: int) -> None:
     from offerrank.engines.delta_spark import Warehouse
     from offerrank.engines.spark import build_spark
     from offerrank.jobs import aggregate, ingest, profiles
-    from offerrank.jobs.aggregate import train_contextual_models, window_facts
+    from offerrank.jobs.aggregate import window_facts
+    from offerrank.jobs.contextual import train_contextual_models
     from offerrank.learning.bandit import posteriors
     from offerrank.settings import load_settings
     from offerrank.sim.generator import generate

@@ -299,7 +299,9 @@ def first_pass_child(files: str) -> None:
     from offerrank.catalog.registry import Registry
     from offerrank.engines.quality import load_suite
     from offerrank.engines.spark import build_spark
+    from offerrank.events.day_checks import record_parameters
     from offerrank.events.quarantine import route_records
+    from offerrank.events.records import read_records
     from offerrank.events.xdm import (
         EVENT_KINDS,
         EVENT_SCHEMA,
@@ -309,7 +311,6 @@ def first_pass_child(files: str) -> None:
         parse_records,
         record_hash,
     )
-    from offerrank.jobs.ingest import read_records, record_parameters
     from offerrank.settings import load_settings
 
     def with_spark_columns(rows):

@@ -34,12 +34,15 @@ The steps and their gates are those of `offerrank.chain.nightly` (the same chain
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task, task_group
 
 from offerrank.chain import tasks
+
+log = logging.getLogger(__name__)
 
 RANKINGS = Asset("offerrank://offer_rankings")
 REPORTS = Asset("offerrank://model_reports")
@@ -126,7 +129,7 @@ with DAG(
         run_date = tasks.run_date_of(params["run_date"], ds)
         if tasks.events_landed(run_date, dataset):
             return True
-        print(tasks.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
+        log.info("%s", tasks.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
         return False
 
     # runs whatever became of the wait: a dataset that did not land is recorded as such
@@ -215,14 +218,14 @@ with DAG(
             text = tasks.write_reports(run_date)
         except tasks.RunRefused as refused:
             raise AirflowSkipException(f"no model report: {refused}") from None
-        print(text)
+        log.info("%s", text)
         return text
 
     @task
     def summary(params=None, ds=None, run_id=None) -> str:
         """Log what the run published and the top offers of each placement."""
         text = tasks.run_summary(tasks.run_date_of(params["run_date"], ds), run_id)
-        print(text)
+        log.info("%s", text)
         return text
 
     ingests = dataset_ingest.expand(dataset=event_datasets())

@@ -8,12 +8,15 @@ stay readable by time travel and `offerrank rankings rollback`.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
 from offerrank.chain import tasks
+
+log = logging.getLogger(__name__)
 
 with DAG(
     dag_id="warehouse_maintenance",

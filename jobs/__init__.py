@@ -8,6 +8,10 @@ handle a few rows per offer in memory (pandas, `deltalake`): they start no JVM."
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 def job_session(name: str):
     """A spark-submit job's SparkSession, settings (from the environment) and the registry's catalog."""

@@ -24,40 +24,35 @@ Writes `offer_stats_landing`    per landing_date: what that day's impressions ad
                                 look-back window of the model's datasets (optionally decayed), rate, Beta
                                 posterior, 95% credible interval, cold start; replaces as_of_date = D;
        `offer_cap_counts`       per as_of_date (D): the frequency caps' counts (see offerrank.jobs.caps);
-       `feature_stats_daily`    for each active contextual model, from its datasets' interactions, per event_date,
-                                placement, channel, offer and cell
-                                (its features' levels: profile attributes from the latest `profile_attributes`
-                                snapshot on or before D, context from the impression): impressions and conversions;
-                                replaces event dates [D - L, D];
-       `model_parameters`       per as_of_date (D) and contextual model due to train (see AIModel.trains_on): the
-                                trained posterior per offer (see offerrank.learning.contextual); replaces
-                                that partition.
+       `feature_stats_daily`,   the contextual models' feature cells and trained posteriors (see
+       `model_parameters`       offerrank.jobs.contextual, which this step runs).
 Run: `offerrank aggregate --date D` or `spark-submit jobs/aggregate.py --date D`.
+
+Which impression a click belongs to, and the segments a row counts in, are `offerrank.events.attribution`'s rules.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from datetime import date, timedelta
 from functools import reduce
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from offerrank.catalog import AIModel, Catalog, ModelStatus
+from offerrank.catalog import Catalog, ModelStatus
 from offerrank.engines.delta_spark import Warehouse
+from offerrank.events.attribution import attributed_clicks, shown_items, tagged
 from offerrank.jobs import caps
+from offerrank.jobs import contextual as contextual_job
 from offerrank.learning.bandit import RATE_KEYS, facts_of, posteriors
-from offerrank.learning.contextual import train
-from offerrank.learning.features import SEGMENT, feature_name, spark_level
 from offerrank.settings import Settings, parse_flag
 from offerrank.tables import (
     ALL_SEGMENTS,
     FACT_COUNTS,
-    FEATURE_STATS_DAILY,
     INTERACTIONS,
-    MODEL_PARAMETERS,
     OFFER_CONVERSION_RATES,
     OFFER_STATS_DAILY,
     OFFER_STATS_LANDING,
@@ -65,9 +60,10 @@ from offerrank.tables import (
     PROFILE_SEGMENTS,
     SLOT_STATS_DAILY,
     SLOT_STATS_LANDING,
-    UNKNOWN_TRAFFIC,
     Table,
 )
+
+log = logging.getLogger(__name__)
 
 STATS_KEYS = ["event_date", "dataset", "offer_id", "placement_id", "channel", "segment", "traffic_type"]
 SLOT_KEYS = [
@@ -81,53 +77,6 @@ SLOT_KEYS = [
     "traffic_type",
     "propensity",
 ]
-# one shown (or clicked) proposition item in a segment: a click is attributed within its event dataset
-ITEM_KEYS = ["dataset", "proposition_id", "offer_id", "segment"]
-
-
-def tagged(interactions: DataFrame, memberships: DataFrame | None = None) -> DataFrame:
-    """`interactions` with a `segment`: every row in `*` and, through `memberships`, once more in each segment of its
-    profile. `memberships` holds (profile_id, segment), or (snapshot_date, profile_id, segment) when the
-    interactions carry the snapshot of their landing day: its columns other than `segment` are what it joins on."""
-    interactions = interactions.withColumn("traffic_type", F.coalesce("traffic_type", F.lit(UNKNOWN_TRAFFIC)))
-    rows = interactions.withColumn("segment", F.lit(ALL_SEGMENTS))
-    if memberships is None:
-        return rows
-    keys = [column for column in memberships.columns if column != "segment"]
-    return rows.unionByName(interactions.join(memberships, keys).select(*interactions.columns, "segment"))
-
-
-def clicked_items(clicks: DataFrame, carry: tuple[str, ...] = ()) -> DataFrame:
-    """One row per clicked proposition item x segment of tagged `clicks`: its first click's date and the click's
-    placement, channel and traffic type (`click_*`) (and the columns `carry`)."""
-    return clicks.groupBy(*ITEM_KEYS).agg(
-        F.min("event_date").alias("click_date"),
-        F.first("placement_id").alias("click_placement"),
-        F.first("channel").alias("click_channel"),
-        F.first("traffic_type").alias("click_traffic_type"),
-        *[F.first(column).alias(column) for column in carry],
-    )
-
-
-def attribution(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """(impressions, clicked): the tagged impressions of `interactions`, and their clicked proposition items."""
-    rows = tagged(interactions, memberships)
-    is_impression = F.col("interaction") == "impression"
-    return rows.filter(is_impression), clicked_items(rows.filter(~is_impression))
-
-
-def shown_items(impressions: DataFrame, carry: tuple[str, ...] = (), by: tuple[str, ...] = ()) -> DataFrame:
-    """One row per shown proposition item x segment of `impressions` (and per the columns `by`): its first date,
-    placement, channel, traffic type, slot and logged propensity (and the columns `carry`)."""
-    return impressions.groupBy(*by, *ITEM_KEYS).agg(
-        F.min("event_date").alias("event_date"),
-        F.first("placement_id").alias("placement_id"),
-        F.first("channel").alias("channel"),
-        F.first("traffic_type").alias("traffic_type"),
-        F.first("slot", ignorenulls=True).alias("slot"),
-        F.first("propensity", ignorenulls=True).alias("propensity"),
-        *[F.first(column).alias(column) for column in carry],
-    )
 
 
 def landing_contributions(interactions: DataFrame, memberships: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
@@ -145,40 +94,6 @@ def landing_contributions(interactions: DataFrame, memberships: DataFrame | None
         .agg(F.count("*").alias("impressions"))
     )
     return offers, slots
-
-
-def attributed_clicks(interactions: DataFrame, memberships: DataFrame | None = None) -> DataFrame:
-    """The clicked proposition items of `interactions`: one row per clicked item x segment of its impression's
-    profile, with the impression's first date, placement, channel, traffic type, slot and propensity; an item whose
-    impression is unknown (an orphan) instead has one row per segment of its click's profile, with the click's
-    date, placement, channel and traffic type (`click_*`) and a null `event_date`. Only the clicked items'
-    impressions are grouped: clicks are few, and a late click's impression may lie on any landing day of the
-    window. Items are attributed once, then counted in their segments."""
-    keys = ["dataset", "proposition_id", "offer_id"]
-    carry = () if memberships is None else tuple(column for column in memberships.columns if column != "segment")
-    clicked = clicked_items(tagged(interactions.filter(F.col("interaction") == "conversion")), carry)
-    # matched on a 64-bit hash of the item: a narrow key that adaptive execution broadcasts while the window's clicks
-    # are a few hundred thousand; the window below drops an impression whose hash matched another item's
-    item_hash = F.xxhash64(*keys).alias("item_hash")
-    impressions = (
-        interactions.filter(F.col("interaction") == "impression")
-        .withColumn("item_hash", item_hash)
-        .join(clicked.select(item_hash).distinct(), "item_hash", "left_semi")
-        .drop("item_hash")
-    )
-    both = shown_items(tagged(impressions), carry).unionByName(clicked, allowMissingColumns=True)
-    item = Window.partitionBy(*keys)
-    attributed = (
-        both.withColumns(
-            {
-                "has_impression": F.max(F.col("event_date").isNotNull()).over(item),
-                "has_click": F.max(F.col("click_date").isNotNull()).over(item),
-            }
-        )
-        .filter(F.when(F.col("event_date").isNull(), ~F.col("has_impression")).otherwise(F.col("has_click")))
-        .drop("has_impression", "has_click", "segment")
-    )
-    return tagged(attributed, memberships)
 
 
 def summed(parts: list[DataFrame], keys: list[str], counts: list[str]) -> DataFrame:
@@ -225,94 +140,6 @@ def slot_stats(contributions: DataFrame, attributed: DataFrame, first_date: date
     clicked = attributed.filter(in_range & F.col("slot").isNotNull()).select(*SLOT_KEYS, F.lit(1).alias("conversions"))
     counts = ["impressions", "conversions"]
     return summed([contributions.filter(in_range), clicked], SLOT_KEYS, counts).filter(F.col("impressions") > 0)
-
-
-def feature_stats(
-    interactions: DataFrame,
-    first_date: date,
-    last_date: date,
-    model: AIModel,
-    placements: list[tuple[str, str]],
-    attributes: DataFrame | None,
-    memberships: DataFrame | None = None,
-) -> DataFrame:
-    """Per event date in [first_date, last_date], placement x channel of `placements`, offer and cell: the shown
-    proposition items and those clicked, for a contextual `model`. A cell is the item's features as `name=level`:
-    profile attributes from `attributes` (profile_id, attribute, value), context from the impression and, for a
-    model with segments, the first of them the profile is in (from `memberships`: profile_id, segment)."""
-    assigned = interactions.sparkSession.createDataFrame(placements, "placement_id string, channel string")
-    learned = interactions.filter(F.col("dataset").isin(list(model.datasets)))
-    served = learned.join(F.broadcast(assigned), ["placement_id", "channel"])
-    impressions, clicked = attribution(served)
-    shown = shown_items(impressions, carry=("profile_id", "device", "hour"))
-    converted = clicked.select(*ITEM_KEYS, F.lit(1).alias("converted"))
-    items = shown.filter(F.col("event_date").between(first_date, last_date)).join(converted, ITEM_KEYS, "left")
-    names = [feature.name for feature in model.attributes]
-    if names:
-        wide = (
-            attributes.filter(F.col("attribute").isin(names))
-            .groupBy("profile_id")
-            .pivot("attribute", names)
-            .agg(F.first("value"))
-            if attributes is not None
-            else interactions.sparkSession.createDataFrame([], "profile_id string")
-        )
-        for name in names:
-            if name not in wide.columns:
-                wide = wide.withColumn(name, F.lit(None).cast("string"))
-        items = items.join(
-            wide.select("profile_id", *[F.col(f"`{n}`").alias(f"attribute_{n}") for n in names]), "profile_id", "left"
-        )
-    if model.segments:
-        order = F.array_position(F.array(*map(F.lit, model.segments)), F.col("segment"))
-        first_segment = (
-            memberships.filter(F.col("segment").isin(*model.segments))
-            .groupBy("profile_id")
-            .agg(F.min_by("segment", order).alias(SEGMENT))
-            if memberships is not None
-            else interactions.sparkSession.createDataFrame([], f"profile_id string, {SEGMENT} string")
-        )
-        items = items.join(first_segment, "profile_id", "left")
-    raw = {feature.name: F.col(f"`attribute_{feature.name}`") for feature in model.attributes}
-    raw |= {SEGMENT: F.col(SEGMENT)} if model.segments else {}
-    raw |= {feature.name: F.col(feature.name) for feature in model.context}
-    cell = F.array(*[F.concat(F.lit(feature_name(f.name, "")), spark_level(f, raw[f.name])) for f in model.features])
-    converted = F.coalesce(F.sum("converted"), F.lit(0)).cast("long")
-    return (
-        items.groupBy("event_date", "placement_id", "channel", "offer_id", cell.alias("features"))
-        .agg(F.count("*").alias("impressions"), converted.alias("conversions"))
-        .withColumn("model_name", F.lit(model.name))
-        .select(*FEATURE_STATS_DAILY.column_names)
-    )
-
-
-def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_date: date) -> tuple[list[str], list[str]]:
-    """Train each contextual model due on `run_date` from its window of `feature_stats_daily` into
-    `model_parameters`; (trained, not due) model names."""
-    trained, waiting = [], []
-    stats, parameters = warehouse.read(FEATURE_STATS_DAILY), warehouse.read(MODEL_PARAMETERS)
-    for model in models:
-        last = None
-        if parameters is not None:
-            last = (
-                parameters.filter((F.col("model_name") == model.name) & (F.col("as_of_date") < run_date))
-                .agg(F.max("as_of_date"))
-                .first()[0]
-            )
-        if not model.trains_on(run_date, last):
-            waiting.append(model.name)
-            continue
-        cells = stats.filter(
-            (F.col("model_name") == model.name) & F.col("event_date").between(model.window_start(run_date), run_date)
-        ).toPandas()
-        fitted = train(cells, model, run_date)
-        warehouse.replace_where(
-            warehouse.frame(fitted, MODEL_PARAMETERS),
-            MODEL_PARAMETERS,
-            {"as_of_date": run_date, "model_name": model.name},
-        )
-        trained.append(model.name)
-    return trained, waiting
 
 
 def window_facts(stats: DataFrame, as_of: date, days: int) -> pd.DataFrame:
@@ -450,6 +277,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         snapshot_date = F.create_map(*[F.lit(v) for pair in snapshot_of.items() if pair[1] for v in pair])
         window = window.withColumn("snapshot_date", snapshot_date[F.col("landing_date")])
     refresh = landing_days_to_refresh(settings, landed, bases, full_refresh, run_date)
+    log.info("aggregating landing days %s; facts of event dates %s..%s", ", ".join(map(str, refresh)), first, run_date)
     landed_days = window.filter(F.col("landing_date").isin(refresh))
     write_contributions(warehouse, landed_days, memberships, {day: bases[day] for day in refresh})
     # read twice (facts and slots): the window's clicked items, far fewer rows than its impressions
@@ -474,12 +302,9 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
             else memberships.filter(F.col("snapshot_date") == snapshot_of[run_date]).select("profile_id", "segment")
         )
         attributes = latest_snapshot(warehouse, PROFILE_ATTRIBUTES, run_date)
-        cells = [
-            feature_stats(window, first, run_date, model, catalog.placements_of(model), attributes, members)
-            for model in contextual
-        ]
-        warehouse.replace_range(reduce(DataFrame.unionByName, cells), FEATURE_STATS_DAILY, first, run_date)
-        trained, waiting = train_contextual_models(warehouse, contextual, run_date)
+        trained, waiting = contextual_job.write_and_train(
+            warehouse, catalog, contextual, window, first, run_date, attributes, members
+        )
     counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
     return {
         "stats_dates": f"{first}..{run_date}",
@@ -495,14 +320,16 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/aggregate.py --date YYYY-MM-DD [--full-refresh]`."""
+    from offerrank.engines.process import configure_logging
     from offerrank.jobs import job_session
 
+    configure_logging()
     parser = argparse.ArgumentParser(prog="aggregate", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--full-refresh", type=parse_flag, nargs="?", const=True, default=False)
     args = parser.parse_args(argv)
     spark, settings, catalog = job_session("aggregate")
-    print(run(spark, settings, catalog, args.date, args.full_refresh))
+    log.info("aggregate %s: %s", args.date, run(spark, settings, catalog, args.date, args.full_refresh))
     return 0
 
 

@@ -10,6 +10,7 @@ Run as part of the aggregate step. The lookup adds what it served itself since D
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -18,6 +19,8 @@ from pyspark.sql import functions as F
 from offerrank.catalog import Catalog
 from offerrank.engines.delta_spark import Warehouse
 from offerrank.tables import OFFER_CAP_COUNTS
+
+log = logging.getLogger(__name__)
 
 INTERACTION_OF_EVENT = {"impression": "impression", "click": "conversion"}
 RULE_SCHEMA = "offer_id string, cap string, interaction string, per_profile boolean, window_start date"

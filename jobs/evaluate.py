@@ -20,6 +20,7 @@ Run: `offerrank evaluate --model NAME [--catalog FILE] [--from D1 --to D2] [--po
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -36,6 +37,8 @@ from offerrank.reports.offpolicy import evaluate
 from offerrank.serving.policy import posterior_table, serving_probability, slot_probabilities
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, FACT_COUNTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
+
+log = logging.getLogger(__name__)
 
 RANDOM_POLICY = "random"
 PUBLISHED = "/published"

@@ -14,317 +14,59 @@ Writes, under the warehouse root, replacing only that date's rows of that datase
 A dataset that fails validation, or whose folder has no events, does not stop the others. GX data docs go to
 `<dq_docs_dir>` (one validation per suite, dataset and date). Run: `offerrank ingest --date YYYY-MM-DD [--dataset
 NAME] [--replace-accepted]` or `spark-submit jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]`.
+
+The rules live with the events (`offerrank.events`): reading a landing folder (`records`), parsing and flattening
+(`xdm`), quarantine routing and rows (`quarantine`), de-duplication (`dedup`) and the day's checks (`day_checks`);
+this job reads, calls them in order and writes.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from functools import reduce
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Dataset
 from offerrank.engines.delta_rs import open_table, rows_between, write_frame
 from offerrank.engines.delta_spark import Warehouse
-from offerrank.engines.landing import LandingFolder, as_uri, damaged, landed, landing_folder, open_file, scan
+from offerrank.engines.landing import damaged
 from offerrank.engines.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.engines.spark import kept_on_disk, release_kept
-from offerrank.errors import Unavailable
-from offerrank.events.quarantine import check_routing_agrees, quarantine_reasons, reason_sentences, route_records
-from offerrank.events.xdm import flatten_records, parse_records, record_hash, to_interactions
+from offerrank.events.day_checks import (
+    DATASET_SUITE,
+    RECORD_SUITE,
+    IngestResult,
+    IngestRun,
+    dataset_parameters,
+    day_summary,
+    failure_message,
+    interactions_per_offer,
+    offers_over_conversion_limit,
+    record_parameters,
+    trailing_mean,
+)
+from offerrank.events.dedup import DEDUP_REASONS, label_records, tally, with_raw_text
+from offerrank.events.quarantine import (
+    DAMAGED_FILE,
+    check_routing_agrees,
+    damaged_quarantine,
+    quarantine_reasons,
+    route_records,
+    to_quarantine,
+)
+from offerrank.events.records import DatasetDay, NotLanded, landing_files, read_records, to_events_raw
+from offerrank.events.xdm import flatten_records, parse_records, to_interactions
 from offerrank.settings import Settings, load_settings
-from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE
+from offerrank.tables import DQ_RESULTS, EVENTS_RAW, INTERACTIONS, QUARANTINE, manual_run_id
 
-DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
-RECORD_SUITE = "events_records"
-DATASET_SUITE = "events_dataset"
-
-# Up to this many event ids with copies (in the day or on other days) are broadcast to the day's records; more (a
-# day delivered twice) are joined by shuffle.
-BROADCAST_CONTESTED_IDS = 1_000_000
-DEDUP_REASONS = {
-    "conflicting_duplicate": "another record with the same _id and different content won "
-    "(earliest timestamp, then content hash order)",
-    "duplicate_of_earlier_day": "the _id was already ingested from an earlier landing date",
-    "duplicate_of_later_day": "the _id was already ingested from a later landing date (days ingested out of order)",
-}
-
-
-@dataclass
-class IngestResult:
-    dataset: str
-    run_date: date
-    run_id: str
-    records_read: int
-    blank_lines: int
-    events_accepted: int
-    exact_duplicates: int
-    quarantined: int
-    quarantined_by_reason: dict[str, int]
-    interactions_written: int
-    success: bool
-    failure_message: str | None
-    data_docs: str
-    expectations: list[ExpectationOutcome] = field(default_factory=list)
-    skipped_files: list[str] = field(default_factory=list)  # what the landing folder held besides data files, and why
-    damaged_files: list[str] = field(default_factory=list)  # data files quarantined whole, and why
-
-    def summary(self) -> str:
-        reasons = ", ".join(f"{code} {count:,}" for code, count in sorted(self.quarantined_by_reason.items())) or "none"
-        verdict = "passed" if self.success else f"FAILED: {self.failure_message}"
-        skipped = f"; skipped files: {', '.join(self.skipped_files)}" if self.skipped_files else ""
-        damaged = f"; damaged files, quarantined whole: {', '.join(self.damaged_files)}" if self.damaged_files else ""
-        return (
-            f"ingest {self.dataset} {self.run_date}: {self.records_read:,} records read = "
-            f"{self.events_accepted:,} accepted + {self.exact_duplicates:,} exact duplicates + "
-            f"{self.quarantined:,} quarantined ({reasons}); "
-            f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}"
-            f"{skipped}{damaged}"
-        )
-
-
-@dataclass
-class IngestRun:
-    """The ingest of one date's event datasets, one result each."""
-
-    results: list[IngestResult]
-
-    @property
-    def success(self) -> bool:
-        """Whether every dataset passed validation."""
-        return all(result.success for result in self.results)
-
-    def summary(self) -> str:
-        return "\n".join(result.summary() for result in self.results)
-
-
-# --- reading (I/O edge) -------------------------------------------------------------------------------------
-
-
-class NotLanded(Unavailable, FileNotFoundError):
-    """A dataset's landing folder of the date has no events yet (or lacks its completeness marker)."""
-
-
-def landing_files(root: str, run_date: date, marker: str = "") -> LandingFolder:
-    """The date folder's event files by format; a missing or empty folder, or one without its completeness marker
-    when one is set, is NotLanded."""
-    folder = landing_folder(root, run_date)
-    if marker and not landed(folder, marker):
-        raise NotLanded(f"{folder} has no {marker} marker yet: its producer has not finished the day")
-    found = scan(folder)
-    if found.empty:
-        raise NotLanded(f"no event files (*.jsonl, *.json, *.parquet) for {run_date} in {folder}")
-    return found
-
-
-def parquet_by_schema(files: list[str]) -> list[list[str]]:
-    """Parquet files grouped by the schema in their footers, so that files of differing column types are each read
-    with their own."""
-    import pyarrow.parquet as pq
-
-    groups: dict[str, list[str]] = {}
-    for path in files:
-        with open_file(path) as handle:
-            groups.setdefault(str(pq.read_schema(handle)), []).append(path)
-    return list(groups.values())
-
-
-def read_records(spark: SparkSession, files: dict[str, list[str]]) -> DataFrame:
-    """One row per record: `source_file`, `raw` text (JSON lines as read; Parquet rows rendered as JSON)."""
-    frames = []
-    if files["json"]:
-        frames.append(
-            spark.read.text(files["json"]).select(
-                F.col("_metadata.file_path").alias("source_file"), F.col("value").alias("raw")
-            )
-        )
-    for same_schema in parquet_by_schema(files["parquet"]):
-        # each file read with its own column types (a `timestamp` exported as TIMESTAMP, say), rendered as JSON text
-        # and parsed like a JSON line: the event schema is applied once, to the text
-        parquet = spark.read.parquet(*same_schema)
-        frames.append(
-            parquet.select(
-                F.col("_metadata.file_path").alias("source_file"),
-                F.to_json(F.struct(*[F.col(c) for c in parquet.columns])).alias("raw"),
-            )
-        )
-    if not frames:  # every data file of the day was damaged
-        return spark.createDataFrame([], "source_file string, raw string")
-    return reduce(DataFrame.unionByName, frames)
-
-
-# --- pure transformations -----------------------------------------------------------------------------------
-
-
-def deduplicate(valid: DataFrame) -> DataFrame:
-    """Label valid records `accepted`, `exact_duplicate` or `conflicting_duplicate` per event id.
-
-    Identical copies of one record collapse to one; of differing records with the same id the earliest
-    timestamp wins, then the smallest content hash, so the choice is the same on every run (of identical copies, the
-    one of the first source file: the interactions keep their file).
-    """
-    by_id = Window.partitionBy("event_id").orderBy("event_ts", "record_hash", "source_file", "record_id")
-    return valid.withColumn(
-        "outcome",
-        F.when(F.lag("record_hash").over(by_id) == F.col("record_hash"), "exact_duplicate")
-        .when(F.row_number().over(by_id) == 1, "accepted")
-        .otherwise("conflicting_duplicate"),
-    )
-
-
-def with_raw_text(rejected: DataFrame, records: DataFrame) -> DataFrame:
-    """Fill in the raw text of rejected records the kept rows hold none for (duplicates, found after routing) from the
-    day's records, by (source file, content hash)."""
-    rejected = rejected.localCheckpoint()  # read three times below: label the day once for them
-    missing = rejected.filter(F.col("raw").isNull()).drop("raw")
-    keys = missing.select("source_file", "record_hash").distinct()
-    texts = (
-        records.withColumn("record_hash", record_hash(F.col("raw")))
-        .join(F.broadcast(keys), ["source_file", "record_hash"], "left_semi")
-        .dropDuplicates(["source_file", "record_hash"])
-    )
-    return rejected.filter(F.col("raw").isNotNull()).unionByName(
-        missing.join(texts, ["source_file", "record_hash"], "left")
-    )
-
-
-def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
-    """Rejected records with their reason codes and one human sentence."""
-    return rejected.select(
-        F.lit(run_date).alias("run_date"),
-        F.lit(run_id).alias("run_id"),
-        "source_file",
-        "event_id",
-        "reason_codes",
-        reason_sentences(reasons).alias("reasons"),
-        "raw",
-    )
-
-
-def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_date: date, run_id: str) -> DataFrame:
-    """One quarantine row per damaged data file (`damaged_file`, no event id nor text: none of it was read)."""
-    rows = [
-        (run_date, run_id, as_uri(path), None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
-        for path, why in sorted(damaged_files.items())
-    ]
-    schema = (
-        "run_date date, run_id string, source_file string, event_id string, reason_codes array<string>, "
-        "reasons string, raw string"
-    )
-    return spark.createDataFrame(rows, schema)
-
-
-def day_summary(
-    counts: dict[str, int], trailing_mean: float | None, offers_over_limit: int, damaged_file_share: float
-) -> dict[str, int | float]:
-    """The one row the dataset-level suite validates (`volume_ratio` NaN: no trailing days to compare with)."""
-    accounted = counts["events_accepted"] + counts["exact_duplicates"] + counts["quarantined"]
-    row = {
-        "records_read": counts["records_read"],
-        "records_accounted": accounted,
-        "events_accepted": counts["events_accepted"],
-        "quarantine_share": counts["quarantined"] / counts["records_read"] if counts["records_read"] else 0.0,
-        "volume_ratio": counts["events_accepted"] / trailing_mean if trailing_mean else float("nan"),
-        "offers_over_conversion_limit": offers_over_limit,
-        "damaged_file_share": damaged_file_share,
-    }
-    return row
-
-
-def interactions_per_offer(interactions: DataFrame) -> DataFrame:
-    """Per offer: its interaction rows, impressions and distinct converted (proposition, offer) pairs."""
-    return interactions.groupBy("offer_id").agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.when(F.col("interaction") == "impression", 1).otherwise(0)).alias("impressions"),
-        # within an offer's rows, its distinct converted pairs are its distinct converted propositions
-        F.countDistinct(F.when(F.col("interaction") == "conversion", F.col("proposition_id"))).alias("conversions"),
-    )
-
-
-def offers_over_conversion_limit(per_offer: pd.DataFrame, tolerance: float, minimum: int) -> int:
-    """How many offers' conversions on the day exceed their impressions by more than `tolerance`."""
-    over = (per_offer["conversions"] >= minimum) & (
-        per_offer["conversions"] > per_offer["impressions"] * (1 + tolerance)
-    )
-    return int(over.sum())
-
-
-def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]:
-    """The lateness window of a landing date, as the record-level suite's parameters."""
-    start = datetime.combine(run_date, time.min, tzinfo=UTC)
-    return {
-        "earliest_event_ts": start - timedelta(days=settings.lateness_days),
-        "latest_event_ts": start + timedelta(days=1, minutes=settings.future_tolerance_minutes),
-    }
-
-
-def label_records(routed: DataFrame, record_rows: DataFrame, other_days: DataFrame | None, run_date: date) -> DataFrame:
-    """Every row of `routed` (records in their flat form, `flatten_records`) with its record's `outcome` (accepted,
-    exact_duplicate, quarantined) and final `reason_codes`.
-
-    `record_rows`: a row per record of `routed`, with its `event_id` and `reason_codes`: the ids are counted from it
-    (a narrow copy of the record rows is read faster than the flat rows).
-
-    `other_days`: the event ids (and `landing_date`) already accepted from the other landing dates of the lateness
-    window, before and after `run_date`: an event counts once whichever of its days is ingested first, and a re-run
-    of either day keeps it that way.
-
-    Most events have one record and no copy on another day: only the records of ids that do (found on the ids
-    alone) go through the de-duplication window, and what it decides for those few records is joined to the rows by
-    broadcast rather than all rows shuffled by id."""
-    valid = routed.filter(F.col("record_row") & (F.size("reason_codes") == 0))
-    ids = record_rows.filter(F.size("reason_codes") == 0).select("event_id")
-    repeated = ids.groupBy("event_id").count().filter(F.col("count") > 1).select("event_id")
-    if other_days is None:
-        contested = repeated.withColumn("_seen_on", F.lit(None).cast("date"))
-    else:
-        seen = (
-            other_days.join(ids.distinct(), "event_id", "left_semi")
-            .groupBy("event_id")
-            .agg(F.min("landing_date").alias("_seen_on"))
-        )
-        contested = repeated.join(seen, "event_id", "full")
-    # computed once (the ids of other days are read once) and freed when no longer referenced
-    contested = contested.localCheckpoint()
-    few = contested.count() <= BROADCAST_CONTESTED_IDS
-    duplicate = F.when(F.col("_seen_on") < F.lit(run_date), "duplicate_of_earlier_day").otherwise(
-        "duplicate_of_later_day"
-    )
-    deduped = deduplicate(valid.join(F.broadcast(contested) if few else contested, "event_id")).withColumn(
-        "outcome",
-        F.when((F.col("outcome") == "accepted") & F.col("_seen_on").isNotNull(), duplicate).otherwise(F.col("outcome")),
-    )
-    rejected_as_duplicate = F.col("outcome").isin(list(DEDUP_REASONS))
-    decided = deduped.select(
-        "record_id",
-        F.when(rejected_as_duplicate, "quarantined").otherwise(F.col("outcome")).alias("_decided"),
-        F.when(rejected_as_duplicate, F.array("outcome")).alias("_duplicate_codes"),
-    ).localCheckpoint()  # the contested records' outcomes, decided once for every use of the labels
-    return (
-        routed.join(F.broadcast(decided) if few else decided, "record_id", "left")
-        .withColumn(
-            "outcome",
-            F.coalesce("_decided", F.when(F.size("reason_codes") > 0, "quarantined").otherwise(F.lit("accepted"))),
-        )
-        .withColumn("reason_codes", F.coalesce("_duplicate_codes", "reason_codes"))
-        .drop("_decided", "_duplicate_codes")
-    )
-
-
-def _failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:
-    failed = [
-        expectation["meta"]["failure"].format(**summary, **parameters)
-        for expectation, outcome in zip(suite["expectations"], outcomes)
-        if not outcome.success
-    ]
-    return "; ".join(failed) or None
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -345,23 +87,6 @@ class LabelledDay:
     def release(self) -> None:
         release_kept(self.routed)
         release_kept(self.checked)
-
-
-@dataclass(frozen=True)
-class DatasetDay:
-    """What is ingested: one landing date of one event dataset, by one run."""
-
-    dataset: str
-    run_date: date
-    run_id: str
-
-    def validation_name(self, suite: str) -> str:
-        """The GX validation's name (and its data docs page)."""
-        return f"{suite}-{self.dataset}-{self.run_date}"
-
-    def rows(self, partition: str) -> dict[str, object]:
-        """The rows this ingest replaces in a table partitioned by `partition`."""
-        return {partition: self.run_date, "dataset": self.dataset}
 
 
 def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
@@ -434,17 +159,7 @@ def label_day(
     # Not kept again: labelling is a cheap pass over the kept rows (the few contested records are broadcast).
     labelled = label_records(routed, checked_records, other_days, run_date)
     labelled_records = labelled.filter("record_row")
-    outcome_counts, by_reason = Counter(), Counter()
-    for row in labelled_records.groupBy("outcome", "reason_codes").count().collect():
-        outcome_counts[row.outcome] += row["count"]
-        if row.outcome == "quarantined":
-            by_reason.update(dict.fromkeys(row.reason_codes, row["count"]))
-    counts = {
-        "records_read": sum(outcome_counts.values()),
-        "events_accepted": outcome_counts.get("accepted", 0),
-        "exact_duplicates": outcome_counts.get("exact_duplicate", 0),
-        "quarantined": outcome_counts.get("quarantined", 0),
-    }
+    counts, by_reason = tally(labelled_records.groupBy("outcome", "reason_codes").count().collect())
     accepted = labelled.filter(F.col("outcome") == "accepted")
     interactions = to_interactions(accepted, run_date, day.run_id).withColumn("dataset", F.lit(day.dataset))
     # read from the kept flat rows: the interaction rows are not flattened again
@@ -459,7 +174,7 @@ def label_day(
         blank_lines,
         record_outcomes,
         counts,
-        dict(by_reason),
+        by_reason,
     )
 
 
@@ -486,24 +201,13 @@ def validate_day(
         run_date - timedelta(days=settings.volume_trailing_days),
         run_date - timedelta(days=1),
     )
-    trailing_mean = None
-    if history is not None:
-        passed = history[history["success"].eq(True) & (history["dataset"] == ingested.dataset)]
-        trailing_mean = float(passed["events_accepted"].mean()) if len(passed) else None
-    summary = day_summary(day.counts, trailing_mean, over_limit, damaged_file_share)
-    parameters = {
-        "min_events": settings.min_events_per_day,
-        "max_quarantine_share": settings.max_quarantine_share,
-        "max_damaged_file_share": settings.max_damaged_file_share,
-        "min_volume_ratio": settings.min_volume_ratio,
-        "max_volume_ratio": settings.max_volume_ratio,
-        "conversion_tolerance": settings.conversion_tolerance,
-    }
+    summary = day_summary(day.counts, trailing_mean(history, ingested.dataset), over_limit, damaged_file_share)
+    parameters = dataset_parameters(settings)
     # one row: validated in memory (GX's pandas engine), not as a Spark job per expectation
     outcomes = quality.validate(
         pd.DataFrame([summary]), dataset_suite, parameters, ingested.validation_name(DATASET_SUITE)
     )
-    return outcomes, _failure_message(dataset_suite, outcomes, summary, parameters)
+    return outcomes, failure_message(dataset_suite, outcomes, summary, parameters)
 
 
 def write_day(
@@ -519,14 +223,7 @@ def write_day(
     run_date, run_id = ingested.run_date, ingested.run_id
     written = int(day.interactions_by_offer["rows"].sum()) if success else 0
     if warehouse.settings.keep_raw_events:
-        raw = day.records.select(
-            F.lit(run_date).alias("landing_date"),
-            "source_file",
-            F.get_json_object("raw", "$._id").alias("event_id"),
-            "raw",
-            F.lit(run_id).alias("run_id"),
-            F.lit(ingested.dataset).alias("dataset"),
-        )
+        raw = to_events_raw(day.records, ingested)
         warehouse.replace_where(raw, EVENTS_RAW, ingested.rows("landing_date"))
     quarantined = day.labelled.filter(F.col("outcome") == "quarantined")
     if DEDUP_REASONS.keys() & day.by_reason.keys():
@@ -636,7 +333,7 @@ def write_result(settings: Settings, result: IngestResult) -> None:
     """The result's `dq_results` row, replacing the dataset's row of the date: one small commit through `deltalake`,
     no Spark job."""
     row = asdict(result)
-    data = pa.Table.from_pylist([{name: row[name] for name in _DQ_SCHEMA.names}], _DQ_SCHEMA)
+    data = pa.Table.from_pylist([{name: row[name] for name in DQ_RESULTS.column_names}], DQ_RESULTS.arrow_schema())
     ingested = DatasetDay(result.dataset, result.run_date, result.run_id)
     write_frame(settings, DQ_RESULTS, data, "overwrite", ingested.rows("run_date"))
 
@@ -656,7 +353,7 @@ def run(
     for the date unless `replace_accepted`."""
     from offerrank.catalog.registry import Registry
 
-    run_id = run_id or f"manual__{run_date.isoformat()}"
+    run_id = run_id or manual_run_id(run_date)
     registry = Registry(settings)
     datasets = list(registry.catalog().datasets) if datasets is None else datasets
     if not datasets:
@@ -666,54 +363,22 @@ def run(
     results = []
     for dataset in datasets:
         ingested = DatasetDay(dataset.name, run_date, run_id)
+        log.info("ingesting dataset %s of %s from %s (run %s)", dataset.name, run_date, dataset.path, run_id)
         try:
             results.append(ingest_dataset(spark, settings, ingested, dataset.path, known_offers, replace_accepted))
         except NotLanded as missing:
+            log.warning("dataset %s of %s has not landed: %s", dataset.name, run_date, missing)
             results.append(not_landed(spark, settings, ingested, str(missing), replace_accepted))
     return IngestRun(results)
-
-
-# a `dq_results` row: the fields of an IngestResult but its skipped and damaged file lists
-_DQ_SCHEMA = pa.schema(
-    [
-        ("run_date", pa.date32()),
-        ("dataset", pa.string()),
-        ("run_id", pa.string()),
-        ("records_read", pa.int64()),
-        ("blank_lines", pa.int64()),
-        ("events_accepted", pa.int64()),
-        ("exact_duplicates", pa.int64()),
-        ("quarantined", pa.int64()),
-        ("quarantined_by_reason", pa.map_(pa.string(), pa.int64())),
-        ("interactions_written", pa.int64()),
-        (
-            "expectations",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("suite", pa.string()),
-                        ("expectation", pa.string()),
-                        ("column", pa.string()),
-                        ("quarantine_code", pa.string()),
-                        ("success", pa.bool_()),
-                        ("unexpected_count", pa.int64()),
-                        ("observed", pa.string()),
-                    ]
-                )
-            ),
-        ),
-        ("success", pa.bool_()),
-        ("failure_message", pa.string()),
-        ("data_docs", pa.string()),
-    ]
-)
 
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/ingest.py --date YYYY-MM-DD [--dataset NAME]... [--events PATH] [--run-id ID]
     [--nightly]`."""
+    from offerrank.engines.process import configure_logging
     from offerrank.engines.spark import build_spark
 
+    configure_logging()
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--dataset", action="append", dest="datasets", help="a catalog dataset (default: all)")
@@ -731,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(settings, "offerrank-ingest")
     datasets = chosen_datasets(spark, settings, args.datasets, args.events)
     result = run(spark, settings, args.date, args.run_id, datasets, args.replace_accepted)
-    print(result.summary())
+    for outcome in result.results:
+        (log.info if outcome.success else log.warning)("%s", outcome.summary())
     return 0 if result.success or args.nightly else 1
 
 

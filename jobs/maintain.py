@@ -9,6 +9,7 @@ Run: `spark-submit jobs/maintain.py --as-of YYYY-MM-DD` (the `warehouse_maintena
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from datetime import UTC, date, datetime, time
 
@@ -18,6 +19,8 @@ from pyspark.sql import functions as F
 from offerrank.engines.delta_spark import Warehouse
 from offerrank.settings import Settings, load_settings
 from offerrank.tables import ALL_TABLES, OFFER_RANKINGS, RANKING_RUNS
+
+log = logging.getLogger(__name__)
 
 
 def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
@@ -64,14 +67,16 @@ def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/maintain.py --as-of YYYY-MM-DD`."""
+    from offerrank.engines.process import configure_logging
     from offerrank.engines.spark import build_spark
 
+    configure_logging()
     parser = argparse.ArgumentParser(prog="maintain", description=__doc__.splitlines()[0])
     parser.add_argument("--as-of", type=date.fromisoformat, required=True)
     args = parser.parse_args(argv)
     settings = load_settings()
     for name, outcome in run(build_spark(settings, "offerrank-maintain"), settings, args.as_of).items():
-        print(f"{name}: {outcome}")
+        log.info("%s: %s", name, outcome)
     return 0
 
 

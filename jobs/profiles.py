@@ -19,7 +19,7 @@ Run: `offerrank profiles --date D` or `spark-submit jobs/profiles.py --date D`.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -38,6 +38,8 @@ from offerrank.events.quarantine import quarantine_reasons, reason_sentences, ro
 from offerrank.events.xdm import EVENT_SCHEMA, parse_json_lines, primary_profile_id
 from offerrank.settings import Settings
 from offerrank.tables import PROFILE_ATTRIBUTES, PROFILE_QUARANTINE, PROFILE_SEGMENTS, latest_on_or_before
+
+log = logging.getLogger(__name__)
 
 SUITE = "profile_segments"
 ATTRIBUTE_SUITE = "profile_attributes"
@@ -253,8 +255,10 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `jobs/profiles.py --date YYYY-MM-DD`."""
+    from offerrank.engines.process import configure_logging
     from offerrank.jobs import job_session
 
+    configure_logging()
     parser = argparse.ArgumentParser(prog="profiles", description=__doc__.splitlines()[0])
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument(
@@ -265,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spark, settings, catalog = job_session("profiles")
     try:
-        print(run(spark, settings, args.date, catalog.contextual_attributes()).summary())
+        log.info("%s", run(spark, settings, args.date, catalog.contextual_attributes()).summary())
     except SnapshotRejected as rejected:
-        print(f"WARNING: {rejected}", file=sys.stderr)
+        log.warning("%s", rejected)
         return 0 if args.keep_going else exit_code(rejected)
     return 0
 

@@ -17,6 +17,7 @@ Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task ca
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -29,7 +30,9 @@ from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
 from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE, Reason
+from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE, Reason, manual_run_id
+
+log = logging.getLogger(__name__)
 
 PUBLISHED_COLUMNS = [*RANKED.column_names, "as_of_date", "run_id"]  # per list: the run that ranked it
 
@@ -308,6 +311,6 @@ def rank_and_publish(
     failed keep their last good lists, and the publish says so."""
     from offerrank.jobs import rank
 
-    run_id = run_id or f"manual__{run_date.isoformat()}"
+    run_id = run_id or manual_run_id(run_date)
     rank.run(settings, catalog, run_date, run_id)
     return run(settings, catalog, run_date, run_id, published_at, dry_run)

@@ -13,6 +13,7 @@ Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapp
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from typing import NamedTuple
 
@@ -34,6 +35,8 @@ from offerrank.tables import (
     Reason,
     Table,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Candidate(NamedTuple):

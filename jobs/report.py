@@ -24,6 +24,7 @@ Run: the nightly `report` step (after publish; a report failure never blocks a p
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -52,6 +53,8 @@ from offerrank.tables import (
     POLICY_EVALUATIONS,
     UNKNOWN_TRAFFIC,
 )
+
+log = logging.getLogger(__name__)
 
 COUNTS = ["impressions", "conversions"]
 PLACEMENT_KEYS = ["placement_id", "channel"]

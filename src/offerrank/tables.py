@@ -2,7 +2,9 @@
 channels and tools read) its schema, plus the constants and rules shared by writers and readers.
 
 Importing it is cheap (no pyspark, no pyarrow): the DAG files and the JVM-free lookup path use it too. A schema
-is declared once as (column, type) pairs; `spark_schema` and `arrow_schema` derive the engine types from it.
+is declared once as (column, type) pairs; `spark_schema` and `arrow_schema` derive the engine types from it. A type
+is one of Spark's DDL scalar names (string, long, int, double, boolean, date, timestamp) or composed of them:
+`array<T>`, `map<K, V>`, `struct<name: T, ...>`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,36 @@ _ARROW_TYPES = {
     "date": "date32",
     "timestamp": "timestamp",
 }
-_ARRAY = "array<"  # array<element type>: a list of one of the types above
+_ARRAY = "array<"  # array<element type>: a list of one of these types
+_MAP = "map<"  # map<key type, value type>
+_STRUCT = "struct<"  # struct<name: type, ...>: a record of named fields
+
+
+def _parts(inner: str) -> list[str]:
+    """The comma-separated parts of a composite type's inside, split at its own level only."""
+    parts, depth, start = [], 0, 0
+    for at, char in enumerate(inner):
+        depth += {"<": 1, ">": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(inner[start:at].strip())
+            start = at + 1
+    return [*parts, inner[start:].strip()]
+
+
+def _engine_type(kind: str, scalar, array, mapping, struct):
+    """An engine's type of a declared `kind`: `scalar(name)` of the types above, composed by `array(element)`,
+    `mapping(key, value)` and `struct([(name, type), ...])`."""
+
+    def convert(kind: str):
+        for prefix, compose in ((_ARRAY, array), (_MAP, mapping)):
+            if kind.startswith(prefix):
+                return compose(*map(convert, _parts(kind[len(prefix) : -1])))
+        if kind.startswith(_STRUCT):
+            fields = [part.split(":", 1) for part in _parts(kind[len(_STRUCT) : -1])]
+            return struct([(name.strip(), convert(inner.strip())) for name, inner in fields])
+        return scalar(kind)
+
+    return convert(kind)
 
 
 @dataclass(frozen=True)
@@ -64,9 +95,13 @@ class Table:
         from pyspark.sql import types as T
 
         def spark(kind: str):
-            if kind.startswith(_ARRAY):
-                return T.ArrayType(spark(kind[len(_ARRAY) : -1]))
-            return getattr(T, _SPARK_TYPES[kind])()
+            return _engine_type(
+                kind,
+                lambda scalar: getattr(T, _SPARK_TYPES[scalar])(),
+                T.ArrayType,
+                T.MapType,
+                lambda fields: T.StructType([T.StructField(name, inner) for name, inner in fields]),
+            )
 
         return T.StructType([T.StructField(name, spark(kind)) for name, kind in self.columns])
 
@@ -75,9 +110,15 @@ class Table:
         import pyarrow as pa
 
         def arrow(kind: str):
-            if kind.startswith(_ARRAY):
-                return pa.list_(arrow(kind[len(_ARRAY) : -1]))
-            return pa.timestamp("us", tz="UTC") if kind == "timestamp" else getattr(pa, _ARROW_TYPES[kind])()
+            return _engine_type(
+                kind,
+                lambda scalar: (
+                    pa.timestamp("us", tz="UTC") if scalar == "timestamp" else getattr(pa, _ARROW_TYPES[scalar])()
+                ),
+                pa.list_,
+                pa.map_,
+                pa.struct,
+            )
 
         return pa.schema([(name, arrow(kind)) for name, kind in self.columns])
 
@@ -131,7 +172,32 @@ EVENTS_RAW = Table("events_raw", ("landing_date",), stats_columns=("dataset",))
 # readers filter on the dataset, the event date (frequency caps) and the interaction
 INTERACTIONS = Table("interactions", ("landing_date",), stats_columns=("dataset", "event_date", "interaction"))
 QUARANTINE = Table("quarantine", ("run_date",))
-DQ_RESULTS = Table("dq_results", ("run_date",))
+# One row per run date and event dataset: the ingest's counts, each expectation's outcome and the verdict (the
+# fields of offerrank.events.day_checks.IngestResult but its skipped and damaged file lists).
+DQ_RESULTS = Table(
+    "dq_results",
+    ("run_date",),
+    (
+        ("run_date", "date"),
+        ("dataset", "string"),
+        ("run_id", "string"),
+        ("records_read", "long"),
+        ("blank_lines", "long"),
+        ("events_accepted", "long"),
+        ("exact_duplicates", "long"),
+        ("quarantined", "long"),
+        ("quarantined_by_reason", "map<string, long>"),
+        ("interactions_written", "long"),
+        (
+            "expectations",
+            "array<struct<suite: string, expectation: string, column: string, quarantine_code: string, "
+            "success: boolean, unexpected_count: long, observed: string>>",
+        ),
+        ("success", "boolean"),
+        ("failure_message", "string"),
+        ("data_docs", "string"),
+    ),
+)
 PROFILE_SEGMENTS = Table(
     "profile_segments", ("snapshot_date",), (("snapshot_date", "date"), ("profile_id", "string"), ("segment", "string"))
 )
@@ -417,6 +483,11 @@ ALL_TABLES = (
     MODEL_REPORT_OFFERS,
     POLICY_EVALUATIONS,
 )
+
+
+def manual_run_id(run_date: date) -> str:
+    """The run id of a run started without one (by hand, not by the scheduler): `manual__<run date>`."""
+    return f"manual__{run_date.isoformat()}"
 
 
 def partition_predicate(values: dict[str, object]) -> str:

@@ -35,3 +35,15 @@ def test_a_partition_predicate_takes_values_ranges_and_lists():
     assert partition_predicate({"landing_date": [date(2026, 11, 3), date(2026, 11, 1)]}) == (
         "landing_date IN ('2026-11-01', '2026-11-03')"
     )
+
+
+def test_composite_types_derive_for_both_engines_and_the_manual_run_id_is_named_once():
+    from offerrank.tables import DQ_RESULTS, manual_run_id
+
+    arrow = DQ_RESULTS.arrow_schema()
+    assert str(arrow.field("quarantined_by_reason").type) == "map<string, int64>"
+    assert arrow.field("expectations").type.value_type.names[:2] == ["suite", "expectation"]
+    spark = DQ_RESULTS.spark_schema()
+    assert spark["expectations"].dataType.simpleString().startswith("array<struct<suite:string,expectation:string")
+    assert spark.fieldNames() == DQ_RESULTS.column_names == arrow.names
+    assert manual_run_id(date(2026, 11, 3)) == "manual__2026-11-03"

@@ -15,6 +15,7 @@ is cheap (no pyspark): the DAG file uses it at parse time.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,15 @@ from typing import TYPE_CHECKING
 
 from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
+from offerrank.tables import manual_run_id
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from offerrank.settings import Settings
+
+log = logging.getLogger(__name__)
+
 
 STEPS = ("ingest", "validate", "profiles", "aggregate", "rank", "publish", "report")
 AFTER_PUBLISH = "report"  # the step that runs after publish even when the gate refused it
@@ -97,15 +102,17 @@ def run_day(
     run_date: date,
     run_id: str | None = None,
     published_at: datetime | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = log.info,
 ) -> RunReport:
-    """Run every step of the chain for `run_date` in this session; stops at a failed gate."""
+    """Run every step of the chain for `run_date` in this session (the run id, when none is given, is
+    `manual_run_id`); stops at a failed gate. Each step's start and outcome go to `echo` (default: this module's
+    log)."""
     from offerrank.catalog.registry import Registry
     from offerrank.engines.delta_rs import one_line
     from offerrank.jobs import aggregate, ingest, profiles, publish, rank
     from offerrank.jobs import report as model_reports
 
-    run_id = run_id or f"manual__{run_date.isoformat()}"
+    run_id = run_id or manual_run_id(run_date)
     report = RunReport(run_date)
 
     def ingest_step() -> str:

@@ -6,6 +6,7 @@ Importing this module is cheap (no pyspark, no Airflow): the DAG files import it
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, timedelta
 
 from offerrank.catalog.stored import registry_catalog
@@ -22,6 +23,8 @@ from offerrank.errors import OfferrankError
 from offerrank.serving.published import top_offer_lines
 from offerrank.settings import Settings, load_settings
 from offerrank.tables import RANKING_RUNS
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AFTER_PUBLISH",
@@ -54,6 +57,7 @@ def run_job(name: str, arguments: list[str]) -> None:
 
     from offerrank.engines.spark import release_connect_session
 
+    log.info("running the %s job: %s", name, " ".join(arguments))
     try:
         code = import_module(f"offerrank.jobs.{name}").main(arguments)
     finally:

@@ -18,8 +18,6 @@ stderr; the summaries a command prints go to stdout.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 from pydantic import ValidationError
@@ -62,24 +60,9 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
-def configure_logging() -> None:
-    """offerrank's log records to stderr at OFFERRANK_LOG_LEVEL (default INFO), other libraries' from WARNING."""
-    name = os.environ.get("OFFERRANK_LOG_LEVEL", "INFO").strip().upper()
-    level = logging.getLevelName(name)
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    logging.getLogger("offerrank").setLevel(level if isinstance(level, int) else logging.INFO)
-    if not isinstance(level, int):
-        logging.getLogger("offerrank").warning("OFFERRANK_LOG_LEVEL=%s is not a level; using INFO", name)
-
-
 def entry() -> None:
     """The `offerrank` command: logging set up once, `main`, then a clean exit (see `offerrank.engines.process`)."""
-    from offerrank.engines.process import exit_cleanly
+    from offerrank.engines.process import configure_logging, exit_cleanly
 
     configure_logging()
     exit_cleanly(main())

@@ -1,15 +1,21 @@
 """Quarantine routing shared by the ingest and profiles jobs: every record-level expectation of a versioned suite
 becomes a reason code on the rows that fail it, each code has a sentence, and the job checks that what it routed
-equals what Great Expectations counted (the suite is the one source of each rule).
+equals what Great Expectations counted (the suite is the one source of each rule); and the rows the `quarantine`
+table holds: each rejected record with its codes and sentence, each damaged data file (`damaged_file`) as one row.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from offerrank.engines.landing import as_uri
 from offerrank.engines.quality import CODE_FROM_VALUE, ExpectationOutcome, failure_predicates
 from offerrank.events.xdm import PARSE_REASONS, map_values
+
+DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
 
 
 def quarantine_reasons(suite: dict, *extra: dict[str, str]) -> dict[str, str]:
@@ -49,3 +55,29 @@ def check_routing_agrees(outcomes: list[ExpectationOutcome], routed_counts: dict
                 f"record routing disagrees with Great Expectations for {outcome.expectation}({outcome.column}): "
                 f"GX found {outcome.unexpected_count}, the job routed {expected}"
             )
+
+
+def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, run_id: str) -> DataFrame:
+    """Rejected records with their reason codes and one human sentence."""
+    return rejected.select(
+        F.lit(run_date).alias("run_date"),
+        F.lit(run_id).alias("run_id"),
+        "source_file",
+        "event_id",
+        "reason_codes",
+        reason_sentences(reasons).alias("reasons"),
+        "raw",
+    )
+
+
+def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_date: date, run_id: str) -> DataFrame:
+    """One quarantine row per damaged data file (`damaged_file`, no event id nor text: none of it was read)."""
+    rows = [
+        (run_date, run_id, as_uri(path), None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
+        for path, why in sorted(damaged_files.items())
+    ]
+    schema = (
+        "run_date date, run_id string, source_file string, event_id string, reason_codes array<string>, "
+        "reasons string, raw string"
+    )
+    return spark.createDataFrame(rows, schema)

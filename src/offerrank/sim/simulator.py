@@ -31,7 +31,8 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from offerrank.serving.policy import MODEL
-from offerrank.sim.generator import EventWriter, event_json, proposition_json, write_profiles
+from offerrank.sim.event_lines import EventWriter, event_json, proposition_json
+from offerrank.sim.generator import write_profiles
 from offerrank.tables import ALL_SEGMENTS
 
 CLICK_DELAY_MINUTES = 20.0

@@ -17,7 +17,7 @@ from offerrank.catalog.registry import Registry
 from offerrank.chain.nightly import run_day
 from offerrank.cli import main as cli
 from offerrank.settings import load_settings
-from offerrank.sim.generator import event_json, proposition_json
+from offerrank.sim.event_lines import event_json, proposition_json
 
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
 PARTNER_IMPRESSIONS = 2_400

@@ -6,7 +6,8 @@ from datetime import date
 
 from pyspark.sql import functions as F
 
-from offerrank.jobs.aggregate import attributed_clicks, daily_stats, landing_contributions, slot_stats
+from offerrank.events.attribution import attributed_clicks
+from offerrank.jobs.aggregate import daily_stats, landing_contributions, slot_stats
 
 COLUMNS = (
     "event_date date, interaction string, proposition_id string, offer_id string, placement_id string, "
@@ -146,7 +147,7 @@ def test_slot_stats_count_shown_items_per_slot_and_logged_propensity(spark):
 
 def test_feature_stats_count_items_per_cell_of_profile_attributes_and_context(spark):
     from offerrank.catalog import AIModel
-    from offerrank.jobs.aggregate import feature_stats
+    from offerrank.jobs.contextual import feature_stats
 
     model = AIModel(
         name="ctx",

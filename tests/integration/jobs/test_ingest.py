@@ -10,9 +10,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from offerrank.engines.quality import load_suite
+from offerrank.events.day_checks import interactions_per_offer, record_parameters
+from offerrank.events.dedup import label_records
 from offerrank.events.quarantine import route_records
+from offerrank.events.records import read_records
 from offerrank.events.xdm import EVENT_SCHEMA, flatten_records, parse_json_lines, parse_records, to_interactions
-from offerrank.jobs.ingest import interactions_per_offer, label_records, read_records, record_parameters
 from tests.factories import DATA
 
 RUN_DATE = date(2026, 11, 22)

@@ -9,7 +9,7 @@ import pytest
 
 from offerrank.catalog import Feature
 from offerrank.engines.quality import load_suite
-from offerrank.jobs.ingest import route_records
+from offerrank.events.quarantine import route_records
 from offerrank.jobs.profiles import SnapshotRejected, memberships, run, snapshot_folder
 from offerrank.settings import load_settings
 

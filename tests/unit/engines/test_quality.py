@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offerrank.engines.quality import checked_columns, load_suite
-from offerrank.jobs.ingest import RECORD_SUITE
+from offerrank.events.day_checks import RECORD_SUITE
 from offerrank.jobs.profiles import ATTRIBUTE_SUITE, SUITE
 from offerrank.settings import load_settings
 

@@ -11,7 +11,8 @@ from datetime import date
 import pytest
 import yaml
 
-from offerrank.sim.generator import CHANNEL_TYPE_PREFIX, FAULT_KINDS, generate
+from offerrank.sim.event_lines import CHANNEL_TYPE_PREFIX, FAULT_KINDS
+from offerrank.sim.generator import generate
 
 START = date(2026, 11, 1)
 
