@@ -1,4 +1,5 @@
-"""Record-level outcomes of the ingest job, one bad-input class at a time, on a handful of inline records."""
+"""Record-level outcomes of the events pipeline that ingest runs (read, parse, route, flatten, label), one bad-input
+class at a time, on a handful of inline records."""
 
 from __future__ import annotations
 
