@@ -13,8 +13,9 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from offerrank.errors import Refused
+from offerrank.schemas import Table
 from offerrank.settings import Settings
-from offerrank.tables import Table, latest_on_or_before, partition_predicate
+from offerrank.tables import latest_on_or_before, partition_predicate
 
 if TYPE_CHECKING:
     pass

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
+from offerrank.schemas import Table
 from offerrank.settings import Settings
-from offerrank.tables import DATASET_TABLES, Table, WarehouseOutdated, partition_predicate
+from offerrank.tables import DATASET_TABLES, WarehouseOutdated, partition_predicate
 
 STATS_COLUMNS = "delta.dataSkippingStatsColumns"
 

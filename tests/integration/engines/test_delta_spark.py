@@ -8,8 +8,8 @@ from pathlib import Path
 
 from offerrank.engines.delta_rs import open_table
 from offerrank.engines.delta_spark import STATS_COLUMNS, Warehouse
+from offerrank.schemas import Table
 from offerrank.settings import load_settings
-from offerrank.tables import Table
 
 EVENTS = Table("events_stats", ("day",), stats_columns=("kind",))
 
