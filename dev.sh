@@ -38,6 +38,8 @@ static_checks() {
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check --quiet .
     "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
+    # the type checker over src/offerrank (and jobs/ through its symlink): see pyproject.toml's [tool.mypy]
+    "$VENV/bin/mypy"
     NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$VENV/docs-site"
 }
 

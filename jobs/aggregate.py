@@ -188,7 +188,11 @@ def segments_in_use(catalog: Catalog) -> list[str]:
 def latest_snapshot(warehouse: Warehouse, table: Table, as_of: date) -> DataFrame | None:
     """The rows of a profile table's latest snapshot on or before `as_of` (None: no snapshot), found in its log."""
     latest = snapshot_dates(warehouse.settings, table, {as_of})[as_of]
-    return warehouse.read(table).filter(F.col("snapshot_date") == latest) if latest else None
+    if latest is None:
+        return None
+    snapshots = warehouse.read(table)
+    assert snapshots is not None, f"{table.name} has a snapshot in its log"
+    return snapshots.filter(F.col("snapshot_date") == latest)
 
 
 def snapshot_memberships(
@@ -286,20 +290,26 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         (OFFER_STATS_DAILY, OFFER_STATS_LANDING, daily_stats),
         (SLOT_STATS_DAILY, SLOT_STATS_LANDING, slot_stats),
     ):
-        contributions = warehouse.read(landing).filter(F.col("landing_date").between(first, last_landing))
+        written = warehouse.read(landing)
+        assert written is not None, f"{landing.name} written by write_contributions"
+        contributions = written.filter(F.col("landing_date").between(first, last_landing))
         warehouse.replace_range(facts(contributions, attributed, first, run_date), daily, first, run_date)
     stats = warehouse.read(OFFER_STATS_DAILY)
+    assert stats is not None, f"{OFFER_STATS_DAILY.name} written just above"
     models = catalog.active_models()
     if models:
         rates = active_model_rates(window_facts(stats, run_date, longest), catalog, run_date, settings)
         warehouse.replace_partition(warehouse.frame(rates, OFFER_CONVERSION_RATES), OFFER_CONVERSION_RATES, run_date)
     contextual = [model for model in models if model.contextual]
-    trained, waiting = [], []
+    trained: list[str] = []
+    waiting: list[str] = []
     if contextual:
         members = (
             None
             if memberships is None
-            else memberships.filter(F.col("snapshot_date") == snapshot_of[run_date]).select("profile_id", "segment")
+            else memberships.filter(F.col("snapshot_date") == F.lit(snapshot_of[run_date])).select(
+                "profile_id", "segment"
+            )
         )
         attributes = latest_snapshot(warehouse, PROFILE_ATTRIBUTES, run_date)
         trained, waiting = contextual_job.write_and_train(

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -187,7 +188,8 @@ def policy_targets(
     """The policy's slot probabilities on each logged day, placement, channel and segment of the model. A segment
     the policy has no list of gets its all-traffic list, as the lookup serves it."""
     assignments = assignments_of(catalog, model)
-    slots = logged.groupby(["placement_id", "channel"])["slot"].max().to_dict()
+    # (placement_id, channel): the highest slot logged; pandas types a MultiIndex's tuple keys as bare Hashable
+    slots: dict[Any, Any] = logged.groupby(["placement_id", "channel"])["slot"].max().to_dict()
     frames = []
     for day in days:
         ranked = candidate_lists(catalog, policy, assignments, facts, day, settings)

@@ -102,10 +102,10 @@ def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None
     others = sorted(other for other in landed if other != day.run_date and abs(other - day.run_date) <= window)
     if not others:
         return None
-    return (
-        warehouse.read(INTERACTIONS)
-        .filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset)))
-        .select("event_id", "landing_date")
+    accepted = warehouse.read(INTERACTIONS)
+    assert accepted is not None, f"{INTERACTIONS.name} lists landing dates in its log"
+    return accepted.filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset))).select(
+        "event_id", "landing_date"
     )
 
 
@@ -312,18 +312,20 @@ def not_landed(
     passing run accepted for the date are kept, saying so, unless `replace_accepted`."""
     if kept := settle_failed_day(Warehouse(spark, settings), ingested, replace_accepted):
         reason = f"{reason}; {kept}"
-    counts = dict.fromkeys(
-        ("records_read", "blank_lines", "events_accepted", "exact_duplicates", "quarantined", "interactions_written"), 0
-    )
     result = IngestResult(
         dataset=ingested.dataset,
         run_date=ingested.run_date,
         run_id=ingested.run_id,
+        records_read=0,
+        blank_lines=0,
+        events_accepted=0,
+        exact_duplicates=0,
+        quarantined=0,
         quarantined_by_reason={},
+        interactions_written=0,
         success=False,
         failure_message=reason,
         data_docs="",
-        **counts,
     )
     write_result(settings, result)
     return result

@@ -30,13 +30,15 @@ def retention_hours(spark: SparkSession, settings: Settings, as_of: datetime) ->
     hours = settings.vacuum_retention_hours
     if runs is None:
         return hours
-    kept = (
+    oldest_kept = (
         runs.filter(F.col("rankings_table_version").isNotNull())
         .orderBy(F.col("rankings_table_version").desc())
         .limit(settings.keep_ranking_versions)
         .agg(F.min("rankings_table_version"))
-        .first()[0]
+        .first()
     )
+    assert oldest_kept is not None  # an aggregate without grouping has exactly one row
+    kept = oldest_kept[0]
     if kept is None:
         return hours
     history = spark.sql(f"DESCRIBE HISTORY {warehouse.sql_name(OFFER_RANKINGS)}")
@@ -57,6 +59,7 @@ def run(spark: SparkSession, settings: Settings, as_of: date) -> dict[str, str]:
             continue
         name = warehouse.sql_name(table_of)
         metrics = spark.sql(f"OPTIMIZE {name}").select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+        assert metrics is not None  # OPTIMIZE returns one row: the table's path and metrics
         spark.sql(f"VACUUM {name} RETAIN {hours} HOURS").collect()
         done[table_of.name] = (
             f"compacted {metrics.numFilesRemoved} files into {metrics.numFilesAdded}; "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -168,7 +169,7 @@ def attribute_values(records: DataFrame, attributes: list[Feature], max_record_b
     )
 
 
-def run(spark: SparkSession, settings: Settings, run_date: date, attributes: list[Feature] = ()) -> ProfilesResult:
+def run(spark: SparkSession, settings: Settings, run_date: date, attributes: Sequence[Feature] = ()) -> ProfilesResult:
     """Validate and load the snapshot `run_date` uses, with the profile `attributes` of contextual models (see the
     module docstring)."""
     found = snapshot_folder(settings.profiles_root, run_date)
@@ -238,8 +239,11 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: lis
     )
     if not attributes_rejected:
         warehouse.replace_partition(valid_values, PROFILE_ATTRIBUTES, snapshot_date)
-    written = warehouse.read(PROFILE_SEGMENTS).filter(F.col("snapshot_date") == snapshot_date)
+    segments = warehouse.read(PROFILE_SEGMENTS)
+    assert segments is not None, f"{PROFILE_SEGMENTS.name} written just above"
+    written = segments.filter(F.col("snapshot_date") == snapshot_date)
     counts = written.agg(F.count("*").alias("memberships"), F.countDistinct("profile_id").alias("profiles")).first()
+    assert counts is not None  # an aggregate without grouping has exactly one row
     attribute_count = 0 if attributes_rejected else valid_values.count()
     routed.unpersist()
     values.unpersist()

@@ -21,6 +21,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 import pandas as pd
 
@@ -71,6 +72,7 @@ def gate_problems(ranked: pd.DataFrame, candidate_rows: list[Candidate]) -> list
     for decision_id, placement_id, segment in sorted(expected - ranked_groups):
         where = "" if segment == ALL_SEGMENTS else f" in segment {segment}"
         problems.append(f"placement {decision_id}/{placement_id} would get no offer{where}")
+    row: Any  # a named tuple of the frame's columns
     for row in ranked.itertuples():
         key, where = (row.decision_id, row.placement_id, row.offer_id), f"{row.decision_id}/{row.placement_id}"
         if key not in eligible and not (row.reason == Reason.FALLBACK and key in fallbacks):
@@ -236,7 +238,7 @@ class Publisher:
         version = int(served["ranking_version"].iloc[0])
         if any(row["ranking_version"] == version for row in self.published_runs()):
             return None
-        latest = served.loc[served["as_of_date"].idxmax()]  # kept lists carry the dates of earlier runs
+        latest = served.iloc[served["as_of_date"].argmax()]  # kept lists carry the dates of earlier runs
         self.record(
             ranking_version=version,
             run_date=latest["as_of_date"],

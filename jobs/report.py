@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -169,11 +171,16 @@ def traffic_totals(facts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return facts.assign(**split).groupby(keys, as_index=False)[list(split)].sum()
 
 
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples of its columns (`itertuples`), their fields typed as what the cells hold."""
+    return frame.itertuples()
+
+
 def comparison_columns(totals: pd.DataFrame) -> pd.DataFrame:
     """`compare` of each row of `traffic_totals`, as columns."""
     compared = [
         compare(r.model_conversions, r.model_impressions, r.random_conversions, r.random_impressions).as_dict()
-        for r in totals.itertuples()
+        for r in _rows(totals)
     ]
     columns = ["lift", "lift_low", "lift_high", "p_value", "random_impressions_needed", "verdict"]
     return pd.DataFrame([{c: row[c] for c in columns} for row in compared], index=totals.index, columns=columns)
@@ -223,7 +230,7 @@ def cumulative_lift(facts: pd.DataFrame) -> pd.DataFrame:
 def offer_shares(facts: pd.DataFrame) -> pd.DataFrame:
     """Per day and offer: its share of the day's impressions over the model's placements (segment `*`)."""
     everyone = facts[facts["segment"] == ALL_SEGMENTS]
-    shares = everyone.groupby(["event_date", "offer_id"], as_index=False)["impressions"].sum()
+    shares = everyone.groupby(["event_date", "offer_id"], as_index=False)[["impressions"]].sum()
     day_total = shares.groupby("event_date")["impressions"].transform("sum")
     shares["traffic_share"] = shares["impressions"] / day_total.where(day_total > 0)
     return shares.rename(columns={"event_date": "report_date"})
@@ -234,7 +241,7 @@ def drivers(parameters: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     lower its score most (posterior mean weight on the log-odds of a click, and its standard deviation)."""
     rows = [
         {"placement_id": r.placement_id, "channel": r.channel, "offer_id": r.offer_id, **reason}
-        for r in parameters.itertuples()
+        for r in _rows(parameters)
         for reason in explain(list(r.features), list(r.weights), list(r.covariance), top)
     ]
     return pd.DataFrame(rows, columns=["placement_id", "channel", "offer_id", "feature", "weight", "sd"])

@@ -7,7 +7,7 @@ a `offerrank.schemas.Table`: a schema declared once as (column, type) pairs, the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import Enum
 
@@ -378,7 +378,7 @@ def manual_run_id(run_date: date) -> str:
     return f"manual__{run_date.isoformat()}"
 
 
-def partition_predicate(values: dict[str, object]) -> str:
+def partition_predicate(values: Mapping[str, object]) -> str:
     """The SQL condition on partition columns that a partition replace uses: each column equals its value, lies
     in its (first, last) range, or is one of its list of values (both engines' writers take it: Spark's
     replaceWhere, deltalake's predicate)."""

@@ -122,7 +122,9 @@ def validation_outcome(run_date: date, run_id: str | None = None, settings: Sett
     refusals = validation.refusals()
     counts = ("records_read", "events_accepted", "exact_duplicates", "quarantined", "interactions_written")
     outcome: dict[str, object] = {
-        name: {key: row[key] for key in counts} for name, row in validation.rows.items() if name not in refusals
+        name: {key: row[key] for key in counts}
+        for name, row in validation.rows.items()
+        if row is not None and name not in refusals  # a dataset without a row is among the refusals
     }
     outcome |= {name: f"did not pass: {why}" for name, why in refusals.items()}
     outcome |= {f"held back: {unit}": why for unit, why in validation.held_back(catalog).items()}
@@ -136,14 +138,14 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
     if not methods:
         raise RunRefused("the registry has no active decision to rank: run `offerrank apply -f catalog.yaml` first")
     if models:
-        known = {method.model(catalog).name for method in methods if method.model(catalog) is not None}
+        known = {model.name for method in methods if (model := method.model(catalog)) is not None}
         unknown = sorted(set(models) - known)
         if unknown:
             raise RunRefused(
                 f"models {', '.join(unknown)} are not active AI models assigned to a decision "
                 f"(known: {', '.join(sorted(known))})"
             )
-        methods = [m for m in methods if m.model(catalog) is None or m.model(catalog).name in models]
+        methods = [m for m in methods if (model := m.model(catalog)) is None or model.name in models]
     return [method.unit for method in methods]
 
 

@@ -9,6 +9,7 @@ memory. The event-sized tables are written by Spark jobs through
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -231,7 +232,7 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
 
 
-def table_rows(settings: Settings, table: Table, partitions: dict[str, object] | None = None) -> list[dict]:
+def table_rows(settings: Settings, table: Table, partitions: Mapping[str, object] | None = None) -> list[dict]:
     """Every row of the latest version of a table (none before its first write), or of the partitions whose
     columns equal `partitions`."""
     opened = open_table(settings, table)

@@ -9,6 +9,8 @@ commit. Reads are tolerant of a table that was never written (None).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import DataFrame, SparkSession
 
 from offerrank.schemas import Table
@@ -89,7 +91,7 @@ class Warehouse:
         (column,) = table.partitions
         self.replace_where(frame, table, {column: value})
 
-    def replace_where(self, frame: DataFrame, table: Table, values: dict[str, object]) -> None:
+    def replace_where(self, frame: DataFrame, table: Table, values: Mapping[str, object]) -> None:
         """Atomically replace the rows whose partition columns equal `values` (one commit; creates the table)."""
         self._write(frame, table, "overwrite", replaceWhere=partition_predicate(values))
 

@@ -48,6 +48,8 @@ def check_routing_agrees(outcomes: list[ExpectationOutcome], routed_counts: dict
         expected = (
             sum(n for c, n in routed_counts.items() if c in PARSE_REASONS)
             if code == CODE_FROM_VALUE
+            else 0
+            if code is None
             else routed_counts.get(code, 0)
         )
         if (outcome.unexpected_count or 0) != expected:

@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -375,13 +376,13 @@ def write_profiles(
                     "status": "exited",
                     "lastQualificationTime": qualified,
                 }
-            profile = {
+            profile: dict[str, Any] = {  # JSON: nested objects
                 "identityMap": {"ECID": [{"id": ecid, "primary": True}]},
                 "segmentMembership": {"ups": membership},
             }
             for path, value in (attributes[index] if attributes else {}).items():
                 *parents, leaf = path.split(".")
-                node = profile
+                node: dict[str, Any] = profile
                 for parent in parents:
                     node = node.setdefault(parent, {})
                 node[leaf] = value
