@@ -40,6 +40,7 @@ from offerrank.serving.answers import (
     check_arguments,
 )
 from offerrank.serving.caps import ServedCounts, cap_reached
+from offerrank.serving.fallbacks import fallback_chain, unranked_offers
 from offerrank.serving.loaders import (
     attributes_of,
     audience_segments,
@@ -51,7 +52,7 @@ from offerrank.serving.loaders import (
 )
 from offerrank.serving.personalized import contextual_attribute_names, request_context
 from offerrank.serving.policy import MODEL, RANDOM, random_order, request_generator
-from offerrank.serving.snapshot import Snapshot, build_snapshot, fallback_chain, unranked_offers
+from offerrank.serving.snapshot import Snapshot, build_snapshot
 from offerrank.settings import Settings
 from offerrank.tables import (
     ALL_SEGMENTS,

@@ -1,8 +1,7 @@
 """One published ranking as a lookup serves it: an immutable `Snapshot` of the ranking's rows column by column in
 numpy arrays (a refresh builds few Python objects, so serving threads are not stalled while a new version loads),
 indexed by placement, channel, decision and segment, with the catalog version beside it, the profile indexes and
-the frequency-capping counts; and the fallback rules for a placement with nothing ranked to serve
-(`unranked_offers`, `fallback_chain`). Reads and writes no table: `offerrank.serving.loaders` loads what
+the frequency-capping counts. Reads and writes no table: `offerrank.serving.loaders` loads what
 `build_snapshot` indexes; each snapshot caches the lists, policies and contextual cells its answers reuse.
 """
 
@@ -21,7 +20,6 @@ from offerrank.learning.bandit import run_seed
 from offerrank.serving.answers import (
     POLICY,
     PUBLISHED_FIELDS,
-    LookupRefused,
     RankedOffer,
     as_random,
     offers_of,
@@ -452,38 +450,3 @@ def build_snapshot(
         servable=servable,
         placements=placements,
     )
-
-
-def unranked_offers(
-    catalog: Catalog, placement_id: str, decision_id: str | None, on: date, profile_segments: frozenset[str]
-) -> tuple[str | None, DecisionPlacement | None, list[Offer]]:
-    """For a placement with nothing ranked to serve: the decision that answers, its assignment of the placement,
-    and the offers live on `on` and shown to the profile that it may serve, by priority."""
-    assignments = sorted(
-        (
-            (d.id, a)
-            for d, a in catalog.active_assignments()
-            if a.placement == placement_id and decision_id in (None, d.id)
-        ),
-        key=lambda pair: pair[0],
-    )
-    if decision_id is not None and not assignments:
-        raise LookupRefused(f"decision {decision_id!r} does not assign placement {placement_id!r}")
-    chosen_decision, assignment = assignments[0] if assignments else (None, None)
-    live = (
-        catalog.eligible_live_offers(assignment, on)
-        if assignment
-        else [o for o in catalog.offers if o.is_live(on) and placement_id in o.placements]
-    )
-    shown = [o for o in sorted(live, key=lambda o: (-o.priority, o.id)) if o.shown_to(profile_segments)]
-    return chosen_decision, assignment, shown
-
-
-def fallback_chain(assignment: DecisionPlacement | None, offers: list[Offer]) -> list[tuple[str, float | None, str]]:
-    """(offer, score, reason) of a fixed fallback order: the decision's fallback offer, then `offers` by priority."""
-    chain = [(assignment.fallback_offer, None, Reason.FALLBACK.value)] if assignment else []
-    return chain + [
-        (o.id, float(o.priority), Reason.PRIORITY_FALLBACK.value)
-        for o in offers
-        if not assignment or o.id != assignment.fallback_offer
-    ]
