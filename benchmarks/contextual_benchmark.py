@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import entity_json
-from offerrank.learning.features import FeatureDictionary
+from offerrank.learning.contextual.features import FeatureDictionary
 from offerrank.tables import ALL_SEGMENTS, MODEL_PARAMETERS, OFFER_RANKINGS, PROFILE_ATTRIBUTES, REGISTRY, Reason
 
 AS_OF = date(2026, 11, 1)
@@ -159,7 +159,7 @@ def percentiles(seconds: list[float]) -> str:
 
 def lookup_part(workdir: Path, offers: int, profiles: int, lookups: int) -> None:
     from offerrank.engines.delta_rs import write_frame
-    from offerrank.learning.contextual import logit_moments
+    from offerrank.learning.contextual.serving import logit_moments
     from offerrank.serving.answers import PUBLISHED
     from offerrank.serving.lookup import RankingLookup
     from offerrank.settings import load_settings

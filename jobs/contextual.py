@@ -6,7 +6,7 @@ Writes `feature_stats_daily` for each active contextual model, from its datasets
                              placement, channel, offer and cell (its features' levels: profile attributes, context
                              from the impression): impressions and conversions; replaces event dates [D - L, D];
        `model_parameters`    per as_of_date (D) and contextual model due to train (see AIModel.trains_on): the trained
-                             posterior per offer (see offerrank.learning.contextual); replaces that partition.
+                             posterior per offer (see offerrank.learning.contextual.training); replaces that partition.
 Run as part of the aggregate step (`offerrank aggregate --date D`, `spark-submit jobs/aggregate.py --date D`).
 """
 
@@ -21,9 +21,10 @@ from pyspark.sql import functions as F
 
 from offerrank.catalog import AIModel, Catalog
 from offerrank.engines.delta_spark import Warehouse
+from offerrank.errors import Unavailable
 from offerrank.events.attribution import ITEM_KEYS, attribution, shown_items
-from offerrank.learning.contextual import train
-from offerrank.learning.features import SEGMENT, feature_name, spark_level
+from offerrank.learning.contextual.features import SEGMENT, feature_name, spark_level
+from offerrank.learning.contextual.training import train
 from offerrank.tables import FEATURE_STATS_DAILY, MODEL_PARAMETERS
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ def feature_stats(
     items = shown.filter(F.col("event_date").between(first_date, last_date)).join(converted, ITEM_KEYS, "left")
     names = [feature.name for feature in model.attributes]
     if names:
+        pivoted: list[bool | float | int | str] = list(names)
         wide = (
             attributes.filter(F.col("attribute").isin(names))
             .groupBy("profile_id")
-            .pivot("attribute", names)
+            .pivot("attribute", pivoted)
             .agg(F.first("value"))
             if attributes is not None
             else interactions.sparkSession.createDataFrame([], "profile_id string")
@@ -79,10 +81,10 @@ def feature_stats(
     raw |= {SEGMENT: F.col(SEGMENT)} if model.segments else {}
     raw |= {feature.name: F.col(feature.name) for feature in model.context}
     cell = F.array(*[F.concat(F.lit(feature_name(f.name, "")), spark_level(f, raw[f.name])) for f in model.features])
-    converted = F.coalesce(F.sum("converted"), F.lit(0)).cast("long")
+    conversions = F.coalesce(F.sum("converted"), F.lit(0)).cast("long")
     return (
         items.groupBy("event_date", "placement_id", "channel", "offer_id", cell.alias("features"))
-        .agg(F.count("*").alias("impressions"), converted.alias("conversions"))
+        .agg(F.count("*").alias("impressions"), conversions.alias("conversions"))
         .withColumn("model_name", F.lit(model.name))
         .select(*FEATURE_STATS_DAILY.column_names)
     )
@@ -93,14 +95,17 @@ def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_dat
     `model_parameters`; (trained, not due) model names."""
     trained, waiting = [], []
     stats, parameters = warehouse.read(FEATURE_STATS_DAILY), warehouse.read(MODEL_PARAMETERS)
+    if stats is None:
+        raise Unavailable(f"no {FEATURE_STATS_DAILY.name} yet: the aggregate step writes the cells it trains from")
     for model in models:
         last = None
         if parameters is not None:
-            last = (
+            latest = (
                 parameters.filter((F.col("model_name") == model.name) & (F.col("as_of_date") < run_date))
                 .agg(F.max("as_of_date"))
-                .first()[0]
+                .first()
             )
+            last = latest[0] if latest is not None else None
         if not model.trains_on(run_date, last):
             waiting.append(model.name)
             continue

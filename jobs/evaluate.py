@@ -32,10 +32,10 @@ import pandas as pd
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
 from offerrank.errors import Unavailable
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
-from offerrank.learning.bandit import facts_of, posteriors, run_seed
+from offerrank.learning.bandit import facts_of, posterior_table, posteriors, run_seed
 from offerrank.ranking import method_of
 from offerrank.reports.offpolicy import evaluate
-from offerrank.serving.policy import posterior_table, serving_probability, slot_probabilities
+from offerrank.serving.policy import serving_probability, slot_probabilities
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, FACT_COUNTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
 

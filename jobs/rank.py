@@ -22,7 +22,7 @@ import pandas as pd
 from offerrank.catalog import Catalog
 from offerrank.engines.delta_rs import latest_partition, open_table, read_rows, table_rows, write_frame
 from offerrank.errors import OfferrankError
-from offerrank.learning.contextual import PARAMETER_KEYS
+from offerrank.learning.contextual.training import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings

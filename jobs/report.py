@@ -40,7 +40,7 @@ from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
 from offerrank.jobs.rank import latest_parameters
 from offerrank.learning.bandit import facts_of
-from offerrank.learning.contextual import explain
+from offerrank.learning.contextual.training import explain
 from offerrank.reports.stats import compare, gini, rate_interval
 from offerrank.serving.policy import MODEL, RANDOM
 from offerrank.settings import Settings

@@ -34,7 +34,8 @@ RANKED_COLUMNS = (
     ("impressions", "long"),
     ("conversions", "long"),
     ("reason", "string"),
-    # a contextual model's posterior of the offer (see offerrank.learning.contextual), published with the list it scores
+    # a contextual model's posterior of the offer (see offerrank.learning.contextual.training), published with the
+    # list it scores
     ("features", "array<string>"),
     ("weights", "array<double>"),
     ("covariance", "array<double>"),

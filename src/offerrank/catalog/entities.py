@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from offerrank.catalog.formula import Formula, FormulaError
 from offerrank.errors import BadInput
-from offerrank.learning.features import CONTEXT_KEYS, SEGMENT
+from offerrank.learning.contextual.features import CONTEXT_KEYS, SEGMENT
 from offerrank.tables import ALL_SEGMENTS
 
 if TYPE_CHECKING:

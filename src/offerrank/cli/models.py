@@ -45,7 +45,7 @@ def explain_model(settings: Settings, name: str, offer_id: str, placement: str |
 
     from offerrank.catalog import CatalogError
     from offerrank.jobs.rank import latest_parameters
-    from offerrank.learning.contextual import explain
+    from offerrank.learning.contextual.training import explain
 
     parameters = latest_parameters(settings, name, date.max)
     if parameters.empty:

@@ -1,1 +1,2 @@
-"""Learning: contextual features, Beta posteriors and Thompson ranking, the contextual (Bayesian logistic) model."""
+"""Learning: Beta posteriors and Thompson ranking (`bandit.py`), and one folder per learning method: the contextual
+(Bayesian logistic) model in `contextual/`."""

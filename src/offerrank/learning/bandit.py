@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from offerrank.catalog import AIModel
 
 DRAWS = 20_000
+QUANTILES = 256  # quantiles per posterior in the tables Thompson draws read (see offerrank.serving.policy)
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
 
 
@@ -86,6 +87,14 @@ def posteriors(
         cold_start=(impressions < model.cold_start.min_impressions) | (conversions < model.cold_start.min_conversions),
     )
     return rates[OFFER_CONVERSION_RATES.column_names].astype({"impressions": "int64", "conversions": "int64"})
+
+
+def posterior_table(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Each Beta(alpha, beta) posterior's quantiles at (i + 0.5) / QUANTILES: an (offers x QUANTILES) table."""
+    from scipy.special import betaincinv
+
+    grid = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    return betaincinv(alpha[:, None], beta[:, None], grid[None, :])
 
 
 def probability_best(alpha: np.ndarray, beta: np.ndarray, seed: int, draws: int = DRAWS) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from offerrank.catalog import CHANNELS, ID_PATTERN
 from offerrank.errors import BadInput, Unavailable
-from offerrank.serving.personalized import request_context
+from offerrank.learning.contextual.serving import request_context
 from offerrank.serving.policy import MODEL, RANDOM
 from offerrank.tables import Reason
 

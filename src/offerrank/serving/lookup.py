@@ -29,7 +29,8 @@ from typing import TypeVar
 import pyarrow as pa
 
 from offerrank.engines.delta_rs import one_line, open_table
-from offerrank.learning.features import SEGMENT
+from offerrank.learning.contextual.features import SEGMENT
+from offerrank.learning.contextual.serving import contextual_attribute_names, request_context
 from offerrank.serving.answers import (
     POLICY,
     Answer,
@@ -50,7 +51,6 @@ from offerrank.serving.loaders import (
     ranked_segments,
     ranking_of,
 )
-from offerrank.serving.personalized import contextual_attribute_names, request_context
 from offerrank.serving.policy import MODEL, RANDOM, random_order, request_generator
 from offerrank.serving.snapshot import Snapshot, build_snapshot
 from offerrank.settings import Settings

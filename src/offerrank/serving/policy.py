@@ -1,12 +1,12 @@
 """The serving policy of an AI-ranked list, decided per request: what Adobe's auto-optimization serves.
 
-With probability ε (the model's exploration share) the request gets a uniformly random order of the servable
-offers (`traffic_type = random`); otherwise one Thompson draw from each offer's Beta posterior orders them
-(`traffic_type = model`). A draw reads the posterior's quantile table (`posterior_table`: 256 quantiles, linear in
-between, built once per list): a few microseconds a request where numpy's Beta sampler takes about 15, and the
-slot probabilities come from the same sampler. Every served slot carries its propensity: the probability that this
-policy puts that offer in that slot, ε / K + (1 − ε) · P(the Thompson order puts it there), which is what a channel
-logs so that reports and off-policy evaluation can weigh each impression. Pure numpy and scipy: no I/O.
+With probability ε (the model's exploration share) the request gets a uniformly random order of the servable offers
+(`traffic_type = random`); otherwise one Thompson draw from each offer's Beta posterior orders them (`traffic_type
+= model`). A draw reads the posterior's quantile table (`offerrank.learning.bandit.posterior_table`: 256 quantiles,
+linear in between, built once per list): a few microseconds a request where numpy's Beta sampler takes about 15,
+and the slot probabilities come from the same sampler. Every served slot carries its propensity: the probability
+that this policy puts that offer in that slot, ε / K + (1 − ε) · P(the Thompson order puts it there), which is what
+a channel logs so that reports and off-policy evaluation can weigh each impression. Pure numpy and scipy: no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offerrank.learning.bandit import DRAWS
+from offerrank.learning.bandit import DRAWS, QUANTILES
 
 RANDOM, MODEL = "random", "model"
 _CHUNK = 2_000  # Monte-Carlo draws per batch: bounds the scratch memory of a long list
@@ -25,7 +25,6 @@ _CHUNK = 2_000  # Monte-Carlo draws per batch: bounds the scratch memory of a lo
 # 0.7 points), so a lookup's first answer of a long list is not held up for the 20,000 the ranking uses.
 _SAMPLES = 1_000_000
 MIN_PROPENSITY = 1 / DRAWS
-QUANTILES = 256  # quantiles per posterior in the tables Thompson draws read
 _generators = threading.local()
 
 
@@ -52,14 +51,6 @@ def request_generator(*parts: object) -> np.random.Generator:
     state["state"] = {"state": int.from_bytes(digest[:16], "little"), "inc": int.from_bytes(digest[16:], "little") | 1}
     generator.bit_generator.state = state
     return generator
-
-
-def posterior_table(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Each Beta(alpha, beta) posterior's quantiles at (i + 0.5) / QUANTILES: an (offers x QUANTILES) table."""
-    from scipy.special import betaincinv
-
-    grid = (np.arange(QUANTILES) + 0.5) / QUANTILES
-    return betaincinv(alpha[:, None], beta[:, None], grid[None, :])
 
 
 def thompson_draws(rng: np.random.Generator, table: np.ndarray, draws: int) -> np.ndarray:

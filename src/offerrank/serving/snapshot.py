@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from offerrank.catalog import Catalog, DecisionPlacement, Offer
-from offerrank.learning.bandit import run_seed
+from offerrank.learning.bandit import posterior_table, run_seed
+from offerrank.learning.contextual.serving import ContextualList
 from offerrank.serving.answers import (
     POLICY,
     PUBLISHED_FIELDS,
@@ -26,14 +27,12 @@ from offerrank.serving.answers import (
     ranked_offers,
 )
 from offerrank.serving.caps import NO_CAP_COUNTS, CapCounts
-from offerrank.serving.personalized import ContextualList
 from offerrank.serving.policy import (
     MODEL,
     RANDOM,
     Contenders,
     ServingPolicy,
     contender_slot_probabilities,
-    posterior_table,
     slot_probabilities,
 )
 from offerrank.serving.profiles import NO_ATTRIBUTES, NO_PROFILES, AttributeIndex, ProfileIndex, run_starts

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from offerrank.learning.bandit import probability_best
+from offerrank.learning.bandit import posterior_table, probability_best
 from offerrank.serving.policy import (
     MODEL,
     RANDOM,
     Contenders,
     ServingPolicy,
     contender_slot_probabilities,
-    posterior_table,
     random_order,
     request_generator,
     slot_probabilities,

@@ -39,15 +39,16 @@ def bucket_labels(edges: Sequence[float]) -> list[str]:
     return [f"<{text[0]}", *(f"{low}-{high}" for low, high in zip(text, text[1:])), f">={text[-1]}"]
 
 
-def level(feature: Feature, raw: object) -> str:
-    """The level of one raw value (a profile attribute or a context value)."""
+def level(feature: Feature | None, raw: object) -> str:
+    """The level of one raw value (a profile attribute or a context value); `feature` None: a categorical feature
+    the model does not declare."""
     if isinstance(raw, str):
         raw = raw.strip()
     elif isinstance(raw, float) and raw.is_integer():
         raw = int(raw)  # as Spark writes a whole number: 21, not 21.0
     if raw is None or raw == "":
         return UNKNOWN
-    if not feature.buckets:
+    if feature is None or not feature.buckets:
         return str(raw)
     try:
         number = float(cast("SupportsFloat | str", raw))  # anything else raises TypeError: unknown

@@ -1,18 +1,15 @@
-"""The contextual model: a Bayesian logistic regression per offer on one-hot features, trained from aggregated
-counts, its posterior served per request by Thompson sampling.
+"""Training the contextual model: a Bayesian logistic regression per offer on one-hot features, fitted from
+aggregated counts.
 
 Training input is `feature_stats_daily`: per day, placement, channel, offer and *cell* (one combination of feature
 levels, e.g. `person.ageBand=25-34`, `device=mobile`) the impressions and conversions. Spark aggregates the events
-into cells; here each offer's cells are one small binomial regression: the weights w of P(click | x) =
-sigmoid(w . x) get a Gaussian prior N(0, prior_sd^2) (the intercept a wide N(0, 10^2)), the MAP by Newton's
-method on the counts (started at the offer's own rate), and the Laplace approximation of the posterior:
-N(MAP, H^-1), H the Hessian of the negative log posterior. Only offers past the model's personalization
-thresholds are trained; the others are ranked by their segment posterior. Days are weighed by the model's
-half-life, as the Beta posteriors.
-
-Serving: a request's feature vector x is a set of active columns, so the score's logit is univariate normal,
-N(mu . x, x' S x) per offer: its quantile table drives the same Thompson draws and slot probabilities as a Beta
-posterior's (see offerrank.serving.policy). Pure numpy and pandas: no Spark, no I/O.
+into cells (`offerrank.jobs.contextual`); here each offer's cells are one small binomial regression: the weights w
+of P(click | x) = sigmoid(w . x) get a Gaussian prior N(0, prior_sd^2) (the intercept a wide N(0, 10^2)), the MAP
+by Newton's method on the counts (started at the offer's own rate), and the Laplace approximation of the
+posterior: N(MAP, H^-1), H the Hessian of the negative log posterior. Only offers past the model's
+personalization thresholds are trained; the others are ranked by their segment posterior. Days are weighed by the
+model's half-life, as the Beta posteriors. The rows `train` returns are the model's `model_parameters`; `explain`
+reads them back. Pure numpy and pandas: no Spark, no I/O.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from offerrank.learning.features import INTERCEPT, FeatureDictionary
+from offerrank.learning.contextual.features import INTERCEPT, FeatureDictionary
 
 if TYPE_CHECKING:
     from offerrank.catalog import AIModel
@@ -127,20 +124,6 @@ def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows, columns=[*columns, "impressions", "conversions"])
-
-
-def logit_moments(weights: np.ndarray, covariance: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per offer, the mean and standard deviation of the logit of a request with `active` columns, from stacked
-    posteriors (`weights`: offers x d, `covariance`: offers x d x d)."""
-    mean = weights[:, active].sum(axis=1)
-    variance = covariance[:, active[:, None], active[None, :]].sum(axis=(1, 2))
-    return mean, np.sqrt(np.maximum(variance, 0.0))
-
-
-def logit_normal_table(mean: np.ndarray, sd: np.ndarray, grid_normal: np.ndarray) -> np.ndarray:
-    """Each offer's conversion-probability quantiles (offers x len(grid)) when its logit is N(mean, sd^2);
-    `grid_normal` holds the standard normal's quantiles at the grid."""
-    return sigmoid(mean[:, None] + sd[:, None] * grid_normal[None, :])
 
 
 def explain(features: list[str], weights: list[float], covariance: list[float], top: int = 5) -> list[dict]:

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from offerrank.catalog import Feature
-from offerrank.serving.personalized import ContextualList, request_context
+from offerrank.learning.contextual.serving import ContextualList, request_context
 
 
 def test_request_context_adds_the_channel_and_hour_and_refuses_unknown_keys_and_odd_values():

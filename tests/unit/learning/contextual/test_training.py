@@ -1,4 +1,5 @@
-"""The contextual model: feature levels and encoding, training on a known problem, scoring a request."""
+"""Training the contextual model: the catalog's declaration, the schedule, the fit on a known problem, the
+parameters a request is scored by."""
 
 from __future__ import annotations
 
@@ -9,50 +10,17 @@ import pandas as pd
 import pytest
 
 from offerrank.catalog import AIModel, Feature
-from offerrank.learning.contextual import explain, fit_logistic, logit_moments, train
-from offerrank.learning.features import INTERCEPT, FeatureDictionary, bucket_labels, level
+from offerrank.learning.contextual.features import FeatureDictionary
+from offerrank.learning.contextual.serving import logit_moments
+from offerrank.learning.contextual.training import explain, fit_logistic, train
 
 DAY = date(2026, 11, 10)
-AGE = Feature(name="person.age", buckets=[25, 40, 60])
-COUNTRY = Feature(name="homeAddress.countryCode", max_levels=2)
 
 
 def contextual_model(**overrides):
     spec = {"name": "ctx", "type": "personalized", "datasets": ["events"], "lookback_days": 7}
     spec |= {"attributes": ["homeAddress.countryCode"], "context": ["device"]} | overrides
     return AIModel(**spec)
-
-
-def test_levels_bucket_numbers_and_name_unknowns():
-    assert bucket_labels([25, 40, 60]) == ["<25", "25-40", "40-60", ">=60"]
-    assert [level(AGE, raw) for raw in (18, "25", 39.9, 60, "x", None, "", float("nan"))] == [
-        "<25",
-        "25-40",
-        "25-40",
-        ">=60",
-        "unknown",
-        "unknown",
-        "unknown",
-        "unknown",
-    ]
-    assert level(COUNTRY, "DE") == "DE" and level(COUNTRY, None) == "unknown"
-
-
-def test_dictionary_caps_levels_and_encodes_unseen_as_other():
-    dictionary = FeatureDictionary.from_counts(
-        [COUNTRY, AGE], {"homeAddress.countryCode": {"DE": 50, "FR": 30, "IT": 5, "unknown": 9}, "person.age": {}}
-    )
-    assert dictionary.names == (
-        INTERCEPT,
-        "homeAddress.countryCode=DE",
-        "homeAddress.countryCode=FR",
-        "homeAddress.countryCode=other",
-        "homeAddress.countryCode=unknown",
-        "person.age=other",
-        "person.age=unknown",
-    )
-    assert dictionary.active({"homeAddress.countryCode": "IT", "person.age": "<25"}).tolist() == [0, 3, 5]
-    assert dictionary.active({"homeAddress.countryCode": "FR"}).tolist() == [0, 2, 6]
 
 
 def test_catalog_refuses_unknown_context_and_repeated_features():

@@ -1,31 +1,54 @@
 """Serving a contextual model's lists: a request's features, and each offer's score distribution for one request.
 
+A request's feature vector x is a set of active columns, so under a trained offer's Laplace posterior N(mu, S) the
+score's logit is univariate normal, N(mu . x, x' S x) (`logit_moments`); its quantile table (`logit_normal_table`)
+drives the same Thompson draws and slot probabilities as a Beta posterior's (see offerrank.serving.policy).
+
 `ContextualList` holds the parameters a published list carries (the feature dictionary, and per offer the posterior
 mean and covariance) and turns a request's cell (its active features: the profile's attributes, from
-`offerrank.serving.profiles.AttributeIndex`, and the request's context) into what the serving policy draws from: each
-offer's quantile table, the logit-normal of its score for a trained offer, the Beta posterior for an offer below the
-personalization thresholds. Reads and writes nothing: pure numpy and pyarrow.
+`offerrank.serving.profiles.AttributeIndex`, and the request's context, from `request_context`) into what the
+serving policy draws from (`CellModel`): each offer's quantile table, the logit-normal of its score for a trained
+offer, the Beta posterior for an offer below the personalization thresholds. Reads and writes nothing: pure numpy
+and pyarrow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 from scipy.special import ndtri
 
-from offerrank.catalog import Catalog, Feature
-from offerrank.learning.contextual import logit_moments, logit_normal_table
-from offerrank.learning.features import REQUEST_CONTEXT_KEYS, FeatureDictionary, level
-from offerrank.serving.policy import QUANTILES, posterior_table
+from offerrank.learning.bandit import QUANTILES, posterior_table
+from offerrank.learning.contextual.features import REQUEST_CONTEXT_KEYS, FeatureDictionary, level
+from offerrank.learning.contextual.training import sigmoid
+
+if TYPE_CHECKING:
+    from offerrank.catalog import Catalog, Feature
 
 MAX_CONTEXT_VALUE = 100
 _GRID_NORMAL = ndtri((np.arange(QUANTILES) + 0.5) / QUANTILES)
 
 
+def logit_moments(weights: np.ndarray, covariance: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per offer, the mean and standard deviation of the logit of a request with `active` columns, from stacked
+    posteriors (`weights`: offers x d, `covariance`: offers x d x d)."""
+    mean = weights[:, active].sum(axis=1)
+    variance = covariance[:, active[:, None], active[None, :]].sum(axis=(1, 2))
+    return mean, np.sqrt(np.maximum(variance, 0.0))
+
+
+def logit_normal_table(mean: np.ndarray, sd: np.ndarray, grid_normal: np.ndarray) -> np.ndarray:
+    """Each offer's conversion-probability quantiles (offers x len(grid)) when its logit is N(mean, sd^2);
+    `grid_normal` holds the standard normal's quantiles at the grid."""
+    return sigmoid(mean[:, None] + sd[:, None] * grid_normal[None, :])
+
+
 def contextual_attribute_names(catalog: Catalog | None) -> list[str]:
+    """The profile attributes the active contextual models of `catalog` read (the lookup indexes them)."""
     return [feature.name for feature in catalog.contextual_attributes()] if catalog else []
 
 
@@ -64,7 +87,7 @@ class ContextualList:
     `position[i]` (-1: none, below the personalization thresholds)."""
 
     dictionary: FeatureDictionary
-    features: dict[str, Feature]  # name -> how its raw values become levels
+    features: dict[str, Feature | None]  # name -> how its raw values become levels (None: categorical, undeclared)
     position: np.ndarray
     weights: np.ndarray  # offers with parameters x d
     covariance: np.ndarray  # offers with parameters x d x d
@@ -80,7 +103,7 @@ class ContextualList:
         names = tuple(rows["features"][have[0]].as_py())
         dictionary = FeatureDictionary(names)
         declared = {feature.name: feature for feature in model_features}
-        features = {name: declared.get(name, Feature(name=name)) for name in dictionary.feature_names}
+        features = {name: declared.get(name) for name in dictionary.feature_names}
         position = np.full(stop - start, -1, np.intp)
         position[have] = np.arange(len(have))
         covariance = rows["covariance"].to_pylist()
