@@ -77,6 +77,7 @@ class Catalog(_Entity):
                 for offer_id in (*assignment.eligible_offers, assignment.fallback_offer):
                     if offer_id not in offers:
                         problems.append(f"{where}: unknown offer {offer_id!r}")
+                problems += _fallback_problems(where, offers.get(assignment.fallback_offer))
                 active = decision.status is DecisionStatus.active
                 method_problems = assignment.method.problems(self, active)
                 problems += [f"{where}.ranking: {problem}" for problem in method_problems]
@@ -165,6 +166,17 @@ class Catalog(_Entity):
     def ranking_methods(self) -> list[RankingMethod]:
         """The ranking methods active decisions use, by unit: one ranking task each."""
         return sorted({a.method for _, a in self.active_assignments()}, key=lambda m: m.unit)
+
+
+def _fallback_problems(where: str, fallback: Offer | None) -> list[str]:
+    """A fallback offer is what a placement shows when nothing else may be shown, to anyone: like Adobe's, it has no
+    audience (the lookup serves it without checking the profile)."""
+    if fallback is None or not fallback.segments:
+        return []
+    return [
+        f"{where}.fallback_offer: offer {fallback.id!r} has an audience (segments {', '.join(fallback.segments)}); "
+        "a fallback offer is shown to every profile, so it may have none"
+    ]
 
 
 KINDS = {

@@ -1,6 +1,6 @@
 """The fallback rules of a placement with nothing ranked to serve: which decision answers, the offers it may serve
-(live on the serving day, shown to the profile), and the fixed order it serves them in: the decision's fallback offer,
-then the live offers by priority. Pure: reads the catalog it is given.
+(live on the serving day, shown to the profile), and the fixed order it serves them in: the decision's fallback offer
+(while it is live; it has no audience), then the live offers by priority. Pure: reads the catalog it is given.
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ def unranked_offers(
     return chosen_decision, assignment, shown
 
 
-def fallback_chain(assignment: DecisionPlacement | None, offers: list[Offer]) -> list[tuple[str, float | None, str]]:
-    """(offer, score, reason) of a fixed fallback order: the decision's fallback offer, then `offers` by priority."""
-    chain = [(assignment.fallback_offer, None, Reason.FALLBACK.value)] if assignment else []
+def fallback_chain(
+    catalog: Catalog, assignment: DecisionPlacement | None, offers: list[Offer], on: date
+) -> list[tuple[str, float | None, str]]:
+    """(offer, score, reason) of a fixed fallback order: the decision's fallback offer while it is live on `on` (every
+    offer has an end date: an ended fallback is not served either), then `offers` by priority."""
+    fallback = catalog.get("offers", assignment.fallback_offer) if assignment else None
+    chain = [(fallback.id, None, Reason.FALLBACK.value)] if fallback is not None and fallback.is_live(on) else []
     return chain + [
         (o.id, float(o.priority), Reason.PRIORITY_FALLBACK.value)
         for o in offers

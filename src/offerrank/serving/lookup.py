@@ -260,7 +260,7 @@ class RankingLookup:
             )
             traffic_type = RANDOM
         else:
-            chain = [link for link in fallback_chain(assignment, live) if servable(link[0])]
+            chain = [link for link in fallback_chain(snapshot.catalog, assignment, live, day) if servable(link[0])]
             offers = tuple(
                 RankedOffer(offer_id, score, reason, rank, MODEL, 1.0)
                 for rank, (offer_id, score, reason) in enumerate(chain[:limit], 1)

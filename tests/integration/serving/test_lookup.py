@@ -237,12 +237,12 @@ def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark
         assert sorted(o.offer_id for o in decided.offers) == sorted(o for o in order if o not in (ended, vip_only))
         assert decided.dropped == {"not_live": 1, "audience": 1, "capped": 0}
 
-    # once every ranked offer has ended, the placement's fallback chain answers
+    # once every ranked offer has ended, the placement's fallback chain answers; its fallback offer has ended too,
+    # and is not served after its end date either (issue #54 (2))
     later = RankingLookup(settings, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
-    (assignment,) = [a for a in catalog.get("decisions", "dp-web-home").placements if a.placement == "home-hero"]
     fallback = later.top("home-hero", "web")
     assert fallback.ranking_version is None and fallback.dropped == {"not_live": 5, "audience": 0, "capped": 0}
-    assert [(o.offer_id, o.reason) for o in fallback.offers] == [(assignment.fallback_offer, "fallback")]
+    assert fallback.offers == ()
 
 
 def test_an_unreadable_ranking_still_serves_the_fallbacks_and_says_why_in_one_line(ranked_warehouse, tmp_path):

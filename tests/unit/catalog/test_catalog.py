@@ -109,13 +109,34 @@ def test_frequency_caps_count_calendar_periods_in_utc(data):
     assert offer.caps[4].per == "profile" and offer.caps[0].per == "total"
 
 
+def fallbacks_of(data) -> set[str]:
+    return {a["fallback_offer"] for decision in data["decisions"] for a in decision["placements"]}
+
+
 def test_an_offer_audience_decides_which_lists_hold_it_and_who_sees_it(data):
-    data["offers"][0]["segments"] = ["vip"]
-    offer, open_offer = build_catalog(data, "catalog.yaml").offers[:2]
+    at = next(i for i, o in enumerate(data["offers"]) if o["id"] not in fallbacks_of(data))
+    data["offers"][at]["segments"] = ["vip"]
+    catalog = build_catalog(data, "catalog.yaml")
+    offer, open_offer = catalog.offers[at], catalog.offers[at - 1]
     assert offer.ranked_for("*") and offer.ranked_for("vip") and not offer.ranked_for("loyal")
     assert open_offer.ranked_for("loyal")
     assert offer.shown_to(frozenset({"loyal", "vip"})) and not offer.shown_to(frozenset({"loyal"}))
     assert not offer.shown_to(frozenset()) and open_offer.shown_to(frozenset())
+
+
+def test_a_fallback_offer_with_an_audience_is_refused(data):
+    """Issue #54 (2): a fallback is served to anyone, so the catalog refuses one with an audience, naming the
+    decision, the placement and the offer."""
+    (offer,) = [o for o in data["offers"] if o["id"] == "offer-001"]
+    offer["segments"], offer["end_date"] = ["vip-only"], "2026-11-05"
+    assert "offer-001" in fallbacks_of(data)
+    refused(
+        data,
+        r"decisions\[dp-web-home\]\.placements\[product-sidebar\]\.fallback_offer: offer 'offer-001' has an "
+        r"audience \(segments vip-only\); a fallback offer is shown to every profile",
+    )
+    offer["segments"] = []
+    build_catalog(data, "catalog.yaml")  # an end date alone is valid: the lookup stops serving it once ended
 
 
 def test_a_decision_assigns_each_placement_once(data):

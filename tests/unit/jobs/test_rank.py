@@ -110,8 +110,9 @@ def test_candidates_are_the_offers_live_on_the_serving_day_and_each_segment_gets
     data = copy.deepcopy(catalog_data)
     catalog = build_catalog(data, "catalog.yaml")
     (decision, assignment), *_ = [(d, a) for d, a in catalog.active_assignments() if a.placement == "push-evening"]
+    fallbacks = {a.fallback_offer for _, a in catalog.active_assignments()}  # a fallback has no audience
     eligible = [o.id for o in catalog.eligible_offers(assignment) if o.id != assignment.fallback_offer]
-    ending, restricted = eligible[0], eligible[1]
+    ending, restricted = eligible[0], next(o for o in eligible[1:] if o not in fallbacks)
     for offer in data["offers"]:
         if offer["id"] == ending:
             offer["end_date"] = RUN.isoformat()  # live on the data day, ended on the serving day
