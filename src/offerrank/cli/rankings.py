@@ -47,8 +47,8 @@ def cmd_lookup(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.tables import ALL_SEGMENTS
 
     lookup = RankingLookup(settings)
-    if lookup.last_refresh_error:  # what could be read still answers (e.g. the catalog's fallbacks)
-        print(f"offerrank lookup: warning: {lookup.last_refresh_error}", file=sys.stderr)
+    if lookup.last_refresh_detail:  # what could be read still answers (e.g. the catalog's fallbacks)
+        print(f"offerrank lookup: warning: {lookup.last_refresh_detail}", file=sys.stderr)
     context = dict(item.split("=", 1) for item in args.context or [])
     answer = lookup.top(
         args.placement, args.channel, args.profile, args.limit, args.mode, args.request_id, args.decision, context

@@ -82,7 +82,8 @@ class RankingLookup:
         self._served_counts = ServedCounts()
         self.loaded_at: datetime | None = None
         self.last_refresh_at: datetime | None = None
-        self.last_refresh_error: str | None = None
+        self.last_refresh_error: str | None = None  # per table that failed: its name and the error's kind, no paths
+        self.last_refresh_detail: str | None = None  # with the messages (they may name paths): not served
         self.refresh()
 
     @property
@@ -93,16 +94,19 @@ class RankingLookup:
         """Load the tables' latest versions if they changed; True when a new snapshot is being served.
 
         Each table is loaded on its own: one that cannot be read keeps its part of the current snapshot (a corrupt
-        ranking still leaves the catalog's fallbacks to serve), and the error is recorded for `health()`."""
+        ranking still leaves the catalog's fallbacks to serve), and the error is recorded: for `health()`, which
+        anyone who reaches the service may read, only the table's name and the error's kind (an error's message may
+        name the warehouse's paths); its message in `last_refresh_detail` and the log."""
         with self._lock:
             self.last_refresh_at = self._clock()
-            current, errors = self._snapshot, []
+            current, errors, details = self._snapshot, [], []
 
             def attempt(what: str, load: Callable[[], _Loaded], keep: _Loaded) -> _Loaded:
                 try:
                     return load()
                 except Exception as error:  # noqa: BLE001 - serve the last good part whatever the reason
-                    errors.append(f"{what}: {one_line(error)}")
+                    errors.append(f"{what}: {type(error).__name__}")
+                    details.append(f"{what}: {one_line(error)}")
                     log.warning("cannot read %s", what, exc_info=error)
                     return keep
 
@@ -135,6 +139,7 @@ class RankingLookup:
                 current.cap_counts,
             )
             self.last_refresh_error = "; ".join(errors) or None
+            self.last_refresh_detail = "; ".join(details) or None
             loaded = (ranking, catalog, profiles, cap_counts, attributes)
             before = (current.ranking, current.catalog, current.profiles, current.cap_counts, current.attributes)
             if all(new is old for new, old in zip(loaded, before)):
@@ -308,7 +313,7 @@ class RankingLookup:
         if snapshot.table_version is None:
             problems.append("no ranking is published: every placement gets its fallback")
         if self.last_refresh_error:
-            problems.append(f"the last refresh failed: {self.last_refresh_error}")
+            problems.append(f"the last refresh could not read {self.last_refresh_error} (details in the service log)")
         age = self.ranking_age_hours()
         if age is not None and age > self._settings.lookup_max_age_hours:
             problems.append(

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import uvicorn
 from offerrank.serving.lookup import RankingLookup
 from offerrank.serving.service import create_app
 from offerrank.settings import load_settings
-from tests.factories import published_order
+from tests.factories import published_order, warehouse_copy
 from tests.integration.serving.test_lookup import TODAY
 
 
@@ -151,6 +152,29 @@ def test_healthz_is_a_503_once_the_ranking_is_older_than_the_limit(ranked_wareho
     assert response.json()["problems"] == [
         "the ranking served was published 78.0 h ago (limit 48 h): the nightly runs are failing or refused"
     ]
+
+
+def test_healthz_after_a_refresh_error_names_the_table_and_the_error_kind_but_no_path(ranked_warehouse, tmp_path):
+    """Issue #54 (13): /healthz, open to anyone who reaches the service, gave the storage paths of the warehouse."""
+    import asyncio
+
+    async def healthz(app) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://lookup") as client:
+            return await client.get("/healthz")
+
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
+    table = Path(settings.table_path("offer_rankings"))
+    for data_file in table.rglob("*.parquet"):  # its log points at files that are gone: a read names their paths
+        data_file.unlink()
+    lookup = RankingLookup(settings, clock=lambda: TODAY)
+    assert str(tmp_path) in lookup.last_refresh_detail  # the error's message names the table's path
+    response = asyncio.run(healthz(create_app(lookup)))
+    assert response.status_code == 503
+    health = response.json()
+    assert health["last_refresh_error"].startswith("offer_rankings: ")
+    assert any(p.startswith("the last refresh could not read offer_rankings: ") for p in health["problems"])
+    for path in (str(tmp_path), settings.warehouse, str(table), table.as_uri(), tmp_path.name):
+        assert path not in response.text
 
 
 def test_a_warehouse_with_nothing_to_serve_yet_gets_a_503_that_says_why(tmp_path):
