@@ -115,6 +115,12 @@ class Settings(BaseSettings):
         description="A lookup is degraded (HTTP 503 on /healthz) once the ranking it serves is older than this.",
     )
 
+    http_show_segment: bool = Field(
+        False,
+        description="Give the segment whose list answered in the HTTP lookup's answers; off: the HTTP lookup has no "
+        "authentication, and the segment tells its caller a profile's membership (the library and CLI always give it).",
+    )
+
     jars_cache: Path = Field(
         Path.home() / ".cache" / "offerrank" / "jars",
         description="Where Delta's jars are fetched once and reused offline.",

@@ -87,6 +87,10 @@ class RankingLookup:
         self.refresh()
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 

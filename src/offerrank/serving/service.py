@@ -4,7 +4,9 @@
     GET /healthz
     GET /docs (OpenAPI)
 
-Answers come from a `RankingLookup` that polls the warehouse for newly published rankings. Malformed input
+Answers come from a `RankingLookup` that polls the warehouse for newly published rankings. There is no
+authentication yet: an answer leaves out the segment whose list answered (a profile's membership) unless the
+`http_show_segment` setting gives it. Malformed input
 gets a 4xx with a one-line `error` saying what is wrong; an unexpected failure a 500 without internals.
 """
 
@@ -27,8 +29,11 @@ MAX_LIMIT = 100
 REFUSAL_STATUS = {UnknownPlacement: 404, NothingToServe: 503}
 
 
-def create_app(lookup: RankingLookup) -> FastAPI:
-    """The app serving `lookup`; its refresh thread runs while the app does."""
+def create_app(lookup: RankingLookup, show_segment: bool | None = None) -> FastAPI:
+    """The app serving `lookup`; its refresh thread runs while the app does. `show_segment` (default: the lookup's
+    `http_show_segment` setting) puts the answering segment in the answers."""
+    if show_segment is None:
+        show_segment = lookup.settings.http_show_segment
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -91,7 +96,10 @@ def create_app(lookup: RankingLookup) -> FastAPI:
         hour: Annotated[int | None, Query(ge=0, le=23, description="context: the local hour of the request")] = None,
     ) -> dict:
         context = {key: value for key, value in (("device", device), ("hour", hour)) if value is not None}
-        return lookup.top(placement_id, channel, profile, limit, mode, request_id, decision, context).as_dict()
+        answer = lookup.top(placement_id, channel, profile, limit, mode, request_id, decision, context).as_dict()
+        if not show_segment:
+            del answer["segment"]  # which segment's list answered tells the caller the profile is in that segment
+        return answer
 
     @app.get(
         "/healthz",

@@ -53,6 +53,26 @@ def test_a_good_request_gets_the_ranked_offers(service):
     assert body["as_of_date"] == f"2026-11-{version:02d}"
 
 
+def test_the_http_answer_gives_the_segment_only_when_the_setting_says_so(service, ranked_warehouse):
+    """Issue #54 (20): the HTTP lookup, which has no authentication, told anyone a profile's segment."""
+    import asyncio
+
+    client, lookup = service
+    params = {"channel": "web", "profile": "profile-42", "request_id": "req-7", "mode": "published"}
+    assert lookup.top("home-hero", "web", "profile-42", mode="published").segment == "*"  # the library gives it
+    assert not ranked_warehouse.http_show_segment  # off by default
+    hidden = client.get("/v1/rankings/home-hero", params=params).json()
+    assert "segment" not in hidden and hidden["ranking_version"] == lookup.snapshot.ranking_version
+
+    async def rankings(app) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://lookup") as client:
+            return await client.get("/v1/rankings/home-hero", params=params)
+
+    shown = RankingLookup(ranked_warehouse.model_copy(update={"http_show_segment": True}), clock=lambda: TODAY)
+    body = asyncio.run(rankings(create_app(shown))).json()
+    assert body["segment"] == "*" and {k: v for k, v in body.items() if k != "segment"} == hidden
+
+
 def test_the_policy_answer_says_what_to_log_and_a_request_id_repeats_it(service):
     client, _ = service
     params = {"channel": "web", "profile": "profile-42", "request_id": "req-42"}
