@@ -200,3 +200,18 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(CatalogError, match="a catalog is a mapping"):
         load_catalog(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("name", ["channel", "hour", "device"])
+def test_a_profile_attribute_named_like_a_request_context_key_is_refused(data, name):
+    # issue #54, item 5: the model would train on the profile's value and be served the request's
+    model = next(m for m in data["ai_models"] if m["type"] == "personalized")
+    model["attributes"] = ["person.ageBand", name]
+    refused(
+        data,
+        rf"ai_models\[personalized-mobile\]: Value error, profile attribute '{name}' is named like a request-context "
+        r"key \(channel, device, hour\): the model would learn the profile's value and be served the request's",
+    )
+    model["attributes"] = ["person.ageBand", f"person.{name}"]  # a path is a profile attribute
+    model["context"] = [name]
+    build_catalog(data, "catalog.yaml")
