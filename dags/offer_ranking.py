@@ -24,7 +24,9 @@ Every night at 02:00 UTC, for the previous day (the data interval), offerrank:
 9. writes a short **summary**, with a link to each model's report page.
 
 Trigger it by hand with *Trigger DAG w/ config*: pick a run date, the models to run, a dry run (rank and check
-without publishing) or a full refresh (recompute the daily facts of the whole look-back window).
+without publishing) or a full refresh (recompute the daily facts of the whole look-back window). A run date that is
+not over yet in UTC (today) is refused, the run failing at its first task: its frequency-cap counts would forget
+what the lookups serve for the rest of the day; `force` runs it anyway.
 Spark steps (ingest, profiles, aggregate) run their job in the task on the Spark Connect server of
 `OFFERRANK_SPARK_REMOTE` (`local`: one this machine starts on first use and keeps; it runs on `OFFERRANK_SPARK_MASTER`,
 `local[*]` or a cluster), so no step starts a JVM; ranking and publishing handle a few rows per offer and run in the
@@ -35,7 +37,7 @@ The steps and their gates are those of `offerrank.chain.nightly` (the same chain
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pendulum
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, chain, task, task_group
@@ -47,6 +49,13 @@ log = logging.getLogger(__name__)
 RANKINGS = Asset("offerrank://offer_rankings")
 REPORTS = Asset("offerrank://model_reports")
 WAIT_FOR_EVENTS = timedelta(hours=6)
+
+
+def run_date_of(params: dict, ds: str) -> date:
+    """The run's date (the `run_date` param, else the data interval's): the task reads the clock, and a date that
+    is not over yet in UTC is refused unless the run is forced (its cap counts would reset every frequency cap)."""
+    return tasks.run_date_of(params["run_date"], ds, today=datetime.now(UTC).date(), force=params.get("force", False))
+
 
 with DAG(
     dag_id="offer_ranking",
@@ -95,6 +104,13 @@ with DAG(
             title="Full refresh",
             description="Recompute the daily facts of the whole look-back window, not just the last days.",
         ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Run a date that is not over yet in UTC (today or later): its frequency-cap counts then "
+            "forget what the lookups serve for the rest of that day.",
+        ),
     },
 ) as dag:
     # one Spark step at a time: steps of different dates write overlapping partitions (the aggregate's late-click
@@ -103,11 +119,12 @@ with DAG(
         return task(max_active_tis_per_dag=1, **options)
 
     @task(retries=0)
-    def event_datasets() -> list[str]:
-        """The catalog's event datasets: one mapped wait and ingest each."""
+    def event_datasets(params=None, ds=None) -> list[str]:
+        """The catalog's event datasets: one mapped wait and ingest each (a run date refused fails the run here)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
+            run_date_of(params, ds)
             return tasks.event_datasets()
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
@@ -126,7 +143,7 @@ with DAG(
         from airflow.sdk import get_current_context
 
         get_current_context()["dataset"] = dataset
-        run_date = tasks.run_date_of(params["run_date"], ds)
+        run_date = run_date_of(params, ds)
         if tasks.events_landed(run_date, dataset):
             return True
         log.info("%s", tasks.waiting_message(run_date, dataset, ti.start_date, WAIT_FOR_EVENTS))
@@ -139,7 +156,7 @@ with DAG(
         from airflow.sdk import get_current_context
 
         get_current_context()["dataset"] = dataset
-        run_date = tasks.run_date_of(params["run_date"], ds)
+        run_date = run_date_of(params, ds)
         tasks.run_job("ingest", tasks.ingest_arguments(dataset, run_date, run_id))
 
     @task_group
@@ -155,20 +172,20 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return tasks.validation_outcome(tasks.run_date_of(params["run_date"], ds), run_id)
+            return tasks.validation_outcome(run_date_of(params, ds), run_id)
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
     @spark_step()
     def profiles(params=None, ds=None) -> None:
         """Validate and load the profile snapshot of the run's date (the Spark job `profiles`)."""
-        run_date = tasks.run_date_of(params["run_date"], ds)
+        run_date = run_date_of(params, ds)
         tasks.run_job("profiles", ["--date", run_date.isoformat(), "--keep-going"])
 
     @spark_step()
     def aggregate(params=None, ds=None) -> None:
         """Daily offer facts and every active model's rates (the Spark job `aggregate`)."""
-        run_date = tasks.run_date_of(params["run_date"], ds)
+        run_date = run_date_of(params, ds)
         arguments = ["--date", run_date.isoformat(), "--full-refresh", str(params["full_refresh"])]
         tasks.run_job("aggregate", arguments)
 
@@ -191,7 +208,7 @@ with DAG(
 
         get_current_context()["ranking_unit"] = unit
         try:
-            return tasks.stage_ranking(tasks.run_date_of(params["run_date"], ds), run_id, unit)
+            return tasks.stage_ranking(run_date_of(params, ds), run_id, unit)
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
@@ -201,7 +218,7 @@ with DAG(
         """Publish the run's staged lists in one commit behind the gate; a refusal fails the task with its reason."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        run_date = tasks.run_date_of(params["run_date"], ds)
+        run_date = run_date_of(params, ds)
         try:
             return tasks.publish_ranking(run_date, run_id, params["dry_run"])
         except tasks.RunRefused as refused:
@@ -213,9 +230,8 @@ with DAG(
         """Write the model reports of the run's date: the report tables and each active model's page."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        run_date = tasks.run_date_of(params["run_date"], ds)
         try:
-            text = tasks.write_reports(run_date)
+            text = tasks.write_reports(run_date_of(params, ds))
         except tasks.RunRefused as refused:
             raise AirflowSkipException(f"no model report: {refused}") from None
         log.info("%s", text)
@@ -224,7 +240,7 @@ with DAG(
     @task
     def summary(params=None, ds=None, run_id=None) -> str:
         """Log what the run published and the top offers of each placement."""
-        text = tasks.run_summary(tasks.run_date_of(params["run_date"], ds), run_id)
+        text = tasks.run_summary(run_date_of(params, ds), run_id)
         log.info("%s", text)
         return text
 

@@ -138,3 +138,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def hostile_files(folder: Path) -> list[tuple[Path, str]]:
+    """Files a user may pass as a catalog or a world that YAML or Python cannot read (issue #54, item 15), each
+    with the problem the one-line error names."""
+    files = {
+        "huge-int.yaml": (
+            "offers:\n  - id: a\n    priority: " + "9" * 5000 + "\n",
+            r"a number has more than 4300 digits",
+        ),
+        "deep.yaml": ("offers: " + "[" * 5000 + "]" * 5000 + "\n", r"nested too deeply"),
+        "latin-1.yaml": ("offers:\n  - id: café\n".encode("latin-1"), r"is not UTF-8 text \(byte 0xe9 at offset 19\)"),
+        "broken.yaml": ("offers: [1, 2\n", r"not valid YAML: line 2, column 1: expected ',' or '\]', but got"),
+        "month.yaml": ("start: 2026-13-01\n", r"not valid YAML: month must be in 1..12"),
+    }
+    cases = []
+    for name, (content, problem) in files.items():
+        path = folder / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        cases.append((path, problem))
+    (folder / "folder.yaml").mkdir()
+    cases.append((folder / "folder.yaml", r"is a folder, not a \w+ file"))
+    return cases

@@ -25,7 +25,7 @@ from offerrank.catalog.entities import (
     Placement,
     RankingFormula,
 )
-from offerrank.catalog.model import KINDS, Catalog, build_catalog, entity_json, load_catalog
+from offerrank.catalog.model import KINDS, Catalog, build_catalog, entity_json, load_catalog, read_yaml
 
 __all__ = [
     "CHANNELS",
@@ -51,4 +51,5 @@ __all__ = [
     "build_catalog",
     "entity_json",
     "load_catalog",
+    "read_yaml",
 ]

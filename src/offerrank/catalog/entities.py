@@ -251,6 +251,13 @@ class AIModel(_Entity):
             )
         if any(f.name == SEGMENT for f in self.attributes):
             raise ValueError(f"{SEGMENT!r} is not a profile attribute: list segments under `segments`")
+        shadowed = [f.name for f in self.attributes if f.name in CONTEXT_KEYS]
+        if shadowed:
+            raise ValueError(
+                f"profile attribute {shadowed[0]!r} is named like a request-context key ({', '.join(CONTEXT_KEYS)}): "
+                "the model would learn the profile's value and be served the request's; list it under `context`, "
+                "or name the attribute by its path (e.g. `person.channel`)"
+            )
         unknown = [f.name for f in self.context if f.name not in CONTEXT_KEYS]
         if unknown:
             raise ValueError(f"unknown context key {unknown[0]!r}; one of {', '.join(CONTEXT_KEYS)}")

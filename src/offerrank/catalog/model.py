@@ -5,6 +5,7 @@ needs), built from data with errors that name the source, the entity and the fie
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from offerrank.catalog.entities import (
     _Entity,
 )
 from offerrank.catalog.formula import FormulaError
+from offerrank.errors import BadInput
 
 if TYPE_CHECKING:
     from offerrank.ranking import RankingMethod
@@ -216,14 +218,47 @@ def _where(data: dict[str, Any], loc: tuple) -> str:
     return ".".join(parts) or "catalog"
 
 
+def read_yaml(path: Path, what: str = "catalog", error: type[BadInput] = CatalogError) -> Any:
+    """The data of the YAML file `path` (a `what` file: a catalog, a world) given by a user; `error` (one line naming
+    the file and what is wrong) for anything that makes it unreadable: missing, a folder, not UTF-8, not YAML, a
+    number too long for Python to read, nesting too deep to read."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = f"no such {what} file"
+    except IsADirectoryError:
+        problem = f"is a folder, not a {what} file"
+    except OSError as os_error:
+        problem = f"cannot be read: {os_error.strerror or os_error}"
+    except UnicodeDecodeError as decode_error:
+        problem = (
+            f"is not UTF-8 text (byte 0x{decode_error.object[decode_error.start]:02x} at offset {decode_error.start}): "
+            f"save the {what} file as UTF-8"
+        )
+    except yaml.YAMLError as yaml_error:
+        problem = f"not valid YAML: {_yaml_problem(yaml_error)}"
+    except RecursionError:
+        problem = f"not readable: its lists or mappings are nested too deeply for a {what} file"
+    except ValueError as value_error:  # a scalar YAML reads but Python refuses: a huge integer, a 13th month
+        if "integer string conversion" in str(value_error):
+            problem = f"not readable: a number has more than {sys.get_int_max_str_digits()} digits"
+        else:
+            problem = f"not valid YAML: {value_error}"
+    raise error(f"{path}: {problem}")
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: where and what (PyYAML's own text spans several lines, with a snippet)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        context = f" ({error.context})" if error.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}{context}"
+    return " ".join(str(error).split())
+
+
 def load_catalog(path: Path) -> Catalog:
     """Read and validate a catalog YAML file; dataset paths are resolved against the file's folder."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: no such catalog file") from None
-    except yaml.YAMLError as error:
-        raise CatalogError(f"{path}: not valid YAML: {error}") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: a catalog is a mapping of entity lists, not {type(data).__name__}")
     for dataset in data.get("datasets") or []:

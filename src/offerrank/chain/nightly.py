@@ -42,13 +42,28 @@ class RunRefused(Refused, ValueError):
     """A run that must stop with a message (bad parameters, a day that failed validation)."""
 
 
-def run_date_of(param: str | None, interval_start: str) -> date:
-    """The run's date: the `run_date` param when given (YYYY-MM-DD), else the data interval's start date."""
+def run_date_of(param: str | None, interval_start: str, *, today: date, force: bool = False) -> date:
+    """The run's date: the `run_date` param when given (YYYY-MM-DD), else the data interval's start date; refused
+    when it is not over yet (see `check_run_date`; `today`: the UTC date, read by the task)."""
     text = param or interval_start
     try:
-        return date.fromisoformat(text)
+        run_date = date.fromisoformat(text)
     except ValueError:
         raise RunRefused(f"run_date must be a date like 2026-11-03, not {text!r}") from None
+    check_run_date(run_date, today, force)
+    return run_date
+
+
+def check_run_date(run_date: date, today: date, force: bool = False) -> None:
+    """RunRefused for a run date on or after `today` (UTC, read by the entry point: the CLI or the task), unless
+    `force`: its day is not over, so the frequency-cap counts it publishes would be dated that day, and the lookup,
+    which adds what it served after the counts' date, would forget what it served on it: every cap would reset."""
+    if run_date >= today and not force:
+        raise RunRefused(
+            f"run date {run_date} is not over yet (today is {today}, UTC): its frequency-cap counts would be dated "
+            f"{run_date} and the lookup would forget what it served that day, resetting every cap; run it once the "
+            "day is over, or force it (`--force`, the DAG's `force`)"
+        )
 
 
 def record_validation_refusal(

@@ -10,10 +10,13 @@ from offerrank.cli.rankings import print_top
 from offerrank.errors import BadInput
 from offerrank.settings import Settings
 
+FORCE_CAVEAT = "its frequency-cap counts forget what the lookups serve for the rest of that day"
+
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.chain.nightly import run_day
+    from offerrank.chain.nightly import check_run_date, run_day
 
+    check_run_date(args.date, now().date(), args.force)
     report = run_day(spark(settings, "run"), settings, args.date, args.run_id, now())
     print(report.summary())
     if report.success:
@@ -58,8 +61,10 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.catalog.stored import registry_catalog
+    from offerrank.chain.nightly import check_run_date
     from offerrank.jobs.publish import PublishRefused, rank_and_publish
 
+    check_run_date(args.date, now().date(), args.force or args.dry_run)  # a dry run publishes nothing
     try:
         result = rank_and_publish(settings, registry_catalog(settings), args.date, args.run_id, now(), args.dry_run)
     except PublishRefused as refused:
@@ -75,6 +80,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--date", type=iso_date, required=True, help="run date, YYYY-MM-DD")
     run.add_argument("--run-id", help="run id recorded in the tables (default manual__<date>)")
     run.add_argument("--top", type=int, default=3, help="offers per placement to print at the end (default 3)")
+    run.add_argument(
+        "--force", action="store_true", help="run a date that is not over yet in UTC (today): " + FORCE_CAVEAT
+    )
     run.set_defaults(handler=cmd_run)
 
     ingest = commands.add_parser("ingest", help="ingest and validate one landing date of events into Delta")
@@ -110,4 +118,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     rank.add_argument("--date", type=iso_date, required=True)
     rank.add_argument("--run-id")
     rank.add_argument("--dry-run", action="store_true", help="rank and check the gate without publishing")
+    rank.add_argument(
+        "--force", action="store_true", help="run a date that is not over yet in UTC (today): " + FORCE_CAVEAT
+    )
     rank.set_defaults(handler=cmd_rank)

@@ -39,8 +39,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         world = load_world(args.world)
-    except (OSError, ValidationError) as error:
-        raise BadInput(f"{args.world}: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'world'}: {e['msg']}" for e in error.errors())
+        raise BadInput(f"{args.world}: {problems}") from None
     if args.out.exists() and any(args.out.iterdir()):
         raise BadInput(f"{args.out} is not empty: a simulation starts from an empty folder")
     path = simulate(world, args.days, args.out.resolve(), args.seed)

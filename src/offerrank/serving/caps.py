@@ -57,7 +57,10 @@ class ServedCounts:
 def cap_reached(offer: Offer, profile_id: str | None, day: date, nightly: CapCounts, served: ServedCounts) -> bool:
     """Whether one of the offer's caps is reached on `day` for this profile: the nightly count of the cap's current
     period (when the counts' period is still the current one) plus what this process served since their date.
-    A per-profile cap does not apply to an anonymous request."""
+    Counts dated `day` or later (a run forced for a day not over) are not used: they would hide what this process
+    serves on `day`. A per-profile cap does not apply to an anonymous request."""
+    if nightly.as_of is not None and nightly.as_of >= day:
+        nightly = NO_CAP_COUNTS
     for cap in offer.caps:
         if cap.per == "profile" and profile_id is None:
             continue

@@ -23,7 +23,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import pyarrow as pa
@@ -152,7 +152,8 @@ class RankingLookup:
                 ranking, catalog, table_version, registry_version, committed, profiles, cap_counts, attributes
             )
             if cap_counts.as_of is not None and cap_counts.as_of != current.cap_counts.as_of:
-                self._served_counts.forget_through(cap_counts.as_of)  # those days are in the nightly counts now
+                # those days are in the nightly counts now; not the serving day's (counts dated it are not used)
+                self._served_counts.forget_through(min(cap_counts.as_of, self._clock().date() - timedelta(days=1)))
             pa.default_memory_pool().release_unused()  # the build's scratch memory, back to the system
             self.loaded_at = self._clock()
             return True

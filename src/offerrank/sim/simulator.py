@@ -30,6 +30,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
+from offerrank.catalog import read_yaml
+from offerrank.errors import BadInput
 from offerrank.serving.policy import MODEL
 from offerrank.sim.event_lines import EventWriter, event_json, proposition_json
 from offerrank.sim.generator import write_profiles
@@ -190,7 +192,9 @@ class World(BaseModel):
 
 
 def load_world(path: Path) -> World:
-    return World.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    """The world of a YAML file; BadInput (one line naming the file) when it cannot be read as YAML, pydantic's
+    ValidationError when it does not validate."""
+    return World.model_validate(read_yaml(path, "world", BadInput))
 
 
 @dataclass

@@ -81,7 +81,7 @@ def test_offer_ranking_tasks_and_edges(dagbag):
         assert dag.get_task(name).max_active_tis_per_dag == 1, name
     # a failed ranking method fails its own task; the others publish, its placements keep their last good lists
     assert dag.get_task("publish").trigger_rule == "all_done_min_one_success"
-    assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh"}
+    assert set(dag.params.keys()) == {"run_date", "models", "dry_run", "full_refresh", "force"}
 
 
 def test_the_spark_server_of_the_dag_steps_gets_offerrank_spark_settings(monkeypatch):

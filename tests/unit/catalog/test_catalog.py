@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from datetime import date
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from offerrank.catalog import CatalogError, Dataset, build_catalog, load_catalog
 from offerrank.catalog.layout import check_dataset_layout
 from offerrank.sim.generator import generate
+from tests.factories import hostile_files
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +223,42 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(CatalogError, match="a catalog is a mapping"):
         load_catalog(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("name", ["channel", "hour", "device"])
+def test_a_profile_attribute_named_like_a_request_context_key_is_refused(data, name):
+    # issue #54, item 5: the model would train on the profile's value and be served the request's
+    model = next(m for m in data["ai_models"] if m["type"] == "personalized")
+    model["attributes"] = ["person.ageBand", name]
+    refused(
+        data,
+        rf"ai_models\[personalized-mobile\]: Value error, profile attribute '{name}' is named like a request-context "
+        r"key \(channel, device, hour\): the model would learn the profile's value and be served the request's",
+    )
+    model["attributes"] = ["person.ageBand", f"person.{name}"]  # a path is a profile attribute
+    model["context"] = [name]
+    build_catalog(data, "catalog.yaml")
+
+
+def test_hostile_catalog_files_are_one_line_errors_naming_the_file(tmp_path):
+    for path, problem in hostile_files(tmp_path):
+        with pytest.raises(CatalogError, match=problem) as refusal:
+            load_catalog(path)
+        message = str(refusal.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message and "set_int_max_str_digits" not in message
+
+
+def test_catalog_validate_refuses_a_hostile_file_with_exit_2_and_one_line(tmp_path, capsys):
+    from offerrank.cli.main import main
+
+    (tmp_path / "files").mkdir()
+    for path, problem in hostile_files(tmp_path / "files"):
+        for command in (
+            ["catalog", "validate", "-f", str(path)],
+            ["apply", "-f", str(path)],
+            ["evaluate", "--model", "auto-web", "--catalog", str(path)],
+        ):
+            assert main(["--home", str(tmp_path / "home"), *command]) == 2
+            captured = capsys.readouterr()
+            assert captured.err.count("\n") == 1 and str(path) in captured.err, captured.err
+            assert re.search(problem, captured.err) and "Traceback" not in captured.err

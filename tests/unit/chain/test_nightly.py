@@ -18,11 +18,37 @@ def test_the_steps_in_order():
     assert AFTER_PUBLISH == "report"  # runs whether or not publish published
 
 
+TODAY = date(2026, 11, 21)
+
+
 def test_the_run_date_is_the_param_else_the_data_interval():
-    assert run_date_of("2026-11-07", "2026-11-20") == date(2026, 11, 7)
-    assert run_date_of(None, "2026-11-20") == date(2026, 11, 20)
+    assert run_date_of("2026-11-07", "2026-11-20", today=TODAY) == date(2026, 11, 7)
+    assert run_date_of(None, "2026-11-20", today=TODAY) == date(2026, 11, 20)
     with pytest.raises(RunRefused, match="run_date must be a date like 2026-11-03, not '11/07'"):
-        run_date_of("11/07", "2026-11-20")
+        run_date_of("11/07", "2026-11-20", today=TODAY)
+
+
+@pytest.mark.parametrize(
+    "param, interval_start", [("2026-11-21", "2026-11-20"), (None, "2026-11-21"), ("2026-11-22", "")]
+)
+def test_a_run_date_that_is_not_over_is_refused_unless_forced(param, interval_start):
+    # issue #54, item 3: a run dated today publishes cap counts as of today, and the lookup forgets what it served
+    with pytest.raises(RunRefused, match=r"run date 2026-11-2\d is not over yet \(today is 2026-11-21, UTC\)"):
+        run_date_of(param, interval_start, today=TODAY)
+    assert run_date_of(param, interval_start, today=TODAY, force=True) == date.fromisoformat(param or interval_start)
+
+
+@pytest.mark.parametrize("command", [["run"], ["rank"]])
+def test_the_cli_refuses_a_run_for_today_unless_forced(tmp_path, capsys, command):
+    from datetime import UTC, datetime
+
+    from offerrank.cli.main import main
+
+    today = datetime.now(UTC).date().isoformat()
+    assert main(["--home", str(tmp_path), *command, "--date", today]) == 2  # refused before any Spark or table
+    err = capsys.readouterr().err
+    assert err.startswith(f"offerrank {command[0]}: run date {today} is not over yet") and err.count("\n") == 1
+    assert "`--force`" in err
 
 
 def two_dataset_catalog():
@@ -60,3 +86,14 @@ def test_the_models_of_a_dataset_that_did_not_pass_are_held_back_and_no_other_me
     }
     held = DayValidation(day, {"events": FAILED, "partner": PASSED}).held_back(catalog)
     assert sorted(held) == ["ai_model:auto-web", "ai_model:personalized-mobile"]  # priority and formula never are
+
+
+def test_a_forced_or_dry_rank_for_today_goes_past_the_run_date_rule(tmp_path, capsys):
+    from datetime import UTC, datetime
+
+    from offerrank.cli.main import main
+
+    today = datetime.now(UTC).date().isoformat()
+    for flag in ("--force", "--dry-run"):  # on an empty home: refused further on, by the validation gate
+        assert main(["--home", str(tmp_path), "rank", "--date", today, flag]) == 2
+        assert "is not over yet" not in capsys.readouterr().err

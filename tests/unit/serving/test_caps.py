@@ -52,3 +52,24 @@ def test_a_cap_adds_the_nightly_count_of_its_period_and_what_the_process_served_
     )  # clicks
     served.forget_through(friday)
     assert served.between("o-1", None, friday, friday) == 0 and served.between("o-1", "p-1", next_monday, next_monday)
+
+
+def test_cap_counts_dated_the_serving_day_are_not_used():
+    # issue #54, item 3: counts of a run forced for a day not over would hide what the lookup serves that day
+    offer = Offer(
+        id="o-1",
+        name="o",
+        priority=1,
+        start_date=date(2026, 11, 1),
+        end_date=date(2026, 12, 31),
+        placements=("p",),
+        caps=(FrequencyCap(event="impression", limit=2, period="day"),),
+    )
+    friday = date(2026, 11, 27)
+    served = ServedCounts()
+    served.add(["o-1"], None, friday)
+    served.add(["o-1"], None, friday)
+    dated_today = CapCounts(friday, {("o-1", "impression:total:day", None): 1})
+    assert cap_reached(offer, None, friday, dated_today, served)  # what it served today counts: the cap holds
+    assert not cap_reached(offer, None, friday, dated_today, ServedCounts())  # today's counts alone are not used
+    assert cap_reached(offer, None, friday, CapCounts(date(2026, 11, 26)), served)

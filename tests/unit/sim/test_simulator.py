@@ -60,3 +60,18 @@ def test_a_world_naming_what_it_lacks_is_refused_with_every_problem():
 def test_the_example_worlds_load(name):
     world = load_world(Path(__file__).parents[3] / "examples" / "worlds" / f"{name}.yaml")
     assert len(world.offers) >= 38 and world.requests_per_day == 20_000
+
+
+def test_hostile_world_files_are_one_line_errors_with_exit_2(tmp_path, capsys):
+    # issue #54, item 15: what YAML or Python cannot read is refused naming the file, never a traceback
+    from offerrank.cli.main import main
+    from offerrank.errors import BadInput
+    from tests.factories import hostile_files
+
+    (tmp_path / "files").mkdir()
+    for path, problem in hostile_files(tmp_path / "files"):
+        with pytest.raises(BadInput, match=problem):
+            load_world(path)
+        assert main(["--home", str(tmp_path), "simulate", "--world", str(path), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"offerrank simulate: {path}: ") and err.count("\n") == 1, err
