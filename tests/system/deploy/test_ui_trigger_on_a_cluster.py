@@ -121,7 +121,13 @@ def test_a_ui_trigger_runs_at_once_on_postgres_airflow_and_a_spark_cluster_and_p
 
     print(f"UI-triggered run on {master}: {run['state']} in {elapsed:.0f}s; tasks {tasks}; seconds {api.seconds}")
     assert run["state"] == "success", (tasks, [log.read_text()[-2000:] for log in api.logs])
-    assert run["conf"] == {"run_date": RUN.isoformat(), "dry_run": False, "models": None, "full_refresh": False}
+    assert run["conf"] == {
+        "run_date": RUN.isoformat(),
+        "dry_run": False,
+        "models": None,
+        "full_refresh": False,
+        "force": False,
+    }
     assert tasks["publish"] == "success" and len([name for name in tasks if name.startswith("rank[")]) == 5
     # the scheduled run kept waiting for its day, and its sensor says where and since when
     assert still_waiting["state"] == "running"
