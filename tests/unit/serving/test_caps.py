@@ -8,13 +8,9 @@ from offerrank.catalog import FrequencyCap, Offer
 from offerrank.serving.caps import CapCounts, ServedCounts, cap_reached
 
 
-def test_a_cap_adds_the_nightly_count_of_its_period_and_what_the_process_served_since():
-    caps = (
-        FrequencyCap(event="impression", limit=10, period="week"),
-        FrequencyCap(event="impression", per="profile", limit=2, period="lifetime"),
-        FrequencyCap(event="click", limit=3, period="month"),
-    )
-    offer = Offer(
+def capped_offer(*caps: FrequencyCap) -> Offer:
+    """Offer `o-1`, live through November and December 2026 on placement `p`, with `caps`."""
+    return Offer(
         id="o-1",
         name="o",
         priority=1,
@@ -23,6 +19,15 @@ def test_a_cap_adds_the_nightly_count_of_its_period_and_what_the_process_served_
         placements=("p",),
         caps=caps,
     )
+
+
+def test_a_cap_adds_the_nightly_count_of_its_period_and_what_the_process_served_since():
+    caps = (
+        FrequencyCap(event="impression", limit=10, period="week"),
+        FrequencyCap(event="impression", per="profile", limit=2, period="lifetime"),
+        FrequencyCap(event="click", limit=3, period="month"),
+    )
+    offer = capped_offer(*caps)
     thursday, friday, next_monday = date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 30)
     nightly = CapCounts(
         thursday,
@@ -56,15 +61,7 @@ def test_a_cap_adds_the_nightly_count_of_its_period_and_what_the_process_served_
 
 def test_cap_counts_dated_the_serving_day_are_not_used():
     # issue #54, item 3: counts of a run forced for a day not over would hide what the lookup serves that day
-    offer = Offer(
-        id="o-1",
-        name="o",
-        priority=1,
-        start_date=date(2026, 11, 1),
-        end_date=date(2026, 12, 31),
-        placements=("p",),
-        caps=(FrequencyCap(event="impression", limit=2, period="day"),),
-    )
+    offer = capped_offer(FrequencyCap(event="impression", limit=2, period="day"))
     friday = date(2026, 11, 27)
     served = ServedCounts()
     served.add(["o-1"], None, friday)
