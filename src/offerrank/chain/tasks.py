@@ -14,12 +14,12 @@ from offerrank.chain.nightly import (
     AFTER_PUBLISH,
     STEPS,
     RunRefused,
-    day_validation,
     record_validation_refusal,
     run_date_of,
 )
 from offerrank.engines.delta_rs import table_rows
 from offerrank.errors import OfferrankError
+from offerrank.events.validation_gate import day_validation
 from offerrank.serving.published import top_offer_lines
 from offerrank.settings import Settings, load_settings
 from offerrank.tables import RANKING_RUNS
