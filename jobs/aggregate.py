@@ -303,6 +303,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
     contextual = [model for model in models if model.contextual]
     trained: list[str] = []
     waiting: list[str] = []
+    failed: dict[str, str] = {}
     if contextual:
         members = (
             None
@@ -312,7 +313,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
             )
         )
         attributes = latest_snapshot(warehouse, PROFILE_ATTRIBUTES, run_date)
-        trained, waiting = contextual_job.write_and_train(
+        trained, waiting, failed = contextual_job.write_and_train(
             warehouse, catalog, contextual, window, first, run_date, attributes, members
         )
     counted_caps = caps.write_counts(spark, warehouse, interactions, catalog, run_date)
@@ -325,6 +326,7 @@ def run(spark: SparkSession, settings: Settings, catalog: Catalog, run_date: dat
         "caps_counted": counted_caps,
         "models_trained": trained,
         "models_not_due": waiting,
+        "models_failed": failed,  # each kept its last parameters; its placements keep their last good lists
     }
 
 

@@ -6,7 +6,10 @@ Writes `feature_stats_daily` for each active contextual model, from its datasets
                              placement, channel, offer and cell (its features' levels: profile attributes, context
                              from the impression): impressions and conversions; replaces event dates [D - L, D];
        `model_parameters`    per as_of_date (D) and contextual model due to train (see AIModel.trains_on): the trained
-                             posterior per offer (see offerrank.learning.contextual.training); replaces that partition.
+                             posterior per offer (see offerrank.learning.contextual.training); replaces that partition;
+       `model_trainings`     per as_of_date and model trained: trained, or failed and why. A model whose training
+                             fails (any error) keeps its last parameters, and its placements their last good lists
+                             (see offerrank.jobs.rank.held_back); the other models still train.
 Run as part of the aggregate step (`offerrank aggregate --date D`, `spark-submit jobs/aggregate.py --date D`).
 """
 
@@ -16,16 +19,18 @@ import logging
 from datetime import date
 from functools import reduce
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from offerrank.catalog import AIModel, Catalog
+from offerrank.engines.delta_rs import one_line
 from offerrank.engines.delta_spark import Warehouse
 from offerrank.errors import Unavailable
 from offerrank.events.attribution import ITEM_KEYS, attribution, shown_items
 from offerrank.learning.contextual.features import SEGMENT, feature_name, spark_level
 from offerrank.learning.contextual.training import train
-from offerrank.tables import FEATURE_STATS_DAILY, MODEL_PARAMETERS
+from offerrank.tables import FEATURE_STATS_DAILY, MODEL_PARAMETERS, MODEL_TRAININGS
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +95,33 @@ def feature_stats(
     )
 
 
-def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_date: date) -> tuple[list[str], list[str]]:
+def training_record(model_name: str, as_of: date, outcome: pd.DataFrame | str) -> pd.DataFrame:
+    """The `model_trainings` row of one model's training on `as_of`: trained (`outcome`: its parameters) or failed
+    (`outcome`: why)."""
+    if isinstance(outcome, str):
+        row = (as_of, model_name, "failed", outcome, None)
+    else:
+        row = (as_of, model_name, "trained", None, len(outcome))
+    return pd.DataFrame([row], columns=MODEL_TRAININGS.column_names)
+
+
+def guarded_training(cells: pd.DataFrame, model: AIModel, run_date: date) -> pd.DataFrame | str:
+    """`train`'s parameters, or why it failed: any error (a singular system, a non-finite posterior, a bug) is one
+    model's, so the others still train."""
+    try:
+        return train(cells, model, run_date)
+    except Exception as error:
+        log.warning("contextual model %s did not train on %s", model.name, run_date, exc_info=True)
+        return one_line(error)
+
+
+def train_contextual_models(
+    warehouse: Warehouse, models: list[AIModel], run_date: date
+) -> tuple[list[str], list[str], dict[str, str]]:
     """Train each contextual model due on `run_date` from its window of `feature_stats_daily` into
-    `model_parameters`; (trained, not due) model names."""
-    trained, waiting = [], []
+    `model_parameters`, and record each training in `model_trainings`; (trained, not due, failed: why) models. A
+    model that fails keeps its last parameters (its `run_date` partition is left as it was)."""
+    trained, waiting, failed = [], [], {}
     stats, parameters = warehouse.read(FEATURE_STATS_DAILY), warehouse.read(MODEL_PARAMETERS)
     if stats is None:
         raise Unavailable(f"no {FEATURE_STATS_DAILY.name} yet: the aggregate step writes the cells it trains from")
@@ -112,14 +140,16 @@ def train_contextual_models(warehouse: Warehouse, models: list[AIModel], run_dat
         cells = stats.filter(
             (F.col("model_name") == model.name) & F.col("event_date").between(model.window_start(run_date), run_date)
         ).toPandas()
-        fitted = train(cells, model, run_date)
-        warehouse.replace_where(
-            warehouse.frame(fitted, MODEL_PARAMETERS),
-            MODEL_PARAMETERS,
-            {"as_of_date": run_date, "model_name": model.name},
-        )
-        trained.append(model.name)
-    return trained, waiting
+        outcome = guarded_training(cells, model, run_date)
+        partition = {"as_of_date": run_date, "model_name": model.name}
+        if isinstance(outcome, str):
+            failed[model.name] = outcome
+        else:
+            warehouse.replace_where(warehouse.frame(outcome, MODEL_PARAMETERS), MODEL_PARAMETERS, partition)
+            trained.append(model.name)
+        record = training_record(model.name, run_date, outcome)
+        warehouse.replace_where(warehouse.frame(record, MODEL_TRAININGS), MODEL_TRAININGS, partition)
+    return trained, waiting, failed
 
 
 def write_and_train(
@@ -131,14 +161,19 @@ def write_and_train(
     run_date: date,
     attributes: DataFrame | None,
     memberships: DataFrame | None,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], dict[str, str]]:
     """Replace event dates [first_date, run_date] of `feature_stats_daily` by the cells of the contextual `models`
-    from `interactions`, then train those due; (trained, not due) model names."""
+    from `interactions`, then train those due; (trained, not due, failed: why) models."""
     cells = [
         feature_stats(interactions, first_date, run_date, model, catalog.placements_of(model), attributes, memberships)
         for model in models
     ]
     warehouse.replace_range(reduce(DataFrame.unionByName, cells), FEATURE_STATS_DAILY, first_date, run_date)
-    trained, waiting = train_contextual_models(warehouse, models, run_date)
-    log.info("contextual models trained: %s; not due: %s", ", ".join(trained) or "none", ", ".join(waiting) or "none")
-    return trained, waiting
+    trained, waiting, failed = train_contextual_models(warehouse, models, run_date)
+    log.info(
+        "contextual models trained: %s; not due: %s; failed: %s",
+        ", ".join(trained) or "none",
+        ", ".join(waiting) or "none",
+        "; ".join(f"{name} ({why})" for name, why in failed.items()) or "none",
+    )
+    return trained, waiting, failed

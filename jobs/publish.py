@@ -7,8 +7,8 @@ Writes `offer_rankings` — the complete current ranking, replaced in one Delta 
        `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
 The gate refuses (and leaves the last good ranking in place) when no event dataset passed the date's validation,
 the ranking is older than the one served, an assigned placement (or segment) would get no offer, or a ranked offer
-is not eligible. The placements of a ranking method that failed, or whose AI model learns from a dataset that did
-not pass, keep their last good lists (and the publish says why).
+is not eligible. The placements of a ranking method that failed, whose AI model learns from a dataset that did
+not pass, or whose contextual model failed to train, keep their last good lists (and the publish says why).
 These tables hold one ranking, not events: the job runs in memory with `deltalake`, so the DAG's publish task
 starts no Spark application.
 Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task calls `run`.
@@ -29,7 +29,15 @@ from offerrank.catalog import Catalog
 from offerrank.engines.delta_rs import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
 from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
-from offerrank.jobs.rank import GROUP_KEYS, RANKED, Candidate, RankingFailed, candidates, with_parameter_columns
+from offerrank.jobs.rank import (
+    GROUP_KEYS,
+    RANKED,
+    Candidate,
+    RankingFailed,
+    candidates,
+    failed_trainings,
+    with_parameter_columns,
+)
 from offerrank.settings import Settings
 from offerrank.tables import ALL_SEGMENTS, OFFER_RANKINGS, RANKING_RUNS, RANKING_STAGE, Reason, manual_run_id
 
@@ -217,7 +225,7 @@ class Publisher:
         refusal = validation.refusal() or older_than_served(run_date, served)
         if refusal is not None:
             return nothing, refusal, []
-        held = validation.held_back(catalog)
+        held = validation.held_back(catalog) | failed_trainings(self.settings, catalog, run_date)
         staged = self.staged(run_date, run_id)
         staged = staged[~staged["unit"].isin(list(held))]
         missing = [method.unit for method in catalog.ranking_methods() if method.unit not in set(staged["unit"])]

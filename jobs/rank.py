@@ -4,6 +4,8 @@ Reads  the registry's catalog (the offers live on the serving day, D + 1), `offe
        as_of_date = D partition, for methods that use posteriors) and, for a contextual model, its latest
        `model_parameters` on or before D — a few rows per offer, placement and segment, so ranking runs in pandas,
        not Spark. A contextual model's lists carry each offer's parameters, so they are published in one commit.
+A method whose contextual model failed to train on D (`model_trainings`) is held back like one whose dataset did
+not pass: its placements keep their last good lists.
 Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing that run's rows of its own
                          as_of_date/unit partition (one Airflow task per method, side by side);
                          `offerrank.jobs.publish` publishes them.
@@ -28,6 +30,7 @@ from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
 from offerrank.tables import (
     MODEL_PARAMETERS,
+    MODEL_TRAININGS,
     OFFER_CONVERSION_RATES,
     PARAMETER_COLUMNS,
     RANKED_COLUMNS,
@@ -194,11 +197,25 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
     return len(staged)
 
 
+def failed_trainings(settings: Settings, catalog: Catalog, run_date: date) -> dict[str, str]:
+    """The ranking methods whose contextual model failed to train on `run_date` (see `model_trainings`), and why."""
+    rows = table_rows(settings, MODEL_TRAININGS, {"as_of_date": run_date})
+    failed = {row["model_name"]: row["reason"] for row in rows if row["status"] == "failed"}
+    models = {method.unit: method.model(catalog) for method in catalog.ranking_methods()}
+    return {
+        unit: f"AI model {model.name} failed to train on {run_date} and keeps its last parameters: {failed[model.name]}"
+        for unit, model in models.items()
+        if model is not None and model.name in failed
+    }
+
+
 def held_back(settings: Settings, catalog: Catalog, run_date: date) -> dict[str, str]:
-    """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation, and why."""
+    """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation, or failed
+    to train, and why."""
     from offerrank.events.validation_gate import day_validation
 
-    return day_validation(settings, catalog, run_date).held_back(catalog)
+    by_validation = day_validation(settings, catalog, run_date).held_back(catalog)
+    return by_validation | failed_trainings(settings, catalog, run_date)
 
 
 def stage_or_hold(

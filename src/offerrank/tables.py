@@ -176,6 +176,13 @@ MODEL_PARAMETERS = Table(
         ("conversions", "long"),
     ),
 )
+# One row per as_of_date and contextual model the aggregate step trained: `trained` (how many offers) or `failed`
+# (why; its last parameters stay and its placements keep their last good lists, see offerrank.jobs.contextual).
+MODEL_TRAININGS = Table(
+    "model_trainings",
+    ("as_of_date", "model_name"),
+    (("as_of_date", "date"), ("model_name", "string"), ("status", "string"), ("reason", "string"), ("offers", "long")),
+)
 # Frequency-capping counts of each capped offer's caps through as_of_date (see offerrank.jobs.caps).
 OFFER_CAP_COUNTS = Table(
     "offer_cap_counts",
@@ -362,6 +369,7 @@ ALL_TABLES = (
     SLOT_STATS_DAILY,
     FEATURE_STATS_DAILY,
     MODEL_PARAMETERS,
+    MODEL_TRAININGS,
     OFFER_CONVERSION_RATES,
     OFFER_CAP_COUNTS,
     RANKING_STAGE,

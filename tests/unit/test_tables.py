@@ -13,7 +13,7 @@ def test_engine_schemas_derive_from_the_one_declaration():
     )
     assert OFFER_RANKINGS.ddl.startswith("ranking_version long, model_name string, decision_id string")
     assert str(RANKING_RUNS.arrow_schema().field("published_at").type) == "timestamp[us, tz=UTC]"
-    assert len({table.name for table in ALL_TABLES}) == len(ALL_TABLES) == 24
+    assert len({table.name for table in ALL_TABLES}) == len(ALL_TABLES) == 25
 
 
 def test_the_snapshot_a_date_uses_is_the_latest_on_or_before_it():

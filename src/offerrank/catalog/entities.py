@@ -204,13 +204,19 @@ class Feature(_Entity):
         return buckets
 
 
+# A feature weight's prior sd below this learns nothing (a weight of 0.01 is a 1% change in the odds of a click) and,
+# far below, overflows the prior's precision (1 / sd^2).
+MIN_PRIOR_SD = 0.01
+
+
 class Personalization(_Entity):
     """Traffic an offer needs in the look-back window before the contextual model scores it (Adobe's defaults for
     personalized models); below it, the offer is ranked by its segment posterior."""
 
     min_impressions: int = Field(250, ge=0)
     min_conversions: int = Field(25, ge=0)
-    prior_sd: float = Field(1.0, gt=0, le=10)  # the Gaussian prior's standard deviation of each feature weight
+    # the Gaussian prior's standard deviation of each feature weight
+    prior_sd: float = Field(1.0, ge=MIN_PRIOR_SD, le=10)
 
 
 class AIModel(_Entity):

@@ -35,26 +35,41 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
 
 
+class TrainingFailed(ArithmeticError):
+    """A model's training gives no usable posterior (a singular or non-finite system); its last parameters stay."""
+
+
 def fit_logistic(
     design: np.ndarray, impressions: np.ndarray, conversions: np.ndarray, prior_precision: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Laplace posterior (mean, covariance) of logistic weights on binomial counts: rows of `design` (0/1),
-    their `impressions` and `conversions` (possibly weighted), a Gaussian prior N(0, diag(1 / prior_precision))."""
+    their `impressions` and `conversions` (possibly weighted), a Gaussian prior N(0, diag(1 / prior_precision)).
+    TrainingFailed when an input or the result is not finite; numpy's LinAlgError when the Hessian is singular."""
+    inputs = {"impressions": impressions, "conversions": conversions, "prior precision": prior_precision}
+    for name, values in inputs.items():
+        if not np.isfinite(values).all():
+            raise TrainingFailed(f"non-finite {name}")
     rate = np.clip(conversions.sum() / max(impressions.sum(), 1e-9), 1e-4, 1 - 1e-4)
     weights = np.zeros(design.shape[1])
     weights[0] = np.log(rate / (1 - rate))
     prior = np.diag(prior_precision)
-    for _ in range(_NEWTON_STEPS):
+    with np.errstate(all="ignore"):  # overflow shows as a non-finite result, refused below
+        for _ in range(_NEWTON_STEPS):
+            p = sigmoid(design @ weights)
+            gradient = design.T @ (conversions - impressions * p) - prior_precision * weights
+            hessian = (design * (impressions * p * (1 - p))[:, None]).T @ design + prior
+            step = np.linalg.solve(hessian, gradient)
+            if not np.isfinite(step).all():
+                raise TrainingFailed("a non-finite Newton step")
+            weights += step
+            if np.abs(step).max() < 1e-8:
+                break
         p = sigmoid(design @ weights)
-        gradient = design.T @ (conversions - impressions * p) - prior_precision * weights
         hessian = (design * (impressions * p * (1 - p))[:, None]).T @ design + prior
-        step = np.linalg.solve(hessian, gradient)
-        weights += step
-        if np.abs(step).max() < 1e-8:
-            break
-    p = sigmoid(design @ weights)
-    hessian = (design * (impressions * p * (1 - p))[:, None]).T @ design + prior
-    return weights, np.linalg.inv(hessian)
+        covariance = np.linalg.inv(hessian)
+    if not (np.isfinite(weights).all() and np.isfinite(covariance).all()):
+        raise TrainingFailed("a non-finite posterior")
+    return weights, covariance
 
 
 def cell_levels(cells: pd.Series) -> list[dict[str, str]]:
@@ -83,7 +98,7 @@ def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
     """The model's parameters as of `as_of` from `cells` (event_date, placement_id, channel, offer_id, features,
     impressions, conversions; other days ignored): one row per placement x channel x offer past the personalization
     thresholds, with the feature dictionary, posterior mean and covariance (row-major), the window's counts.
-    The rows of `model_parameters`."""
+    The rows of `model_parameters`. TrainingFailed naming the first offer without a usable posterior."""
     first = model.window_start(as_of)
     window = cells[cells["event_date"].between(first, as_of)].copy()
     columns = ["as_of_date", "model_name", *PARAMETER_KEYS, "window_start", "features", "weights", "covariance"]
@@ -94,7 +109,8 @@ def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
     window["n"], window["c"] = window["impressions"] * weight, window["conversions"] * weight
     window["cell"] = window["features"].map(lambda items: "|".join(sorted(items)))
     dictionary = dictionary_of(model, window)
-    precision = np.full(len(dictionary), 1.0 / model.personalization.prior_sd**2)
+    with np.errstate(over="ignore", divide="ignore"):  # a tiny prior sd is an infinite precision, which the fit refuses
+        precision = np.full(len(dictionary), float(model.personalization.prior_sd)) ** -2.0
     precision[0] = 1.0 / _INTERCEPT_SD**2
     thresholds = model.personalization
     rows = []
@@ -103,11 +119,12 @@ def train(cells: pd.DataFrame, model: AIModel, as_of: date) -> pd.DataFrame:
         if impressions < thresholds.min_impressions or conversions < thresholds.min_conversions:
             continue
         by_cell = offer.groupby("cell", sort=True).agg(features=("features", "first"), n=("n", "sum"), c=("c", "sum"))
-        mean, covariance = fit_logistic(
-            design_of(dictionary, by_cell["features"]), by_cell["n"].to_numpy(), by_cell["c"].to_numpy(), precision
-        )
-        if not (np.isfinite(mean).all() and np.isfinite(covariance).all()):
-            continue  # no usable posterior: the offer is ranked by its segment posterior, as below the thresholds
+        try:
+            mean, covariance = fit_logistic(
+                design_of(dictionary, by_cell["features"]), by_cell["n"].to_numpy(), by_cell["c"].to_numpy(), precision
+            )
+        except (TrainingFailed, np.linalg.LinAlgError) as error:
+            raise TrainingFailed(f"offer {offer_id} on {placement_id} ({channel}): {error}") from error
         rows.append(
             (
                 as_of,

@@ -123,3 +123,26 @@ def test_catalog_caps_model_columns_and_wants_one_declaration_per_attribute():
     }
     with pytest.raises(ValueError, match="'person.age' is declared otherwise by AI model 'm1'"):
         build_catalog(data, "catalog.yaml")
+
+
+def test_catalog_bounds_the_prior_sd_from_below():
+    from offerrank.catalog import Personalization
+
+    with pytest.raises(ValueError, match="greater than or equal to 0.01"):
+        Personalization(prior_sd=1e-200)
+    assert Personalization(prior_sd=0.01).prior_sd == 0.01
+
+
+def test_a_fit_without_a_usable_posterior_fails_naming_its_offer():
+    from offerrank.catalog import Personalization
+    from offerrank.learning.contextual.training import TrainingFailed
+
+    design, counts = np.array([[1.0, 1.0], [1.0, 0.0]]), np.array([100.0, 100.0])
+    with pytest.raises(TrainingFailed, match="non-finite prior precision"):
+        fit_logistic(design, counts, counts / 10, np.array([1e-2, np.inf]))
+    with pytest.raises(np.linalg.LinAlgError):  # a column no cell sets and no prior: a singular Hessian
+        fit_logistic(np.array([[1.0, 0.0]]), counts[:1], counts[:1] / 10, np.zeros(2))
+    # a prior sd stored before the bound (1e-200): its precision overflows; refused, not a crash or a NaN posterior
+    tiny = contextual_model().model_copy(update={"personalization": Personalization.model_construct(prior_sd=1e-200)})
+    with pytest.raises(TrainingFailed, match=r"offer de-offer on hero \(web\): non-finite prior precision"):
+        train(cells({("de-offer", "DE", "mobile"): 0.1}), tiny, DAY)
