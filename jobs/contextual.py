@@ -98,6 +98,7 @@ def feature_stats(
 def training_record(model_name: str, as_of: date, outcome: pd.DataFrame | str) -> pd.DataFrame:
     """The `model_trainings` row of one model's training on `as_of`: trained (`outcome`: its parameters) or failed
     (`outcome`: why)."""
+    row: tuple[object, ...]
     if isinstance(outcome, str):
         row = (as_of, model_name, "failed", outcome, None)
     else:
