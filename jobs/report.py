@@ -83,7 +83,7 @@ class ModelReport:
     offer_shares: pd.DataFrame  # per day and offer: share of the model's impressions (all traffic, segment `*`)
     evaluations: pd.DataFrame | None = None  # POLICY_EVALUATIONS's columns: what other policies would have converted
     evaluation_note: str = ""  # why there are no evaluations
-    drivers: pd.DataFrame | None = None  # a contextual model's strongest feature weights per placement and offer
+    drivers: pd.DataFrame | None = None  # a contextual model's largest feature-level effects per placement and offer
 
     @property
     def verdict(self) -> str:
@@ -237,14 +237,14 @@ def offer_shares(facts: pd.DataFrame) -> pd.DataFrame:
 
 
 def drivers(parameters: pd.DataFrame, top: int = 3) -> pd.DataFrame:
-    """Per placement, channel and offer of a contextual model's training, the `top` features that raise and that
-    lower its score most (posterior mean weight on the log-odds of a click, and its standard deviation)."""
+    """Per placement, channel and offer of a contextual model's training, the `top` feature levels with the largest
+    effects on its click rate (posterior mean and 90% interval, see `explain`)."""
     rows = [
         {"placement_id": r.placement_id, "channel": r.channel, "offer_id": r.offer_id, **reason}
         for r in _rows(parameters)
         for reason in explain(list(r.features), list(r.weights), list(r.covariance), top)
     ]
-    return pd.DataFrame(rows, columns=["placement_id", "channel", "offer_id", "feature", "weight", "sd"])
+    return pd.DataFrame(rows, columns=["placement_id", "channel", "offer_id", "feature", "effect", "low", "high"])
 
 
 def model_report(

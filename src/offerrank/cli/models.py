@@ -40,7 +40,8 @@ def model_spec(args: argparse.Namespace, base: dict | None = None) -> dict:
 
 
 def explain_model(settings: Settings, name: str, offer_id: str, placement: str | None, top: int) -> int:
-    """Print the features that raise and lower an offer's score most in a contextual model's latest training."""
+    """Print the feature levels with the largest effects on an offer's click rate in a contextual model's latest
+    training."""
     from datetime import date
 
     from offerrank.catalog import CatalogError
@@ -65,9 +66,9 @@ def explain_model(settings: Settings, name: str, offer_id: str, placement: str |
             f"{name}: offer {offer_id} on {row.placement_id} ({row.channel}), trained {row.as_of_date} on "
             f"{row.window_start}..{row.as_of_date}: {row.impressions:,} impressions, {row.conversions:,} conversions"
         )
-        print(f"  {'feature':<40} {'weight':>8} {'sd':>6}  (log-odds of a click)")
+        print(f"  {'feature level':<40} {'effect':>8}  90% interval  (click rate against the feature's average level)")
         for reason in explain(list(row.features), list(row.weights), list(row.covariance), top):
-            print(f"  {reason['feature']:<40} {reason['weight']:>+8.3f} {reason['sd']:>6.3f}")
+            print(f"  {reason['feature']:<40} {reason['effect']:>+8.4f}  [{reason['low']:+.4f}, {reason['high']:+.4f}]")
     return 0
 
 
@@ -136,11 +137,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="create, list, show, update, activate, deactivate, delete AI models")
     model_actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     model_actions.add_parser("list", help="list AI models").set_defaults(handler=cmd_models)
-    explain = model_actions.add_parser("explain", help="the features that raise or lower an offer's score most")
+    explain = model_actions.add_parser("explain", help="the feature levels that change an offer's click rate most")
     explain.add_argument("name")
     explain.add_argument("--offer", required=True)
     explain.add_argument("--placement", help="one placement (default: each the offer was trained on)")
-    explain.add_argument("--top", type=int, default=5, help="features of each sign")
+    explain.add_argument("--top", type=int, default=5, help="feature levels, largest effect first")
     explain.set_defaults(handler=cmd_models)
     for action, text in (
         ("show", "show one model"),

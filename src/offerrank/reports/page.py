@@ -104,15 +104,24 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 
 def drivers_section(report: ModelReport) -> str:
-    """A contextual model's strongest feature weights per offer, as an HTML table (nothing for other models)."""
+    """A contextual model's largest feature-level effects per offer, as an HTML table (nothing for other models)."""
     if report.drivers is None:
         return ""
     if report.drivers.empty:
         return "<h2>What drives the scores</h2><p>No offer is past the personalization thresholds yet.</p>"
     rows = "".join(
         f"<tr><td>{escape(r.placement_id)}/{escape(r.channel)}</td><td>{escape(r.offer_id)}</td>"
-        f"<td>{escape(r.feature)}</td><td>{r.weight:+.3f}</td><td>{r.sd:.3f}</td></tr>"
+        f"<td>{escape(r.feature)}</td><td>{r.effect:+.4f}</td><td>{r.low:+.4f} to {r.high:+.4f}</td></tr>"
         for r in _rows(report.drivers)
+    )
+    return (
+        "<h2>What drives the scores</h2>"
+        "<p class='window'>Per offer, the feature levels that change its click rate most against their feature's "
+        "average level, with 90% posterior intervals (the latest training; <code>offerrank models explain</code> "
+        "prints the same).</p>"
+        "<table><thead><tr><th>placement</th><th>offer</th><th>feature level</th><th>effect</th>"
+        "<th>90% interval</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
     return (
         "<h2>What drives the scores</h2>"

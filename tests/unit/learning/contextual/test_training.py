@@ -99,7 +99,7 @@ def test_training_finds_the_best_offer_per_context_and_leaves_thin_offers_out():
     unseen = dictionary.active({"homeAddress.countryCode": "JP"})  # other country, unknown device
     assert np.isfinite(logit_moments(weights, covariance, unseen)[0]).all()
     reasons = explain(list(dictionary.names), parameters["weights"].iloc[0], parameters["covariance"].iloc[0])
-    assert reasons[0]["feature"] == "homeAddress.countryCode=DE" and reasons[-1]["weight"] < 0
+    assert reasons[0]["feature"] == "homeAddress.countryCode=DE" and reasons[0]["low"] > 0
 
 
 def test_training_without_cells_in_the_window_gives_no_parameters():
@@ -146,3 +146,38 @@ def test_a_fit_without_a_usable_posterior_fails_naming_its_offer():
     tiny = contextual_model().model_copy(update={"personalization": Personalization.model_construct(prior_sd=1e-200)})
     with pytest.raises(TrainingFailed, match=r"offer de-offer on hero \(web\): non-finite prior precision"):
         train(cells({("de-offer", "DE", "mobile"): 0.1}), tiny, DAY)
+
+
+def test_explain_ranks_the_true_driver_of_a_simulated_world_first():
+    """A world where offer-fr's only lift is country = FR (x3): FR's effect comes first, its interval above 0,
+    and no device level's interval excludes 0."""
+    from offerrank.sim.simulator import World
+
+    world = World.model_validate(
+        {
+            "start": "2026-11-01",
+            "requests_per_day": 20_000,
+            "segments": {"all": 1.0},
+            "attributes": {"homeAddress.countryCode": {"FR": 0.2, "DE": 0.3, "US": 0.3, "GB": 0.2}},
+            "context": {"device": {"mobile": 0.6, "desktop": 0.3, "tablet": 0.1}},
+            "placements": [{"id": "hero", "channel": "web", "share": 1.0, "model": "ctx"}],
+            "offers": [
+                {"id": "offer-fr", "placements": ["hero"], "rate": 0.02, "lifts": {"homeAddress.countryCode=FR": 3}}
+            ],
+        }
+    )
+    rng, offer, rows = np.random.default_rng(21), world.offers[0], []
+    for number in range(1, 8):
+        for country, country_share in world.attributes["homeAddress.countryCode"].items():
+            for device, device_share in world.context["device"].items():
+                shown = rng.poisson(world.requests_per_day * country_share * device_share)
+                rate = world.true_rate(offer, "all", number, {"homeAddress.countryCode": country, "device": device})
+                features = [f"homeAddress.countryCode={country}", f"device={device}"]
+                rows.append((world.day(number), "hero", "web", offer.id, features, shown, rng.binomial(shown, rate)))
+    columns = ["event_date", "placement_id", "channel", "offer_id", "features", "impressions", "conversions"]
+    parameters = train(pd.DataFrame(rows, columns=columns), contextual_model(), world.day(7)).iloc[0]
+    reasons = explain(list(parameters["features"]), parameters["weights"], parameters["covariance"], top=20)
+    first = reasons[0]
+    assert first["feature"] == "homeAddress.countryCode=FR" and 0 < first["low"] < first["effect"] < first["high"]
+    assert first["effect"] > 2 * max(abs(r["effect"]) for r in reasons[1:])
+    assert all(r["low"] < 0 < r["high"] for r in reasons if r["feature"].startswith("device="))
