@@ -282,9 +282,15 @@ class Snapshot:
                 columns = self._built()[0]
                 seed = run_seed(self.ranking_version, ranked.start, len(rows))
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
-                in_slot = slot_probabilities(table, served.limit, seed)
                 published = columns.published_values(rows)
-                made = ServingPolicy(Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit)
+                cold = np.array(columns.fields["reason"].take(rows)) == Reason.COLD_START.value
+                explored_first = None
+                if cold.any() and not cold.all():  # the cold-start thresholds split the list: see `policy`
+                    table, explored_first = table + (~cold)[:, None], np.flatnonzero(cold)  # warm draws beat cold
+                in_slot = slot_probabilities(table, served.limit, seed)
+                made = ServingPolicy(
+                    Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit, explored_first
+                )
                 found = self._policies[key] = (published, as_random(published)), made
             served.values, policy = found
             served.policy = policy  # set last: another thread seeing it sees the values too

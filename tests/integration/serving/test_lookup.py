@@ -334,3 +334,33 @@ def test_each_list_answers_with_its_own_run_and_the_newest_date_loads_the_profil
     assert lookup.health()["as_of_date"] == "2026-11-02"
     fallback = lookup.top("checkout-banner", "web")
     assert (fallback.as_of_date, fallback.run_id) == (None, None)
+
+
+def test_the_cold_start_thresholds_change_what_the_policy_serves(ranked_warehouse, tmp_path):
+    """Issue #54 (7): the cold-start label changed nothing the policy served. Now random traffic shows the offers in
+    cold start first and a Thompson draw the offers past it first, as the published traffic shares say."""
+    from collections import Counter
+
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
+    cold = set(published_order(1, "home-hero")[-2:])  # a wide prior: it would win many Thompson draws
+    rows = [
+        {**r, "alpha": 1.0, "beta": 1.0, "score": 0.5, "reason": "cold_start"} if r["offer_id"] in cold else r
+        for r in (r for r in ranking_rows(1))
+        if r["placement_id"] == "home-hero"
+    ]
+    publish_rows(settings, rows)
+    lookup = lookup_of(settings)
+    served, propensity = Counter(), {}
+    for i in range(4_000):
+        answer = lookup.top("home-hero", "web", limit=3, request_id=f"r-{i}")
+        first_two = {o.offer_id for o in answer.offers[:2]}
+        if answer.traffic_type == "random":
+            assert first_two == cold  # a random order of the cold-start offers, then of the others
+        else:
+            assert not first_two & cold  # the three warm offers win every draw
+        for slot, offer in enumerate(answer.offers):
+            served[offer.offer_id, slot] += 1
+            assert propensity.setdefault((offer.offer_id, slot), offer.propensity) == offer.propensity
+    assert max(abs(count / 4_000 - propensity[key]) for key, count in served.items()) < 0.025
+    for offer_id in cold:  # each first in half the random traffic: 0.1 / 2
+        assert abs(propensity[offer_id, 0] - 0.05) < 1e-9
