@@ -264,6 +264,11 @@ class AIModel(_Entity):
                 "the model would learn the profile's value and be served the request's; list it under `context`, "
                 "or name the attribute by its path (e.g. `person.channel`)"
             )
+        if not self.contextual and self.personalization != Personalization():
+            raise ValueError(
+                "`personalization` sets the thresholds of a contextual model's training (with profile attributes or "
+                "context) and nothing else: a model without them leaves cold start by `cold_start`"
+            )
         unknown = [f.name for f in self.context if f.name not in CONTEXT_KEYS]
         if unknown:
             raise ValueError(f"unknown context key {unknown[0]!r}; one of {', '.join(CONTEXT_KEYS)}")
@@ -278,6 +283,11 @@ class AIModel(_Entity):
                 f"{MAX_FEATURE_COLUMNS}: lower max_levels or use fewer buckets"
             )
         return self
+
+    def settings_in_use(self) -> dict[str, Any]:
+        """The model's settings as `models show` prints them: only those that take effect (a model that is not
+        contextual has no `personalization` thresholds; its lists leave cold start by `cold_start`)."""
+        return self.model_dump(mode="json", exclude=None if self.contextual else {"personalization"})
 
     @property
     def features(self) -> tuple[Feature, ...]:

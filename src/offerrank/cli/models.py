@@ -116,7 +116,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     elif current is None:
         raise CatalogError(f"no AI model named {args.name!r}")
     elif args.action == "show":
-        print(json.dumps(current.model_dump(mode="json"), indent=2))
+        print(json.dumps(current.settings_in_use(), indent=2))
         return 0
     elif args.action == "update":
         model = AIModel.model_validate(model_spec(args, current.model_dump(mode="json")))

@@ -8,7 +8,9 @@ the daily facts of the model's look-back window). The ranking publishes per offe
 - `traffic_share`: how much traffic Thompson sampling gives the offer: (1 - exploration share) split by
   `p_best` among the offers past cold start, and the exploration share split evenly among cold-start offers
   (all offers when none is in cold start), so a new offer is never starved;
-- `rank`: by traffic share, then score, then offer id.
+- `rank`: by traffic share, then score, then offer id; a list whose offers are all in cold start (nothing known
+  yet, every share equal) by offer priority, then offer id, as a priority ranking would order it, rather than
+  putting the offers never shown (score = the prior's mean) before those with a few impressions.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def probability_best(alpha: np.ndarray, beta: np.ndarray, seed: int, draws: int 
 
 
 def thompson_rank(group: pd.DataFrame, exploration_share: float, seed: int) -> pd.DataFrame:
-    """Rank one placement x channel. `group` has offer_id, alpha, beta, cold_start; adds score, p_best,
+    """Rank one placement x channel. `group` has offer_id, priority, alpha, beta, cold_start; adds score, p_best,
     traffic_share, reason and rank."""
     ranked = group.copy()
     alpha, beta = ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float)
@@ -122,8 +124,7 @@ def thompson_rank(group: pd.DataFrame, exploration_share: float, seed: int) -> p
         share = share + exploration_share * explore_pool / explore_pool.sum()
     ranked["traffic_share"] = share
     ranked["reason"] = np.where(cold, Reason.COLD_START.value, Reason.MODEL.value)
-    ranked = ranked.sort_values(
-        ["traffic_share", "score", "offer_id"], ascending=[False, False, True], kind="mergesort"
-    )
+    order = ["priority", "offer_id"] if cold.all() else ["traffic_share", "score", "offer_id"]
+    ranked = ranked.sort_values(order, ascending=[False] * (len(order) - 1) + [True], kind="mergesort")
     ranked["rank"] = np.arange(1, len(ranked) + 1)
     return ranked

@@ -79,13 +79,16 @@ class Answer:
     decision_id: str | None
     ranking_version: int | None
     table_version: int | None
-    as_of_date: date | None
+    as_of_date: date | None  # the data day of the list that answered (a kept list: its own run's)
+    run_id: str | None  # the run that ranked that list
     segment: str | None  # the segment whose ranking answered (`*`: all traffic; None for a fallback)
     mode: str  # policy | published
     traffic_type: str  # random | model: how this request's order was chosen
     request_id: str  # seeds the request's draws: the same id (and ranking version) gives the same answer
     offers: tuple[RankedOffer, ...]
-    dropped: dict[str, int]  # offers not served, by cause: not_live (ended, not started, gone), audience, capped
+    # offers not served, by cause: not_eligible (the catalog no longer makes them eligible for the list), not_live
+    # (ended, not started, gone), audience, capped
+    dropped: dict[str, int]
 
     def proposition(self, shown: int | None = None) -> dict:
         """The XDM proposition a channel logs with its impression (and again with a click on one of its items) of

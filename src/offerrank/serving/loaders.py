@@ -32,6 +32,7 @@ SERVED_COLUMNS = [
     "alpha",
     "beta",
     "as_of_date",
+    "run_id",
     "published_at",
     "rank",
     *PUBLISHED_FIELDS,
@@ -58,7 +59,7 @@ def ranking_of(table, current: Snapshot) -> tuple[pa.Table | None, int | None, d
         return current.ranking, version, current.committed_at
     present = {column.name for column in table.schema().fields}
     ranking = read_arrow(table, [name for name in SERVED_COLUMNS if name in present])
-    for name in PARAMETER_COLUMNS:  # a ranking published before contextual models: no parameters
+    for name in ["run_id", *PARAMETER_COLUMNS]:  # an older table version: no run id per list, no parameters
         if name not in present:
             ranking = ranking.append_column(
                 name, pa.nulls(ranking.num_rows, OFFER_RANKINGS.arrow_schema().field(name).type)

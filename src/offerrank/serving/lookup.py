@@ -52,7 +52,7 @@ from offerrank.serving.loaders import (
     ranking_of,
 )
 from offerrank.serving.policy import MODEL, RANDOM, random_order, request_generator
-from offerrank.serving.snapshot import Snapshot, build_snapshot
+from offerrank.serving.snapshot import Ranked, Snapshot, build_snapshot, newest_as_of_date
 from offerrank.settings import Settings
 from offerrank.tables import (
     ALL_SEGMENTS,
@@ -125,7 +125,7 @@ class RankingLookup:
                 (current.catalog, current.registry_version),
             )
             segments = (ranked_segments(ranking) if ranking is not None else set()) | audience_segments(catalog)
-            as_of = ranking["as_of_date"][0].as_py() if ranking is not None and ranking.num_rows else None
+            as_of = newest_as_of_date(ranking)
             profiles = attempt(
                 "profile_segments",
                 lambda: profiles_of(open_table(self._settings, PROFILE_SEGMENTS), segments, as_of, current),
@@ -231,7 +231,9 @@ class RankingLookup:
             offers, traffic_type = snapshot.personalize(ranked, lists, active, mode, rng)
         elif rng is not None:  # explored
             offers, traffic_type = snapshot.decide(ranked, lists, rng)
-        return self._answer(snapshot, request, day, offers, traffic_type, lists.dropped, chosen.decision_id, segment)
+        return self._answer(
+            snapshot, request, day, offers, traffic_type, lists.dropped, chosen.decision_id, (segment, ranked)
+        )
 
     def _unranked(
         self,
@@ -260,7 +262,7 @@ class RankingLookup:
             snapshot.catalog, placement_id, decision_id, day, profile_segments
         )
         if dropped is None:  # nothing ranked: the capped offers are dropped from the catalog's live ones
-            dropped = {"not_live": 0, "audience": 0, "capped": sum(not servable(o.id) for o in live)}
+            dropped = {"not_eligible": 0, "not_live": 0, "audience": 0, "capped": sum(not servable(o.id) for o in live)}
         live = [o for o in live if servable(o.id)]
         if mode == POLICY and assignment is not None and assignment.method.explorable and live:
             decision = random_order(request_generator(request_id, placement_id, channel, None), len(live), limit)
@@ -287,16 +289,17 @@ class RankingLookup:
         traffic_type: str,
         dropped: dict[str, int],
         decision_id: str | None,
-        segment: str | None = None,
+        listed: tuple[str, Ranked] | None = None,
     ) -> Answer:
-        """The answer serving `offers` to `request` on `day`: from the snapshot's ranking when the list of `segment`
-        answered, from the catalog alone when `segment` is None (no ranking version or date then). What it serves of
-        capped offers is counted, and it gets its own copy of `dropped` (a ranked list's counts are cached with it)."""
+        """The answer serving `offers` to `request` on `day`: from the snapshot's ranking when a `listed` (segment,
+        list) answered, with the list's own data day and run, from the catalog alone when it is None (no ranking
+        version, date or run then). What it serves of capped offers is counted, and it gets its own copy of
+        `dropped` (a ranked list's counts are cached with it)."""
         if snapshot.capped_offers:
             served = [o.offer_id for o in offers if o.offer_id in snapshot.capped_offers]
             if served:
                 self._served_counts.add(served, request.profile_id, day)
-        ranked = segment is not None
+        segment, ranked = listed if listed is not None else (None, None)
         return Answer(
             request.placement_id,
             request.channel,
@@ -305,7 +308,8 @@ class RankingLookup:
             decision_id=decision_id,
             ranking_version=snapshot.ranking_version if ranked else None,
             table_version=snapshot.table_version,
-            as_of_date=snapshot.as_of_date if ranked else None,
+            as_of_date=ranked.as_of_date if ranked else None,
+            run_id=ranked.run_id if ranked else None,
             segment=segment,
             traffic_type=traffic_type,
             offers=offers,

@@ -1,11 +1,15 @@
 """The serving policy of an AI-ranked list, decided per request: what Adobe's auto-optimization serves.
 
-With probability ε (the model's exploration share) the request gets a uniformly random order of the servable offers
+With probability ε (the model's exploration share) the request gets a random order of the servable offers
 (`traffic_type = random`); otherwise one Thompson draw from each offer's Beta posterior orders them (`traffic_type
-= model`). A draw reads the posterior's quantile table (`offerrank.learning.bandit.posterior_table`: 256 quantiles,
+= model`). While some of a list's offers are in cold start and others are not, the model's cold-start thresholds
+split them as the published traffic shares do: random traffic shows the cold-start offers first (a random order of
+them, then of the others) and a Thompson draw ranks the offers past cold start first (then the cold-start ones).
+A draw reads the posterior's quantile table (`offerrank.learning.bandit.posterior_table`: 256 quantiles,
 linear in between, built once per list): a few microseconds a request where numpy's Beta sampler takes about 15,
 and the slot probabilities come from the same sampler. Every served slot carries its propensity: the probability
-that this policy puts that offer in that slot, ε / K + (1 − ε) · P(the Thompson order puts it there), which is what
+that this policy puts that offer in that slot, ε · P(random traffic puts it there: 1 / K without a cold-start split)
++ (1 − ε) · P(the Thompson order puts it there), which is what
 a channel logs so that reports and off-policy evaluation can weigh each impression. Pure numpy and scipy: no I/O.
 """
 
@@ -146,31 +150,71 @@ class ServingPolicy:
     contenders, exploration share and slots, and the propensity of every offer in every slot
     (`serving_probability` of the list's slot probabilities, as Python floats)."""
 
-    __slots__ = ("contenders", "exploration_share", "offers", "slots", "_propensity")
+    __slots__ = ("contenders", "exploration_share", "offers", "slots", "_explored_first", "_propensity")
 
-    def __init__(self, contenders: Contenders, exploration_share: float, in_slot: np.ndarray, slots: int):
+    def __init__(
+        self,
+        contenders: Contenders,
+        exploration_share: float,
+        in_slot: np.ndarray,
+        slots: int,
+        explored_first: np.ndarray | None = None,
+    ):
+        """`explored_first`: the positions random traffic shows first (the cold-start offers), None: no such split."""
         self.contenders, self.exploration_share, self.slots = contenders, exploration_share, slots
         self.offers = len(in_slot)
-        self._propensity: list[list[float]] = serving_probability(in_slot, exploration_share, self.offers).tolist()
+        self._explored_first = explored_first
+        explore = random_slot_probability(self.offers, in_slot.shape[1], explored_first)
+        self._propensity: list[list[float]] = serving_probability(
+            in_slot, exploration_share, self.offers, explore=explore
+        ).tolist()
 
     def decide(self, rng: np.random.Generator) -> tuple[list[int], str, list[float]]:
         """One request's order of the list's offers: random with probability `exploration_share`, else one Thompson
         draw from the contenders' posteriors. Returns (list positions in serving order, traffic type, the propensity
         of each served position)."""
         if rng.random() < self.exploration_share:
-            order, traffic_type = _shuffled(rng, self.offers, self.slots).tolist(), RANDOM
+            order, traffic_type = self._random_order(rng), RANDOM
         else:
             order, traffic_type = self.contenders.draw_order(rng, self.slots).tolist(), MODEL
         propensity = self._propensity
         return order, traffic_type, [propensity[at][slot] for slot, at in enumerate(order)]
 
+    def _random_order(self, rng: np.random.Generator) -> list[int]:
+        if self._explored_first is None:
+            return _shuffled(rng, self.offers, self.slots).tolist()
+        first = self._explored_first
+        others = np.setdiff1d(np.arange(self.offers), first)
+        return np.concatenate([rng.permutation(first), rng.permutation(others)])[: self.slots].tolist()
+
+
+def random_slot_probability(offers: int, slots: int, explored_first: np.ndarray | None = None) -> np.ndarray:
+    """P(random traffic puts offer i in slot j), an (offers x slots) matrix: 1 / offers; with `explored_first`, a
+    random order of those positions, then of the others."""
+    slots = min(slots, offers)
+    if explored_first is None:
+        return np.full((offers, slots), 1.0 / offers)
+    first = np.zeros(offers, bool)
+    first[explored_first] = True
+    count = int(first.sum())
+    slot = np.arange(slots)
+    in_first = (slot < count) / max(count, 1)
+    in_others = (slot >= count) / max(offers - count, 1)
+    return np.where(first[:, None], in_first[None, :], in_others[None, :])
+
 
 def serving_probability(
-    in_slot: np.ndarray, exploration_share: float, offers: int, floor: float = MIN_PROPENSITY
+    in_slot: np.ndarray,
+    exploration_share: float,
+    offers: int,
+    floor: float = MIN_PROPENSITY,
+    explore: np.ndarray | None = None,
 ) -> np.ndarray:
     """P(the policy puts an offer in a slot) from `in_slot`, P(a Thompson draw puts it there), for a list of
-    `offers`: exploration_share / offers + (1 - exploration_share) * in_slot (element-wise), at least `floor`.
+    `offers`: exploration_share * P(random traffic puts it there: `explore`, by default 1 / offers) +
+    (1 - exploration_share) * in_slot (element-wise), at least `floor`.
     A logged propensity keeps the floor (an estimate of 0 for what was just drawn means "below the Monte-Carlo's
     resolution", never impossible); a candidate's probabilities in off-policy evaluation take none, so each slot's
     sum stays 1."""
-    return np.maximum(exploration_share / offers + (1 - exploration_share) * in_slot, floor)
+    random = 1.0 / offers if explore is None else explore
+    return np.maximum(exploration_share * random + (1 - exploration_share) * in_slot, floor)

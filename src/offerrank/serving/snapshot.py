@@ -79,6 +79,9 @@ class _Columns:
     alpha: np.ndarray  # NaN where none (lists not ranked by an AI model)
     beta: np.ndarray
     fallback: np.ndarray  # the fallback offer published for a list with nothing eligible: served whatever the day
+    # whether the current catalog still makes each row's offer eligible for its list (a published fallback row:
+    # whether it is still the list's fallback offer); filled list by list by `build_snapshot`
+    eligible: np.ndarray
 
     @classmethod
     def of(cls, ranking: pa.Table) -> _Columns:
@@ -90,6 +93,7 @@ class _Columns:
             floats("alpha"),
             floats("beta"),
             pc.equal(ranking["reason"], Reason.FALLBACK.value).combine_chunks().to_numpy(zero_copy_only=False),
+            np.ones(ranking.num_rows, bool),
         )
 
     @property
@@ -133,11 +137,14 @@ class _Servable:
 
 
 @dataclass(frozen=True)
-class _Ranked:
-    """One ranked list of a published ranking: rows [start, stop) of the snapshot's columns."""
+class Ranked:
+    """One ranked list of a published ranking: rows [start, stop) of the snapshot's columns, and the run that ranked
+    it (a list kept from an earlier run keeps that run's date and id)."""
 
     start: int
     stop: int
+    as_of_date: date
+    run_id: str | None
     exploration_share: float | None  # an AI model's list, served by the per-request policy; None: a fixed order
     restricted: bool  # some of its offers have an audience: what is served depends on the profile
     capped: tuple[str, ...] = ()  # its offers with frequency caps
@@ -168,10 +175,10 @@ class _Placement:
     tried in."""
 
     decision_id: str
-    by_segment: dict[str, _Ranked]
+    by_segment: dict[str, Ranked]
     segment_order: tuple[str, ...]  # a personalized model's segments as it lists them
 
-    def for_segments(self, profile_segments: frozenset[str]) -> tuple[str, _Ranked]:
+    def for_segments(self, profile_segments: frozenset[str]) -> tuple[str, Ranked]:
         """The list of the first of the model's segments the profile belongs to, else the all-traffic list."""
         for segment in self.segment_order:
             if segment in profile_segments and segment in self.by_segment:
@@ -220,7 +227,7 @@ class Snapshot:
         return self.columns, self.servable
 
     def served(
-        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], limit: int, capped: frozenset[str]
+        self, ranked: Ranked, on: date, profile_segments: frozenset[str], limit: int, capped: frozenset[str]
     ) -> _Served:
         """`served_rows` and the first `limit` of their offers in the published order, computed once per list, day,
         limit, capped offers and (for a list with audiences) profile segments: most lookups reuse one answer's."""
@@ -235,16 +242,17 @@ class Snapshot:
         return found
 
     def served_rows(
-        self, ranked: _Ranked, on: date, profile_segments: frozenset[str], capped: frozenset[str] = frozenset()
+        self, ranked: Ranked, on: date, profile_segments: frozenset[str], capped: frozenset[str] = frozenset()
     ) -> tuple[np.ndarray, dict[str, int]]:
         """The rows of a ranked list that may be served on day `on` to a profile in `profile_segments`, less the
-        `capped` offers, in order, and how many were dropped by cause. A published fallback row (nothing was
-        eligible) is served whatever the day and audience."""
+        `capped` offers, in order, and how many were dropped by cause. An offer the catalog no longer makes eligible
+        for the list is dropped first; a published fallback row (nothing was eligible) is served whatever the day
+        and audience while it is still the list's fallback offer."""
         rows = np.arange(ranked.start, ranked.stop)
         columns, servable = self._built()
-        offers, fallback = columns.offer[rows], columns.fallback[rows]
+        offers, fallback, eligible = columns.offer[rows], columns.fallback[rows], columns.eligible[rows]
         day = np.datetime64(on, "D")
-        live = fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers]))
+        live = eligible & (fallback | ((servable.first_day[offers] <= day) & (day <= servable.last_day[offers])))
         keep = live.copy()
         for at in np.flatnonzero(live & servable.restricted[offers] & ~fallback):
             keep[at] = not servable.audiences[offers[at]].isdisjoint(profile_segments)
@@ -253,13 +261,14 @@ class Snapshot:
             codes = [code for code, offer_id in enumerate(columns.offer_ids) if offer_id in capped]
             keep &= ~np.isin(offers, codes)
         dropped = {
-            "not_live": int((~live).sum()),
+            "not_eligible": int((~eligible).sum()),
+            "not_live": int((eligible & ~live).sum()),
             "audience": int((live & ~shown).sum()),
             "capped": int((shown & ~keep).sum()),
         }
         return rows[keep], dropped
 
-    def decide(self, ranked: _Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer, ...], str]:
+    def decide(self, ranked: Ranked, served: _Served, rng: np.random.Generator) -> tuple[tuple[RankedOffer, ...], str]:
         """One request's order of a list served by the policy: its offers, and its traffic type."""
         rows, policy = served.rows, served.policy
         if policy is None:
@@ -273,9 +282,15 @@ class Snapshot:
                 columns = self._built()[0]
                 seed = run_seed(self.ranking_version, ranked.start, len(rows))
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
-                in_slot = slot_probabilities(table, served.limit, seed)
                 published = columns.published_values(rows)
-                made = ServingPolicy(Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit)
+                cold = np.array(columns.fields["reason"].take(rows)) == Reason.COLD_START.value
+                explored_first = None
+                if cold.any() and not cold.all():  # the cold-start thresholds split the list: see `policy`
+                    table, explored_first = table + (~cold)[:, None], np.flatnonzero(cold)  # warm draws beat cold
+                in_slot = slot_probabilities(table, served.limit, seed)
+                made = ServingPolicy(
+                    Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit, explored_first
+                )
                 found = self._policies[key] = (published, as_random(published)), made
             served.values, policy = found
             served.policy = policy  # set last: another thread seeing it sees the values too
@@ -286,7 +301,7 @@ class Snapshot:
         return offers_of(map(chosen.__getitem__, order), traffic_type, propensity), traffic_type
 
     def personalize(
-        self, ranked: _Ranked, served: _Served, active: np.ndarray, mode: str, rng: np.random.Generator | None
+        self, ranked: Ranked, served: _Served, active: np.ndarray, mode: str, rng: np.random.Generator | None
     ) -> tuple[tuple[RankedOffer, ...], str]:
         """One request's order of a contextual list for the request's cell (`active` features): each trained offer
         scored by its posterior for the cell (reason `personalized`), the others by their Beta posterior; the
@@ -330,6 +345,12 @@ class Snapshot:
 GROUP_COLUMNS = ["placement_id", "channel", "decision_id", "segment"]
 
 
+def newest_as_of_date(ranking: pa.Table | None) -> date | None:
+    """The newest data day of a published ranking: a list kept from an earlier run (held back, or its method
+    failed) carries that run's older date, whichever row sorts first."""
+    return pc.max(ranking["as_of_date"]).as_py() if ranking is not None and ranking.num_rows else None
+
+
 class _Common(TypedDict):
     """The fields of a `Snapshot` that a build sets whether or not there are rows."""
 
@@ -345,17 +366,38 @@ class _Common(TypedDict):
 
 class _CatalogIndex:
     """What a snapshot build asks the catalog for each of its lists, by id (a valid catalog's ids are unique, as
-    are a decision's placements): AI models, and the exploration share of the per-request policy of a decision's
-    placement (None: its ranking method gives a fixed order)."""
+    are a decision's placements): AI models, whether a list is still served (its decision is active and still
+    assigns the placement, on the list's channel), the offers it may still serve, and the exploration share of the
+    per-request policy of a decision's placement (None: its ranking method gives a fixed order). Without a catalog
+    (none applied, or the registry cannot be read) every published list is served as it is."""
 
-    def __init__(self, catalog: Catalog | None):
+    def __init__(self, catalog: Catalog | None, offer_ids: tuple[str, ...] = ()):
         self.catalog = catalog
         self.models = {model.name: model for model in catalog.ai_models} if catalog else {}
         self.assignments: dict[tuple[str, str], DecisionPlacement] = {
             (decision.id, assignment.placement): assignment
-            for decision in (catalog.decisions if catalog else ())
-            for assignment in decision.placements
+            for decision, assignment in (catalog.active_assignments() if catalog else ())
         }
+        self._code_of = {offer_id: code for code, offer_id in enumerate(offer_ids)}
+        self._eligible: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+
+    def serves(self, decision_id: str, placement_id: str, channel: str) -> bool:
+        if self.catalog is None:
+            return True
+        assigned = (decision_id, placement_id) in self.assignments
+        return assigned and self.catalog.channel_of(placement_id) == channel
+
+    def eligible_codes(self, decision_id: str, placement_id: str) -> tuple[np.ndarray, int] | None:
+        """The offers a decision placement's lists may serve and its fallback offer, as codes into the ranking's
+        offer ids (-1: not in it); None: any (no catalog). Computed once per decision placement."""
+        if self.catalog is None:
+            return None
+        key = (decision_id, placement_id)
+        if key not in self._eligible:
+            assignment = self.assignments[key]
+            eligible = [self._code_of.get(offer.id, -1) for offer in self.catalog.eligible_offers(assignment)]
+            self._eligible[key] = np.array(eligible, np.int64), self._code_of.get(assignment.fallback_offer, -1)
+        return self._eligible[key]
 
     def exploration_share(self, decision_id: str, placement_id: str) -> float | None:
         assignment = self.assignments.get((decision_id, placement_id))
@@ -394,24 +436,36 @@ def build_snapshot(
     keys = pc.binary_join_element_wise(*(ranking[name] for name in GROUP_COLUMNS), "\x1f").combine_chunks()
     starts = run_starts(keys)
     stops = np.append(starts[1:], len(keys))
-    models = ranking["model_name"].take(pa.array(starts)).to_pylist()
-    lists: dict[tuple[str, str, str], dict[str, _Ranked]] = {}
+    first_rows = pa.array(starts)
+    models = ranking["model_name"].take(first_rows).to_pylist()
+    runs = ranking.select(["as_of_date", "run_id"]).take(first_rows).to_pylist()
+    lists: dict[tuple[str, str, str], dict[str, Ranked]] = {}
     offer_names = columns.offer_ids
     model_names: dict[tuple[str, str, str], str] = {}
-    index = _CatalogIndex(catalog)
+    index = _CatalogIndex(catalog, offer_names)
     # per list, in a few numpy calls rather than a few per list (the refresh holds the GIL in Python code):
     # whether it has posteriors (no NaN, no published fallback: nothing eligible to draw from), and audiences
     no_posteriors = np.logical_or.reduceat(np.isnan(columns.alpha) | np.isnan(columns.beta) | columns.fallback, starts)
     restricted_lists = np.logical_or.reduceat(servable.restricted[columns.offer], starts)
-    for key, start, stop, model_name, lacks_posteriors, restricted in zip(
-        keys.take(pa.array(starts)).to_pylist(),
+    for key, start, stop, model_name, run, lacks_posteriors, restricted in zip(
+        keys.take(first_rows).to_pylist(),
         starts.tolist(),
         stops.tolist(),
         models,
+        runs,
         no_posteriors.tolist(),
         restricted_lists.tolist(),
     ):
         placement_id, channel, decision_id, segment = key.split("\x1f")
+        if not index.serves(decision_id, placement_id, channel):
+            continue  # the decision is no longer active or no longer assigns the placement: its list is not served
+        eligible = index.eligible_codes(decision_id, placement_id)
+        if eligible is not None:
+            codes, fallback_code = eligible
+            in_list = columns.offer[start:stop]
+            columns.eligible[start:stop] = np.where(
+                columns.fallback[start:stop], in_list == fallback_code, np.isin(in_list, codes)
+            )
         posteriors = not lacks_posteriors
         share = index.exploration_share(decision_id, placement_id) if posteriors else None
         capped = ()
@@ -424,8 +478,8 @@ def build_snapshot(
             if posteriors and model is not None and model.contextual
             else None
         )
-        lists.setdefault((placement_id, channel, decision_id), {})[segment] = _Ranked(
-            start, stop, share, restricted, capped, contextual
+        lists.setdefault((placement_id, channel, decision_id), {})[segment] = Ranked(
+            start, stop, run["as_of_date"], run["run_id"], share, restricted, capped, contextual
         )
         model_names[(placement_id, channel, decision_id)] = model_name
     placements: dict[tuple[str, str], dict[str | None, _Placement]] = {}
@@ -438,12 +492,11 @@ def build_snapshot(
         by_decision = placements.setdefault((placement_id, channel), {})
         by_decision[decision_id] = served
         by_decision.setdefault(None, served)  # the first decision by id answers when none is named
-    first = ranking.slice(0, 1).select(["ranking_version", "as_of_date", "published_at"]).to_pylist()[0]
     return Snapshot(
         **common,
-        ranking_version=first["ranking_version"],
-        as_of_date=first["as_of_date"],
-        published_at=first["published_at"],
+        ranking_version=pc.max(ranking["ranking_version"]).as_py(),
+        as_of_date=newest_as_of_date(ranking),
+        published_at=pc.max(ranking["published_at"]).as_py(),
         ranking=ranking,
         columns=columns,
         servable=servable,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from offerrank.catalog import load_catalog
+from offerrank.catalog import DecisionStatus, load_catalog
 from offerrank.catalog.registry import Registry
 from offerrank.engines.delta_rs import write_frame
 from offerrank.errors import EXIT_REFUSED, Unavailable, exit_code
@@ -41,7 +41,8 @@ def test_top_serves_the_published_order_of_one_version(ranked_warehouse):
     assert [o.offer_id for o in answer.offers] == published_order(1, "home-hero")[:3]
     assert [o.rank for o in answer.offers] == [1, 2, 3] and {o.reason for o in answer.offers} == {"model"}
     assert {(o.traffic_type, o.propensity) for o in answer.offers} == {("model", 1.0)}
-    assert answer.traffic_type == "model" and answer.dropped == {"not_live": 0, "audience": 0, "capped": 0}
+    assert answer.traffic_type == "model"
+    assert answer.dropped == {"not_eligible": 0, "not_live": 0, "audience": 0, "capped": 0}
     sidebar = lookup.top("product-sidebar", "web")  # a priority ranking is a fixed order in either mode
     assert [(o.offer_id, o.reason, o.propensity) for o in sidebar.offers] == [
         (i, "priority", 1.0) for i in published_order(1, "product-sidebar")
@@ -228,20 +229,21 @@ def test_offers_are_judged_on_the_serving_day_and_by_the_profiles_audience(spark
     anonymous = lookup.top("home-hero", "web", mode="published")
     assert [o.offer_id for o in anonymous.offers] == [o for o in order if o not in (ended, vip_only)]
     assert [o.rank for o in anonymous.offers] == [1, 2, 3] and anonymous.ranking_version == 1
-    assert anonymous.dropped == {"not_live": 1, "audience": 1, "capped": 0}
+    assert anonymous.dropped == {"not_eligible": 0, "not_live": 1, "audience": 1, "capped": 0}
     vip = lookup.top("home-hero", "web", profile_id="p-vip", mode="published")
     assert [o.offer_id for o in vip.offers] == [o for o in order if o != ended]
-    assert vip.dropped == {"not_live": 1, "audience": 0, "capped": 0}
+    assert vip.dropped == {"not_eligible": 0, "not_live": 1, "audience": 0, "capped": 0}
     for i in range(20):
         decided = lookup.top("home-hero", "web", profile_id=f"p-{i}")
         assert sorted(o.offer_id for o in decided.offers) == sorted(o for o in order if o not in (ended, vip_only))
-        assert decided.dropped == {"not_live": 1, "audience": 1, "capped": 0}
+        assert decided.dropped == {"not_eligible": 0, "not_live": 1, "audience": 1, "capped": 0}
 
     # once every ranked offer has ended, the placement's fallback chain answers; its fallback offer has ended too,
     # and is not served after its end date either (issue #54 (2))
     later = RankingLookup(settings, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
     fallback = later.top("home-hero", "web")
-    assert fallback.ranking_version is None and fallback.dropped == {"not_live": 5, "audience": 0, "capped": 0}
+    assert fallback.ranking_version is None
+    assert fallback.dropped == {"not_eligible": 0, "not_live": 5, "audience": 0, "capped": 0}
     assert fallback.offers == ()
 
 
@@ -258,3 +260,107 @@ def test_an_unreadable_ranking_still_serves_the_fallbacks_and_says_why_in_one_li
     assert health["status"] == "degraded" and health["registry_version"] is not None
     assert health["last_refresh_error"].startswith("offer_rankings: ")
     assert "\n" not in health["last_refresh_error"] and len(health["last_refresh_error"]) < 400
+
+
+def test_catalog_changes_to_decisions_take_effect_at_the_next_refresh(ranked_warehouse, tmp_path):
+    """Issue #54 (1): a decision set to draft, an offer pulled from a placement's eligible offers and a placement
+    moved to another decision reach the lookup at its next registry refresh, not at the next publish."""
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
+    lookup = lookup_of(settings)
+    pulled = published_order(1, "newsletter-top")[0]
+    assert pulled in [o.offer_id for o in lookup.top("newsletter-top", "email", mode="published").offers]
+    catalog = load_catalog(ranked_warehouse.catalog_file)
+
+    web_home, newsletter, checkout = (
+        catalog.get("decisions", d) for d in ("dp-web-home", "dp-newsletter", "dp-checkout")
+    )
+    hero, sidebar = web_home.placements  # the sidebar moves to dp-checkout, dp-web-home goes back to draft
+    top = [a for a in newsletter.placements if a.placement == "newsletter-top"][0]
+    pulled_top = top.model_copy(update={"eligible_offers": tuple(o for o in top.eligible_offers if o != pulled)})
+    changed = {
+        "dp-web-home": web_home.model_copy(update={"status": DecisionStatus.draft, "placements": (hero,)}),
+        "dp-newsletter": newsletter.model_copy(
+            update={"placements": tuple(pulled_top if a is top else a for a in newsletter.placements)}
+        ),
+        "dp-checkout": checkout.model_copy(update={"placements": (*checkout.placements, sidebar)}),
+    }
+    decisions = tuple(changed.get(d.id, d) for d in catalog.decisions)
+    Registry(settings).commit(catalog.model_copy(update={"decisions": decisions}), TODAY, check_datasets=False)
+    assert lookup.refresh() is True
+
+    newsletter = lookup.top("newsletter-top", "email", mode="published")
+    assert newsletter.ranking_version == 1 and newsletter.decision_id == "dp-newsletter"
+    assert [o.offer_id for o in newsletter.offers] == [o for o in published_order(1, "newsletter-top") if o != pulled]
+    assert newsletter.dropped == {"not_eligible": 1, "not_live": 0, "audience": 0, "capped": 0}
+    for _ in range(20):  # the per-request policy never draws it either
+        assert pulled not in [o.offer_id for o in lookup.top("newsletter-top", "email").offers]
+    hero = lookup.top("home-hero", "web", mode="published")  # no active decision assigns it: no ranked list
+    assert hero.ranking_version is None and hero.decision_id is None
+    assert {o.reason for o in hero.offers} == {"priority_fallback"}
+    with pytest.raises(LookupRefused, match="decision 'dp-web-home' does not assign placement 'home-hero'"):
+        lookup.top("home-hero", "web", decision_id="dp-web-home")
+    moved = lookup.top("product-sidebar", "web")  # its published list is dp-web-home's
+    assert moved.ranking_version is None and moved.decision_id == "dp-checkout"
+    assert lookup.health()["placements"] == 1
+
+
+def test_each_list_answers_with_its_own_run_and_the_newest_date_loads_the_profiles(ranked_warehouse, tmp_path):
+    """Issue #54 (6): with a list kept from an older run (held back, or its method failed), each answer gives its
+    list's own data day and run, and health and the profile snapshot follow the newest data day, whichever row
+    sorts first."""
+    import pandas as pd
+
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
+    kept = [r for r in ranking_rows(1) if r["placement_id"] == "home-hero"]  # sorts first: decision, placement
+    fresh = [{**r, "ranking_version": 1} for r in ranking_rows(2) if r["placement_id"] != "home-hero"]
+    publish_rows(settings, kept + fresh)
+    members = [
+        {"snapshot_date": date(2026, 11, 1), "profile_id": "p-new", "segment": "gold"},
+        {"snapshot_date": date(2026, 11, 2), "profile_id": "p-new", "segment": "vip"},
+    ]
+    write_frame(settings, PROFILE_SEGMENTS, pd.DataFrame(members), "append")
+    catalog = load_catalog(ranked_warehouse.catalog_file)
+    vip_only = published_order(2, "newsletter-top")[0]
+    offers = tuple(o.model_copy(update={"segments": ("vip",)}) if o.id == vip_only else o for o in catalog.offers)
+    Registry(settings).commit(catalog.model_copy(update={"offers": offers}), TODAY, check_datasets=False)
+    lookup = lookup_of(settings)
+
+    hero = lookup.top("home-hero", "web", mode="published")
+    assert (hero.as_of_date, hero.run_id) == (date(2026, 11, 1), "run-1")
+    newsletter = lookup.top("newsletter-top", "email", profile_id="p-new", mode="published")
+    assert (newsletter.as_of_date, newsletter.run_id) == (date(2026, 11, 2), "run-2")
+    assert newsletter.offers[0].offer_id == vip_only  # in `vip` in the snapshot of the newest date
+    assert newsletter.as_dict()["run_id"] == "run-2"
+    assert lookup.health()["as_of_date"] == "2026-11-02"
+    fallback = lookup.top("checkout-banner", "web")
+    assert (fallback.as_of_date, fallback.run_id) == (None, None)
+
+
+def test_the_cold_start_thresholds_change_what_the_policy_serves(ranked_warehouse, tmp_path):
+    """Issue #54 (7): the cold-start label changed nothing the policy served. Now random traffic shows the offers in
+    cold start first and a Thompson draw the offers past it first, as the published traffic shares say."""
+    from collections import Counter
+
+    settings = warehouse_copy(ranked_warehouse, tmp_path)
+    cold = set(published_order(1, "home-hero")[-2:])  # a wide prior: it would win many Thompson draws
+    rows = [
+        {**r, "alpha": 1.0, "beta": 1.0, "score": 0.5, "reason": "cold_start"} if r["offer_id"] in cold else r
+        for r in (r for r in ranking_rows(1))
+        if r["placement_id"] == "home-hero"
+    ]
+    publish_rows(settings, rows)
+    lookup = lookup_of(settings)
+    served, propensity = Counter(), {}
+    for i in range(4_000):
+        answer = lookup.top("home-hero", "web", limit=3, request_id=f"r-{i}")
+        first_two = {o.offer_id for o in answer.offers[:2]}
+        if answer.traffic_type == "random":
+            assert first_two == cold  # a random order of the cold-start offers, then of the others
+        else:
+            assert not first_two & cold  # the three warm offers win every draw
+        for slot, offer in enumerate(answer.offers):
+            served[offer.offer_id, slot] += 1
+            assert propensity.setdefault((offer.offer_id, slot), offer.propensity) == offer.propensity
+    assert max(abs(count / 4_000 - propensity[key]) for key, count in served.items()) < 0.025
+    for offer_id in cold:  # each first in half the random traffic: 0.1 / 2
+        assert abs(propensity[offer_id, 0] - 0.05) < 1e-9

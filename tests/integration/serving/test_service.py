@@ -50,7 +50,7 @@ def test_a_good_request_gets_the_ranked_offers(service):
         (expected[0], 1, "model", "model", 1.0),
         (expected[1], 2, "model", "model", 1.0),
     ]
-    assert body["as_of_date"] == f"2026-11-{version:02d}"
+    assert (body["as_of_date"], body["run_id"]) == (f"2026-11-{version:02d}", f"run-{version}")  # the list's own run
 
 
 def test_the_http_answer_gives_the_segment_only_when_the_setting_says_so(service, ranked_warehouse):
@@ -79,7 +79,7 @@ def test_the_policy_answer_says_what_to_log_and_a_request_id_repeats_it(service)
     first, second = (client.get("/v1/rankings/home-hero", params=params).json() for _ in range(2))
     assert first == second and first["mode"] == "policy" and first["request_id"] == "req-42"
     assert first["traffic_type"] in ("random", "model")
-    assert first["dropped"] == {"not_live": 0, "audience": 0, "capped": 0}
+    assert first["dropped"] == {"not_eligible": 0, "not_live": 0, "audience": 0, "capped": 0}
     assert all(o["traffic_type"] == first["traffic_type"] and 0 < o["propensity"] < 1 for o in first["offers"])
     anonymous = [client.get("/v1/rankings/home-hero", params={"channel": "web"}).json() for _ in range(20)]
     assert len({a["request_id"] for a in anonymous}) == 20

@@ -262,3 +262,18 @@ def test_catalog_validate_refuses_a_hostile_file_with_exit_2_and_one_line(tmp_pa
             captured = capsys.readouterr()
             assert captured.err.count("\n") == 1 and str(path) in captured.err, captured.err
             assert re.search(problem, captured.err) and "Traceback" not in captured.err
+
+
+def test_cold_start_thresholds_are_one_truth_shown_as_used(data):
+    # issue #54 (7): a per-segment personalized model leaves cold start by `cold_start` (100 / 5) while `models show`
+    # printed `personalization` (250 / 25) too, which only a contextual model's training uses
+    model = next(m for m in data["ai_models"] if m["type"] == "personalized" and not m.get("attributes"))
+    model.pop("context", None)
+    per_segment = build_catalog(data, "catalog.yaml").get("ai_models", model["name"])
+    assert not per_segment.contextual and "personalization" not in per_segment.settings_in_use()
+    assert per_segment.settings_in_use()["cold_start"] == {"min_impressions": 100, "min_conversions": 5}
+    model["personalization"] = {"min_impressions": 500, "min_conversions": 25}
+    refused(data, r"`personalization` sets the thresholds of a contextual model's training .* by `cold_start`")
+    model["attributes"] = ["person.ageBand"]
+    contextual = build_catalog(data, "catalog.yaml").get("ai_models", model["name"])
+    assert contextual.settings_in_use()["personalization"]["min_impressions"] == 500

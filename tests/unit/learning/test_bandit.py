@@ -69,8 +69,9 @@ def test_a_personalized_model_rates_all_traffic_and_each_of_its_segments():
     assert posteriors(daily.iloc[:0], personalized, [("push", "push")], D1, 1, 1).empty
 
 
-def group(rows):
-    return pd.DataFrame(rows, columns=["offer_id", "alpha", "beta", "cold_start"])
+def group(rows, priorities=None):
+    frame = pd.DataFrame(rows, columns=["offer_id", "alpha", "beta", "cold_start"])
+    return frame.assign(priority=priorities or [0] * len(frame))
 
 
 def test_a_clear_winner_is_best_with_near_certainty():
@@ -115,10 +116,14 @@ def test_without_cold_start_offers_exploration_spreads_over_all():
     assert ranked.loc["b", "traffic_share"] == pytest.approx(0.1, abs=0.01)
 
 
-def test_all_cold_start_is_uniform():
-    ranked = thompson_rank(group([("a", 1.0, 1.0, True), ("b", 2.0, 5.0, True)]), 0.1, seed=3)
-    assert ranked["traffic_share"].tolist() == [0.5, 0.5]
-    assert ranked["offer_id"].tolist() == ["a", "b"]  # then by score: 0.5 > 2/7
+def test_all_cold_start_is_uniform_and_published_by_priority():
+    # issue #54 (7): by score, the offers never shown (the prior's mean, 0.5) came first
+    rows = [("never-shown", 1.0, 1.0, True), ("shown", 2.0, 5.0, True), ("high", 1.0, 3.0, True)]
+    rows.append(("tie", 1.0, 3.0, True))
+    ranked = thompson_rank(group(rows, priorities=[10, 10, 50, 50]), 0.1, seed=3)
+    assert ranked["traffic_share"].tolist() == [0.25] * 4 and set(ranked["reason"]) == {"cold_start"}
+    assert ranked["offer_id"].tolist() == ["high", "tie", "never-shown", "shown"]  # by priority, ties by id
+    assert ranked["rank"].tolist() == [1, 2, 3, 4]
 
 
 def test_with_enough_traffic_the_true_best_ranks_first():
