@@ -156,7 +156,7 @@ def test_a_dry_run_ranks_and_gates_but_publishes_and_records_nothing(spark, worl
     before_version = table_version(spark, settings)
     runs_before = table_version(spark, settings, "ranking_runs")
     catalog = Registry(settings).catalog()
-    result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", published_at=AT, dry_run=True)
+    result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", at=AT, dry_run=True)
     assert result.status == "dry_run" and result.ranking_version is None and result.placements == 7
     assert table_version(spark, settings) == before_version
     assert table_version(spark, settings, "ranking_runs") == runs_before
@@ -170,7 +170,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world, tmp_path):
     assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
     assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too
-        rank_and_publish(settings, Registry(settings).catalog(), DAYS[-1], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[-1], at=AT)
     assert table_version(spark, settings) == before_version
     refused = (
         spark.read.format("delta")
@@ -189,7 +189,7 @@ def test_an_older_ranking_never_replaces_the_served_one(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)
     with pytest.raises(PublishRefused, match=f"the ranking of {DAYS[0]} is older than the one served"):
-        rank_and_publish(settings, Registry(settings).catalog(), DAYS[0], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[0], at=AT)
     assert table_version(spark, settings) == before_version
     assert {row.as_of_date for row in rankings(spark, settings).select("as_of_date").distinct().collect()} == {DAYS[-1]}
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
@@ -261,7 +261,7 @@ def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publis
     offers = tuple(o.model_copy(update={"priority": 1000}) if o.id == "offer-017" else o for o in good.offers)
     broken = good.model_copy(update={"formulas": (failing,), "offers": offers})
     try:
-        result = rank_and_publish(settings, broken, DAYS[-1], run_id="bad-formula", published_at=AT)
+        result = rank_and_publish(settings, broken, DAYS[-1], run_id="bad-formula", at=AT)
         now = rankings(spark, settings).toPandas()
     finally:
         Publisher(settings).rollback(3, "rollback-bad-formula", AT)  # the ranking before, for the tests that follow
