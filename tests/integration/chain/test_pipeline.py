@@ -353,18 +353,58 @@ def test_the_report_page_and_json_show_the_numbers_of_the_report_tables(spark, w
     # every event date of the run, rewritten while late clicks could still change it; traffic types as logged
     assert {r.report_date for r in daily.select("report_date").distinct().collect()} == set(DAYS)
     assert {r.traffic_type for r in daily.select("traffic_type").distinct().collect()} == {"model", "random"}
-    evaluations = (
-        spark.read.format("delta")
-        .load(settings.table_path("policy_evaluations"))
-        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
-        .toPandas()
-    )
-    assert len(figures["evaluations"]) == len(evaluations) > 0
+    evaluations = stored_evaluations(spark, settings)
+    assert set(evaluations["source"]) == {"nightly"} and len(figures["evaluations"]) == len(evaluations) > 0
     shown = {(e["placement_id"], e["segment"], e["policy"], e["slot"]): e["dr"] for e in figures["evaluations"]}
     for row in evaluations.itertuples():
         key = (row.placement_id, row.segment, row.policy, None if pd.isna(row.slot) else row.slot)
         assert shown[key] is None if pd.isna(row.dr) else shown[key] == pytest.approx(row.dr), key
     assert "Other policies on this traffic" in page and "ai_model:auto-web/published" in page
+
+
+def stored_evaluations(spark, settings):
+    """The `policy_evaluations` rows of auto-web's window ending on the world's last day."""
+    return (
+        spark.read.format("delta")
+        .load(settings.table_path("policy_evaluations"))
+        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
+        .toPandas()
+    )
+
+
+def test_evaluate_prints_by_default_and_stores_beside_the_nightly_rows_under_its_source(spark, world, tmp_path, capsys):
+    """`offerrank evaluate` used to replace the nightly report's rows of the model and window, and stored a draft
+    catalog's estimates as the live model's: it stores only with --write, under its source (ad_hoc, draft), and
+    replaces only its own rows of the policies it evaluated."""
+    from offerrank.cli.main import main
+
+    settings = warehouse_copy(world[0], tmp_path)
+    nightly = stored_evaluations(spark, settings)
+    assert set(nightly["source"]) == {"nightly"} and len(nightly) > 0
+    evaluate = ["--home", str(tmp_path), "evaluate", "--model", "auto-web", "--from", str(DAYS[0])]
+    assert main([*evaluate, "--policy", "random"]) == 0
+    assert "(not stored: --write stores them)" in capsys.readouterr().out
+    assert len(stored_evaluations(spark, settings)) == len(nightly)
+
+    assert main([*evaluate, "--write"]) == 0
+    assert main([*evaluate, "--write", "--policy", "random"]) == 0  # replaces its own random rows only
+    draft = ["--catalog", str(world[0].home / "sample" / "catalog.yaml"), "--policy", "priority"]
+    assert main([*evaluate, "--write", *draft]) == 0
+    assert "stored in policy_evaluations as draft" in capsys.readouterr().out
+    stored = stored_evaluations(spark, settings)
+    by_source = {source: rows for source, rows in stored.groupby("source")}
+    assert set(by_source) == {"nightly", "ad_hoc", "draft"}
+    key = ["policy", "placement_id", "segment", "slot"]
+    survived = by_source["nightly"].sort_values(key, na_position="first").reset_index(drop=True)
+    assert survived[nightly.columns].equals(nightly.sort_values(key, na_position="first").reset_index(drop=True))
+    assert set(by_source["ad_hoc"]["policy"]) == {
+        "ai_model:auto-web",
+        "ai_model:auto-web/published",
+        "priority",
+        "random",
+    }
+    assert not by_source["ad_hoc"].duplicated(key).any() and set(by_source["ad_hoc"]["window_start"]) == {DAYS[0]}
+    assert set(by_source["draft"]["policy"]) == {"priority"}
 
 
 def true_random_rate(settings, placement_id) -> float:
@@ -390,9 +430,6 @@ def test_off_policy_estimates_contain_the_true_rate_and_refuse_without_support(s
     settings, _ = world
     catalog = Registry(settings).catalog()
     rows = run_evaluation(settings, catalog, "auto-web", DAYS[0], DAYS[-1])
-    stored = spark.read.format("delta").load(settings.table_path("policy_evaluations"))
-    stored = stored.filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web")).toPandas()
-    assert len(stored) == len(rows) and set(stored["window_start"]) == {DAYS[0]}
     pooled = rows[rows["slot"].isna()].set_index(["placement_id", "policy"])
     app = pooled.loc["app-home-card", "random"]
     truth = true_random_rate(settings, "app-home-card")
