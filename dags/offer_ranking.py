@@ -172,7 +172,7 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return tasks.validation_outcome(run_date_of(params, ds), run_id)
+            return tasks.validation_outcome(run_date_of(params, ds), (run_id, datetime.now(UTC)))
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
@@ -208,7 +208,7 @@ with DAG(
 
         get_current_context()["ranking_unit"] = unit
         try:
-            return tasks.stage_ranking(run_date_of(params, ds), run_id, unit)
+            return tasks.stage_ranking(run_date_of(params, ds), run_id, unit, datetime.now(UTC))
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 
@@ -220,7 +220,7 @@ with DAG(
 
         run_date = run_date_of(params, ds)
         try:
-            return tasks.publish_ranking(run_date, run_id, params["dry_run"])
+            return tasks.publish_ranking(run_date, run_id, params["dry_run"], datetime.now(UTC))
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 

@@ -5,17 +5,19 @@ Reads  `slot_stats_daily` (event dates [D1, D2]: shown items per slot, offer, tr
        with their conversions), `offer_stats_daily` (the look-back windows before each day: a candidate model's
        posteriors as of the day before, as the nightly chain would have computed them) and a catalog (the
        registry's, or a file with draft models).
-Writes `policy_evaluations` per window_end (D2) and model_name: per candidate policy, placement, channel, segment
-       and slot (null: all slots together): the logged impressions and rate, IPW, SNIPW and DR estimates with 95%
-       intervals, the effective sample size, the candidate's share on items the logs never showed, and why an
-       estimate was refused; replaces its window_end and model_name.
+Writes `policy_evaluations` only when asked to store (the nightly report; `offerrank evaluate --write`), per
+       window_end (D2), model_name and source (nightly, ad_hoc, draft): per candidate policy, placement, channel,
+       segment and slot (null: all slots together): the logged impressions and rate, IPW, SNIPW and DR estimates
+       with 95% intervals, the effective sample size, the candidate's share on items the logs never showed, and why
+       an estimate was refused. The nightly report replaces its own rows of the window and model; an ad hoc or
+       draft evaluation replaces the rows of its source and policies only.
 
 A candidate policy is named as a decision placement names its ranking: `ai_model:<name>` (the lookup's per-request
 policy: random with the model's exploration share, else a Thompson draw from its posteriors), `ai_model:<name>/
 published` (the published order, what `mode=published` serves), `priority`, `formula:<id>`, and `random` (uniform).
 Each day's candidate lists are what the nightly chain would have published for that day from the catalog (offers
 live on that day, audiences, formulas) and, for a model, its posteriors from the facts of the day before.
-Run: `offerrank evaluate --model NAME [--catalog FILE] [--from D1 --to D2] [--policy TEXT ...]`.
+Run: `offerrank evaluate --model NAME [--catalog FILE] [--from D1 --to D2] [--policy TEXT ...] [--write]`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from offerrank.ranking import method_of
 from offerrank.reports.offpolicy import evaluate
 from offerrank.serving.policy import serving_probability, slot_probabilities
 from offerrank.settings import Settings
-from offerrank.tables import ALL_SEGMENTS, FACT_COUNTS, OFFER_STATS_DAILY, POLICY_EVALUATIONS, SLOT_STATS_DAILY
+from offerrank.tables import (
+    ALL_SEGMENTS,
+    FACT_COUNTS,
+    OFFER_STATS_DAILY,
+    POLICY_EVALUATIONS,
+    SLOT_STATS_DAILY,
+    EvaluationSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +389,26 @@ def read_logs(
     return facts_of(logged, datasets, counts), facts.groupby(keys, as_index=False)[counts].sum()
 
 
+def replaced_by(window_end: date, model_name: str, policies: Iterable[str], source: EvaluationSource) -> dict:
+    """The `policy_evaluations` rows a store of `source` replaces: the nightly report's, all of its window and model
+    (and those stored before sources were); an ad hoc or draft evaluation's, its own of the `policies` it evaluated
+    (the nightly rows and other policies' stay)."""
+    where: dict[str, object] = {"window_end": window_end, "model_name": model_name}
+    if source is EvaluationSource.NIGHTLY:
+        return where | {"source": [source.value, None]}
+    return where | {"source": source.value, "policy": sorted(set(policies))}
+
+
+def store(settings: Settings, rows: pd.DataFrame, window_end: date, model_name: str, source: EvaluationSource) -> None:
+    """Write an evaluation's rows (of `window_end` and `model_name`; none: the nightly report has no estimates, and
+    its earlier ones go) to `policy_evaluations` under `source`, replacing what `replaced_by` says."""
+    from offerrank.engines.delta_rs import write_frame
+
+    where = replaced_by(window_end, model_name, rows["policy"], source)
+    rows = rows.assign(window_end=window_end, model_name=model_name, source=source.value)
+    write_frame(settings, POLICY_EVALUATIONS, rows, mode="overwrite", where=where)
+
+
 def run(
     settings: Settings,
     catalog: Catalog,
@@ -387,12 +416,11 @@ def run(
     first: date | None,
     last: date,
     policies: list[str] | None = None,
-    write: bool = True,
+    source: EvaluationSource | None = None,
 ) -> pd.DataFrame:
     """Evaluate the policies (default: `default_policies`) for the named model of `catalog` over [first, last]
-    (default: its look-back window ending `last`) and write the rows to `policy_evaluations`."""
-    from offerrank.engines.delta_rs import write_frame
-
+    (default: its look-back window ending `last`); store the rows in `policy_evaluations` under `source` when given
+    (None: only return them)."""
     model = next((m for m in catalog.ai_models if m.name == model_name), None)
     if model is None:
         known = ", ".join(sorted(m.name for m in catalog.ai_models)) or "none"
@@ -401,7 +429,6 @@ def run(
     logged, facts = read_logs(settings, first, last, max(m.lookback_days for m in catalog.ai_models), model.datasets)
     chosen = [Policy(p) for p in policies] if policies else default_policies(model)
     rows = evaluate_model(catalog, model, chosen, logged, facts, first, last, settings)
-    if write:
-        where = {"window_end": last, "model_name": model.name}
-        write_frame(settings, POLICY_EVALUATIONS, rows, mode="overwrite", where=where)
+    if source is not None:
+        store(settings, rows, last, model.name, source)
     return rows

@@ -4,11 +4,15 @@ Reads  `ranking_stage` (the run's lists), `dq_results` (the date's validation), 
 Writes `offer_rankings` — the complete current ranking, replaced in one Delta commit per publish, so a reader sees
                          the previous complete ranking or the new one, never a mix; every earlier ranking stays
                          readable by time travel;
-       `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back.
+       `ranking_runs`   — one row per publish attempt: published, unchanged, refused (with why) or rolled back,
+                         stamped with the attempt's wall-clock time (given by the entry point);
+       `ranking_stage`  — a publish removes the staged lists it makes useless: its run's, earlier dates', and
+                         those of runs of its date staged before it.
 The gate refuses (and leaves the last good ranking in place) when no event dataset passed the date's validation,
-the ranking is older than the one served, an assigned placement (or segment) would get no offer, or a ranked offer
-is not eligible. The placements of a ranking method that failed, whose AI model learns from a dataset that did
-not pass, or whose contextual model failed to train, keep their last good lists (and the publish says why).
+the ranking is older than the one served, or of the same date but staged before it, an assigned placement (or
+segment) would get no offer, or a ranked offer is not eligible. The placements of a ranking method that failed,
+whose AI model learns from a dataset that did not pass, or whose contextual model failed to train, keep their last
+good lists (and the publish says why).
 These tables hold one ranking, not events: the job runs in memory with `deltalake`, so the DAG's publish task
 starts no Spark application.
 Run: `offerrank rank --date D` (rank, then publish); the DAG's `publish` task calls `run`.
@@ -20,13 +24,20 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
 
 from offerrank.catalog import Catalog
-from offerrank.engines.delta_rs import ConcurrentCommit, open_table, read_rows, table_rows, write_frame
+from offerrank.engines.delta_rs import (
+    ConcurrentCommit,
+    delete_rows,
+    open_table,
+    read_rows,
+    table_rows,
+    write_frame,
+)
 from offerrank.errors import Refused
 from offerrank.events.validation_gate import DayValidation, day_validation
 from offerrank.jobs.rank import (
@@ -126,6 +137,44 @@ def older_than_served(run_date: date, served: dict | None) -> str | None:
     )
 
 
+def staging_time(staged: pd.DataFrame) -> datetime | None:
+    """When a run's staged lists were staged: its latest unit's stamp (None: nothing staged, or staged before
+    stamps were kept)."""
+    latest = pd.to_datetime(staged["staged_at"], utc=True).max() if not staged.empty else pd.NaT
+    return None if pd.isna(latest) else latest.to_pydatetime()
+
+
+def staged_before_served(run_id: str, run_date: date, staged_at: datetime | None, served: dict | None) -> str | None:
+    """Why run `run_id`'s lists must not replace a ranking of the same date served from another run: they were
+    staged before it (an older run's publish cleared or retried after a later run of the date published), or are
+    gone (removed when a later run of the date published). Going back on purpose is a rollback."""
+    if served is None or served["run_date"] != run_date or served["run_id"] == run_id:
+        return None
+    current = f"run {served['run_id']}, ranking version {served['ranking_version']}"
+    if staged_at is None:
+        return (
+            f"run {run_id} has no staged lists of {run_date} (a run's lists are removed once a later run of its date "
+            f"publishes); the ranking served is of the same date ({current}); to serve an earlier ranking on "
+            "purpose, `offerrank rankings rollback`"
+        )
+    served_staged_at = served.get("staged_at")
+    if served_staged_at is None or staged_at >= served_staged_at:
+        return None
+    return (
+        f"run {run_id}'s lists of {run_date} were staged at {staged_at:%Y-%m-%d %H:%M:%S} UTC, before those of the "
+        f"ranking served ({current}, staged at {served_staged_at:%Y-%m-%d %H:%M:%S} UTC): they are stale; rank the "
+        "date again, or to serve an earlier ranking on purpose, `offerrank rankings rollback`"
+    )
+
+
+def superseded_condition(run_date: date, run_id: str, staged_at: datetime | None) -> str:
+    """The staged rows a publish of run `run_id` makes useless: its own, those of earlier dates, and those of the
+    runs of its date staged before it (or before stamps were kept)."""
+    quoted = run_id.replace("'", "''")
+    earlier = f" OR staged_at IS NULL OR staged_at < '{staged_at.isoformat()}'" if staged_at is not None else ""
+    return f"as_of_date < '{run_date}' OR (as_of_date = '{run_date}' AND (run_id = '{quoted}'{earlier}))"
+
+
 def content_hash(ranked: pd.DataFrame) -> str:
     """A fingerprint of a ranking's content, to publish only what changed."""
     ordered = ranked.sort_values(["decision_id", "placement_id", "channel", "segment", "rank"]).reset_index(drop=True)
@@ -161,10 +210,10 @@ class Publisher:
         return sorted(runs, key=lambda row: row["rankings_table_version"])
 
     def publish(
-        self, catalog: Catalog, run_date: date, run_id: str, published_at: datetime | None = None, dry_run: bool = False
+        self, catalog: Catalog, run_date: date, run_id: str, published_at: datetime, dry_run: bool = False
     ) -> PublishResult:
-        """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate."""
-        published_at = published_at or end_of(run_date)
+        """Publish this run's staged rankings as one commit of `offer_rankings`, behind the gate; `published_at`:
+        now (wall-clock time, read by the entry point)."""
         validation = day_validation(self.settings, catalog, run_date)
         if not dry_run:
             self.record_interrupted()
@@ -172,7 +221,9 @@ class Publisher:
         read_version = rankings.version() if rankings is not None else None  # what this publish decides on
         published = self.published_runs()
         served = published[-1] if published else None
-        ranked, refusal, kept = self.gate(catalog, run_date, run_id, validation, served)
+        staged = self.staged(run_date, run_id)
+        staged_at = staging_time(staged)
+        ranked, refusal, kept = self.gate(catalog, run_date, run_id, staged, validation, served)
         placements = placement_count(ranked)
         if refusal is not None:
             if not dry_run:
@@ -185,12 +236,14 @@ class Publisher:
                     placements=placements,
                     offers=len(ranked),
                     published_at=published_at,
+                    staged_at=staged_at,
                 )
             raise PublishRefused(refusal)
         if dry_run:
             return PublishResult("dry_run", None, placements, len(ranked), kept)
         fingerprint = content_hash(ranked[RANKED.column_names])
         if served is not None and served["run_date"] == run_date and served["content_hash"] == fingerprint:
+            delete_rows(self.settings, RANKING_STAGE, superseded_condition(run_date, run_id, staged_at))
             return PublishResult("unchanged", served["ranking_version"], placements, len(ranked), kept)
         version = max((row["ranking_version"] for row in published), default=0) + 1
         table = ranked.assign(ranking_version=version, published_at=published_at)
@@ -212,21 +265,32 @@ class Publisher:
             content_hash=fingerprint,
             rankings_table_version=table_version,
             published_at=published_at,
+            staged_at=staged_at,
         )
+        delete_rows(self.settings, RANKING_STAGE, superseded_condition(run_date, run_id, staged_at))
         return PublishResult("published", version, placements, len(ranked), kept)
 
     def gate(
-        self, catalog: Catalog, run_date: date, run_id: str, validation: DayValidation, served: dict | None
+        self,
+        catalog: Catalog,
+        run_date: date,
+        run_id: str,
+        staged: pd.DataFrame,
+        validation: DayValidation,
+        served: dict | None,
     ) -> tuple[pd.DataFrame, str | None, list[str]]:
-        """The ranking to publish: the run's staged lists, plus the served lists of the ranking methods it did not
+        """The ranking to publish: the run's `staged` lists, plus the served lists of the ranking methods it did not
         stage or holds back (their model's dataset did not pass); why it must not be published (None: it may); and
         which methods' lists were kept, and why."""
         nothing = pd.DataFrame(columns=PUBLISHED_COLUMNS)
-        refusal = validation.refusal() or older_than_served(run_date, served)
+        refusal = (
+            validation.refusal()
+            or older_than_served(run_date, served)
+            or staged_before_served(run_id, run_date, staging_time(staged), served)
+        )
         if refusal is not None:
             return nothing, refusal, []
         held = validation.held_back(catalog) | failed_trainings(self.settings, catalog, run_date)
-        staged = self.staged(run_date, run_id)
         staged = staged[~staged["unit"].isin(list(held))]
         missing = [method.unit for method in catalog.ranking_methods() if method.unit not in set(staged["unit"])]
         kept, notes = kept_lists(self.served(), catalog, run_date, missing, held) if missing else (nothing, [])
@@ -284,6 +348,7 @@ class Publisher:
             content_hash=source["content_hash"],
             rankings_table_version=table_version,
             published_at=published_at,
+            staged_at=source.get("staged_at"),
         )
         return PublishResult("rolled_back", to_version, source["placements"], source["offers"])
 
@@ -293,18 +358,8 @@ class Publisher:
         write_frame(self.settings, RANKING_RUNS, pd.DataFrame([row], columns=RANKING_RUNS.column_names, dtype=object))
 
 
-def end_of(run_date: date) -> datetime:
-    """A run's publish time when none is given: the end of its date (a job never asks for the current time)."""
-    return datetime.combine(run_date, time.max, tzinfo=UTC).replace(microsecond=0)
-
-
 def run(
-    settings: Settings,
-    catalog: Catalog,
-    run_date: date,
-    run_id: str,
-    published_at: datetime | None = None,
-    dry_run: bool = False,
+    settings: Settings, catalog: Catalog, run_date: date, run_id: str, published_at: datetime, dry_run: bool = False
 ) -> PublishResult:
     return Publisher(settings).publish(catalog, run_date, run_id, published_at, dry_run)
 
@@ -314,13 +369,14 @@ def rank_and_publish(
     catalog: Catalog,
     run_date: date,
     run_id: str | None = None,
-    published_at: datetime | None = None,
+    *,
+    at: datetime,
     dry_run: bool = False,
 ) -> PublishResult:
-    """Stage every ranking method's lists, then publish them (`offerrank rank`); the placements of a method that
-    failed keep their last good lists, and the publish says so."""
+    """Stage every ranking method's lists, then publish them (`offerrank rank`), both stamped `at` (now, read by the
+    entry point); the placements of a method that failed keep their last good lists, and the publish says so."""
     from offerrank.jobs import rank
 
     run_id = run_id or manual_run_id(run_date)
-    rank.run(settings, catalog, run_date, run_id)
-    return run(settings, catalog, run_date, run_id, published_at, dry_run)
+    rank.run(settings, catalog, run_date, run_id, at)
+    return run(settings, catalog, run_date, run_id, at, dry_run)

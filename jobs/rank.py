@@ -7,8 +7,8 @@ Reads  the registry's catalog (the offers live on the serving day, D + 1), `offe
 A method whose contextual model failed to train on D (`model_trainings`) is held back like one whose dataset did
 not pass: its placements keep their last good lists.
 Writes `ranking_stage` — one ranking method's ranked lists of a run, replacing that run's rows of its own
-                         as_of_date/unit partition (one Airflow task per method, side by side);
-                         `offerrank.jobs.publish` publishes them.
+                         as_of_date/unit partition (one Airflow task per method, side by side), stamped with when
+                         they were staged (given by the entry point); `offerrank.jobs.publish` publishes them.
 The methods themselves are strategies in `offerrank.ranking`.
 Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapped `rank` tasks call `stage_unit`.
 """
@@ -16,7 +16,7 @@ Run: `offerrank rank --date D` (rank every method, then publish); the DAG's mapp
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 import pandas as pd
@@ -178,8 +178,11 @@ def rank_all(candidates_with_posteriors: pd.DataFrame, run_date: date) -> pd.Dat
 # --- I/O edge -----------------------------------------------------------------------------------------------
 
 
-def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str) -> int:
-    """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit)."""
+def stage_unit(
+    settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str, staged_at: datetime
+) -> int:
+    """Rank the placements that use ranking method `unit` into `ranking_stage` (replacing that date and unit),
+    stamped `staged_at` (now, at the entry point: the publish gate compares it with the served run's)."""
     rows = candidates(catalog, run_date, unit)
     if not rows:
         raise ValueError(f"no active decision placement ranks with {unit!r}")
@@ -191,7 +194,7 @@ def stage_unit(settings: Settings, catalog: Catalog, run_date: date, run_id: str
     model = method_of(unit).model(catalog)
     if model is not None and model.contextual:
         frame = with_parameters(frame, latest_parameters(settings, model.name, run_date))
-    staged = rank_all(frame, run_date).assign(unit=unit, run_id=run_id, as_of_date=run_date)
+    staged = rank_all(frame, run_date).assign(unit=unit, run_id=run_id, as_of_date=run_date, staged_at=staged_at)
     # per run: two runs of one date (a nightly and a manual trigger) stage side by side
     write_frame(settings, RANKING_STAGE, staged, "overwrite", {"as_of_date": run_date, "unit": unit, "run_id": run_id})
     return len(staged)
@@ -219,23 +222,29 @@ def held_back(settings: Settings, catalog: Catalog, run_date: date) -> dict[str,
 
 
 def stage_or_hold(
-    settings: Settings, catalog: Catalog, run_date: date, run_id: str, unit: str, held: dict[str, str]
+    settings: Settings,
+    catalog: Catalog,
+    run_date: date,
+    run_id: str,
+    unit: str,
+    held: dict[str, str],
+    staged_at: datetime,
 ) -> str:
     """Stage ranking method `unit`'s lists, unless it is `held` back (nothing staged: publish keeps its last good
     lists); a line for the run summary. RankingFailed when the method cannot rank."""
     if unit in held:
         return f"{unit}: held back, {held[unit]}; its placements keep their last good lists"
-    return f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit)} ranked offers"
+    return f"{unit}: {stage_unit(settings, catalog, run_date, run_id, unit, staged_at)} ranked offers"
 
 
-def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str) -> str:
-    """Stage the lists of every ranking method in use; a line for the run summary. A method that
+def run(settings: Settings, catalog: Catalog, run_date: date, run_id: str, staged_at: datetime) -> str:
+    """Stage the lists of every ranking method in use, stamped `staged_at`; a line for the run summary. A method that
     fails, or is held back by its model's dataset, is confined to its own placements: the others are staged, and
     publish keeps its last good lists."""
     held, outcomes = held_back(settings, catalog, run_date), []
     for unit in [method.unit for method in catalog.ranking_methods()]:
         try:
-            outcomes.append(stage_or_hold(settings, catalog, run_date, run_id, unit, held))
+            outcomes.append(stage_or_hold(settings, catalog, run_date, run_id, unit, held, staged_at))
         except RankingFailed as failed:
             outcomes.append(f"{unit} FAILED: {failed}")
     return ", ".join(outcomes)

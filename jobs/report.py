@@ -12,8 +12,8 @@ Writes `model_report_daily`  per report_date (an event date), model, placement, 
                              verdict; replaces window_end = D;
        `model_report_offers` per window_end, model, segment, placement, channel, offer: rate, interval, share of
                              traffic, cold start; replaces window_end = D;
-       `policy_evaluations`  per window_end and model: what other policies would have converted on the window's logged
-                             impressions (off-policy estimates, see offerrank.jobs.evaluate);
+       `policy_evaluations`  per window_end and model, source `nightly`: what other policies would have converted on
+                             the window's logged impressions (off-policy estimates, see offerrank.jobs.evaluate);
        each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.reports.page).
 A nightly report's window is the model's look-back window ending D. One computation (`model_report`) gives the rows
 of the tables, the page and the JSON, so they show the same numbers.
@@ -38,6 +38,7 @@ from offerrank.engines.delta_rs import open_table, rows_between, write_file, wri
 from offerrank.errors import Unavailable
 from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
+from offerrank.jobs.evaluate import store as store_evaluations
 from offerrank.jobs.rank import latest_parameters
 from offerrank.learning.bandit import facts_of
 from offerrank.learning.contextual.training import explain
@@ -54,6 +55,7 @@ from offerrank.tables import (
     OFFER_STATS_DAILY,
     POLICY_EVALUATIONS,
     UNKNOWN_TRAFFIC,
+    EvaluationSource,
 )
 
 log = logging.getLogger(__name__)
@@ -330,7 +332,7 @@ def reports_for(
         if model.contextual:
             report = replace(report, drivers=drivers(latest_parameters(settings, model.name, last)))
         try:
-            evaluations = evaluate(settings, catalog, model.name, start, last, write=False)
+            evaluations = evaluate(settings, catalog, model.name, start, last)
             reports.append(replace(report, evaluations=evaluations))
         except EvaluationUnavailable as unavailable:
             reports.append(replace(report, evaluation_note=f"no off-policy estimates: {unavailable}"))
@@ -362,8 +364,7 @@ def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
     write_frame(settings, MODEL_REPORT, rows("summary", MODEL_REPORT), mode="overwrite", where={"window_end": run_date})
     for report in reports:  # a rerun without estimates removes the run's earlier ones
         evaluations = report.evaluations if report.evaluations is not None else empty(POLICY_EVALUATIONS)
-        where = {"window_end": run_date, "model_name": report.model.name}
-        write_frame(settings, POLICY_EVALUATIONS, evaluations, mode="overwrite", where=where)
+        store_evaluations(settings, evaluations, run_date, report.model.name, EvaluationSource.NIGHTLY)
     write_frame(
         settings,
         MODEL_REPORT_OFFERS,

@@ -261,6 +261,16 @@ MODEL_REPORT_OFFERS = Table(
         ("cold_start", "boolean"),
     ),
 )
+
+
+class EvaluationSource(str, Enum):
+    """Who stored a `policy_evaluations` row: part of its key, so one source never replaces another's rows."""
+
+    NIGHTLY = "nightly"  # the nightly report, on the registry's catalog
+    AD_HOC = "ad_hoc"  # `offerrank evaluate --write` on the registry's catalog
+    DRAFT = "draft"  # `offerrank evaluate --write --catalog FILE`: a draft catalog's policies
+
+
 # Off-policy estimates of candidate policies on a model's logged impressions (see offerrank.jobs.evaluate).
 POLICY_EVALUATIONS = Table(
     "policy_evaluations",
@@ -269,6 +279,7 @@ POLICY_EVALUATIONS = Table(
         ("window_end", "date"),
         ("window_start", "date"),
         ("model_name", "string"),
+        ("source", "string"),  # an EvaluationSource; null: stored before sources were (by the nightly or evaluate)
         ("policy", "string"),
         ("placement_id", "string"),
         ("channel", "string"),
@@ -295,7 +306,13 @@ POLICY_EVALUATIONS = Table(
 RANKING_STAGE = Table(
     "ranking_stage",
     ("as_of_date", "unit"),
-    (*RANKED_COLUMNS, ("unit", "string"), ("run_id", "string"), ("as_of_date", "date")),
+    (
+        *RANKED_COLUMNS,
+        ("unit", "string"),
+        ("run_id", "string"),
+        ("as_of_date", "date"),
+        ("staged_at", "timestamp"),  # when the run ranked the unit (the registry and rates it read were those then)
+    ),
 )
 # The complete current ranking channels read: replaced in one commit per publish.
 OFFER_RANKINGS = Table(
@@ -324,7 +341,10 @@ RANKING_RUNS = Table(
         ("offers", "long"),
         ("content_hash", "string"),
         ("rankings_table_version", "long"),
+        # when the attempt was made (wall-clock time, from the entry point); `run_date` is the data day it ranked
         ("published_at", "timestamp"),
+        # when the published lists were staged (their latest unit); null for attempts recorded before it was kept
+        ("staged_at", "timestamp"),
     ),
 )
 # The catalog and AI models: one row per entity, every change one commit.
@@ -389,16 +409,16 @@ def manual_run_id(run_date: date) -> str:
 
 def partition_predicate(values: Mapping[str, object]) -> str:
     """The SQL condition on partition columns that a partition replace uses: each column equals its value, lies
-    in its (first, last) range, or is one of its list of values (both engines' writers take it: Spark's
-    replaceWhere, deltalake's predicate)."""
+    in its (first, last) range, or is one of its list of values (None in the list: or is null; both engines' writers
+    take it: Spark's replaceWhere, deltalake's predicate)."""
 
     def condition(column: str, value: object) -> str:
         if isinstance(value, tuple):
             first, last = value
             return f"{column} >= '{first}' AND {column} <= '{last}'"
         if isinstance(value, list | frozenset | set):
-            listed = ", ".join(f"'{v}'" for v in sorted(value))
-            return f"{column} IN ({listed})"
+            listed = ", ".join(f"'{v}'" for v in sorted(v for v in value if v is not None))
+            return f"({column} IN ({listed}) OR {column} IS NULL)" if None in value else f"{column} IN ({listed})"
         return f"{column} = '{value}'"
 
     return " AND ".join(condition(column, value) for column, value in values.items())

@@ -35,6 +35,7 @@ def test_a_partition_predicate_takes_values_ranges_and_lists():
     assert partition_predicate({"landing_date": [date(2026, 11, 3), date(2026, 11, 1)]}) == (
         "landing_date IN ('2026-11-01', '2026-11-03')"
     )
+    assert partition_predicate({"source": ["nightly", None]}) == "(source IN ('nightly') OR source IS NULL)"
 
 
 def test_composite_types_derive_for_both_engines_and_the_manual_run_id_is_named_once():

@@ -67,11 +67,11 @@ def check_run_date(run_date: date, today: date, force: bool = False) -> None:
 
 
 def record_validation_refusal(
-    settings: Settings, validation: DayValidation, run_id: str, published_at: datetime | None = None
+    settings: Settings, validation: DayValidation, run_id: str, refused_at: datetime
 ) -> str | None:
-    """After the chain's ingest step: a day on which no dataset passed is a refused publish in `ranking_runs`;
-    returns the refusal (None: the chain goes on)."""
-    from offerrank.jobs.publish import Publisher, end_of
+    """After the chain's ingest step: a day on which no dataset passed is a refused publish in `ranking_runs`,
+    stamped `refused_at` (now, read by the entry point); returns the refusal (None: the chain goes on)."""
+    from offerrank.jobs.publish import Publisher
 
     refusal = validation.refusal()
     if refusal is not None:
@@ -83,7 +83,7 @@ def record_validation_refusal(
             validation_run_id=validation.run_id,
             placements=0,
             offers=0,
-            published_at=published_at or end_of(validation.run_date),
+            published_at=refused_at,
         )
     return refusal
 
@@ -116,12 +116,13 @@ def run_day(
     settings: Settings,
     run_date: date,
     run_id: str | None = None,
-    published_at: datetime | None = None,
+    *,
+    published_at: datetime,
     echo: Callable[[str], None] = log.info,
 ) -> RunReport:
     """Run every step of the chain for `run_date` in this session (the run id, when none is given, is
-    `manual_run_id`); stops at a failed gate. Each step's start and outcome go to `echo` (default: this module's
-    log)."""
+    `manual_run_id`); stops at a failed gate. `published_at`: now (wall-clock time, read by the entry point), when
+    its lists are staged and published. Each step's start and outcome go to `echo` (default: this module's log)."""
     from offerrank.catalog.registry import Registry
     from offerrank.engines.delta_rs import one_line
     from offerrank.jobs import aggregate, ingest, profiles, publish, rank
@@ -149,7 +150,7 @@ def run_day(
             return f"REJECTED: {rejected}"
 
     def rank_step() -> str:  # a method that fails or is held back keeps its last good lists
-        return rank.run(settings, catalog, run_date, run_id)
+        return rank.run(settings, catalog, run_date, run_id, published_at)
 
     def publish_step() -> str:
         try:

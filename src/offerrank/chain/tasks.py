@@ -110,13 +110,16 @@ def waiting_message(run_date: date, dataset: str, since: datetime | None, timeou
     )
 
 
-def validation_outcome(run_date: date, run_id: str | None = None, settings: Settings | None = None) -> dict:
+def validation_outcome(
+    run_date: date, gate: tuple[str, datetime] | None = None, settings: Settings | None = None
+) -> dict:
     """Each event dataset's outcome of the date (its counts, or why it did not pass); when no dataset passed,
-    RunRefused with the reasons (recorded as a refused publish when `run_id` is given: the nightly run's gate)."""
+    RunRefused with the reasons (recorded as a refused publish when `gate` gives the run id and now: the nightly
+    run's gate)."""
     settings = settings or load_settings()
     catalog = registry_catalog(settings)
     validation = day_validation(settings, catalog, run_date)
-    refusal = record_validation_refusal(settings, validation, run_id) if run_id is not None else validation.refusal()
+    refusal = record_validation_refusal(settings, validation, *gate) if gate is not None else validation.refusal()
     if refusal is not None:
         raise RunRefused(refusal)
     refusals = validation.refusals()
@@ -149,27 +152,31 @@ def ranking_units(models: list[str] | None = None, settings: Settings | None = N
     return [method.unit for method in methods]
 
 
-def stage_ranking(run_date: date, run_id: str, unit: str, settings: Settings | None = None) -> str:
-    """Stage ranking method `unit`'s lists of the run (or say it is held back, see `rank.stage_or_hold`);
-    RunRefused when the method cannot rank. The placements of a method held back or refused keep their last good
-    lists at publish."""
+def stage_ranking(run_date: date, run_id: str, unit: str, staged_at: datetime, settings: Settings | None = None) -> str:
+    """Stage ranking method `unit`'s lists of the run, stamped `staged_at` (now, read by the task), or say it is held
+    back (see `rank.stage_or_hold`); RunRefused when the method cannot rank. The placements of a method held back or
+    refused keep their last good lists at publish."""
     from offerrank.jobs.rank import RankingFailed, held_back, stage_or_hold
 
     settings = settings or load_settings()
     catalog = registry_catalog(settings)
     try:
-        return stage_or_hold(settings, catalog, run_date, run_id, unit, held_back(settings, catalog, run_date))
+        held = held_back(settings, catalog, run_date)
+        return stage_or_hold(settings, catalog, run_date, run_id, unit, held, staged_at)
     except RankingFailed as failed:
         raise RunRefused(f"{unit} failed: {failed}; its placements keep their last good lists") from None
 
 
-def publish_ranking(run_date: date, run_id: str, dry_run: bool, settings: Settings | None = None) -> str:
-    """Publish the run's staged lists behind the gate; RunRefused with the gate's reason."""
+def publish_ranking(
+    run_date: date, run_id: str, dry_run: bool, published_at: datetime, settings: Settings | None = None
+) -> str:
+    """Publish the run's staged lists behind the gate, stamped `published_at` (now, read by the task); RunRefused
+    with the gate's reason."""
     from offerrank.jobs.publish import PublishRefused, run
 
     settings = settings or load_settings()
     try:
-        return run(settings, registry_catalog(settings), run_date, run_id, dry_run=dry_run).summary()
+        return run(settings, registry_catalog(settings), run_date, run_id, published_at, dry_run).summary()
     except PublishRefused as refused:
         raise RunRefused(f"ranking refused: {refused}; channels keep the last good ranking") from None
 

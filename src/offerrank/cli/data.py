@@ -17,7 +17,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.chain.nightly import check_run_date, run_day
 
     check_run_date(args.date, now().date(), args.force)
-    report = run_day(spark(settings, "run"), settings, args.date, args.run_id, now())
+    report = run_day(spark(settings, "run"), settings, args.date, args.run_id, published_at=now())
     print(report.summary())
     if report.success:
         print_top(settings, args.top)
@@ -66,7 +66,9 @@ def cmd_rank(args: argparse.Namespace, settings: Settings) -> int:
 
     check_run_date(args.date, now().date(), args.force or args.dry_run)  # a dry run publishes nothing
     try:
-        result = rank_and_publish(settings, registry_catalog(settings), args.date, args.run_id, now(), args.dry_run)
+        result = rank_and_publish(
+            settings, registry_catalog(settings), args.date, args.run_id, at=now(), dry_run=args.dry_run
+        )
     except PublishRefused as refused:
         raise PublishRefused(f"ranking refused: {refused}; channels keep the last good ranking") from None
     print(result.summary())

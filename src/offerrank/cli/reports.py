@@ -39,23 +39,27 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.catalog.stored import registry_catalog
     from offerrank.jobs.evaluate import run
     from offerrank.jobs.report import latest_fact_date
+    from offerrank.tables import EvaluationSource
 
     catalog = load_catalog(args.catalog) if args.catalog else registry_catalog(settings)
     last = args.last or latest_fact_date(settings)
-    rows = run(settings, catalog, args.model, args.first, last, args.policy)
+    source = (EvaluationSource.DRAFT if args.catalog else EvaluationSource.AD_HOC) if args.write else None
+    rows = run(settings, catalog, args.model, args.first, last, args.policy, source)
     if args.format == "json":
         print(rows.to_json(orient="records", date_format="iso", indent=1))
     else:
-        print(evaluation_table(rows))
+        print(evaluation_table(rows, source))
     return 0 if rows["refused"].isna().any() else 1
 
 
-def evaluation_table(rows) -> str:
-    """The all-slots estimates of an evaluation, a line per placement x segment x policy, then the refusals."""
+def evaluation_table(rows, source=None) -> str:
+    """The all-slots estimates of an evaluation, a line per placement x segment x policy, then the refusals;
+    `source`: where they were stored (None: not stored)."""
     first = rows.iloc[0]
+    stored = f"stored in policy_evaluations as {source.value}" if source else "not stored: --write stores them"
     lines = [
         f"{first.model_name}: off-policy estimates of each policy's conversion rate on the impressions logged "
-        f"{first.window_start}..{first.window_end} (table policy_evaluations)",
+        f"{first.window_start}..{first.window_end} ({stored})",
         f"{'placement/channel':<26} {'segment':<16} {'policy':<32} {'logged':>7} {'SNIPW [95% interval]':>26} "
         f"{'DR [95% interval]':>26} {'ESS':>8}",
     ]
@@ -102,4 +106,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--to", dest="last", type=iso_date, help="last event date (default: the latest aggregated)")
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
+    evaluate.add_argument(
+        "--write",
+        action="store_true",
+        help="also store the estimates in policy_evaluations, as source ad_hoc (draft with --catalog), replacing "
+        "that source's rows of the same policies only (default: print them, store nothing)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -67,6 +67,8 @@ def write_frame(
 
     data = frame if isinstance(frame, pa.Table) else table.arrow_rows(frame)
     predicate = partition_predicate(where or {}) or None
+    if predicate:  # the condition may name a column a new release added, which the schema merge adds only later
+        add_missing_columns(settings, table)
     path, token = settings.table_path(table.name), uuid.uuid4().hex
     target = DeltaTable(path, version=read_version) if read_version is not None else path
     for attempt in range(COMMIT_ATTEMPTS if read_version is None else 1):
@@ -89,6 +91,38 @@ def write_frame(
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise
     return _version_of(path, token)
+
+
+def add_missing_columns(settings: Settings, table: Table) -> None:
+    """Add the declared columns a table written by an earlier release lacks (nullable, null in its rows), so a
+    condition may name them; nothing before the table's first write."""
+    from deltalake import Schema
+
+    opened = open_table(settings, table)
+    if opened is None:
+        return
+    present = set(opened.schema().to_arrow().names)
+    missing = [column for column in Schema.from_arrow(table.arrow_schema()).fields if column.name not in present]
+    if missing:
+        opened.alter.add_columns(missing)
+
+
+def delete_rows(settings: Settings, table: Table, condition: str) -> int:
+    """Delete the rows matching the SQL `condition` in one commit (retried when it loses a race with another
+    writer, like `write_frame`); returns how many were deleted (none before the table's first write)."""
+    from deltalake.exceptions import CommitFailedError
+
+    add_missing_columns(settings, table)
+    for attempt in range(COMMIT_ATTEMPTS):
+        opened = open_table(settings, table)
+        if opened is None:
+            return 0
+        try:
+            return int(opened.delete(condition)["num_deleted_rows"])
+        except CommitFailedError:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+    return 0
 
 
 def merge_frame(

@@ -156,7 +156,7 @@ def test_a_dry_run_ranks_and_gates_but_publishes_and_records_nothing(spark, worl
     before_version = table_version(spark, settings)
     runs_before = table_version(spark, settings, "ranking_runs")
     catalog = Registry(settings).catalog()
-    result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", published_at=AT, dry_run=True)
+    result = rank_and_publish(settings, catalog, DAYS[-1], run_id="dry", at=AT, dry_run=True)
     assert result.status == "dry_run" and result.ranking_version is None and result.placements == 7
     assert table_version(spark, settings) == before_version
     assert table_version(spark, settings, "ranking_runs") == runs_before
@@ -170,7 +170,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world, tmp_path):
     assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
     assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too
-        rank_and_publish(settings, Registry(settings).catalog(), DAYS[-1], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[-1], at=AT)
     assert table_version(spark, settings) == before_version
     refused = (
         spark.read.format("delta")
@@ -189,7 +189,7 @@ def test_an_older_ranking_never_replaces_the_served_one(spark, world):
     settings, _ = world
     before_version = table_version(spark, settings)
     with pytest.raises(PublishRefused, match=f"the ranking of {DAYS[0]} is older than the one served"):
-        rank_and_publish(settings, Registry(settings).catalog(), DAYS[0], published_at=AT)
+        rank_and_publish(settings, Registry(settings).catalog(), DAYS[0], at=AT)
     assert table_version(spark, settings) == before_version
     assert {row.as_of_date for row in rankings(spark, settings).select("as_of_date").distinct().collect()} == {DAYS[-1]}
     runs = spark.read.format("delta").load(settings.table_path("ranking_runs"))
@@ -261,7 +261,7 @@ def test_a_failing_formula_keeps_its_placements_last_lists_and_the_others_publis
     offers = tuple(o.model_copy(update={"priority": 1000}) if o.id == "offer-017" else o for o in good.offers)
     broken = good.model_copy(update={"formulas": (failing,), "offers": offers})
     try:
-        result = rank_and_publish(settings, broken, DAYS[-1], run_id="bad-formula", published_at=AT)
+        result = rank_and_publish(settings, broken, DAYS[-1], run_id="bad-formula", at=AT)
         now = rankings(spark, settings).toPandas()
     finally:
         Publisher(settings).rollback(3, "rollback-bad-formula", AT)  # the ranking before, for the tests that follow
@@ -353,18 +353,58 @@ def test_the_report_page_and_json_show_the_numbers_of_the_report_tables(spark, w
     # every event date of the run, rewritten while late clicks could still change it; traffic types as logged
     assert {r.report_date for r in daily.select("report_date").distinct().collect()} == set(DAYS)
     assert {r.traffic_type for r in daily.select("traffic_type").distinct().collect()} == {"model", "random"}
-    evaluations = (
-        spark.read.format("delta")
-        .load(settings.table_path("policy_evaluations"))
-        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
-        .toPandas()
-    )
-    assert len(figures["evaluations"]) == len(evaluations) > 0
+    evaluations = stored_evaluations(spark, settings)
+    assert set(evaluations["source"]) == {"nightly"} and len(figures["evaluations"]) == len(evaluations) > 0
     shown = {(e["placement_id"], e["segment"], e["policy"], e["slot"]): e["dr"] for e in figures["evaluations"]}
     for row in evaluations.itertuples():
         key = (row.placement_id, row.segment, row.policy, None if pd.isna(row.slot) else row.slot)
         assert shown[key] is None if pd.isna(row.dr) else shown[key] == pytest.approx(row.dr), key
     assert "Other policies on this traffic" in page and "ai_model:auto-web/published" in page
+
+
+def stored_evaluations(spark, settings):
+    """The `policy_evaluations` rows of auto-web's window ending on the world's last day."""
+    return (
+        spark.read.format("delta")
+        .load(settings.table_path("policy_evaluations"))
+        .filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web"))
+        .toPandas()
+    )
+
+
+def test_evaluate_prints_by_default_and_stores_beside_the_nightly_rows_under_its_source(spark, world, tmp_path, capsys):
+    """`offerrank evaluate` used to replace the nightly report's rows of the model and window, and stored a draft
+    catalog's estimates as the live model's: it stores only with --write, under its source (ad_hoc, draft), and
+    replaces only its own rows of the policies it evaluated."""
+    from offerrank.cli.main import main
+
+    settings = warehouse_copy(world[0], tmp_path)
+    nightly = stored_evaluations(spark, settings)
+    assert set(nightly["source"]) == {"nightly"} and len(nightly) > 0
+    evaluate = ["--home", str(tmp_path), "evaluate", "--model", "auto-web", "--from", str(DAYS[0])]
+    assert main([*evaluate, "--policy", "random"]) == 0
+    assert "(not stored: --write stores them)" in capsys.readouterr().out
+    assert len(stored_evaluations(spark, settings)) == len(nightly)
+
+    assert main([*evaluate, "--write"]) == 0
+    assert main([*evaluate, "--write", "--policy", "random"]) == 0  # replaces its own random rows only
+    draft = ["--catalog", str(world[0].home / "sample" / "catalog.yaml"), "--policy", "priority"]
+    assert main([*evaluate, "--write", *draft]) == 0
+    assert "stored in policy_evaluations as draft" in capsys.readouterr().out
+    stored = stored_evaluations(spark, settings)
+    by_source = {source: rows for source, rows in stored.groupby("source")}
+    assert set(by_source) == {"nightly", "ad_hoc", "draft"}
+    key = ["policy", "placement_id", "segment", "slot"]
+    survived = by_source["nightly"].sort_values(key, na_position="first").reset_index(drop=True)
+    assert survived[nightly.columns].equals(nightly.sort_values(key, na_position="first").reset_index(drop=True))
+    assert set(by_source["ad_hoc"]["policy"]) == {
+        "ai_model:auto-web",
+        "ai_model:auto-web/published",
+        "priority",
+        "random",
+    }
+    assert not by_source["ad_hoc"].duplicated(key).any() and set(by_source["ad_hoc"]["window_start"]) == {DAYS[0]}
+    assert set(by_source["draft"]["policy"]) == {"priority"}
 
 
 def true_random_rate(settings, placement_id) -> float:
@@ -390,9 +430,6 @@ def test_off_policy_estimates_contain_the_true_rate_and_refuse_without_support(s
     settings, _ = world
     catalog = Registry(settings).catalog()
     rows = run_evaluation(settings, catalog, "auto-web", DAYS[0], DAYS[-1])
-    stored = spark.read.format("delta").load(settings.table_path("policy_evaluations"))
-    stored = stored.filter((F.col("window_end") == DAYS[-1]) & (F.col("model_name") == "auto-web")).toPandas()
-    assert len(stored) == len(rows) and set(stored["window_start"]) == {DAYS[0]}
     pooled = rows[rows["slot"].isna()].set_index(["placement_id", "policy"])
     app = pooled.loc["app-home-card", "random"]
     truth = true_random_rate(settings, "app-home-card")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 RUN = date(2026, 11, 3)
+STAGED_AT = datetime(2026, 11, 4, 2, tzinfo=UTC)
 
 
 def test_ranking_methods_stage_side_by_side_when_run_at_once(tmp_path):
@@ -23,7 +24,7 @@ def test_ranking_methods_stage_side_by_side_when_run_at_once(tmp_path):
     catalog = load_catalog(tmp_path / "sample" / "catalog.yaml")
     units = [method.unit for method in catalog.ranking_methods()]
     with ThreadPoolExecutor(len(units)) as pool:
-        staged = list(pool.map(lambda unit: stage_unit(settings, catalog, RUN, "run-1", unit), units))
+        staged = list(pool.map(lambda unit: stage_unit(settings, catalog, RUN, "run-1", unit, STAGED_AT), units))
     assert len(units) == 5 and all(count > 0 for count in staged)
     stage = DeltaTable(settings.table_path("ranking_stage")).to_pandas()
     assert stage.groupby("unit").size().to_dict() == dict(zip(units, staged))

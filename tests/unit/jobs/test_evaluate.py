@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerrank.jobs.evaluate import Policy, reward_model, slot_targets, unsupported_share
+from offerrank.jobs.evaluate import Policy, replaced_by, reward_model, slot_targets, unsupported_share
+from offerrank.tables import EvaluationSource
 
 D1 = date(2026, 11, 1)
 RANKED = pd.DataFrame(
@@ -76,3 +77,18 @@ def test_a_list_of_the_fallback_alone_is_always_shown():
     fallback = RANKED.iloc[:1].assign(exploration_share=None)
     (row,) = slot_targets(fallback, Policy("ai_model:m"), slots=2, seed=1).itertuples()
     assert (row.offer_id, row.slot, row.target) == ("o2", 1, 1.0)
+
+
+def test_each_source_replaces_only_its_own_rows_and_an_evaluation_only_its_policies():
+    """The nightly report replaces its window's rows (and those stored before sources were); `evaluate --write`
+    replaces its own source's rows of the policies it evaluated, never the nightly's."""
+    nightly = replaced_by(D1, "auto-web", ["random", "priority"], EvaluationSource.NIGHTLY)
+    assert nightly == {"window_end": D1, "model_name": "auto-web", "source": ["nightly", None]}
+    ad_hoc = replaced_by(D1, "auto-web", ["random", "random", "ai_model:draft"], EvaluationSource.AD_HOC)
+    assert ad_hoc == {
+        "window_end": D1,
+        "model_name": "auto-web",
+        "source": "ad_hoc",
+        "policy": ["ai_model:draft", "random"],
+    }
+    assert replaced_by(D1, "auto-web", ["random"], EvaluationSource.DRAFT)["source"] == "draft"

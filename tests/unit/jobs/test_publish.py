@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
 
-from offerrank.jobs.publish import content_hash, gate_problems, older_than_served
+from offerrank.jobs.publish import (
+    content_hash,
+    gate_problems,
+    older_than_served,
+    staged_before_served,
+    staging_time,
+    superseded_condition,
+)
 from offerrank.jobs.rank import Candidate
 
 
@@ -112,3 +119,35 @@ def test_a_failing_formula_is_confined_to_its_placements_whose_served_lists_are_
     ]
     kept, notes = kept_lists(served, catalog, run, ["ai_model:auto-web"])  # a run of a `models` subset
     assert kept["placement_id"].tolist() == ["home-hero"] and notes == ["ai_model:auto-web (not ranked by this run)"]
+
+
+def test_lists_staged_before_the_served_ranking_of_their_date_are_refused_as_stale():
+    """An older run of the served date (its publish cleared in Airflow after a later run published) must not
+    replace the later run's ranking; a later staging, another date or the served run itself may publish."""
+    day, early, late = date(2026, 11, 3), datetime(2026, 11, 4, 2, tzinfo=UTC), datetime(2026, 11, 4, 9, tzinfo=UTC)
+    served = {"run_date": day, "run_id": "run-b", "ranking_version": 7, "staged_at": late}
+    assert staged_before_served("run-a", day, early, served) == (
+        "run run-a's lists of 2026-11-03 were staged at 2026-11-04 02:00:00 UTC, before those of the ranking served "
+        "(run run-b, ranking version 7, staged at 2026-11-04 09:00:00 UTC): they are stale; rank the date again, or "
+        "to serve an earlier ranking on purpose, `offerrank rankings rollback`"
+    )
+    assert "has no staged lists" in staged_before_served("run-a", day, None, served)
+    assert staged_before_served("run-c", day, late, served) is None  # staged no earlier
+    assert staged_before_served("run-b", day, None, served) is None  # the served run again: unchanged
+    assert staged_before_served("run-a", date(2026, 11, 4), early, served) is None  # a later date
+    assert staged_before_served("run-a", day, early, served | {"staged_at": None}) is None  # served before stamps
+    assert staged_before_served("run-a", day, early, None) is None
+
+
+def test_a_runs_staging_time_is_its_latest_units_and_a_publish_purges_what_it_supersedes():
+    early, late = datetime(2026, 11, 4, 2, tzinfo=UTC), datetime(2026, 11, 4, 9, tzinfo=UTC)
+    assert staging_time(pd.DataFrame({"staged_at": [early, late]})) == late
+    assert staging_time(pd.DataFrame({"staged_at": [None]})) is None  # staged before stamps were kept
+    assert staging_time(pd.DataFrame({"staged_at": []})) is None
+    assert superseded_condition(date(2026, 11, 3), "manual__it's", late) == (
+        "as_of_date < '2026-11-03' OR (as_of_date = '2026-11-03' AND (run_id = 'manual__it''s' "
+        "OR staged_at IS NULL OR staged_at < '2026-11-04T09:00:00+00:00'))"
+    )
+    assert superseded_condition(date(2026, 11, 3), "b", None) == (
+        "as_of_date < '2026-11-03' OR (as_of_date = '2026-11-03' AND (run_id = 'b'))"
+    )
