@@ -213,8 +213,7 @@ def test_a_dataset_without_the_proposition_interactions_layout(tmp_path, sample)
         r"layout \(missing _id, eventType, _experience.decisioning.propositions\)",
     ):
         check_dataset_layout(Dataset(name="orders", path=str(tmp_path)))
-    with pytest.raises(CatalogError, match="no event files"):
-        check_dataset_layout(Dataset(name="empty", path=str(tmp_path / "nothing")))
+    assert "no event files under" in check_dataset_layout(Dataset(name="empty", path=str(tmp_path / "nothing")))
 
 
 def test_unreadable_files_are_clear_errors(tmp_path):
