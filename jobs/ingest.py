@@ -5,8 +5,8 @@ Reads  `<dataset path>/<date>/` of every catalog dataset (or those named): *.jso
        `offerrank.engines.landing`). A dataset's path is a folder or an object-store URI.
 Writes, under the warehouse root, replacing only that date's rows of that dataset (column `dataset`):
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
-  quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file
-                (partition: run_date)
+  quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file and per
+                symbolic link (never followed) (partition: run_date)
   interactions  one row per (event, proposition, item) of accepted impressions and conversions
                 (partition: landing_date; written only when the dataset's day passes validation: a failing re-run
                 keeps what an earlier passing run accepted, saying so, unless --replace-accepted)
@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from offerrank.catalog import Dataset
 from offerrank.engines.delta_rs import open_table, rows_between, write_frame
 from offerrank.engines.delta_spark import Warehouse
-from offerrank.engines.landing import damaged
+from offerrank.engines.landing import LandingFolder, damaged
 from offerrank.engines.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.engines.spark import kept_on_disk, release_kept
 from offerrank.events.day_checks import (
@@ -55,8 +55,9 @@ from offerrank.events.day_checks import (
 from offerrank.events.dedup import DEDUP_REASONS, label_records, tally, with_raw_text
 from offerrank.events.quarantine import (
     DAMAGED_FILE,
+    SYMBOLIC_LINK,
     check_routing_agrees,
-    damaged_quarantine,
+    file_quarantine,
     quarantine_reasons,
     route_records,
     to_quarantine,
@@ -215,11 +216,12 @@ def write_day(
     record_suite: dict,
     ingested: DatasetDay,
     day: LabelledDay,
+    landing: LandingFolder,
     damaged_files: dict[str, str],
     success: bool,
 ) -> int:
-    """Write the day's raw records, quarantine (with a row per damaged file) and, when it passed, interactions;
-    returns interactions written."""
+    """Write the day's raw records, quarantine (with a row per damaged file and per symbolic link) and, when it
+    passed, interactions; returns interactions written."""
     run_date, run_id = ingested.run_date, ingested.run_id
     written = int(day.interactions_by_offer["rows"].sum()) if success else 0
     if warehouse.settings.keep_raw_events:
@@ -230,7 +232,7 @@ def write_day(
         quarantined = with_raw_text(quarantined, day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
     quarantine = to_quarantine(quarantined, reasons, run_date, run_id).unionByName(
-        damaged_quarantine(warehouse.spark, damaged_files, run_date, run_id)
+        file_quarantine(warehouse.spark, damaged_files, landing.links, run_date, run_id)
     )
     quarantine = quarantine.withColumn("dataset", F.lit(ingested.dataset))
     warehouse.replace_where(quarantine, QUARANTINE, ingested.rows("run_date"))
@@ -280,11 +282,14 @@ def ingest_dataset(
     with DataQualityRun(settings.dq_docs_dir) as quality:
         day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
         dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
-    interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
+    interactions_written = write_day(
+        warehouse, record_suite, ingested, day, landing, damaged_files, success=failure is None
+    )
     day.release()
     if failure is not None and (kept := settle_failed_day(warehouse, ingested, replace_accepted)):
         failure = f"{failure}; {kept}"
-    quarantined_by_reason = {**day.by_reason, DAMAGED_FILE: len(damaged_files)} if damaged_files else day.by_reason
+    file_reasons = {DAMAGED_FILE: len(damaged_files), SYMBOLIC_LINK: len(landing.links)}
+    quarantined_by_reason = day.by_reason | {code: count for code, count in file_reasons.items() if count}
 
     result = IngestResult(
         dataset=ingested.dataset,

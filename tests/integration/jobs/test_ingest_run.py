@@ -272,14 +272,29 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     (folder / "_SUCCESS").write_text("")
     result = ingest_one(spark, settings, DAY, f"file://{folder.parent}")
     assert result.success and result.records_read == len(data_file.read_text().splitlines())
-    assert result.skipped_files == [
-        "linked.jsonl: a symbolic link (only regular files are read)",
-        "upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
-    ]
-    assert "skipped files: linked.jsonl: a symbolic link" in result.summary()
+    assert result.skipped_files == ["upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)"]
     read_ids = {row.event_id for row in table(spark, settings, "interactions").select("event_id").collect()}
     assert not {"in-flight", "host-file"} & read_ids
     assert not Path(settings.table_path("events_raw")).exists()  # by default the landing folder is the raw copy
+    # issue #54, item 12: the link is quarantined by its own name, unread, saying so
+    assert result.quarantined_by_reason["symbolic_link"] == 1
+    (link,) = table(spark, settings, "quarantine").filter(F.array_contains("reason_codes", "symbolic_link")).collect()
+    assert link.source_file.endswith(f"/{DAY}/linked.jsonl") and link.raw is None and link.event_id is None
+    assert link.reasons.startswith("a symbolic link: landing never follows links out of its root")
+
+
+def test_a_symbolically_linked_date_folder_is_not_read(spark, tmp_path):
+    # issue #54, item 12: a date folder linked to a folder outside the landing root
+    outside = tmp_path / "outside"
+    generate(outside, DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    root = tmp_path / "landing"
+    root.mkdir()
+    (root / DAY.isoformat()).symlink_to(outside / "events" / DAY.isoformat(), target_is_directory=True)
+    settings = load_settings(home=tmp_path)
+    result = ingest_one(spark, settings, DAY, root)
+    assert not result.success and result.records_read == 0
+    assert result.failure_message.startswith(f"{root}/{DAY} is a symbolic link: landing never follows links")
+    assert not Path(settings.table_path("quarantine")).exists()  # nothing of the outside folder was read
 
 
 def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_read(spark, tmp_path):
