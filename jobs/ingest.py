@@ -48,6 +48,7 @@ from offerrank.events.day_checks import (
     day_summary,
     failure_message,
     interactions_per_offer,
+    lateness_window,
     offers_over_conversion_limit,
     record_parameters,
     trailing_mean,
@@ -365,7 +366,7 @@ def run(
     datasets = list(registry.catalog().datasets) if datasets is None else datasets
     if not datasets:
         raise FileNotFoundError("the registry's catalog has no event dataset: `offerrank apply -f catalog.yaml` first")
-    known_offers = registry.offer_ids_since(record_parameters(settings, run_date)["earliest_event_ts"])
+    known_offers = registry.offer_ids_since(lateness_window(settings, run_date)["earliest_event_ts"])
     Warehouse(spark, settings).require_datasets(INTERACTIONS, DQ_RESULTS)
     results = []
     for dataset in datasets:

@@ -124,13 +124,18 @@ def offers_over_conversion_limit(per_offer: pd.DataFrame, tolerance: float, mini
     return int(over.sum())
 
 
-def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]:
-    """The lateness window of a landing date, as the record-level suite's parameters."""
+def lateness_window(settings: Settings, run_date: date) -> dict[str, datetime]:
+    """The earliest and latest event time a landing date accepts."""
     start = datetime.combine(run_date, time.min, tzinfo=UTC)
     return {
         "earliest_event_ts": start - timedelta(days=settings.lateness_days),
         "latest_event_ts": start + timedelta(days=1, minutes=settings.future_tolerance_minutes),
     }
+
+
+def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime | float]:
+    """The record-level suite's parameters: the lateness window of a landing date, the propensity floor."""
+    return {**lateness_window(settings, run_date), "min_propensity": settings.min_propensity}
 
 
 def failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:

@@ -283,6 +283,18 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     assert link.reasons.startswith("a symbolic link: landing never follows links out of its root")
 
 
+def test_an_impression_logged_with_a_propensity_below_the_floor_is_quarantined(spark, tmp_path):
+    # issue #54, item 9: Great Expectations and the routing agree on the floor (the ingest checks they do)
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    (data_file,) = (tmp_path / "sample" / "events" / DAY.isoformat()).glob("*.json*")
+    lines = data_file.read_text().splitlines()
+    at = next(n for n, line in enumerate(lines) if '"propensity":' in line and '"display"' in line)
+    lines[at] = re.sub(r'"propensity":[0-9.e-]+', '"propensity":1e-300', lines[at])
+    data_file.write_text("\n".join(lines) + "\n")
+    result = ingest_one(spark, load_settings(home=tmp_path), DAY, data_file.parent.parent)
+    assert result.quarantined_by_reason == {"propensity_below_floor": 1}
+
+
 def test_a_symbolically_linked_date_folder_is_not_read(spark, tmp_path):
     # issue #54, item 12: a date folder linked to a folder outside the landing root
     outside = tmp_path / "outside"
