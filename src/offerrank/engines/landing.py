@@ -16,6 +16,8 @@ the others.
 from __future__ import annotations
 
 import gzip
+import os
+import posixpath
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +57,22 @@ def file_format(name: str) -> str | None:
     if name.startswith((".", "_")):
         return None
     return next((kind for suffix, kind in FORMATS.items() if name.endswith(suffix)), None)
+
+
+# URI schemes that address the same store: Hadoop's connectors and pyarrow's names of one bucket or container
+_SAME_STORE = {"s3a": "s3", "s3n": "s3", "abfs": "abfss", "gcs": "gs"}
+
+
+def root_identity(location: str) -> tuple[str, ...]:
+    """A landing root as the store and path parts it reads, so that two spellings of one folder are equal and a
+    folder inside another starts with its parts: `s3a://b/x/` and `s3://b/y/../x` give ("s3", "b", "x"); a local
+    path is made absolute, its `..` and symbolic links resolved."""
+    if not _in_store(location):
+        return ("file", *Path(os.path.realpath(_local(location))).parts[1:])
+    scheme, _, rest = location.partition("://")
+    bucket, _, path = rest.partition("/")
+    parts = [part for part in posixpath.normpath(f"/{path}").split("/") if part]
+    return (_SAME_STORE.get(scheme.lower(), scheme.lower()), bucket.lower(), *parts)
 
 
 def _in_store(location: str) -> bool:

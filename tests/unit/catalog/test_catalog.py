@@ -261,3 +261,32 @@ def test_catalog_validate_refuses_a_hostile_file_with_exit_2_and_one_line(tmp_pa
             captured = capsys.readouterr()
             assert captured.err.count("\n") == 1 and str(path) in captured.err, captured.err
             assert re.search(problem, captured.err) and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "how"),
+    [
+        ("s3a://brand-events/web/", "s3://brand-events/web", "is"),
+        ("s3a://brand-events/web", "s3://Brand-Events/mobile/../web//", "is"),
+        ("s3://brand-events/web", "s3a://brand-events/web/partner", "is inside"),
+        ("abfss://c@acct.dfs.core.windows.net/events", "abfs://c@acct.dfs.core.windows.net/", "holds"),
+        ("/srv/landing/web", "/srv/landing/web/", "is"),
+        ("/srv/landing/web", "/srv/landing/mobile/../web/partner", "is inside"),
+        ("/srv/landing/web", "file:///srv/landing", "holds"),
+    ],
+)
+def test_two_datasets_on_one_landing_root_however_spelled_are_refused(data, first, second, how):
+    # issue #54, item 8: a model naming both datasets counted every event twice
+    data["datasets"] = [{"name": "web", "path": first}, {"name": "partner", "path": second}]
+    refused(data, rf"datasets\[partner\].path: .* {how} the landing root of dataset 'web' .*: its events would count")
+
+
+def test_a_relative_landing_root_is_the_same_as_its_absolute_path(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data["datasets"] = [
+        {"name": "events", "path": "landing/web"},
+        {"name": "partner", "path": str(tmp_path / "landing")},
+    ]
+    refused(data, r"datasets\[partner\].path: .* holds the landing root of dataset 'events'")
+    data["datasets"][1]["path"] = str(tmp_path / "landing" / "partner")  # side by side: fine
+    build_catalog(data, "catalog.yaml")
