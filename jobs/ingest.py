@@ -51,6 +51,8 @@ from offerrank.events.day_checks import (
     lateness_window,
     offers_over_conversion_limit,
     record_parameters,
+    shared_event_ids,
+    shared_ids_warnings,
     trailing_mean,
 )
 from offerrank.events.dedup import DEDUP_REASONS, label_records, tally, with_raw_text
@@ -109,6 +111,18 @@ def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None
     return accepted.filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset))).select(
         "event_id", "landing_date"
     )
+
+
+def ids_of_other_datasets(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
+    """The `dataset` and `event_id` of the interactions other datasets accepted for the day's landing date (None:
+    the table has no rows of that date)."""
+    interactions = open_table(warehouse.settings, INTERACTIONS)
+    if interactions is None or {"landing_date": str(day.run_date)} not in interactions.partitions():
+        return None
+    accepted = warehouse.read(INTERACTIONS)
+    assert accepted is not None, f"{INTERACTIONS.name} lists the landing date in its log"
+    of_the_date = (F.col("landing_date") == F.lit(day.run_date)) & (F.col("dataset") != F.lit(day.dataset))
+    return accepted.filter(of_the_date).select("dataset", "event_id")
 
 
 def label_day(
@@ -283,6 +297,10 @@ def ingest_dataset(
     with DataQualityRun(settings.dq_docs_dir) as quality:
         day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
         dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
+    others = ids_of_other_datasets(warehouse, ingested)
+    shared = (
+        {} if others is None else {r.dataset: r["count"] for r in shared_event_ids(day.interactions, others).collect()}
+    )
     interactions_written = write_day(
         warehouse, record_suite, ingested, day, landing, damaged_files, success=failure is None
     )
@@ -305,8 +323,11 @@ def ingest_dataset(
         expectations=day.record_outcomes + dataset_outcomes,
         skipped_files=landing.skipped,
         damaged_files=[f"{path.rsplit('/', 1)[-1]}: {why}" for path, why in sorted(damaged_files.items())],
+        shared_ids=shared_ids_warnings(shared, day.counts["events_accepted"], ingested.run_date),
         **day.counts,
     )
+    for warning in result.shared_ids:
+        log.warning("dataset %s of %s: %s", ingested.dataset, ingested.run_date, warning)
     write_result(settings, result)
     return result
 

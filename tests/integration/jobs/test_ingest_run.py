@@ -295,6 +295,26 @@ def test_an_impression_logged_with_a_propensity_below_the_floor_is_quarantined(s
     assert result.quarantined_by_reason == {"propensity_below_floor": 1}
 
 
+def test_a_day_sharing_its_event_ids_with_another_datasets_day_is_reported(spark, tmp_path, caplog):
+    # issue #54, item 8: the same events landing for two datasets would count twice
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    web = tmp_path / "sample" / "events"
+    copy = tmp_path / "copy"
+    (copy / DAY.isoformat()).mkdir(parents=True)
+    for data_file in (web / DAY.isoformat()).glob("*.json*"):
+        (copy / DAY.isoformat() / data_file.name).write_bytes(data_file.read_bytes())
+    datasets = [Dataset(name="web", path=str(web)), Dataset(name="partner", path=str(copy))]
+    first, second = run_ingest(spark, load_settings(home=tmp_path), DAY, None, datasets).results
+    assert first.shared_ids == []
+    accepted = second.events_accepted
+    assert second.success and second.shared_ids == [
+        f"{accepted:,} of the {accepted:,} accepted events were also accepted by dataset 'web' for {DAY}: the same "
+        "events counted twice? (one landing root configured twice, or a copied export)"
+    ]
+    assert f"WARNING: {accepted:,} of the {accepted:,} accepted events" in second.summary()
+    assert any("also accepted by dataset 'web'" in record.message for record in caplog.records)
+
+
 def test_a_symbolically_linked_date_folder_is_not_read(spark, tmp_path):
     # issue #54, item 12: a date folder linked to a folder outside the landing root
     outside = tmp_path / "outside"
