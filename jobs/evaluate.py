@@ -36,7 +36,7 @@ from offerrank.errors import Unavailable
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
 from offerrank.learning.bandit import facts_of, posterior_table, posteriors, run_seed
 from offerrank.ranking import method_of
-from offerrank.reports.offpolicy import evaluate
+from offerrank.reports.offpolicy import WeightsRefused, evaluate
 from offerrank.serving.policy import serving_probability, slot_probabilities
 from offerrank.settings import Settings
 from offerrank.tables import (
@@ -308,14 +308,17 @@ def estimate_units(policy: Policy, rows: pd.DataFrame, support: pd.DataFrame) ->
                     f"showed there (most: {worst['worst_offer']}): no estimate without support"
                 )
             else:
-                row |= evaluate(
-                    group["impressions"].to_numpy(),
-                    group["conversions"].to_numpy(),
-                    group["propensity"].to_numpy(),
-                    group["target"].to_numpy(),
-                    group["reward"].to_numpy(),
-                    group["direct"].to_numpy(),
-                ).as_row()
+                try:
+                    row |= evaluate(
+                        group["impressions"].to_numpy(),
+                        group["conversions"].to_numpy(),
+                        group["propensity"].to_numpy(),
+                        group["target"].to_numpy(),
+                        group["reward"].to_numpy(),
+                        group["direct"].to_numpy(),
+                    ).as_row()
+                except WeightsRefused as refused:
+                    row["refused"] = str(refused)
             results.append(row)
     return results
 

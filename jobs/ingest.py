@@ -5,8 +5,8 @@ Reads  `<dataset path>/<date>/` of every catalog dataset (or those named): *.jso
        `offerrank.engines.landing`). A dataset's path is a folder or an object-store URI.
 Writes, under the warehouse root, replacing only that date's rows of that dataset (column `dataset`):
   events_raw    every record as received (raw text), source file, run id      (partition: landing_date)
-  quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file
-                (partition: run_date)
+  quarantine    every rejected record, its reason codes and a sentence, and one row per damaged data file and per
+                symbolic link (never followed) (partition: run_date)
   interactions  one row per (event, proposition, item) of accepted impressions and conversions
                 (partition: landing_date; written only when the dataset's day passes validation: a failing re-run
                 keeps what an earlier passing run accepted, saying so, unless --replace-accepted)
@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from offerrank.catalog import Dataset
 from offerrank.engines.delta_rs import open_table, rows_between, write_frame
 from offerrank.engines.delta_spark import Warehouse
-from offerrank.engines.landing import damaged
+from offerrank.engines.landing import LandingFolder, damaged
 from offerrank.engines.quality import DataQualityRun, ExpectationOutcome, checked_columns, load_suite
 from offerrank.engines.spark import kept_on_disk, release_kept
 from offerrank.events.day_checks import (
@@ -48,15 +48,19 @@ from offerrank.events.day_checks import (
     day_summary,
     failure_message,
     interactions_per_offer,
+    lateness_window,
     offers_over_conversion_limit,
     record_parameters,
+    shared_event_ids,
+    shared_ids_warnings,
     trailing_mean,
 )
 from offerrank.events.dedup import DEDUP_REASONS, label_records, tally, with_raw_text
 from offerrank.events.quarantine import (
     DAMAGED_FILE,
+    SYMBOLIC_LINK,
     check_routing_agrees,
-    damaged_quarantine,
+    file_quarantine,
     quarantine_reasons,
     route_records,
     to_quarantine,
@@ -107,6 +111,18 @@ def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None
     return accepted.filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset))).select(
         "event_id", "landing_date"
     )
+
+
+def ids_of_other_datasets(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
+    """The `dataset` and `event_id` of the interactions other datasets accepted for the day's landing date (None:
+    the table has no rows of that date)."""
+    interactions = open_table(warehouse.settings, INTERACTIONS)
+    if interactions is None or {"landing_date": str(day.run_date)} not in interactions.partitions():
+        return None
+    accepted = warehouse.read(INTERACTIONS)
+    assert accepted is not None, f"{INTERACTIONS.name} lists the landing date in its log"
+    of_the_date = (F.col("landing_date") == F.lit(day.run_date)) & (F.col("dataset") != F.lit(day.dataset))
+    return accepted.filter(of_the_date).select("dataset", "event_id")
 
 
 def label_day(
@@ -215,11 +231,12 @@ def write_day(
     record_suite: dict,
     ingested: DatasetDay,
     day: LabelledDay,
+    landing: LandingFolder,
     damaged_files: dict[str, str],
     success: bool,
 ) -> int:
-    """Write the day's raw records, quarantine (with a row per damaged file) and, when it passed, interactions;
-    returns interactions written."""
+    """Write the day's raw records, quarantine (with a row per damaged file and per symbolic link) and, when it
+    passed, interactions; returns interactions written."""
     run_date, run_id = ingested.run_date, ingested.run_id
     written = int(day.interactions_by_offer["rows"].sum()) if success else 0
     if warehouse.settings.keep_raw_events:
@@ -230,7 +247,7 @@ def write_day(
         quarantined = with_raw_text(quarantined, day.records)
     reasons = quarantine_reasons(record_suite, DEDUP_REASONS)
     quarantine = to_quarantine(quarantined, reasons, run_date, run_id).unionByName(
-        damaged_quarantine(warehouse.spark, damaged_files, run_date, run_id)
+        file_quarantine(warehouse.spark, damaged_files, landing.links, run_date, run_id)
     )
     quarantine = quarantine.withColumn("dataset", F.lit(ingested.dataset))
     warehouse.replace_where(quarantine, QUARANTINE, ingested.rows("run_date"))
@@ -280,11 +297,18 @@ def ingest_dataset(
     with DataQualityRun(settings.dq_docs_dir) as quality:
         day = label_day(warehouse, quality, record_suite, ingested, records, known_offers)
         dataset_outcomes, failure = validate_day(warehouse, quality, dataset_suite, ingested, day, damaged_share)
-    interactions_written = write_day(warehouse, record_suite, ingested, day, damaged_files, success=failure is None)
+    others = ids_of_other_datasets(warehouse, ingested)
+    shared = (
+        {} if others is None else {r.dataset: r["count"] for r in shared_event_ids(day.interactions, others).collect()}
+    )
+    interactions_written = write_day(
+        warehouse, record_suite, ingested, day, landing, damaged_files, success=failure is None
+    )
     day.release()
     if failure is not None and (kept := settle_failed_day(warehouse, ingested, replace_accepted)):
         failure = f"{failure}; {kept}"
-    quarantined_by_reason = {**day.by_reason, DAMAGED_FILE: len(damaged_files)} if damaged_files else day.by_reason
+    file_reasons = {DAMAGED_FILE: len(damaged_files), SYMBOLIC_LINK: len(landing.links)}
+    quarantined_by_reason = day.by_reason | {code: count for code, count in file_reasons.items() if count}
 
     result = IngestResult(
         dataset=ingested.dataset,
@@ -299,8 +323,11 @@ def ingest_dataset(
         expectations=day.record_outcomes + dataset_outcomes,
         skipped_files=landing.skipped,
         damaged_files=[f"{path.rsplit('/', 1)[-1]}: {why}" for path, why in sorted(damaged_files.items())],
+        shared_ids=shared_ids_warnings(shared, day.counts["events_accepted"], ingested.run_date),
         **day.counts,
     )
+    for warning in result.shared_ids:
+        log.warning("dataset %s of %s: %s", ingested.dataset, ingested.run_date, warning)
     write_result(settings, result)
     return result
 
@@ -360,7 +387,7 @@ def run(
     datasets = list(registry.catalog().datasets) if datasets is None else datasets
     if not datasets:
         raise FileNotFoundError("the registry's catalog has no event dataset: `offerrank apply -f catalog.yaml` first")
-    known_offers = registry.offer_ids_since(record_parameters(settings, run_date)["earliest_event_ts"])
+    known_offers = registry.offer_ids_since(lateness_window(settings, run_date)["earliest_event_ts"])
     Warehouse(spark, settings).require_datasets(INTERACTIONS, DQ_RESULTS)
     results = []
     for dataset in datasets:

@@ -1,6 +1,7 @@
 """Load the profile-segment snapshot a run date uses: which profiles belong to which segments (audiences).
 
-Reads  `<profiles_root>/<snapshot date>/*.json*` — the latest snapshot folder on or before the run date, JSON
+Reads  `<profiles_root>/<snapshot date>/*.json*` — the latest snapshot folder on or before the run date (with
+       `OFFERRANK_LANDING_MARKER` set, the latest that holds the marker, as for events), JSON
        lines in the layout of an XDM Individual Profile export: `identityMap` (the same identity rule as the
        events: the primary identity, else the first ECID) and `segmentMembership.ups.<segment id>.status`.
        and the profile attributes the active contextual models declare (paths such as `person.ageBand`).
@@ -23,7 +24,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,7 +31,7 @@ from pyspark.sql import types as T
 
 from offerrank.catalog import Feature
 from offerrank.engines.delta_spark import Warehouse
-from offerrank.engines.landing import scan
+from offerrank.engines.landing import date_folders, landed, scan
 from offerrank.engines.quality import DataQualityRun, load_suite
 from offerrank.engines.spark import CACHE_LEVEL
 from offerrank.errors import Refused, exit_code
@@ -83,29 +83,41 @@ class ProfilesResult:
     attribute_values: int = 0
     quarantined: int = 0
     attributes_rejected: bool = False  # more than the allowed share of attribute values failed: none loaded
+    unfinished: str = ""  # the newer snapshot folders left alone for lack of their completeness marker, and why
 
     def summary(self) -> str:
         if self.snapshot_date is None:
-            return "no profile snapshot on or before the run date: segment facts are skipped"
-        return (
-            f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} profiles "
-            f"and {self.attribute_values:,} attribute values loaded, {self.quarantined:,} quarantined"
-            + ("; attribute values REJECTED: the last good ones stay in use" if self.attributes_rejected else "")
-        )
+            loaded = "no profile snapshot on or before the run date: segment facts are skipped"
+        else:
+            loaded = (
+                f"profile snapshot {self.snapshot_date}: {self.memberships:,} memberships of {self.profiles:,} "
+                f"profiles and {self.attribute_values:,} attribute values loaded, {self.quarantined:,} quarantined"
+                + ("; attribute values REJECTED: the last good ones stay in use" if self.attributes_rejected else "")
+            )
+        return f"{loaded}; {self.unfinished}" if self.unfinished else loaded
 
 
-def snapshot_folder(profiles_root: str, run_date: date) -> tuple[date, Path] | None:
-    """The latest `<profiles_root>/YYYY-MM-DD` folder on or before `run_date` (None when there is none)."""
-    dated = {}
-    for folder in Path(profiles_root).glob("????-??-??"):
-        try:
-            day = date.fromisoformat(folder.name)
-        except ValueError:
-            continue
-        if folder.is_dir():
-            dated[day] = folder
+def snapshot_folder(profiles_root: str, run_date: date, marker: str = "") -> tuple[date, str] | None:
+    """The latest `<profiles_root>/YYYY-MM-DD` folder on or before `run_date` that has landed (with a completeness
+    `marker` set, one that holds it: as for events), None when there is none."""
+    dated = {
+        day: folder for day, folder in snapshot_folders(profiles_root, run_date) if not marker or landed(folder, marker)
+    }
     latest = latest_on_or_before(dated, run_date)
     return (latest, dated[latest]) if latest else None
+
+
+def snapshot_folders(profiles_root: str, run_date: date) -> list[tuple[date, str]]:
+    """The `<profiles_root>/YYYY-MM-DD` folders on or before `run_date` (never a symbolic link), oldest first."""
+    dated = []
+    for folder in date_folders(profiles_root):
+        try:
+            day = date.fromisoformat(folder.rstrip("/").rsplit("/", 1)[-1])
+        except ValueError:
+            continue
+        if day <= run_date:
+            dated.append((day, folder))
+    return dated
 
 
 def memberships(records: DataFrame, max_record_bytes: int) -> DataFrame:
@@ -172,9 +184,16 @@ def attribute_values(records: DataFrame, attributes: list[Feature], max_record_b
 def run(spark: SparkSession, settings: Settings, run_date: date, attributes: Sequence[Feature] = ()) -> ProfilesResult:
     """Validate and load the snapshot `run_date` uses, with the profile `attributes` of contextual models (see the
     module docstring)."""
-    found = snapshot_folder(settings.profiles_root, run_date)
+    marker = settings.landing_marker
+    found = snapshot_folder(settings.profiles_root, run_date, marker)
+    newer = [day for day, _ in snapshot_folders(settings.profiles_root, run_date) if found is None or day > found[0]]
+    unfinished = (
+        f"snapshot {', '.join(map(str, newer))} not loaded: no {marker} marker yet (its producer has not finished)"
+        if newer and marker
+        else ""
+    )
     if found is None:
-        return ProfilesResult(None)
+        return ProfilesResult(None, unfinished=unfinished)
     snapshot_date, folder = found
     files = scan(folder).files["json"]
     if not files:
@@ -254,6 +273,7 @@ def run(spark: SparkSession, settings: Settings, run_date: date, attributes: Seq
         attribute_values=attribute_count,
         quarantined=quarantined,
         attributes_rejected=attributes_rejected,
+        unfinished=unfinished,
     )
 
 

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     lateness_days: int = Field(3, ge=0, description="How many days after its UTC date an event may still land.")
     future_tolerance_minutes: int = Field(10, ge=0, description="Clock skew allowed past the end of the landing date.")
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records are quarantined as oversized.")
+    min_propensity: float = Field(
+        1e-5,
+        gt=0,
+        lt=1,
+        description="Events whose logged propensity is lower are quarantined (propensity_below_floor); the lookup "
+        "never logs less than 1/20,000.",
+    )
     keep_raw_events: bool = Field(
         False,
         description="Also keep every record's text in events_raw (a second read of the day's files); off, the "

@@ -1,5 +1,7 @@
 """The dataset layout check of `apply` and `catalog validate`: a dataset's newest event file must have the
-proposition-interactions layout. Reads a few lines (or the Parquet schema) of the landing root's newest file.
+proposition-interactions layout. Reads a few lines (or the Parquet schema) of the landing root's newest file. A
+dataset with no event file yet is accepted with a warning (a new brand configures its models before its first
+traffic); ingest checks each day's files as they land.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from offerrank.catalog.entities import CatalogError, Dataset
 from offerrank.engines.landing import date_folders, open_file, scan
 
 
-def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
-    """Refuse a dataset whose actual files lack the proposition-interactions layout."""
+def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> str | None:
+    """Refuse a dataset whose actual files lack the proposition-interactions layout; the warning when it has no
+    event file yet (None: checked)."""
     files = sorted(
         name for folder in date_folders(dataset.path) for names in scan(folder).files.values() for name in names
     )
     if not files:
-        raise CatalogError(
-            f"datasets[{dataset.name}]: no event files under {dataset.path} (expected <date>/*.jsonl or *.parquet)"
+        return (
+            f"datasets[{dataset.name}]: no event files under {dataset.path} yet (expected <date>/*.jsonl or "
+            "*.parquet): accepted; ingest checks the layout of each day's files as they land"
         )
     newest = files[-1]
     if newest.endswith(".parquet"):
@@ -50,3 +54,4 @@ def check_dataset_layout(dataset: Dataset, sample_lines: int = 20) -> None:
         raise CatalogError(
             f"datasets[{dataset.name}]: {newest} does not have the proposition-interactions layout (missing {lacking})"
         )
+    return None

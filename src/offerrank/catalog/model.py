@@ -28,6 +28,7 @@ from offerrank.catalog.entities import (
     _Entity,
 )
 from offerrank.catalog.formula import FormulaError
+from offerrank.engines.landing import root_identity
 from offerrank.errors import BadInput
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Catalog(_Entity):
                 if ident in seen:
                     problems.append(f"{kind}[{ident}]: duplicate {key} {ident!r}")
                 seen.add(ident)
+        problems += _shared_landing_roots(self.datasets)
         placements = {p.id for p in self.placements}
         offers = {o.id: o for o in self.offers}
         datasets = {d.name for d in self.datasets}
@@ -245,6 +247,24 @@ def read_yaml(path: Path, what: str = "catalog", error: type[BadInput] = Catalog
         else:
             problem = f"not valid YAML: {value_error}"
     raise error(f"{path}: {problem}")
+
+
+def _shared_landing_roots(datasets: tuple[Dataset, ...]) -> list[str]:
+    """A dataset whose landing root is another's, or inside or around it (however spelled): each event would be
+    ingested, and counted, once per dataset."""
+    problems = []
+    roots = [(dataset, root_identity(dataset.path)) for dataset in datasets]
+    for at, (dataset, root) in enumerate(roots):
+        for other, other_root in roots[:at]:
+            shorter = min(len(root), len(other_root))
+            if root[:shorter] != other_root[:shorter]:
+                continue
+            how = "is" if len(root) == len(other_root) else "is inside" if len(root) > shorter else "holds"
+            problems.append(
+                f"datasets[{dataset.name}].path: {dataset.path} {how} the landing root of dataset {other.name!r} "
+                f"({other.path}): its events would count once per dataset"
+            )
+    return problems
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

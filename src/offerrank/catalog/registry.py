@@ -64,6 +64,7 @@ class ChangeSet:
     unchanged: list[str] = field(default_factory=list)
     version: int | None = None
     actor: str | None = None
+    warnings: list[str] = field(default_factory=list)  # accepted, but worth a look (a dataset with no files yet)
 
     @property
     def touched(self) -> list[str]:
@@ -80,6 +81,7 @@ class ChangeSet:
             if self.version is not None
             else "registry unchanged (no new version)"
         )
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 
@@ -169,13 +171,12 @@ class Registry:
         when another writer committed the registry after the version this change was validated against."""
         read_version, current = self._read()
         _check_transitions(current, desired)
-        if check_datasets:
-            for dataset in desired.datasets:
-                check_dataset_layout(dataset)
+        layout_warnings = [check_dataset_layout(dataset) for dataset in desired.datasets] if check_datasets else []
+        warnings = [warning for warning in layout_warnings if warning]
         wanted = {
             (kind, getattr(e, key)): entity_json(e) for kind, key in KINDS.items() for e in getattr(desired, kind)
         }
-        changes = ChangeSet(actor=actor or current_actor(self.settings))
+        changes = ChangeSet(actor=actor or current_actor(self.settings), warnings=warnings)
         at = _utc(now)
         upserts = []
         for ref, spec in sorted(wanted.items()):

@@ -25,13 +25,14 @@ def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
     path = args.file or settings.catalog_file
     assert path is not None  # Settings derives a default catalog file
     catalog = load_catalog(path)
-    for dataset in catalog.datasets:
-        check_dataset_layout(dataset)
+    warnings = [warning for warning in map(check_dataset_layout, catalog.datasets) if warning]
     counts = ", ".join(
         f"{len(getattr(catalog, kind))} {kind}"
         for kind in ("datasets", "placements", "offers", "formulas", "ai_models", "decisions")
     )
     print(f"{path}: valid ({counts})")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
 
 

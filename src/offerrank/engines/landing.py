@@ -5,16 +5,19 @@ A landing root is a local folder (or a `file://` URI) or an object-store URI (`s
 `abfss://`, listed through pyarrow's file systems); it holds one folder per UTC date. A data file is a regular file
 named `*.json`, `*.jsonl` (optionally `.gz`) or `*.parquet`. Anything else in the folder is skipped and reported,
 never read: hidden or underscore names (`.events.jsonl.Xy12`, a `_SUCCESS` marker), the temporary names of uploads
-in progress (`a.jsonl_.gstmp`, `b.jsonl._COPYING_`), and, in a local folder, symbolic links (a link could copy any
-file of the host into the warehouse). With a completeness marker set (`OFFERRANK_LANDING_MARKER`, e.g.
-`_SUCCESS`), a folder counts as landed only once the marker is there. A data file that cannot be read whole (a
-gzip stream cut short, a Parquet file without its footer) is *damaged*: ingest quarantines the file, saying why, and
-reads the others.
+in progress (`a.jsonl_.gstmp`, `b.jsonl._COPYING_`). Landing never follows a symbolic link out of its root (a link
+could copy any file of the host into the warehouse): a linked date folder is not read at all, and a linked file is
+listed apart (`links`) for ingest to quarantine, unread. With a completeness marker set (`OFFERRANK_LANDING_MARKER`,
+e.g. `_SUCCESS`), a folder counts as landed only once the marker is there. A data file that cannot be read whole (a gzip
+stream cut short, a Parquet file without its footer) is *damaged*: ingest quarantines the file, saying why, and reads
+the others.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import posixpath
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
+LINK_NOT_FOLLOWED = "a symbolic link: landing never follows links out of its root, nothing was read from it"
 FORMATS = {".json": "json", ".jsonl": "json", ".json.gz": "json", ".jsonl.gz": "json", ".parquet": "parquet"}
 
 
@@ -32,6 +36,7 @@ class LandingFolder:
     folder: str
     files: dict[str, list[str]] = field(default_factory=lambda: {"json": [], "parquet": []})
     skipped: list[str] = field(default_factory=list)  # "name: why"
+    links: list[str] = field(default_factory=list)  # symbolic links to data file names, not followed
 
     @property
     def empty(self) -> bool:
@@ -54,6 +59,22 @@ def file_format(name: str) -> str | None:
     return next((kind for suffix, kind in FORMATS.items() if name.endswith(suffix)), None)
 
 
+# URI schemes that address the same store: Hadoop's connectors and pyarrow's names of one bucket or container
+_SAME_STORE = {"s3a": "s3", "s3n": "s3", "abfs": "abfss", "gcs": "gs"}
+
+
+def root_identity(location: str) -> tuple[str, ...]:
+    """A landing root as the store and path parts it reads, so that two spellings of one folder are equal and a
+    folder inside another starts with its parts: `s3a://b/x/` and `s3://b/y/../x` give ("s3", "b", "x"); a local
+    path is made absolute, its `..` and symbolic links resolved."""
+    if not _in_store(location):
+        return ("file", *Path(os.path.realpath(_local(location))).parts[1:])
+    scheme, _, rest = location.partition("://")
+    bucket, _, path = rest.partition("/")
+    parts = [part for part in posixpath.normpath(f"/{path}").split("/") if part]
+    return (_SAME_STORE.get(scheme.lower(), scheme.lower()), bucket.lower(), *parts)
+
+
 def _in_store(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
@@ -62,13 +83,23 @@ def _local(location: str | Path) -> Path:
     return Path(str(location).removeprefix("file://"))
 
 
+def is_link(location: str | Path) -> bool:
+    """Whether a local location is a symbolic link (object stores have none)."""
+    return not _in_store(str(location)) and _local(location).is_symlink()
+
+
 def scan(folder: str | Path) -> LandingFolder:
     """The data files of `folder` (none when it does not exist)."""
     folder = str(folder)
     found = LandingFolder(folder)
     in_store = _in_store(folder)
+    if is_link(folder):
+        found.skipped.append(f"{_local(folder).name}: {LINK_NOT_FOLLOWED}")
+        return found
     for name, kind, why in _object_entries(folder) if in_store else _local_entries(_local(folder)):
-        if why:
+        if why == LINK_NOT_FOLLOWED and kind:
+            found.links.append(str(_local(folder) / name))
+        elif why:
             if not name.startswith("_"):  # markers and Spark's _-files are expected, not worth a line
                 found.skipped.append(f"{name}: {why}")
         else:
@@ -81,7 +112,7 @@ def _local_entries(folder: Path):
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         kind = file_format(path.name)
         if path.is_symlink():
-            yield path.name, None, "a symbolic link (only regular files are read)"
+            yield path.name, kind, LINK_NOT_FOLLOWED
         elif kind is None or not path.is_file():
             yield path.name, None, "not a data file name (*.json, *.jsonl[.gz], *.parquet)"
         else:
@@ -118,7 +149,7 @@ def landed(folder: str | Path, marker: str) -> bool:
 def date_folders(root: str) -> list[str]:
     """The date folders under a landing root, oldest first."""
     if not _in_store(root):
-        return [str(path) for path in sorted(_local(root).glob("*/"))]
+        return [str(path) for path in sorted(_local(root).glob("*/")) if not path.is_symlink()]
     from pyarrow import fs
 
     folders = [info.base_name for info in _store_listing(root) if info.type == fs.FileType.Directory]

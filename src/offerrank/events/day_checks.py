@@ -1,7 +1,7 @@
 """The dataset-level checks of an event landing day: the record suite's lateness window, the one summary row the
 dataset suite validates (volume, quarantine share, conversions over impressions, damaged files), the sentence of
 its failures, and the day's outcome (`IngestResult`: its fields but the file lists are its `dq_results` row, see
-`offerrank.tables.DQ_RESULTS`).
+`offerrank.tables.DQ_RESULTS`), with the warning of event ids another dataset accepted for the same date.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from pyspark.sql import functions as F
 from offerrank.engines.quality import ExpectationOutcome
 from offerrank.settings import Settings
 
+# A day whose accepted event ids are at least this share another dataset's of the same date is reported: event ids
+# are unique, so one landing root configured twice (or one export copied) is the likely cause.
+SHARED_IDS_WARNING_SHARE = 0.01
 RECORD_SUITE = "events_records"  # the record-level suite: each failing record is quarantined with its code
 DATASET_SUITE = "events_dataset"  # the dataset-level suite, on the day's summary row
 
@@ -38,18 +41,20 @@ class IngestResult:
     expectations: list[ExpectationOutcome] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # what the landing folder held besides data files, and why
     damaged_files: list[str] = field(default_factory=list)  # data files quarantined whole, and why
+    shared_ids: list[str] = field(default_factory=list)  # warnings: event ids other datasets accepted for the date
 
     def summary(self) -> str:
         reasons = ", ".join(f"{code} {count:,}" for code, count in sorted(self.quarantined_by_reason.items())) or "none"
         verdict = "passed" if self.success else f"FAILED: {self.failure_message}"
         skipped = f"; skipped files: {', '.join(self.skipped_files)}" if self.skipped_files else ""
         damaged = f"; damaged files, quarantined whole: {', '.join(self.damaged_files)}" if self.damaged_files else ""
+        shared = "".join(f"; WARNING: {warning}" for warning in self.shared_ids)
         return (
             f"ingest {self.dataset} {self.run_date}: {self.records_read:,} records read = "
             f"{self.events_accepted:,} accepted + {self.exact_duplicates:,} exact duplicates + "
             f"{self.quarantined:,} quarantined ({reasons}); "
             f"{self.interactions_written:,} interactions; validation {verdict}; data docs {self.data_docs}"
-            f"{skipped}{damaged}"
+            f"{skipped}{damaged}{shared}"
         )
 
 
@@ -106,6 +111,23 @@ def dataset_parameters(settings: Settings) -> dict[str, int | float]:
     }
 
 
+def shared_event_ids(accepted: DataFrame, others: DataFrame) -> DataFrame:
+    """Per other dataset, how many of the day's distinct accepted event ids it accepted too (`others`: `dataset`,
+    `event_id` of the other datasets' interactions of the date); datasets sharing none are left out."""
+    day_ids = accepted.select("event_id").distinct()
+    return others.select("dataset", "event_id").distinct().join(day_ids, "event_id").groupBy("dataset").count()
+
+
+def shared_ids_warnings(shared: dict[str, int], events_accepted: int, run_date: date) -> list[str]:
+    """The warnings of the datasets that share at least `SHARED_IDS_WARNING_SHARE` of the day's accepted events."""
+    return [
+        f"{count:,} of the {events_accepted:,} accepted events were also accepted by dataset {other!r} for "
+        f"{run_date}: the same events counted twice? (one landing root configured twice, or a copied export)"
+        for other, count in sorted(shared.items())
+        if events_accepted and count / events_accepted >= SHARED_IDS_WARNING_SHARE
+    ]
+
+
 def interactions_per_offer(interactions: DataFrame) -> DataFrame:
     """Per offer: its interaction rows, impressions and distinct converted (proposition, offer) pairs."""
     return interactions.groupBy("offer_id").agg(
@@ -124,13 +146,18 @@ def offers_over_conversion_limit(per_offer: pd.DataFrame, tolerance: float, mini
     return int(over.sum())
 
 
-def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime]:
-    """The lateness window of a landing date, as the record-level suite's parameters."""
+def lateness_window(settings: Settings, run_date: date) -> dict[str, datetime]:
+    """The earliest and latest event time a landing date accepts."""
     start = datetime.combine(run_date, time.min, tzinfo=UTC)
     return {
         "earliest_event_ts": start - timedelta(days=settings.lateness_days),
         "latest_event_ts": start + timedelta(days=1, minutes=settings.future_tolerance_minutes),
     }
+
+
+def record_parameters(settings: Settings, run_date: date) -> dict[str, datetime | float]:
+    """The record-level suite's parameters: the lateness window of a landing date, the propensity floor."""
+    return {**lateness_window(settings, run_date), "min_propensity": settings.min_propensity}
 
 
 def failure_message(suite: dict, outcomes: list[ExpectationOutcome], summary: dict, parameters: dict) -> str | None:

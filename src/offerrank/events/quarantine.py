@@ -1,7 +1,8 @@
 """Quarantine routing shared by the ingest and profiles jobs: every record-level expectation of a versioned suite
 becomes a reason code on the rows that fail it, each code has a sentence, and the job checks that what it routed
 equals what Great Expectations counted (the suite is the one source of each rule); and the rows the `quarantine`
-table holds: each rejected record with its codes and sentence, each damaged data file (`damaged_file`) as one row.
+table holds: each rejected record with its codes and sentence, each damaged data file (`damaged_file`) and each
+symbolic link (`symbolic_link`, never followed) as one row.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from offerrank.engines.landing import as_uri
+from offerrank.engines.landing import LINK_NOT_FOLLOWED, as_uri
 from offerrank.engines.quality import CODE_FROM_VALUE, ExpectationOutcome, failure_predicates
 from offerrank.events.xdm import PARSE_REASONS, map_values
 
 DAMAGED_FILE = "damaged_file"  # the quarantine code of a data file that cannot be read whole
+SYMBOLIC_LINK = "symbolic_link"  # the quarantine code of a link in a landing folder, never followed
 
 
 def quarantine_reasons(suite: dict, *extra: dict[str, str]) -> dict[str, str]:
@@ -72,14 +74,25 @@ def to_quarantine(rejected: DataFrame, reasons: dict[str, str], run_date: date, 
     )
 
 
-def damaged_quarantine(spark: SparkSession, damaged_files: dict[str, str], run_date: date, run_id: str) -> DataFrame:
-    """One quarantine row per damaged data file (`damaged_file`, no event id nor text: none of it was read)."""
+def file_quarantine(
+    spark: SparkSession, damaged_files: dict[str, str], links: list[str], run_date: date, run_id: str
+) -> DataFrame:
+    """One quarantine row per damaged data file (`damaged_file`) and per symbolic link (`symbolic_link`), with no
+    event id nor text: none of it was read."""
     rows = [
         (run_date, run_id, as_uri(path), None, [DAMAGED_FILE], f"the file could not be read whole: {why}", None)
         for path, why in sorted(damaged_files.items())
     ]
+    # a link's own name, never where it points
+    rows += [(run_date, run_id, link_uri(link), None, [SYMBOLIC_LINK], LINK_NOT_FOLLOWED, None) for link in links]
     schema = (
         "run_date date, run_id string, source_file string, event_id string, reason_codes array<string>, "
         "reasons string, raw string"
     )
     return spark.createDataFrame(rows, schema)
+
+
+def link_uri(link: str) -> str:
+    """A symbolic link's location as a URI, without following it."""
+    parent, _, name = link.rpartition("/")
+    return f"{as_uri(parent)}/{name}"

@@ -12,7 +12,7 @@ from functools import reduce
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from offerrank.engines.landing import LandingFolder, landed, landing_folder, open_file, scan
+from offerrank.engines.landing import LINK_NOT_FOLLOWED, LandingFolder, is_link, landed, landing_folder, open_file, scan
 from offerrank.errors import Unavailable
 
 
@@ -38,9 +38,11 @@ class NotLanded(Unavailable, FileNotFoundError):
 
 
 def landing_files(root: str, run_date: date, marker: str = "") -> LandingFolder:
-    """The date folder's event files by format; a missing or empty folder, or one without its completeness marker
-    when one is set, is NotLanded."""
+    """The date folder's event files by format; a missing or empty folder, a symbolic link, or a folder without its
+    completeness marker when one is set, is NotLanded."""
     folder = landing_folder(root, run_date)
+    if is_link(folder):
+        raise NotLanded(f"{folder} is {LINK_NOT_FOLLOWED}")
     if marker and not landed(folder, marker):
         raise NotLanded(f"{folder} has no {marker} marker yet: its producer has not finished the day")
     found = scan(folder)

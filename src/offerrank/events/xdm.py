@@ -188,6 +188,10 @@ def parse_records(records: DataFrame, max_record_bytes: int, known_offers: list[
         F.size(F.filter(items, lambda i: ~i["itemSelection"]["rankingDetail"]["propensity"].between(0, 1))).alias(
             "items_with_invalid_propensity"
         ),
+        # the suite holds it against the floor (`min_propensity`): a tiny weight's inverse would swamp evaluations
+        F.array_min(F.transform(items, lambda i: i["itemSelection"]["rankingDetail"]["propensity"])).alias(
+            "least_propensity"
+        ),
         (
             # `isin` hashes the known ids once; an `array_except` against them built a set for every record
             F.size(

@@ -13,6 +13,10 @@ Each comes with a 95% normal interval from the per-impression terms' sample vari
 and `effective_sample_size` = (Σ w)² / Σ w² says how many impressions the estimate is really worth. These are the
 formulas of Open Bandit Pipeline's IPW, SNIPW and DR estimators (Saito et al., 2021), on counts instead of one row
 per impression; the tests check them against a per-impression computation.
+
+A weight that is not finite (a logged propensity of 0) or above `MAX_WEIGHT` (one impression standing for more
+than 100,000) would make every estimate of its unit inf, NaN or one impression's noise: `evaluate` refuses the
+rows (`WeightsRefused`, saying which weight and why) instead of returning such numbers.
 """
 
 from __future__ import annotations
@@ -21,9 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offerrank.errors import Refused
 from offerrank.reports.stats import Z
 
 ESTIMATORS = ("ipw", "snipw", "dr")
+# 1 / the default propensity floor of ingest (OFFERRANK_MIN_PROPENSITY): what ingest accepts stays evaluable
+MAX_WEIGHT = 1e5
+
+
+class WeightsRefused(Refused, ValueError):
+    """Importance weights that are not finite or exceed `MAX_WEIGHT`: no estimate, and the message says why."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ def evaluate(
 ) -> Evaluation:
     """IPW, SNIPW and DR estimates of the candidate's conversion rate on the rows (see the module's doc)."""
     n, c = np.asarray(impressions, float), np.asarray(conversions, float)
-    weight = np.asarray(target, float) / np.asarray(propensity, float)
+    weight = importance_weights(np.asarray(target, float), np.asarray(propensity, float))
     q, dm = np.asarray(reward, float), np.asarray(direct, float)
     count = (c, n - c)
     ipw = _mean_and_interval(weight, np.zeros_like(weight), count)
@@ -94,3 +105,23 @@ def evaluate(
         dr=dr,
         effective_sample_size=weight_sum**2 / squared if squared > 0 else 0.0,
     )
+
+
+def importance_weights(target: np.ndarray, propensity: np.ndarray) -> np.ndarray:
+    """π / p per row; WeightsRefused when one is not finite or exceeds `MAX_WEIGHT`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = target / propensity
+    unusable = ~np.isfinite(weight)
+    if unusable.any():
+        at = int(np.argmax(unusable))
+        raise WeightsRefused(
+            f"{int(unusable.sum())} rows have no finite importance weight (target {target[at]:.3g} over logged "
+            f"propensity {propensity[at]:.3g}): no estimate"
+        )
+    if weight.size and weight.max() > MAX_WEIGHT:
+        at = int(np.argmax(weight))
+        raise WeightsRefused(
+            f"an importance weight of {weight[at]:.3g} (target {target[at]:.3g} over logged propensity "
+            f"{propensity[at]:.3g}) exceeds {MAX_WEIGHT:.0e}: one impression would outweigh the rest; no estimate"
+        )
+    return weight

@@ -171,6 +171,24 @@ def test_a_dataset_without_the_layout_is_refused(registry, applied, tmp_path):
         registry.commit(build_catalog(data, "test"), NOW)
 
 
+def test_a_dataset_with_no_event_files_yet_is_applied_with_a_warning(registry, applied, home, tmp_path, capsys):
+    # issue #54, item 17: a new brand configures its models before its first events land
+    data = yaml.safe_load((home / "sample" / "catalog.yaml").read_text())
+    data["datasets"] = [
+        {"name": "events", "path": str(home / "sample" / "events")},
+        {"name": "new-brand", "path": str(tmp_path / "new-brand")},
+    ]
+    (tmp_path / "new-brand").mkdir()
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(data))
+    try:
+        code, out = run(home, capsys, "apply", "-f", str(tmp_path / "catalog.yaml"))
+        assert code == 0 and "created: datasets/new-brand\nchanged: -\ndeleted: -" in out
+        assert f"warning: datasets[new-brand]: no event files under {tmp_path / 'new-brand'} yet" in out
+        assert [d.name for d in registry.catalog().datasets] == ["events", "new-brand"]
+    finally:
+        registry.commit(load_catalog(home / "sample" / "catalog.yaml"), NOW)  # back to the sample
+
+
 def test_history_and_time_travel_say_which_versions_vacuum_left_readable(home, capsys, tmp_path):
     from deltalake import DeltaTable
 

@@ -176,6 +176,9 @@ RULES = [
     (lambda e: e["_experience"]["decisioning"]["propositions"][0].update(id="prop-1\nprop-2"), "invalid_id_format"),
     (lambda e: _rankingdetail(e).update(propensity=1.5), "invalid_propensity"),
     (lambda e: _rankingdetail(e).update(propensity=-0.1), "invalid_propensity"),
+    # issue #54, item 9: a weight of 1/0 or 1e300 would turn every estimate of the placement into inf or NaN
+    (lambda e: _rankingdetail(e).update(propensity=0), "propensity_below_floor"),
+    (lambda e: _rankingdetail(e).update(propensity=1e-300), "propensity_below_floor"),
     (lambda e: _rankingdetail(e).update(propensity="high"), "wrong_field_type"),
     (lambda e: e.pop("identityMap"), "missing_identity"),
     (lambda e: e.pop("channel"), "missing_channel"),

@@ -272,14 +272,61 @@ def test_a_folder_is_read_once_its_marker_is_there_and_only_its_data_files(spark
     (folder / "_SUCCESS").write_text("")
     result = ingest_one(spark, settings, DAY, f"file://{folder.parent}")
     assert result.success and result.records_read == len(data_file.read_text().splitlines())
-    assert result.skipped_files == [
-        "linked.jsonl: a symbolic link (only regular files are read)",
-        "upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
-    ]
-    assert "skipped files: linked.jsonl: a symbolic link" in result.summary()
+    assert result.skipped_files == ["upload.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)"]
     read_ids = {row.event_id for row in table(spark, settings, "interactions").select("event_id").collect()}
     assert not {"in-flight", "host-file"} & read_ids
     assert not Path(settings.table_path("events_raw")).exists()  # by default the landing folder is the raw copy
+    # issue #54, item 12: the link is quarantined by its own name, unread, saying so
+    assert result.quarantined_by_reason["symbolic_link"] == 1
+    (link,) = table(spark, settings, "quarantine").filter(F.array_contains("reason_codes", "symbolic_link")).collect()
+    assert link.source_file.endswith(f"/{DAY}/linked.jsonl") and link.raw is None and link.event_id is None
+    assert link.reasons.startswith("a symbolic link: landing never follows links out of its root")
+
+
+def test_an_impression_logged_with_a_propensity_below_the_floor_is_quarantined(spark, tmp_path):
+    # issue #54, item 9: Great Expectations and the routing agree on the floor (the ingest checks they do)
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    (data_file,) = (tmp_path / "sample" / "events" / DAY.isoformat()).glob("*.json*")
+    lines = data_file.read_text().splitlines()
+    at = next(n for n, line in enumerate(lines) if '"propensity":' in line and '"display"' in line)
+    lines[at] = re.sub(r'"propensity":[0-9.e-]+', '"propensity":1e-300', lines[at])
+    data_file.write_text("\n".join(lines) + "\n")
+    result = ingest_one(spark, load_settings(home=tmp_path), DAY, data_file.parent.parent)
+    assert result.quarantined_by_reason == {"propensity_below_floor": 1}
+
+
+def test_a_day_sharing_its_event_ids_with_another_datasets_day_is_reported(spark, tmp_path, caplog):
+    # issue #54, item 8: the same events landing for two datasets would count twice
+    generate(tmp_path / "sample", DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    web = tmp_path / "sample" / "events"
+    copy = tmp_path / "copy"
+    (copy / DAY.isoformat()).mkdir(parents=True)
+    for data_file in (web / DAY.isoformat()).glob("*.json*"):
+        (copy / DAY.isoformat() / data_file.name).write_bytes(data_file.read_bytes())
+    datasets = [Dataset(name="web", path=str(web)), Dataset(name="partner", path=str(copy))]
+    first, second = run_ingest(spark, load_settings(home=tmp_path), DAY, None, datasets).results
+    assert first.shared_ids == []
+    accepted = second.events_accepted
+    assert second.success and second.shared_ids == [
+        f"{accepted:,} of the {accepted:,} accepted events were also accepted by dataset 'web' for {DAY}: the same "
+        "events counted twice? (one landing root configured twice, or a copied export)"
+    ]
+    assert f"WARNING: {accepted:,} of the {accepted:,} accepted events" in second.summary()
+    assert any("also accepted by dataset 'web'" in record.message for record in caplog.records)
+
+
+def test_a_symbolically_linked_date_folder_is_not_read(spark, tmp_path):
+    # issue #54, item 12: a date folder linked to a folder outside the landing root
+    outside = tmp_path / "outside"
+    generate(outside, DAY, days=1, seed=4, events_per_day=200, profiles=100)
+    root = tmp_path / "landing"
+    root.mkdir()
+    (root / DAY.isoformat()).symlink_to(outside / "events" / DAY.isoformat(), target_is_directory=True)
+    settings = load_settings(home=tmp_path)
+    result = ingest_one(spark, settings, DAY, root)
+    assert not result.success and result.records_read == 0
+    assert result.failure_message.startswith(f"{root}/{DAY} is a symbolic link: landing never follows links")
+    assert not Path(settings.table_path("quarantine")).exists()  # nothing of the outside folder was read
 
 
 def test_a_damaged_gzip_or_parquet_file_is_quarantined_whole_and_the_others_are_read(spark, tmp_path):

@@ -59,8 +59,36 @@ def test_memberships_are_read_per_segment_and_bad_ones_get_reason_codes(spark, s
 def test_a_run_date_uses_the_latest_snapshot_on_or_before_it(tmp_path):
     for name in ("2026-10-01", "2026-11-01", "2026-12-01", "notes"):
         (tmp_path / name).mkdir()
-    assert snapshot_folder(str(tmp_path), date(2026, 11, 15)) == (date(2026, 11, 1), tmp_path / "2026-11-01")
+    assert snapshot_folder(str(tmp_path), date(2026, 11, 15)) == (date(2026, 11, 1), str(tmp_path / "2026-11-01"))
     assert snapshot_folder(str(tmp_path), date(2026, 9, 1)) is None
+    # with a completeness marker set, only a folder that holds it counts (issue #54, item 11)
+    (tmp_path / "2026-10-01" / "_SUCCESS").write_text("")
+    assert snapshot_folder(str(tmp_path), date(2026, 11, 15), "_SUCCESS") == (
+        date(2026, 10, 1),
+        str(tmp_path / "2026-10-01"),
+    )
+
+
+def test_a_snapshot_without_its_marker_is_not_loaded_and_the_last_complete_one_stays(spark, tmp_path):
+    # issue #54, item 11: a partial snapshot replaced 50,000 memberships
+    settings = load_settings(home=tmp_path, landing_marker="_SUCCESS")
+    profiles = tmp_path / "sample" / "profiles"
+    complete, partial = profiles / "2026-11-01", profiles / "2026-11-02"
+    for folder in (complete, partial):
+        folder.mkdir(parents=True)
+    (complete / "profiles.jsonl").write_text(
+        "\n".join(profile(f"e{n}", loyal="realized", vip="realized") for n in range(10)) + "\n"
+    )
+    (complete / "_SUCCESS").write_text("")
+    (partial / "profiles.jsonl").write_text(profile("e99", loyal="realized") + "\n")  # still being written
+    result = run(spark, settings, date(2026, 11, 2))
+    assert (result.snapshot_date, result.profiles, result.memberships) == (date(2026, 11, 1), 10, 20)
+    assert "snapshot 2026-11-02 not loaded: no _SUCCESS marker yet" in result.summary()
+    members = spark.read.format("delta").load(settings.table_path("profile_segments"))
+    assert {r.snapshot_date for r in members.select("snapshot_date").distinct().collect()} == {date(2026, 11, 1)}
+
+    (partial / "_SUCCESS").write_text("")  # the producer finished the day: now it is the one used
+    assert run(spark, settings, date(2026, 11, 2)).snapshot_date == date(2026, 11, 2)
 
 
 def test_loading_a_snapshot_writes_members_and_quarantine_and_rejects_a_bad_one(spark, tmp_path):

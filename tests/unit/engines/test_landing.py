@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offerrank.engines.landing import landed, scan
+from offerrank.engines.landing import date_folders, landed, scan
 
 
 def test_only_regular_data_files_are_read_and_the_rest_is_reported(tmp_path):
@@ -24,9 +24,25 @@ def test_only_regular_data_files_are_read_and_the_rest_is_reported(tmp_path):
         ".events.jsonl.Xy12: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
         "a.jsonl_.gstmp: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
         "b.jsonl._COPYING_: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
-        "linked.jsonl: a symbolic link (only regular files are read)",
         "nested.jsonl: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
         "notes.txt: not a data file name (*.json, *.jsonl[.gz], *.parquet)",
+    ]
+    assert found.links == [str(folder / "linked.jsonl")]  # for ingest to quarantine, unread
+
+
+def test_a_symbolically_linked_date_folder_is_neither_listed_nor_scanned(tmp_path):
+    # issue #54, item 12: a date folder linked out of the landing root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text("{}\n")
+    root = tmp_path / "root"
+    (root / "2026-11-01").mkdir(parents=True)
+    (root / "2026-11-02").symlink_to(outside, target_is_directory=True)
+    assert date_folders(str(root)) == [str(root / "2026-11-01")]
+    found = scan(root / "2026-11-02")
+    assert found.empty and not found.links
+    assert found.skipped == [
+        "2026-11-02: a symbolic link: landing never follows links out of its root, nothing was read from it"
     ]
 
 

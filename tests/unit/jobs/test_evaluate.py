@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offerrank.jobs.evaluate import Policy, replaced_by, reward_model, slot_targets, unsupported_share
+from offerrank.jobs.evaluate import Policy, estimate_units, replaced_by, reward_model, slot_targets, unsupported_share
 from offerrank.tables import EvaluationSource
 
 D1 = date(2026, 11, 1)
@@ -92,3 +92,27 @@ def test_each_source_replaces_only_its_own_rows_and_an_evaluation_only_its_polic
         "policy": ["ai_model:draft", "random"],
     }
     assert replaced_by(D1, "auto-web", ["random"], EvaluationSource.DRAFT)["source"] == "draft"
+
+
+def test_a_unit_whose_importance_weights_are_not_finite_is_refused_with_the_reason():
+    # issue #54, item 9: the unit gets a refusal in the output, not NaN estimates
+    rows = pd.DataFrame(
+        {
+            "placement_id": ["home-hero"] * 2,
+            "channel": ["web"] * 2,
+            "segment": ["*"] * 2,
+            "slot": [1, 1],
+            "offer_id": ["o1", "o2"],
+            "impressions": [100, 300],
+            "conversions": [10, 30],
+            "propensity": [0.0, 0.5],
+            "target": [0.5, 0.5],
+            "reward": [0.1, 0.1],
+            "direct": [0.1, 0.1],
+        }
+    )
+    support = pd.DataFrame(columns=["placement_id", "channel", "segment", "slot", "unsupported_share", "worst_offer"])
+    units = estimate_units(Policy("random"), rows, support)
+    assert [unit["slot"] for unit in units] == [1, None]
+    for unit in units:
+        assert "no finite importance weight" in unit["refused"] and "ipw" not in unit

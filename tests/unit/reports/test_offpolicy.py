@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offerrank.reports.offpolicy import evaluate
+from offerrank.reports.offpolicy import WeightsRefused, evaluate
 from offerrank.reports.stats import Z
 
 
@@ -63,3 +63,14 @@ def test_the_intervals_cover_a_policys_true_rate_on_simulated_logs():
             estimate = getattr(got, name)
             covered[name] += estimate.low <= rates[3] <= estimate.high
     assert all(0.9 <= hits / 200 <= 0.99 for hits in covered.values()), covered
+
+
+@pytest.mark.parametrize(
+    ("propensity", "why"),
+    [(0.0, r"1 rows have no finite importance weight \(target 0.5 over logged propensity 0\)"), (1e-300, "exceeds 1e")],
+)
+def test_weights_that_are_not_finite_or_too_large_are_refused_saying_why(propensity, why):
+    # issue #54, item 9: a propensity of 0 or 1e-300 turned every estimate of its placement into NaN or inf
+    n, c = np.array([100, 300]), np.array([10, 60])
+    with pytest.raises(WeightsRefused, match=why):
+        evaluate(n, c, np.array([propensity, 0.5]), np.array([0.5, 0.5]), np.zeros(2), np.zeros(2))
