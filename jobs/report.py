@@ -14,7 +14,8 @@ Writes `model_report_daily`  per report_date (an event date), model, placement, 
                              traffic, cold start; replaces window_end = D;
        `policy_evaluations`  per window_end and model, source `nightly`: what other policies would have converted on
                              the window's logged impressions (off-policy estimates, see offerrank.jobs.evaluate);
-       each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.reports.page).
+       each model's page `<reports_dir>/<model>/<D>.html` and its figures `<D>.json` (see offerrank.reports.page),
+                             and once `<reports_dir>/plotly-<version>.min.js`, the script every page loads.
 A nightly report's window is the model's look-back window ending D. One computation (`model_report`) gives the rows
 of the tables, the page and the JSON, so they show the same numbers.
 Run: the nightly `report` step (after publish; a report failure never blocks a publish), or
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from offerrank.catalog import AIModel, Catalog
-from offerrank.engines.delta_rs import open_table, rows_between, write_file, write_frame
+from offerrank.engines.delta_rs import file_exists, open_table, rows_between, write_file, write_frame
 from offerrank.errors import Unavailable
 from offerrank.jobs.evaluate import EvaluationUnavailable
 from offerrank.jobs.evaluate import run as evaluate
@@ -304,12 +306,21 @@ def page_path(settings: Settings, model_name: str, window_end: date, suffix: str
     return f"{settings.reports_dir.rstrip('/')}/{model_name}/{window_end.isoformat()}.{suffix}"
 
 
-def write_report_files(report: ModelReport, html_path: str | None, json_path: str | None) -> None:
-    """The report as a self-contained HTML page and/or its figures as JSON."""
+def write_report_files(
+    report: ModelReport, html_path: str | None, json_path: str | None, scripts_folder: str | None = None
+) -> None:
+    """The report as an HTML page and/or its figures as JSON. The page loads plotly.js from `scripts_folder`
+    (default: the page's folder), where it is written once: one copy serves every page under it."""
     if html_path:
-        from offerrank.reports.page import render
+        from plotly.offline import get_plotlyjs
 
-        write_file(html_path, render(report).encode())
+        from offerrank.reports.page import render, script_name
+
+        page_folder = posixpath.dirname(html_path)
+        script = f"{(scripts_folder or page_folder).rstrip('/')}/{script_name()}"
+        if not file_exists(script):
+            write_file(script, get_plotlyjs().encode())
+        write_file(html_path, render(report, posixpath.relpath(script, page_folder)).encode())
     if json_path:
         write_file(json_path, json.dumps(report.as_json(), indent=1).encode())
 
@@ -375,6 +386,6 @@ def run(settings: Settings, catalog: Catalog, run_date: date) -> str:
     lines = [f"no report: {outcome}" for outcome in outcomes if isinstance(outcome, ReportUnavailable)]
     for report in reports:
         page = page_path(settings, report.model.name, run_date)
-        write_report_files(report, page, page_path(settings, report.model.name, run_date, "json"))
+        write_report_files(report, page, page_path(settings, report.model.name, run_date, "json"), settings.reports_dir)
         lines.append(f"{report.model.name}: {report.verdict}; report {page}")
     return "\n".join(lines) or "no active AI model to report on"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -35,7 +36,7 @@ from offerrank.catalog import (
 from offerrank.catalog.layout import check_dataset_layout
 from offerrank.catalog.permissions import PermissionDenied, current_actor, refusal
 from offerrank.catalog.stored import catalog_from_rows
-from offerrank.engines.delta_rs import merge_frame, one_line, open_table, read_rows, write_frame
+from offerrank.engines.delta_rs import ConcurrentCommit, merge_frame, one_line, open_table, read_rows, write_frame
 from offerrank.settings import Settings
 from offerrank.tables import REGISTRY, REGISTRY_REFUSALS
 
@@ -164,12 +165,41 @@ class Registry:
         return versions
 
     def commit(
-        self, desired: Catalog, now: datetime, check_datasets: bool = True, actor: str | None = None
+        self,
+        desired: Catalog | Callable[[Catalog], Catalog],
+        now: datetime,
+        check_datasets: bool = True,
+        actor: str | None = None,
     ) -> ChangeSet:
         """Make the registry equal `desired` in one MERGE, recording `actor` (default: `current_actor`); no commit
-        when nothing differs; PermissionDenied when the actor may not manage ranking strategies; ConcurrentCommit
-        when another writer committed the registry after the version this change was validated against."""
+        when nothing differs; PermissionDenied when the actor may not manage ranking strategies.
+
+        `desired`: a catalog (`apply`: the file is the truth), or a function of the registry's catalog returning the
+        changed one (a `models` command: its change is derived from what it read). When another writer commits the
+        registry between the read and this MERGE, the change is re-read, re-validated (transitions, permissions, the
+        function run again on the new version) and tried once more; a second conflict is a ConcurrentCommit saying
+        that nothing changed."""
+        try:
+            return self._commit_once(desired, now, check_datasets, actor)
+        except ConcurrentCommit as first:
+            log.warning("registry changed meanwhile (%s): re-reading and trying once more", first)
+        try:
+            return self._commit_once(desired, now, check_datasets, actor)
+        except ConcurrentCommit:
+            raise ConcurrentCommit("the registry changed meanwhile; nothing changed; run it again") from None
+
+    def _commit_once(
+        self,
+        desired: Catalog | Callable[[Catalog], Catalog],
+        now: datetime,
+        check_datasets: bool,
+        actor: str | None,
+    ) -> ChangeSet:
+        """One attempt of `commit`, based on the version it reads; ConcurrentCommit when another writer committed
+        the registry after that version."""
         read_version, current = self._read()
+        if callable(desired):
+            desired = desired(catalog_from_rows(current.values(), f"registry {self.path}"))
         _check_transitions(current, desired)
         layout_warnings = [check_dataset_layout(dataset) for dataset in desired.datasets] if check_datasets else []
         warnings = [warning for warning in layout_warnings if warning]

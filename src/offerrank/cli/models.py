@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offerrank.cli.common import now, registry
 from offerrank.settings import Settings
+
+if TYPE_CHECKING:
+    from offerrank.catalog import Catalog
 
 MODEL_OPTIONS = (
     "description",
@@ -90,16 +93,14 @@ def print_history(opened, name: str) -> None:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from offerrank.catalog import AIModel, CatalogError, ModelStatus
-    from offerrank.catalog.registry import refuse_if_in_use, with_model
+    from offerrank.catalog import CatalogError
 
     if args.action == "explain":  # reads the trained parameters only: no Spark
         return explain_model(settings, args.name, args.offer, args.placement, args.top)
     opened = registry(settings)
-    catalog = opened.catalog()
     if args.action == "list":
         print(f"{'name':<24} {'type':<18} {'status':<9} {'lookback':>8} {'explore':>7}  datasets")
-        for m in catalog.ai_models:
+        for m in opened.catalog().ai_models:
             print(
                 f"{m.name:<24} {m.type.value:<18} {m.status.value:<9} {m.lookback_days:>7}d "
                 f"{m.exploration_share:>7.2f}  {', '.join(m.datasets)}"
@@ -108,6 +109,23 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "history":  # also for deleted models
         print_history(opened, args.name)
         return 0
+    if args.action == "show":
+        current = opened.catalog().get("ai_models", args.name)
+        if current is None:
+            raise CatalogError(f"no AI model named {args.name!r}")
+        print(json.dumps(current.settings_in_use(), indent=2))
+        return 0
+    changes = opened.commit(lambda latest: changed_catalog(latest, args), now())
+    print(f"AI model {args.name}: {args.action} done (registry version {changes.version})")
+    return 0
+
+
+def changed_catalog(catalog: Catalog, args: argparse.Namespace) -> Catalog:
+    """The catalog after `args.action` on AI model `args.name`, checked against `catalog` (the registry calls it
+    again on its new version when another writer committed meanwhile)."""
+    from offerrank.catalog import AIModel, CatalogError, ModelStatus
+    from offerrank.catalog.registry import refuse_if_in_use, with_model
+
     current = catalog.get("ai_models", args.name)
     if args.action == "create":
         if current is not None:
@@ -115,9 +133,6 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         model = AIModel.model_validate({"name": args.name, **model_spec(args)})
     elif current is None:
         raise CatalogError(f"no AI model named {args.name!r}")
-    elif args.action == "show":
-        print(json.dumps(current.settings_in_use(), indent=2))
-        return 0
     elif args.action == "update":
         model = AIModel.model_validate(model_spec(args, current.model_dump(mode="json")))
     elif args.action == "activate":
@@ -128,9 +143,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     else:  # delete
         refuse_if_in_use(catalog, args.name, "delete")
         model = None
-    changes = opened.commit(with_model(catalog, model, args.name), now())
-    print(f"AI model {args.name}: {args.action} done (registry version {changes.version})")
-    return 0
+    return with_model(catalog, model, args.name)
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

@@ -35,8 +35,10 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from offerrank.sim.simulator import load_world, simulate, summarize
+    from offerrank.sim.simulator import MAX_DAYS, load_world, simulate, summarize
 
+    if not 1 <= args.days <= MAX_DAYS:
+        raise BadInput(f"--days must be between 1 and {MAX_DAYS} (got {args.days})")
     try:
         world = load_world(args.world)
     except ValidationError as error:

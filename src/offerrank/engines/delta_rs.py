@@ -206,6 +206,14 @@ def write_file(uri: str, data: bytes) -> None:
         out.write(data)
 
 
+def file_exists(uri: str) -> bool:
+    """Whether a file is at `uri` (a path or an object-storage URI)."""
+    from pyarrow.fs import FileType
+
+    files, path = filesystem(uri)
+    return files.get_file_info(path).type != FileType.NotFound
+
+
 def _version_of(path: str, token: str) -> int:
     """The version of the commit carrying `token`: its commit file, searched from the latest version back (usually
     the first). (`DeltaTable.history` numbers entries from the loaded version, wrong while others commit.)"""

@@ -1,7 +1,8 @@
-"""A model report as one self-contained HTML page: Plotly charts with plotly.js inlined (opens offline, no CDN).
+"""A model report as one small HTML page: Plotly charts loading plotly.js from one shared copy next to the pages
+(`script_name`: opens offline, no CDN, and 4.8 MB once per reports folder instead of once per page).
 
 Reads a `offerrank.jobs.report.ModelReport` (every number on the page is one of its rows) and returns the page's
-HTML; `offerrank.jobs.report` writes it. The charts, for all traffic (segment `*`):
+HTML; `offerrank.jobs.report` writes it and the script. The charts, for all traffic (segment `*`):
 - conversion rate of model and random traffic per day, with 95% intervals;
 - cumulative lift of model over random traffic, with its 95% interval;
 - conversion rate per offer and placement over the window, sorted, with 95% intervals (cold-start offers marked);
@@ -27,8 +28,15 @@ LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"l": 60, "r": 20
 DAYS = {"xaxis_tickformat": "%b %d", "xaxis_dtick": 86_400_000}  # one tick a day on date axes
 
 
-def render(report: ModelReport) -> str:
-    """The report's page."""
+def script_name() -> str:
+    """The file name of the plotly.js copy the pages load; versioned, so a page keeps the script it was drawn for."""
+    from plotly.offline import get_plotlyjs_version
+
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
+def render(report: ModelReport, script_src: str) -> str:
+    """The report's page, loading plotly.js from `script_src` (the shared copy, relative to the page)."""
     figures = [
         rate_over_time(report),
         cumulative_lift(report),
@@ -37,10 +45,11 @@ def render(report: ModelReport) -> str:
     ]
     if report.summary["segment"].nunique() > 1:
         figures.append(segment_comparison(report))
-    charts = "\n".join(
-        f'<section class="chart">{figure.to_html(full_html=False, include_plotlyjs=index == 0)}</section>'
-        for index, figure in enumerate(figures)
-    )
+    sections = []
+    for index, figure in enumerate(figures):
+        script = script_src if index == 0 else False  # the first chart loads plotly.js, the others use it
+        sections.append(f'<section class="chart">{figure.to_html(full_html=False, include_plotlyjs=script)}</section>')
+    charts = "\n".join(sections)
     model = escape(report.model.name)
     return f"""<!DOCTYPE html>
 <html lang="en">

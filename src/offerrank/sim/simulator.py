@@ -21,67 +21,109 @@ and `leaders.csv` (per serving day, placement and segment: the published first o
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from offerrank.catalog import read_yaml
+from offerrank.catalog import CHANNELS, ID_PATTERN, read_yaml
+from offerrank.catalog.entities import MAX_SEGMENTS
 from offerrank.errors import BadInput
+from offerrank.learning.contextual.serving import request_context
 from offerrank.serving.policy import MODEL
 from offerrank.sim.event_lines import EventWriter, event_json, proposition_json
 from offerrank.sim.generator import write_profiles
 from offerrank.tables import ALL_SEGMENTS
 
 CLICK_DELAY_MINUTES = 20.0
+MAX_REQUESTS_PER_DAY = 1_000_000  # every request goes through the lookup in Python: about a minute per 100,000
+MAX_PROFILES = 1_000_000
+MAX_SLOTS = 50
+MAX_DAYS = 365
 
 
-class WorldOffer(BaseModel):
+def _some_traffic(shares: dict[str, float]) -> dict[str, float]:
+    """The shares themselves, unless none gets any traffic (they are weights: normalized by their sum)."""
+    total = sum(shares.values())
+    if not math.isfinite(total) or total <= 0:
+        raise ValueError(f"shares must add up to a finite number above zero (got {total})")
+    return shares
+
+
+Share = Annotated[float, Field(ge=0)]
+Shares = Annotated[dict[str, Share], AfterValidator(_some_traffic)]
+SegmentShares = Annotated[dict[Annotated[str, Field(pattern=ID_PATTERN)], Share], AfterValidator(_some_traffic)]
+Rate = Annotated[float, Field(ge=0, le=1)]
+Day = Annotated[int, Field(ge=1, le=MAX_DAYS)]
+
+
+class _WorldPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class WorldOffer(_WorldPart):
     id: str
     placements: list[str] = Field(min_length=1)
-    rate: float = Field(ge=0, le=1)  # the true conversion rate
-    segment_rates: dict[str, float] = Field(default_factory=dict)  # per segment, instead of `rate`
-    lifts: dict[str, float] = Field(default_factory=dict)  # `name=value` feature -> rate multiplier
-    priority: int = 50
-    first_day: int = 1  # live from this simulated day (1 = the first)
-    last_day: int | None = None  # through this day (None: to the end)
+    rate: Rate  # the true conversion rate
+    segment_rates: dict[str, Rate] = Field(default_factory=dict)  # per segment, instead of `rate`
+    lifts: dict[str, Share] = Field(default_factory=dict)  # `name=value` feature -> rate multiplier
+    priority: int = Field(50, ge=0)
+    first_day: Day = 1  # live from this simulated day (1 = the first)
+    last_day: Day | None = None  # through this day (None: to the end)
+
+    @model_validator(mode="after")
+    def _live_days(self) -> WorldOffer:
+        if self.last_day is not None and self.last_day < self.first_day:
+            raise ValueError(f"last_day {self.last_day} is before first_day {self.first_day}")
+        return self
 
 
-class WorldPlacement(BaseModel):
+class WorldPlacement(_WorldPart):
     id: str
-    channel: str
+    channel: Literal[CHANNELS]  # type: ignore[valid-type]
     share: float = Field(gt=0)  # of the day's requests
-    slots: int = Field(1, ge=1)
+    slots: int = Field(1, ge=1, le=MAX_SLOTS)
     model: str  # the AI model that ranks it
     personalized: bool = False  # per segment
     contextual: bool = False  # from the world's attributes and context
 
 
-class Drift(BaseModel):
-    day: int  # from this day on
+class Drift(_WorldPart):
+    day: Day  # from this day on
     offer: str
-    rate: float = Field(ge=0, le=1)
+    rate: Rate
     segment: str | None = None  # None: every segment
 
 
-class World(BaseModel):
+class World(_WorldPart):
     start: date
-    requests_per_day: int = Field(gt=0)
-    profiles: int = 5_000
-    segments: dict[str, float]  # segment -> share of profiles
-    attributes: dict[str, dict[str, float]] = Field(default_factory=dict)  # profile attribute -> value -> share
-    context: dict[str, dict[str, float]] = Field(default_factory=dict)  # context key (device) -> value -> share
+    requests_per_day: int = Field(gt=0, le=MAX_REQUESTS_PER_DAY)
+    profiles: int = Field(5_000, gt=0, le=MAX_PROFILES)
+    segments: SegmentShares = Field(max_length=MAX_SEGMENTS)  # segment -> share of profiles
+    attributes: dict[str, Shares] = Field(default_factory=dict)  # profile attribute -> value -> share
+    context: dict[str, Shares] = Field(default_factory=dict)  # context key (device) -> value -> share
     personalization: dict[str, float] = Field(default_factory=dict)  # contextual models' thresholds (see AIModel)
-    exploration_share: float = 0.1
-    lookback_days: int = 14
-    half_life_days: float | None = None
+    exploration_share: float = Field(0.1, ge=0, le=1)
+    lookback_days: int = Field(14, ge=1, le=365)
+    half_life_days: float | None = Field(None, gt=0)
     placements: list[WorldPlacement] = Field(min_length=1)
     offers: list[WorldOffer] = Field(min_length=1)
     drifts: list[Drift] = Field(default_factory=list)
+
+    @field_validator("context")
+    @classmethod
+    def _request_context(cls, context: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        """Each value is one a request may pass (the lookup's own check)."""
+        for key, values in context.items():
+            for value in values:
+                request_context({key: value}, CHANNELS[0], 0)
+        return context
 
     @model_validator(mode="after")
     def _references(self) -> World:
@@ -92,6 +134,9 @@ class World(BaseModel):
         problems += [f"drift: unknown offer {d.offer}" for d in self.drifts if d.offer not in offers]
         problems += [
             f"offer {o.id}: unknown segment {s}" for o in self.offers for s in o.segment_rates if s not in self.segments
+        ]
+        problems += [
+            f"drift: unknown segment {d.segment}" for d in self.drifts if d.segment not in (None, *self.segments)
         ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -293,8 +338,9 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
 
     rng = np.random.default_rng(seed)
     sample = out / "sample"
-    sample.mkdir(parents=True, exist_ok=True)
     catalog_data = world.catalog(days, sample / "events")
+    catalog = build_catalog(catalog_data, "world")  # before writing anything: a world refused leaves no folder
+    sample.mkdir(parents=True, exist_ok=True)
     (sample / "catalog.yaml").write_text(yaml.safe_dump(catalog_data, sort_keys=False), encoding="utf-8")
     segments = tuple(world.segments)
     shares = np.array(list(world.segments.values()))
@@ -307,7 +353,7 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
     spark = spark or build_spark(settings, "offerrank-simulate")
     clock = {"now": datetime.combine(world.start, time(12), tzinfo=UTC)}
     # the simulation writes its dataset's events itself: none exist yet to check the layout of
-    Registry(settings).commit(build_catalog(catalog_data, "world"), clock["now"], check_datasets=False)
+    Registry(settings).commit(catalog, clock["now"], check_datasets=False)
     lookup = RankingLookup(settings, clock=lambda: clock["now"])
     writer = EventWriter(sample / "events", seed)
     rows, leaders = [], []

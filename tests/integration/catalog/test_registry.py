@@ -248,23 +248,77 @@ def test_a_metric_other_than_conversion_rate_is_refused_saying_so(registry, appl
         build_catalog(data, "test")
 
 
-def test_a_change_validated_against_a_version_another_writer_moved_on_is_a_concurrent_commit(
-    home, tmp_path, monkeypatch
-):
-    from offerrank.engines.delta_rs import ConcurrentCommit
+def race(monkeypatch, times: int) -> list[int]:
+    """Make another writer (`bob`) really commit the registry right after each of the next `times` reads a change
+    bases itself on: it raises the priority of offer-001 by one each time. Returns bob's versions."""
+    read, versions = Registry._read, []
 
+    def bump(catalog):
+        data = catalog.model_dump(mode="json")
+        data["offers"][0]["priority"] += 1
+        return build_catalog(data, "bob")
+
+    def read_then_race(self):
+        taken = read(self)
+        if len(versions) < times:
+            monkeypatch.setattr(Registry, "_read", read)  # bob reads without racing himself
+            versions.append(Registry(self.settings).commit(bump, NOW, check_datasets=False, actor="bob").version)
+            monkeypatch.setattr(Registry, "_read", read_then_race)
+        return taken
+
+    monkeypatch.setattr(Registry, "_read", read_then_race)
+    return versions
+
+
+def test_a_models_update_racing_another_commit_is_redone_on_the_new_version_keeping_both(
+    home, tmp_path, capsys, monkeypatch
+):
+    # issue #54, item 16: two real commits race; the loser re-reads, re-validates and retries once
+    registry = Registry(load_settings(home=tmp_path))
+    registry.commit(load_catalog(home / "sample" / "catalog.yaml"), NOW, check_datasets=False, actor="alice")
+    priority = registry.catalog().get("offers", "offer-001").priority
+    bob = race(monkeypatch, times=1)
+
+    code, out = run(tmp_path, capsys, "models", "update", "auto-web", "--exploration-share", "0.5")
+    assert code == 0 and "auto-web: update done (registry version 2)" in out, out
+    assert bob == [1]
+    catalog = registry.catalog()
+    assert catalog.get("ai_models", "auto-web").exploration_share == 0.5
+    assert catalog.get("offers", "offer-001").priority == priority + 1  # bob's change is kept, not overwritten
+    assert [c["actor"] for c in registry._versions()] == ["alice", "bob", getpass.getuser()]
+
+
+def test_an_apply_racing_another_commit_is_validated_again_on_the_new_version(home, tmp_path, monkeypatch):
     registry = Registry(load_settings(home=tmp_path))
     catalog = load_catalog(home / "sample" / "catalog.yaml")
     registry.commit(catalog, NOW, check_datasets=False, actor="alice")
-    read = registry._read()  # what this writer validates its change against: version 0
     data = catalog.model_dump(mode="json")
     data["ai_models"][0]["exploration_share"] = 0.3
-    assert Registry(registry.settings).commit(build_catalog(data, "other"), NOW, check_datasets=False).version == 1
-    monkeypatch.setattr(registry, "_read", lambda: read)
-    data["ai_models"][0]["exploration_share"] = 0.4
-    with pytest.raises(ConcurrentCommit, match="registry was committed by another writer after version 0"):
-        registry.commit(build_catalog(data, "test"), NOW, check_datasets=False)
-    monkeypatch.undo()
-    assert registry.version() == 1
-    assert registry.catalog().get("ai_models", data["ai_models"][0]["name"]).exploration_share == 0.3
-    assert [c["actor"] for c in registry._versions()] == ["alice", getpass.getuser()]
+    desired = build_catalog(data, "alice")
+    bob = race(monkeypatch, times=1)
+
+    changes = registry.commit(desired, NOW, check_datasets=False, actor="alice")
+    assert bob == [1] and changes.version == 2
+    # the diff is against bob's version: the file is the truth, so bob's priority is put back
+    assert changes.changed == [f"ai_models/{data['ai_models'][0]['name']}", "offers/offer-001"]
+    stored, name = registry.catalog(), data["ai_models"][0]["name"]
+    assert stored.get("offers", "offer-001") == desired.get("offers", "offer-001")
+    assert stored.get("ai_models", name).exploration_share == 0.3
+
+
+def test_a_change_losing_the_race_twice_says_nothing_changed_in_one_line(home, tmp_path, capsys, monkeypatch):
+    registry = Registry(load_settings(home=tmp_path))
+    registry.commit(load_catalog(home / "sample" / "catalog.yaml"), NOW, check_datasets=False, actor="alice")
+    data = yaml.safe_load((home / "sample" / "catalog.yaml").read_text())
+    data["ai_models"][0]["exploration_share"] = 0.3
+    for dataset in data["datasets"]:  # the copy's dataset paths point where the sample's do
+        dataset["path"] = str((home / "sample" / dataset["path"]).resolve())
+    changed = tmp_path / "catalog.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    bob = race(monkeypatch, times=2)
+
+    code = cli(["--home", str(tmp_path), "apply", "-f", str(changed)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "offerrank apply: the registry changed meanwhile; nothing changed; run it again\n"
+    assert bob == [1, 2] and registry.version() == 2
+    assert registry.catalog().get("ai_models", data["ai_models"][0]["name"]).exploration_share == 0.1

@@ -106,7 +106,11 @@ def test_a_good_day_publishes_a_new_ranking_version(airflow_home):
     }
     page = home / "warehouse" / "reports" / "auto-web" / "2026-11-02.html"
     summary = run_summary(date(2026, 11, 2), result["run_id"], load_settings(home=home))
-    assert page.stat().st_size > 1_000_000 and f"model report of auto-web: {page}" in summary
+    assert f"model report of auto-web: {page}" in summary
+    # every model's page is small and loads the one plotly.js of the reports folder
+    (script,) = (home / "warehouse" / "reports").rglob("*.js")
+    assert page.stat().st_size < 200_000 and script.parent == page.parent.parent
+    assert f'src="../{script.name}"' in page.read_text()
 
 
 def test_a_bad_day_stops_at_validation_and_publishes_nothing(airflow_home):

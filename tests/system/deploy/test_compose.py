@@ -154,6 +154,45 @@ def test_the_image_runs_as_a_non_root_user_and_init_refuses_placeholder_secrets(
     assert 'case "$$MINIO_ROOT_PASSWORD" in *change-me*' in rendered["services"]["minio-init"]["command"][-1]
 
 
+def good_env_file(folder: Path) -> Path:
+    """`.env.example` with every placeholder replaced by a freshly generated secret, as an operator's `.env`."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    lines = []
+    for line in (REPO / ".env.example").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if "change-me" in value:
+            value = Fernet.generate_key().decode() if name == "AIRFLOW_FERNET_KEY" else secrets.token_urlsafe(32)
+            line = f"{name}={value}"
+        lines.append(line)
+    env_file = folder / ".env"
+    env_file.write_text("\n".join(lines) + "\n")
+    return env_file
+
+
+def test_with_good_secrets_every_service_running_the_deployment_check_passes_it(tmp_path):
+    # issue #54, item 19: airflow-init lacked MINIO_WRITER_PASSWORD, so the check failed and nothing started
+    result = compose_run("--env-file", str(good_env_file(tmp_path)), "--profile", "s3", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    checking = {
+        name: service["environment"]
+        for name, service in json.loads(result.stdout)["services"].items()
+        if any("offerrank check-deployment" in part for part in service.get("command") or [])
+    }
+    assert "airflow-init" in checking
+    runtime = {name: os.environ[name] for name in ("PATH", "PYTHONPATH", "HOME") if name in os.environ}
+    for name, environment in checking.items():
+        checked = subprocess.run(
+            [sys.executable, "-m", "offerrank.cli", "check-deployment"],
+            env={**runtime, **environment},  # the service's environment only: nothing leaks in from this shell
+            capture_output=True,
+            text=True,
+        )
+        assert (checked.returncode, checked.stdout) == (0, "deployment secrets: ok\n"), f"{name}: {checked.stderr}"
+
+
 def test_no_secret_is_written_in_the_compose_file():
     text = (REPO / "docker-compose.yml").read_text()
     for variable in (

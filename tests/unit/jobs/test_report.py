@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from offerrank.catalog import AIModel
-from offerrank.jobs.report import model_report
-from offerrank.reports.page import render
+from offerrank.jobs.report import model_report, write_report_files
+from offerrank.reports.page import render, script_name
 from offerrank.tables import MODEL_REPORT, MODEL_REPORT_DAILY, MODEL_REPORT_OFFERS
 
 D0, D1, D2 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
@@ -119,15 +119,34 @@ def test_no_random_traffic_gives_no_baseline_and_personalized_models_report_each
     assert list(verdicts.index) == ["*", "loyal", "new"]
     assert verdicts["loyal"].startswith("not enough data to tell: needs about")
     assert verdicts["new"].startswith("no random traffic in this window")
-    assert "Model vs random traffic per segment" in render(report)
+    assert "Model vs random traffic per segment" in render(report, script_name())
 
 
 def test_the_page_and_the_json_show_the_tables_numbers(report):
-    page = render(report)
+    page = render(report, script_name())
     figures = report.as_json()
     (row,) = figures["summary"]
     assert row["verdict"] in page and f"{row['model_impressions']:,}" in page and f"{row['model_rate']:.2%}" in page
     assert row["window_end"] == "2026-11-03" and figures["window_start"] == "2026-11-02"
     assert [o["offer_id"] for o in figures["offers"]] == list(report.offers["offer_id"])
-    assert 'src="http' not in page and page.count('<section class="chart">') == 4  # plotly.js inlined: offline
+    assert 'src="http' not in page and page.count('<section class="chart">') == 4  # offline: no CDN
     assert page.count("Plotly.newPlot") == 4
+
+
+def test_pages_are_small_and_share_one_plotly_script_per_reports_folder(report, tmp_path):
+    # issue #54, item 22: plotly.js (4.8 MB) was inlined in every page, every model, every night
+    reports = tmp_path / "reports"
+    pages = [reports / model / f"{day}.html" for model in ("auto-web", "auto-email") for day in (D1, D2)]
+    for page in pages:
+        write_report_files(report, str(page), None, str(reports))
+    (script,) = reports.rglob("*.js")
+    assert script == reports / script_name() and script.stat().st_size > 3_000_000
+    for page in pages:
+        html = page.read_text()
+        assert page.stat().st_size < 200_000, page
+        assert html.count(" src=") == 1 and f'<script charset="utf-8" src="../{script_name()}">' in html
+        assert (page.parent / f"../{script_name()}").resolve() == script.resolve()
+
+    alone = tmp_path / "out" / "auto-web_2026-11-02_2026-11-03.html"  # `offerrank report --out DIR`
+    write_report_files(report, str(alone), None)
+    assert f'src="{script_name()}"' in alone.read_text() and (alone.parent / script_name()).exists()

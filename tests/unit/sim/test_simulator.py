@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,67 @@ def test_hostile_world_files_are_one_line_errors_with_exit_2(tmp_path, capsys):
         assert main(["--home", str(tmp_path), "simulate", "--world", str(path), "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"offerrank simulate: {path}: ") and err.count("\n") == 1, err
+
+
+def _with(path: str, value) -> dict:
+    """WORLD with one field replaced: `path` is dotted, list items by position (`placements.0.slots`)."""
+    import copy
+
+    world = copy.deepcopy(WORLD)
+    *parents, last = path.split(".")
+    node = world
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node[step]
+    node[int(last) if isinstance(node, list) else last] = value
+    return world
+
+
+BAD_WORLDS = [
+    ("requests_per_day", 10**12, "requests_per_day: Input should be less than or equal to 1000000"),
+    ("profiles", 0, "profiles: Input should be greater than 0"),
+    ("placements.0.slots", 5000, "placements.0.slots: Input should be less than or equal to 50"),
+    ("placements.0.channel", "tv", "placements.0.channel: Input should be 'web'"),
+    ("exploration_share", 7, "exploration_share: Input should be less than or equal to 1"),
+    ("segments", {"a": -0.5, "b": 1.0}, "segments.a: Input should be greater than or equal to 0"),
+    ("segments", {"a": 0, "b": 0}, "segments: Value error, shares must add up to a finite number above zero"),
+    ("segments", {}, "segments: Value error, shares must add up"),
+    ("segments", {"not a segment": 1}, "segments.not a segment.\\[key\\]: String should match pattern"),
+    ("context", {"device": {"mobile": 0.0}}, "context.device: Value error, shares must add up"),
+    ("context", {"channel": {"web": 1.0}}, "context: Value error, context key must be one of device, hour"),
+    ("context", {"hour": {"25": 1.0}}, "context: Value error, context hour must be a whole hour 0-23"),
+    ("offers.0.rate", float("nan"), "offers.0.rate: Input should be a finite number"),
+    ("offers.1.last_day", 2, "offers.1: Value error, last_day 2 is before first_day 3"),
+    ("drifts.0.segment", "c", "drift: unknown segment c"),
+    ("drifts.0.day", 0, "drifts.0.day: Input should be greater than or equal to 1"),
+    ("exploration", 0.2, "exploration: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), BAD_WORLDS, ids=[case[0] for case in BAD_WORLDS])
+def test_a_world_out_of_bounds_is_one_line_exit_2_and_leaves_no_out_folder(tmp_path, capsys, field, value, problem):
+    # issue #54, item 15: bounded world fields; nothing is created under --out, so a corrected re-run is accepted
+    import yaml
+
+    from offerrank.cli.main import main
+
+    world_file = tmp_path / "world.yaml"
+    world_file.write_text(yaml.safe_dump(_with(field, value)), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["--home", str(tmp_path), "simulate", "--world", str(world_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"offerrank simulate: {world_file}: "), err
+    assert re.search(problem, err), err
+    assert not out.exists()
+
+
+def test_a_world_whose_catalog_is_refused_fails_before_creating_out(tmp_path, capsys):
+    import yaml
+
+    from offerrank.cli.main import main
+
+    world_file = tmp_path / "world.yaml"
+    world_file.write_text(yaml.safe_dump(_with("offers.2.id", "p 1")), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["--home", str(tmp_path), "simulate", "--world", str(world_file), "--out", str(out)]) == 2
+    assert "offers[p 1].id: String should match pattern" in capsys.readouterr().err
+    assert not out.exists()
