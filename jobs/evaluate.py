@@ -37,7 +37,12 @@ from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, 
 from offerrank.learning.bandit import facts_of, posterior_table, posteriors, run_seed
 from offerrank.ranking import method_of
 from offerrank.reports.offpolicy import WeightsRefused, evaluate
-from offerrank.serving.policy import serving_probability, slot_probabilities
+from offerrank.serving.policy import (
+    random_slot_probability,
+    serving_probability,
+    slot_probabilities,
+    split_by_cold_start,
+)
 from offerrank.settings import Settings
 from offerrank.tables import (
     ALL_SEGMENTS,
@@ -46,6 +51,7 @@ from offerrank.tables import (
     POLICY_EVALUATIONS,
     SLOT_STATS_DAILY,
     EvaluationSource,
+    Reason,
 )
 
 log = logging.getLogger(__name__)
@@ -177,10 +183,14 @@ def slot_targets(ranked: pd.DataFrame, policy: Policy, slots: int, seed: int) ->
     elif policy.fixed_order:
         target = np.eye(count, shown)
     else:
-        table = posterior_table(ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float))
+        cold = ranked["reason"].to_numpy() == Reason.COLD_START.value
+        table, explored_first = split_by_cold_start(
+            posterior_table(ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float)), cold
+        )
         share = ranked["exploration_share"].iloc[0]  # none for a list of the fallback alone: it is always shown
         in_slot = slot_probabilities(table, shown, seed)
-        target = serving_probability(in_slot, 0.0 if pd.isna(share) else float(share), count, floor=0.0)
+        explore = random_slot_probability(count, shown, explored_first)
+        target = serving_probability(in_slot, 0.0 if pd.isna(share) else float(share), count, 0.0, explore)
     offer, slot = np.meshgrid(np.arange(count), np.arange(shown), indexing="ij")
     return pd.DataFrame({"offer_id": offers[offer.ravel()], "slot": slot.ravel() + 1, "target": target.ravel()})
 

@@ -188,6 +188,16 @@ class ServingPolicy:
         return np.concatenate([rng.permutation(first), rng.permutation(others)])[: self.slots].tolist()
 
 
+def split_by_cold_start(table: np.ndarray, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A list's quantile `table` and the positions random traffic shows first, given which offers are in cold start:
+    while some are and others are not, every draw of an offer past cold start beats every cold-start draw (its
+    quantiles lifted by 1, above any probability) and random traffic shows the cold-start offers first; else the
+    table as it is and no split. The lookup and off-policy evaluation both serve a list through this."""
+    if cold.any() and not cold.all():
+        return table + (~cold)[:, None], np.flatnonzero(cold)
+    return table, None
+
+
 def random_slot_probability(offers: int, slots: int, explored_first: np.ndarray | None = None) -> np.ndarray:
     """P(random traffic puts offer i in slot j), an (offers x slots) matrix: 1 / offers; with `explored_first`, a
     random order of those positions, then of the others."""

@@ -34,6 +34,7 @@ from offerrank.serving.policy import (
     ServingPolicy,
     contender_slot_probabilities,
     slot_probabilities,
+    split_by_cold_start,
 )
 from offerrank.serving.profiles import NO_ATTRIBUTES, NO_PROFILES, AttributeIndex, ProfileIndex, run_starts
 from offerrank.tables import ALL_SEGMENTS, Reason
@@ -284,9 +285,7 @@ class Snapshot:
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
                 published = columns.published_values(rows)
                 cold = np.array(columns.fields["reason"].take(rows)) == Reason.COLD_START.value
-                explored_first = None
-                if cold.any() and not cold.all():  # the cold-start thresholds split the list: see `policy`
-                    table, explored_first = table + (~cold)[:, None], np.flatnonzero(cold)  # warm draws beat cold
+                table, explored_first = split_by_cold_start(table, cold)
                 in_slot = slot_probabilities(table, served.limit, seed)
                 made = ServingPolicy(
                     Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit, explored_first

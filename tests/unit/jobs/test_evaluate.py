@@ -19,6 +19,7 @@ RANKED = pd.DataFrame(
         "alpha": [60.0, 20.0, 2.0],
         "beta": [940.0, 980.0, 98.0],
         "exploration_share": [0.1] * 3,
+        "reason": ["model"] * 3,
     }
 )
 
@@ -39,6 +40,15 @@ def test_the_served_policy_mixes_exploration_with_the_thompson_draws_slot_probab
     assert served.sum(axis=0).to_numpy() == pytest.approx([1, 1], abs=1e-9)  # each slot holds one offer
     assert (served.to_numpy() >= 0.1 / 3 - 1e-12).all()  # never below the exploration share's
     assert served.loc["o2", 1] > 0.8  # the clear best is first in most draws
+
+
+def test_a_candidate_with_offers_in_cold_start_is_evaluated_as_the_lookup_serves_it():
+    # random traffic shows the cold-start offer first; every Thompson draw puts it after the offers past cold start
+    cold = RANKED.assign(reason=["model", "model", "cold_start"])
+    served = matrix(slot_targets(cold, Policy("ai_model:m"), slots=2, seed=1))
+    assert served.loc["o3", 1] == pytest.approx(0.1)  # the exploration share alone
+    assert served.loc["o3", 2] == pytest.approx(0.0)
+    assert served.sum(axis=0).to_numpy() == pytest.approx([1, 1], abs=1e-9)
 
 
 LOGGED = pd.DataFrame(
