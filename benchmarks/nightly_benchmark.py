@@ -64,7 +64,7 @@ def main() -> None:
         gc.collect()
         started, cpu = time.perf_counter(), tree_cpu_seconds(jvm_pid) + time.process_time()
         counts = aggregate.run(spark, settings, catalog, day, full_refresh)
-        rank_and_publish(settings, catalog, day, published_at=at)
+        rank_and_publish(settings, catalog, day, at=at)
         return time.perf_counter() - started, tree_cpu_seconds(jvm_pid) + time.process_time() - cpu, counts
 
     walls, cpus = [], []

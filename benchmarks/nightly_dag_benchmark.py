@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,9 @@ def main() -> None:
     for home in (session_home, dag_home):
         prepared(home, args.events_per_day, spark)
     for day in (FIRST, RUN):
-        report = run_day(spark, load_settings(home=session_home), day, echo=lambda _: None)
+        report = run_day(
+            spark, load_settings(home=session_home), day, clock=lambda: datetime.now(UTC), echo=lambda _: None
+        )
         assert report.success, report.summary()
     spark.stop()  # the DAG's Spark server gets the machine to itself
 

@@ -172,7 +172,7 @@ with DAG(
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
-            return tasks.validation_outcome(run_date_of(params, ds), (run_id, datetime.now(UTC)))
+            return tasks.validation_outcome(run_date_of(params, ds), run_id=run_id, refused_at=datetime.now(UTC))
         except tasks.RunRefused as refused:
             raise AirflowFailException(str(refused)) from None
 

@@ -36,7 +36,7 @@ from offerrank.errors import Unavailable
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
 from offerrank.learning.bandit import facts_of, posterior_table, posteriors, run_seed
 from offerrank.ranking import method_of
-from offerrank.reports.offpolicy import WeightsRefused, evaluate
+from offerrank.reports.offpolicy import MAX_WEIGHT, WeightsRefused, evaluate
 from offerrank.serving.policy import (
     random_slot_probability,
     serving_probability,
@@ -183,14 +183,15 @@ def slot_targets(ranked: pd.DataFrame, policy: Policy, slots: int, seed: int) ->
     elif policy.fixed_order:
         target = np.eye(count, shown)
     else:
+        share = ranked["exploration_share"].iloc[0]  # none for a list of the fallback alone: it is always shown
+        share = 0.0 if pd.isna(share) else float(share)
         cold = ranked["reason"].to_numpy() == Reason.COLD_START.value
         table, explored_first = split_by_cold_start(
-            posterior_table(ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float)), cold
+            posterior_table(ranked["alpha"].to_numpy(float), ranked["beta"].to_numpy(float)), cold, share
         )
-        share = ranked["exploration_share"].iloc[0]  # none for a list of the fallback alone: it is always shown
         in_slot = slot_probabilities(table, shown, seed)
         explore = random_slot_probability(count, shown, explored_first)
-        target = serving_probability(in_slot, 0.0 if pd.isna(share) else float(share), count, 0.0, explore)
+        target = serving_probability(in_slot, share, count, 0.0, explore)
     offer, slot = np.meshgrid(np.arange(count), np.arange(shown), indexing="ij")
     return pd.DataFrame({"offer_id": offers[offer.ravel()], "slot": slot.ravel() + 1, "target": target.ravel()})
 
@@ -286,7 +287,9 @@ def unsupported_share(logged: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFra
     return totals[[*CONTEXT, "slot", "unsupported_share", "offer_id"]].rename(columns={"offer_id": "worst_offer"})
 
 
-def estimate_units(policy: Policy, rows: pd.DataFrame, support: pd.DataFrame) -> list[dict]:
+def estimate_units(
+    policy: Policy, rows: pd.DataFrame, support: pd.DataFrame, max_weight: float = MAX_WEIGHT
+) -> list[dict]:
     """One estimate per context and slot, and per context over all its slots (slot None)."""
     results = []
     for by_slot in (True, False):
@@ -326,6 +329,7 @@ def estimate_units(policy: Policy, rows: pd.DataFrame, support: pd.DataFrame) ->
                         group["target"].to_numpy(),
                         group["reward"].to_numpy(),
                         group["direct"].to_numpy(),
+                        max_weight,
                     ).as_row()
                 except WeightsRefused as refused:
                     row["refused"] = str(refused)
@@ -376,7 +380,11 @@ def evaluate_model(
             targets = policy_targets(catalog, policy, model, logged, facts, days, settings)
         except RankingFailed as failed:
             raise EvaluationUnavailable(f"policy {policy.name!r} cannot rank: {failed}") from None
-        results += estimate_units(policy, unit_rows(logged, targets, rewards), unsupported_share(logged, targets))
+        # a candidate's probability is at most 1 and ingest accepts propensities from `min_propensity` up: a weight
+        # above 1 / min_propensity comes from a propensity ingest would not accept today
+        results += estimate_units(
+            policy, unit_rows(logged, targets, rewards), unsupported_share(logged, targets), 1 / settings.min_propensity
+        )
     frame = pd.DataFrame(results).reindex(columns=POLICY_EVALUATIONS.column_names)
     frame["logged_rate"] = frame["conversions"] / frame["impressions"]
     return frame.assign(window_end=last, window_start=first, model_name=model.name)
@@ -412,12 +420,20 @@ def replaced_by(window_end: date, model_name: str, policies: Iterable[str], sour
     return where | {"source": source.value, "policy": sorted(set(policies))}
 
 
-def store(settings: Settings, rows: pd.DataFrame, window_end: date, model_name: str, source: EvaluationSource) -> None:
-    """Write an evaluation's rows (of `window_end` and `model_name`; none: the nightly report has no estimates, and
-    its earlier ones go) to `policy_evaluations` under `source`, replacing what `replaced_by` says."""
+def store(
+    settings: Settings,
+    rows: pd.DataFrame,
+    window_end: date,
+    model_name: str,
+    source: EvaluationSource,
+    policies: Iterable[Policy] = (),
+) -> None:
+    """Write an evaluation's rows of the `policies` it evaluated (the nightly report's: all its policies) of
+    `window_end` and `model_name` to `policy_evaluations` under `source`, replacing what `replaced_by` says (no
+    rows: the earlier ones go)."""
     from offerrank.engines.delta_rs import write_frame
 
-    where = replaced_by(window_end, model_name, rows["policy"], source)
+    where = replaced_by(window_end, model_name, [policy.name for policy in policies], source)
     rows = rows.assign(window_end=window_end, model_name=model_name, source=source.value)
     write_frame(settings, POLICY_EVALUATIONS, rows, mode="overwrite", where=where)
 
@@ -443,5 +459,5 @@ def run(
     chosen = [Policy(p) for p in policies] if policies else default_policies(model)
     rows = evaluate_model(catalog, model, chosen, logged, facts, first, last, settings)
     if source is not None:
-        store(settings, rows, last, model.name, source)
+        store(settings, rows, last, model.name, source, chosen)
     return rows

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from offerrank.catalog import Dataset
@@ -93,36 +94,35 @@ class LabelledDay:
         release_kept(self.checked)
 
 
-def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
-    """The event ids (and `landing_date`) the dataset's other landing dates of the lateness window accepted, before
-    and after the day (None: no window, or no interactions of another landing date in it)."""
-    settings = warehouse.settings
-    window = timedelta(days=settings.lateness_days)
-    interactions = open_table(settings, INTERACTIONS) if settings.lateness_days else None
-    # the table's log lists its landing dates: a day alone in its window reads no Delta files at all
+def accepted_ids(
+    warehouse: Warehouse, landing_dates: Iterable[date], where: Column, columns: tuple[str, ...]
+) -> DataFrame | None:
+    """The `columns` of the interactions accepted on `landing_dates` that match `where` (None: none of those dates
+    is in the table; its log lists its landing dates, so a day alone reads no Delta files at all)."""
+    interactions = open_table(warehouse.settings, INTERACTIONS)
     landed = (
         set() if interactions is None else {date.fromisoformat(p["landing_date"]) for p in interactions.partitions()}
     )
-    others = sorted(other for other in landed if other != day.run_date and abs(other - day.run_date) <= window)
-    if not others:
+    wanted = sorted(landed & set(landing_dates))
+    if not wanted:
         return None
     accepted = warehouse.read(INTERACTIONS)
     assert accepted is not None, f"{INTERACTIONS.name} lists landing dates in its log"
-    return accepted.filter(F.col("landing_date").isin(others) & (F.col("dataset") == F.lit(day.dataset))).select(
-        "event_id", "landing_date"
-    )
+    return accepted.filter(F.col("landing_date").isin(wanted) & where).select(*columns)
+
+
+def ids_of_other_days(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
+    """The event ids (and `landing_date`) the dataset's other landing dates of the lateness window accepted, before
+    and after the day (None: no window, or no interactions of another landing date in it)."""
+    lateness = warehouse.settings.lateness_days
+    window = [day.run_date + timedelta(days=offset) for offset in range(-lateness, lateness + 1) if offset]
+    return accepted_ids(warehouse, window, F.col("dataset") == F.lit(day.dataset), ("event_id", "landing_date"))
 
 
 def ids_of_other_datasets(warehouse: Warehouse, day: DatasetDay) -> DataFrame | None:
     """The `dataset` and `event_id` of the interactions other datasets accepted for the day's landing date (None:
     the table has no rows of that date)."""
-    interactions = open_table(warehouse.settings, INTERACTIONS)
-    if interactions is None or {"landing_date": str(day.run_date)} not in interactions.partitions():
-        return None
-    accepted = warehouse.read(INTERACTIONS)
-    assert accepted is not None, f"{INTERACTIONS.name} lists the landing date in its log"
-    of_the_date = (F.col("landing_date") == F.lit(day.run_date)) & (F.col("dataset") != F.lit(day.dataset))
-    return accepted.filter(of_the_date).select("dataset", "event_id")
+    return accepted_ids(warehouse, [day.run_date], F.col("dataset") != F.lit(day.dataset), ("dataset", "event_id"))
 
 
 def label_day(

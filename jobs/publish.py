@@ -46,7 +46,7 @@ from offerrank.jobs.rank import (
     Candidate,
     RankingFailed,
     candidates,
-    failed_trainings,
+    held_back,
     with_parameter_columns,
 )
 from offerrank.settings import Settings
@@ -144,13 +144,18 @@ def staging_time(staged: pd.DataFrame) -> datetime | None:
     return None if pd.isna(latest) else latest.to_pydatetime()
 
 
-def staged_before_served(run_id: str, run_date: date, staged_at: datetime | None, served: dict | None) -> str | None:
+def staged_before_served(
+    run_id: str, run_date: date, staged_at: datetime | None, served: dict | None, expects_lists: bool = True
+) -> str | None:
     """Why run `run_id`'s lists must not replace a ranking of the same date served from another run: they were
     staged before it (an older run's publish cleared or retried after a later run of the date published), or are
-    gone (removed when a later run of the date published). Going back on purpose is a rollback."""
+    gone (removed when a later run of the date published) though the run `expects_lists` (a method not held
+    back). Going back on purpose is a rollback."""
     if served is None or served["run_date"] != run_date or served["run_id"] == run_id:
         return None
     current = f"run {served['run_id']}, ranking version {served['ranking_version']}"
+    if staged_at is None and not expects_lists:
+        return None
     if staged_at is None:
         return (
             f"run {run_id} has no staged lists of {run_date} (a run's lists are removed once a later run of its date "
@@ -283,14 +288,16 @@ class Publisher:
         stage or holds back (their model's dataset did not pass); why it must not be published (None: it may); and
         which methods' lists were kept, and why."""
         nothing = pd.DataFrame(columns=PUBLISHED_COLUMNS)
+        held = held_back(self.settings, catalog, run_date, validation)
+        # a run whose every method is held back stages nothing, and keeps the served lists: not a stale run
+        expects_lists = any(method.unit not in held for method in catalog.ranking_methods())
         refusal = (
             validation.refusal()
             or older_than_served(run_date, served)
-            or staged_before_served(run_id, run_date, staging_time(staged), served)
+            or staged_before_served(run_id, run_date, staging_time(staged), served, expects_lists)
         )
         if refusal is not None:
             return nothing, refusal, []
-        held = validation.held_back(catalog) | failed_trainings(self.settings, catalog, run_date)
         staged = staged[~staged["unit"].isin(list(held))]
         missing = [method.unit for method in catalog.ranking_methods() if method.unit not in set(staged["unit"])]
         kept, notes = kept_lists(self.served(), catalog, run_date, missing, held) if missing else (nothing, [])

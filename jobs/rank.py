@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
@@ -28,6 +28,9 @@ from offerrank.learning.contextual.training import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
 from offerrank.settings import Settings
+
+if TYPE_CHECKING:
+    from offerrank.events.validation_gate import DayValidation
 from offerrank.tables import (
     MODEL_PARAMETERS,
     MODEL_TRAININGS,
@@ -212,13 +215,15 @@ def failed_trainings(settings: Settings, catalog: Catalog, run_date: date) -> di
     }
 
 
-def held_back(settings: Settings, catalog: Catalog, run_date: date) -> dict[str, str]:
-    """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation, or failed
-    to train, and why."""
+def held_back(
+    settings: Settings, catalog: Catalog, run_date: date, validation: DayValidation | None = None
+) -> dict[str, str]:
+    """The ranking methods whose AI model learns from a dataset that did not pass `run_date`'s validation (read
+    unless given), or failed to train, and why."""
     from offerrank.events.validation_gate import day_validation
 
-    by_validation = day_validation(settings, catalog, run_date).held_back(catalog)
-    return by_validation | failed_trainings(settings, catalog, run_date)
+    validation = validation or day_validation(settings, catalog, run_date)
+    return validation.held_back(catalog) | failed_trainings(settings, catalog, run_date)
 
 
 def stage_or_hold(

@@ -242,7 +242,7 @@ def offer_shares(facts: pd.DataFrame) -> pd.DataFrame:
 
 def drivers(parameters: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     """Per placement, channel and offer of a contextual model's training, the `top` feature levels with the largest
-    effects on its click rate (posterior mean and 90% interval, see `explain`)."""
+    effects on its click rate (posterior median and 90% interval, see `explain`)."""
     rows = [
         {"placement_id": r.placement_id, "channel": r.channel, "offer_id": r.offer_id, **reason}
         for r in _rows(parameters)

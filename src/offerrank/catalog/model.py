@@ -118,16 +118,18 @@ class Catalog(_Entity):
         return found
 
     def eligible_offers(self, assignment: DecisionPlacement) -> list[Offer]:
-        """The offers a decision placement may rank: its explicit ids, or those matching its filter."""
+        """The offers a decision placement may rank: its explicit ids, or those matching its filter, that may appear
+        in its placement (an offer's `placements`)."""
         if assignment.eligible_offers:
-            return [self.get("offers", i) for i in assignment.eligible_offers]
-        return [
-            o for o in self.offers if all(o.characteristics.get(k) == v for k, v in assignment.eligible_filter.items())
-        ]
+            listed = [self.get("offers", i) for i in assignment.eligible_offers]
+        else:
+            wanted = assignment.eligible_filter.items()
+            listed = [o for o in self.offers if all(o.characteristics.get(k) == v for k, v in wanted)]
+        return [o for o in listed if assignment.placement in o.placements]
 
     def eligible_live_offers(self, assignment: DecisionPlacement, on: date) -> list[Offer]:
-        """The eligible offers that are live on day `on` and may appear in the assignment's placement."""
-        return [o for o in self.eligible_offers(assignment) if o.is_live(on) and assignment.placement in o.placements]
+        """The eligible offers that are live on day `on`."""
+        return [o for o in self.eligible_offers(assignment) if o.is_live(on)]
 
     def active_assignments(self) -> list[tuple[Decision, DecisionPlacement]]:
         """Every placement of an active decision, with its decision, in catalog order."""

@@ -117,12 +117,13 @@ def run_day(
     run_date: date,
     run_id: str | None = None,
     *,
-    published_at: datetime,
+    clock: Callable[[], datetime],
     echo: Callable[[str], None] = log.info,
 ) -> RunReport:
     """Run every step of the chain for `run_date` in this session (the run id, when none is given, is
-    `manual_run_id`); stops at a failed gate. `published_at`: now (wall-clock time, read by the entry point), when
-    its lists are staged and published. Each step's start and outcome go to `echo` (default: this module's log)."""
+    `manual_run_id`); stops at a failed gate. `clock`: the entry point's wall clock, read when a validation refusal
+    is recorded, when the lists are staged and when they are published (hours after the run started, on a big day).
+    Each step's start and outcome go to `echo` (default: this module's log)."""
     from offerrank.catalog.registry import Registry
     from offerrank.engines.delta_rs import one_line
     from offerrank.jobs import aggregate, ingest, profiles, publish, rank
@@ -136,7 +137,7 @@ def run_day(
 
     def validate_step() -> str:
         validation = day_validation(settings, catalog, run_date)
-        refusal = record_validation_refusal(settings, validation, run_id, published_at)
+        refusal = record_validation_refusal(settings, validation, run_id, clock())
         if refusal is not None:
             report.success = False
             return f"stopped: {refusal}; channels keep the last good ranking"
@@ -150,11 +151,11 @@ def run_day(
             return f"REJECTED: {rejected}"
 
     def rank_step() -> str:  # a method that fails or is held back keeps its last good lists
-        return rank.run(settings, catalog, run_date, run_id, published_at)
+        return rank.run(settings, catalog, run_date, run_id, clock())
 
     def publish_step() -> str:
         try:
-            return publish.run(settings, catalog, run_date, run_id, published_at).summary()
+            return publish.run(settings, catalog, run_date, run_id, clock()).summary()
         except publish.PublishRefused as refused:
             report.success = False
             return f"refused: {refused}; channels keep the last good ranking"

@@ -111,15 +111,22 @@ def waiting_message(run_date: date, dataset: str, since: datetime | None, timeou
 
 
 def validation_outcome(
-    run_date: date, gate: tuple[str, datetime] | None = None, settings: Settings | None = None
+    run_date: date,
+    *,
+    run_id: str | None = None,
+    refused_at: datetime | None = None,
+    settings: Settings | None = None,
 ) -> dict:
     """Each event dataset's outcome of the date (its counts, or why it did not pass); when no dataset passed,
-    RunRefused with the reasons (recorded as a refused publish when `gate` gives the run id and now: the nightly
-    run's gate)."""
+    RunRefused with the reasons (recorded as run `run_id`'s refused publish at `refused_at`, now, when both are
+    given: the nightly run's gate)."""
     settings = settings or load_settings()
     catalog = registry_catalog(settings)
     validation = day_validation(settings, catalog, run_date)
-    refusal = record_validation_refusal(settings, validation, *gate) if gate is not None else validation.refusal()
+    if run_id is not None and refused_at is not None:
+        refusal = record_validation_refusal(settings, validation, run_id, refused_at)
+    else:
+        refusal = validation.refusal()
     if refusal is not None:
         raise RunRefused(refusal)
     refusals = validation.refusals()

@@ -17,7 +17,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from offerrank.chain.nightly import check_run_date, run_day
 
     check_run_date(args.date, now().date(), args.force)
-    report = run_day(spark(settings, "run"), settings, args.date, args.run_id, published_at=now())
+    report = run_day(spark(settings, "run"), settings, args.date, args.run_id, clock=now)
     print(report.summary())
     if report.success:
         print_top(settings, args.top)

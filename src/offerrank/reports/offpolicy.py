@@ -14,9 +14,10 @@ and `effective_sample_size` = (Σ w)² / Σ w² says how many impressions the es
 formulas of Open Bandit Pipeline's IPW, SNIPW and DR estimators (Saito et al., 2021), on counts instead of one row
 per impression; the tests check them against a per-impression computation.
 
-A weight that is not finite (a logged propensity of 0) or above `MAX_WEIGHT` (one impression standing for more
-than 100,000) would make every estimate of its unit inf, NaN or one impression's noise: `evaluate` refuses the
-rows (`WeightsRefused`, saying which weight and why) instead of returning such numbers.
+A weight that is not finite (a logged propensity of 0) or above its bound (1 / ingest's propensity floor; by
+default `MAX_WEIGHT`, one impression standing for more than 100,000) would make every estimate of its unit inf, NaN
+or one impression's noise: `evaluate` refuses the rows (`WeightsRefused`, saying which weight and why) instead of
+returning such numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from offerrank.errors import Refused
 from offerrank.reports.stats import Z
 
 ESTIMATORS = ("ipw", "snipw", "dr")
-# 1 / the default propensity floor of ingest (OFFERRANK_MIN_PROPENSITY): what ingest accepts stays evaluable
+# 1 / the default propensity floor of ingest (OFFERRANK_MIN_PROPENSITY); evaluate derives it from the setting
 MAX_WEIGHT = 1e5
 
 
@@ -81,10 +82,11 @@ def evaluate(
     target: np.ndarray,
     reward: np.ndarray,
     direct: np.ndarray,
+    max_weight: float = MAX_WEIGHT,
 ) -> Evaluation:
     """IPW, SNIPW and DR estimates of the candidate's conversion rate on the rows (see the module's doc)."""
     n, c = np.asarray(impressions, float), np.asarray(conversions, float)
-    weight = importance_weights(np.asarray(target, float), np.asarray(propensity, float))
+    weight = importance_weights(np.asarray(target, float), np.asarray(propensity, float), max_weight)
     q, dm = np.asarray(reward, float), np.asarray(direct, float)
     count = (c, n - c)
     ipw = _mean_and_interval(weight, np.zeros_like(weight), count)
@@ -107,8 +109,8 @@ def evaluate(
     )
 
 
-def importance_weights(target: np.ndarray, propensity: np.ndarray) -> np.ndarray:
-    """π / p per row; WeightsRefused when one is not finite or exceeds `MAX_WEIGHT`."""
+def importance_weights(target: np.ndarray, propensity: np.ndarray, max_weight: float = MAX_WEIGHT) -> np.ndarray:
+    """π / p per row; WeightsRefused when one is not finite or exceeds `max_weight`."""
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = target / propensity
     unusable = ~np.isfinite(weight)
@@ -118,10 +120,10 @@ def importance_weights(target: np.ndarray, propensity: np.ndarray) -> np.ndarray
             f"{int(unusable.sum())} rows have no finite importance weight (target {target[at]:.3g} over logged "
             f"propensity {propensity[at]:.3g}): no estimate"
         )
-    if weight.size and weight.max() > MAX_WEIGHT:
+    if weight.size and weight.max() > max_weight:
         at = int(np.argmax(weight))
         raise WeightsRefused(
             f"an importance weight of {weight[at]:.3g} (target {target[at]:.3g} over logged propensity "
-            f"{propensity[at]:.3g}) exceeds {MAX_WEIGHT:.0e}: one impression would outweigh the rest; no estimate"
+            f"{propensity[at]:.3g}) exceeds {max_weight:.0e}: one impression would outweigh the rest; no estimate"
         )
     return weight

@@ -132,13 +132,6 @@ def drivers_section(report: ModelReport) -> str:
         "<th>90% interval</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
-    return (
-        "<h2>What drives the scores</h2>"
-        "<p class='window'>Per offer, the features whose posterior weights raise and lower its log-odds of a click "
-        "most (the latest training; <code>offerrank models explain</code> prints the same).</p>"
-        "<table><thead><tr><th>placement</th><th>offer</th><th>feature</th><th>weight</th><th>sd</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
 
 
 def evaluation_section(report: ModelReport) -> str:

@@ -86,8 +86,8 @@ class Answer:
     traffic_type: str  # random | model: how this request's order was chosen
     request_id: str  # seeds the request's draws: the same id (and ranking version) gives the same answer
     offers: tuple[RankedOffer, ...]
-    # offers not served, by cause: not_eligible (the catalog no longer makes them eligible for the list), not_live
-    # (ended, not started, gone), audience, capped
+    # offers not served, by cause: not_eligible (the catalog no longer makes them eligible for the list, or they are
+    # gone from it), not_live (ended, not started), audience, capped
     dropped: dict[str, int]
 
     def proposition(self, shown: int | None = None) -> dict:

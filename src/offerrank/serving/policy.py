@@ -188,12 +188,16 @@ class ServingPolicy:
         return np.concatenate([rng.permutation(first), rng.permutation(others)])[: self.slots].tolist()
 
 
-def split_by_cold_start(table: np.ndarray, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def split_by_cold_start(
+    table: np.ndarray, cold: np.ndarray, exploration_share: float
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A list's quantile `table` and the positions random traffic shows first, given which offers are in cold start:
     while some are and others are not, every draw of an offer past cold start beats every cold-start draw (its
     quantiles lifted by 1, above any probability) and random traffic shows the cold-start offers first; else the
-    table as it is and no split. The lookup and off-policy evaluation both serve a list through this."""
-    if cold.any() and not cold.all():
+    table as it is and no split. Without an exploration share there is no random traffic to carry the cold-start
+    offers, so they compete by their posteriors (never starved). The lookup and off-policy evaluation both serve a
+    list through this."""
+    if exploration_share > 0 and cold.any() and not cold.all():
         return table + (~cold)[:, None], np.flatnonzero(cold)
     return table, None
 

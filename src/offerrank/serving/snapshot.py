@@ -285,7 +285,7 @@ class Snapshot:
                 table = posterior_table(columns.alpha[rows], columns.beta[rows])
                 published = columns.published_values(rows)
                 cold = np.array(columns.fields["reason"].take(rows)) == Reason.COLD_START.value
-                table, explored_first = split_by_cold_start(table, cold)
+                table, explored_first = split_by_cold_start(table, cold, ranked.exploration_share)
                 in_slot = slot_probabilities(table, served.limit, seed)
                 made = ServingPolicy(
                     Contenders.of(table, in_slot), ranked.exploration_share, in_slot, served.limit, explored_first

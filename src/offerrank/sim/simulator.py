@@ -365,7 +365,7 @@ def simulate(world: World, days: int, out: Path, seed: int = 1, spark=None, echo
         writer.close()
         writer.handles.clear()
         rows += tally_rows(world, number, tally)
-        report = run_day(spark, settings, day, published_at=clock["now"], echo=lambda _: None)
+        report = run_day(spark, settings, day, clock=lambda: clock["now"], echo=lambda _: None)
         leaders += leader_rows(world, number + 1, table_rows(settings, OFFER_RANKINGS))
         echo(f"day {number} ({day}): {summary_line(rows, number)}; nightly run {'ok' if report.success else 'FAILED'}")
     write_csv(out / "simulation.csv", rows)

@@ -89,7 +89,7 @@ def world(spark, tmp_path_factory):
     (home / "sample" / "catalog.yaml").write_text(yaml.safe_dump(data))
     settings = load_settings(home=home)
     Registry(settings).commit(load_catalog(home / "sample" / "catalog.yaml"), datetime(2026, 10, 31, tzinfo=UTC))
-    report = run_day(spark, settings, DAY1, published_at=AT, echo=lambda _: None)
+    report = run_day(spark, settings, DAY1, clock=lambda: AT, echo=lambda _: None)
     assert report.success, report.summary()
     return settings, offers, target
 
@@ -127,7 +127,7 @@ def test_a_dataset_failing_validation_holds_back_only_the_models_that_learn_from
     good = partner_events(offers, target, DAY2)[:100]
     write_day(partner, DAY2, good + ["{not json"] * 50)  # a third quarantined: the day fails validation
 
-    report = run_day(spark, settings, DAY2, published_at=AT, echo=lambda _: None)
+    report = run_day(spark, settings, DAY2, clock=lambda: AT, echo=lambda _: None)
     assert report.success, report.summary()
     dq = rows(settings, "dq_results").set_index(["run_date", "dataset"])
     assert dq.loc[(DAY2, "web"), "success"] and not dq.loc[(DAY2, "partner"), "success"]

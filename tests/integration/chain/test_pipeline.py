@@ -36,7 +36,7 @@ def world(spark, tmp_path_factory):
     catalog_file.write_text(yaml.safe_dump(data))
     settings = load_settings(home=home)
     Registry(settings).commit(load_catalog(catalog_file), AT)
-    reports = [run_day(spark, settings, day, published_at=AT, echo=lambda _: None) for day in DAYS]
+    reports = [run_day(spark, settings, day, clock=lambda: AT, echo=lambda _: None) for day in DAYS]
     return settings, reports
 
 
@@ -142,7 +142,7 @@ def test_rerunning_the_last_date_changes_nothing(spark, world):
             "model_report_offers",
         )
     }
-    report = run_day(spark, settings, DAYS[-1], published_at=AT, echo=lambda _: None)
+    report = run_day(spark, settings, DAYS[-1], clock=lambda: AT, echo=lambda _: None)
     assert "ranking unchanged: version 3" in {name: outcome for name, _, outcome in report.steps}["publish"]
     assert table_version(spark, settings) == before_version
     for name, rows in before.items():
@@ -166,7 +166,7 @@ def test_failed_validation_leaves_the_last_good_ranking(spark, world, tmp_path):
     settings = warehouse_copy(world[0], tmp_path)
     before_version = table_version(spark, settings)
     strict = settings.model_copy(update={"max_quarantine_share": -1.0})  # every day now fails validation
-    report = run_day(spark, strict, DAYS[-1], published_at=AT, echo=lambda _: None)
+    report = run_day(spark, strict, DAYS[-1], clock=lambda: AT, echo=lambda _: None)
     assert not report.success and [name for name, _, _ in report.steps] == ["ingest", "validate"]
     assert report.steps[-1][2].startswith("stopped: validation of 2026-11-03 did not pass (")
     with pytest.raises(PublishRefused, match="validation of 2026-11-03 did not pass"):  # `offerrank rank` too

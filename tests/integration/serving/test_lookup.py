@@ -263,8 +263,9 @@ def test_an_unreadable_ranking_still_serves_the_fallbacks_and_says_why_in_one_li
 
 
 def test_catalog_changes_to_decisions_take_effect_at_the_next_refresh(ranked_warehouse, tmp_path):
-    """Issue #54 (1): a decision set to draft, an offer pulled from a placement's eligible offers and a placement
-    moved to another decision reach the lookup at its next registry refresh, not at the next publish."""
+    """Issue #54 (1): a decision set to draft, an offer pulled from a placement's eligible offers, an offer that no
+    longer names the placement among its own and a placement moved to another decision reach the lookup at its
+    next registry refresh, not at the next publish."""
     settings = warehouse_copy(ranked_warehouse, tmp_path)
     lookup = lookup_of(settings)
     pulled = published_order(1, "newsletter-top")[0]
@@ -285,15 +286,24 @@ def test_catalog_changes_to_decisions_take_effect_at_the_next_refresh(ranked_war
         "dp-checkout": checkout.model_copy(update={"placements": (*checkout.placements, sidebar)}),
     }
     decisions = tuple(changed.get(d.id, d) for d in catalog.decisions)
-    Registry(settings).commit(catalog.model_copy(update={"decisions": decisions}), TODAY, check_datasets=False)
+    unplaced = published_order(1, "newsletter-top")[1]  # the offer no longer names the placement among its own
+    offers = tuple(
+        o.model_copy(update={"placements": tuple(p for p in o.placements if p != "newsletter-top") or ("home-hero",)})
+        if o.id == unplaced
+        else o
+        for o in catalog.offers
+    )
+    changed_catalog = catalog.model_copy(update={"decisions": decisions, "offers": offers})
+    Registry(settings).commit(changed_catalog, TODAY, check_datasets=False)
     assert lookup.refresh() is True
 
     newsletter = lookup.top("newsletter-top", "email", mode="published")
     assert newsletter.ranking_version == 1 and newsletter.decision_id == "dp-newsletter"
-    assert [o.offer_id for o in newsletter.offers] == [o for o in published_order(1, "newsletter-top") if o != pulled]
-    assert newsletter.dropped == {"not_eligible": 1, "not_live": 0, "audience": 0, "capped": 0}
-    for _ in range(20):  # the per-request policy never draws it either
-        assert pulled not in [o.offer_id for o in lookup.top("newsletter-top", "email").offers]
+    gone = {pulled, unplaced}
+    assert [o.offer_id for o in newsletter.offers] == [o for o in published_order(1, "newsletter-top") if o not in gone]
+    assert newsletter.dropped == {"not_eligible": 2, "not_live": 0, "audience": 0, "capped": 0}
+    for _ in range(20):  # the per-request policy never draws them either
+        assert gone.isdisjoint(o.offer_id for o in lookup.top("newsletter-top", "email").offers)
     hero = lookup.top("home-hero", "web", mode="published")  # no active decision assigns it: no ranked list
     assert hero.ranking_version is None and hero.decision_id is None
     assert {o.reason for o in hero.offers} == {"priority_fallback"}

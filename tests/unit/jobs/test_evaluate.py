@@ -49,6 +49,9 @@ def test_a_candidate_with_offers_in_cold_start_is_evaluated_as_the_lookup_serves
     assert served.loc["o3", 1] == pytest.approx(0.1)  # the exploration share alone
     assert served.loc["o3", 2] == pytest.approx(0.0)
     assert served.sum(axis=0).to_numpy() == pytest.approx([1, 1], abs=1e-9)
+    # without random traffic to carry it, a cold-start offer competes by its posterior: never starved
+    greedy = matrix(slot_targets(cold.assign(exploration_share=0.0), Policy("ai_model:m"), slots=2, seed=1))
+    assert greedy.loc["o3", 2] > 0
 
 
 LOGGED = pd.DataFrame(

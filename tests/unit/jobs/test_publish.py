@@ -132,6 +132,9 @@ def test_lists_staged_before_the_served_ranking_of_their_date_are_refused_as_sta
         "to serve an earlier ranking on purpose, `offerrank rankings rollback`"
     )
     assert "has no staged lists" in staged_before_served("run-a", day, None, served)
+    # a run whose every method is held back (a dataset failed, a model failed to train) stages nothing: it keeps
+    # the served lists, it is not stale
+    assert staged_before_served("run-c", day, None, served, expects_lists=False) is None
     assert staged_before_served("run-c", day, late, served) is None  # staged no earlier
     assert staged_before_served("run-b", day, None, served) is None  # the served run again: unchanged
     assert staged_before_served("run-a", date(2026, 11, 4), early, served) is None  # a later date
