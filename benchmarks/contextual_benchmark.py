@@ -225,7 +225,7 @@ def training_part(workdir: Path, events_per_day: int) -> None:
     from offerrank.jobs import aggregate, ingest, profiles
     from offerrank.jobs.aggregate import window_facts
     from offerrank.jobs.contextual import train_contextual_models
-    from offerrank.learning.bandit import posteriors
+    from offerrank.learning.bandit import Prior, posteriors
     from offerrank.settings import load_settings
     from offerrank.sim.generator import generate
     from offerrank.tables import FEATURE_STATS_DAILY, OFFER_STATS_DAILY
@@ -277,7 +277,7 @@ def training_part(workdir: Path, events_per_day: int) -> None:
     window = window_facts(warehouse.read(OFFER_STATS_DAILY), day, 30)
     auto_catalog = build_catalog(base, "bench")  # where the auto-optimization model ranks the same placements
     auto_model = auto_catalog.get("ai_models", auto["name"]).model_copy(update={"lookback_days": 30})
-    posteriors(window, auto_model, auto_catalog.placements_of(auto_model), day, 1.0, 1.0)
+    posteriors(window, auto_model, auto_catalog.placements_of(auto_model), day, Prior.of(settings))
     auto_seconds = time.perf_counter() - started
     trained = [r for r in table_rows(settings, MODEL_PARAMETERS) if r["model_name"] == "contextual-bench"]
     features = len(trained[0]["features"]) if trained else 0

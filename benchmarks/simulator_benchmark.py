@@ -12,7 +12,10 @@ country x age band x device and not on segments (the contextual placement's mode
 beside the per-segment placement's on the same traffic), and `segments.yaml`, where it depends on segments only
 (the contextual model, which has the segments as a feature, must be within 2 points of the per-segment one).
 
-    python benchmarks/simulator_benchmark.py [--days 7] [--worlds steady drift attributes segments] \
+The launch world (`--worlds launch`): `launch.yaml`, a clearly better web banner and a clearly worse app banner added
+on day 4: model/oracle on day 5 must keep >= 0.9 of day 4's, and the better banner must lead within 2 nightly runs.
+
+    python benchmarks/simulator_benchmark.py [--days 7] [--worlds steady drift attributes segments launch] \
         [--workdir /tmp/offerrank-simulate]
 """
 

@@ -47,7 +47,7 @@ from offerrank.engines.delta_spark import Warehouse
 from offerrank.events.attribution import attributed_clicks, shown_items, tagged
 from offerrank.jobs import caps
 from offerrank.jobs import contextual as contextual_job
-from offerrank.learning.bandit import RATE_KEYS, facts_of, posteriors
+from offerrank.learning.bandit import RATE_KEYS, Prior, facts_of, posteriors
 from offerrank.settings import Settings, parse_flag
 from offerrank.tables import (
     ALL_SEGMENTS,
@@ -163,8 +163,7 @@ def active_model_rates(facts: pd.DataFrame, catalog: Catalog, as_of: date, setti
                 model,
                 catalog.placements_of(model),
                 as_of,
-                settings.prior_alpha,
-                settings.prior_beta,
+                Prior.of(settings),
             )
             for model in catalog.active_models()
         ],

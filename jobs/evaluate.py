@@ -34,7 +34,7 @@ import pandas as pd
 from offerrank.catalog import AIModel, Catalog, DecisionStatus
 from offerrank.errors import Unavailable
 from offerrank.jobs.rank import Candidate, RankingFailed, candidates, rank_all, with_posteriors
-from offerrank.learning.bandit import facts_of, posterior_table, posteriors, run_seed
+from offerrank.learning.bandit import Prior, facts_of, posterior_table, posteriors, run_seed
 from offerrank.ranking import method_of
 from offerrank.reports.offpolicy import MAX_WEIGHT, WeightsRefused, evaluate
 from offerrank.serving.policy import (
@@ -154,11 +154,9 @@ def candidate_lists(
     model = method.model(variant)
     if method.uses_posteriors and model is not None:
         placements = sorted({(placement, channel) for _, placement, channel in assignments})
-        rates = posteriors(facts, model, placements, run_date, settings.prior_alpha, settings.prior_beta)
+        rates = posteriors(facts, model, placements, run_date, Prior.of(settings))
     rows = candidates(variant, run_date, policy.ranking)
-    frame = with_posteriors(
-        pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
-    )
+    frame = with_posteriors(pd.DataFrame(rows, columns=list(Candidate._fields)), rates, Prior.of(settings))
     ranked = rank_all(frame, run_date).merge(
         frame[["placement_id", "channel", "segment", "exploration_share"]].drop_duplicates(CONTEXT), on=CONTEXT
     )

@@ -24,6 +24,7 @@ import pandas as pd
 from offerrank.catalog import Catalog
 from offerrank.engines.delta_rs import latest_partition, open_table, read_rows, table_rows, write_frame
 from offerrank.errors import OfferrankError
+from offerrank.learning.bandit import LIST_KEYS, Prior, list_priors
 from offerrank.learning.contextual.training import PARAMETER_KEYS
 from offerrank.ranking import method_of
 from offerrank.ranking.base import RankGroup
@@ -114,15 +115,15 @@ def candidates(catalog: Catalog, run_date: date, unit: str | None = None, scored
     return rows
 
 
-def with_posteriors(
-    candidate_frame: pd.DataFrame, rates: pd.DataFrame, prior_alpha: float, prior_beta: float
-) -> pd.DataFrame:
-    """Attach each candidate's posterior; an offer with no data gets the prior and is in cold start."""
+def with_posteriors(candidate_frame: pd.DataFrame, rates: pd.DataFrame, prior: Prior) -> pd.DataFrame:
+    """Attach each candidate's posterior; an offer with no data gets its list's prior (`list_priors`, as its
+    posterior in `rates` would have) and is in cold start."""
     posteriors = rates.reindex(columns=[*POSTERIOR_KEYS, *POSTERIOR_VALUES])
     joined = candidate_frame.merge(posteriors, on=POSTERIOR_KEYS, how="left")
+    priors = joined.merge(list_priors(candidate_frame, rates, prior), on=LIST_KEYS, how="left")
     return joined.assign(
-        alpha=joined["alpha"].astype(float).fillna(prior_alpha),
-        beta=joined["beta"].astype(float).fillna(prior_beta),
+        alpha=joined["alpha"].astype(float).fillna(priors["prior_alpha"]),
+        beta=joined["beta"].astype(float).fillna(priors["prior_beta"]),
         impressions=joined["impressions"].fillna(0).astype("int64"),
         conversions=joined["conversions"].fillna(0).astype("int64"),
         cold_start=joined["cold_start"].astype("boolean").fillna(True).astype(bool),
@@ -191,9 +192,7 @@ def stage_unit(
         raise ValueError(f"no active decision placement ranks with {unit!r}")
     day = {"as_of_date": run_date}
     rates = pd.DataFrame(table_rows(settings, OFFER_CONVERSION_RATES, day) if method_of(unit).uses_posteriors else [])
-    frame = with_posteriors(
-        pd.DataFrame(rows, columns=list(Candidate._fields)), rates, settings.prior_alpha, settings.prior_beta
-    )
+    frame = with_posteriors(pd.DataFrame(rows, columns=list(Candidate._fields)), rates, Prior.of(settings))
     model = method_of(unit).model(catalog)
     if model is not None and model.contextual:
         frame = with_parameters(frame, latest_parameters(settings, model.name, run_date))

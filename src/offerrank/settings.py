@@ -105,8 +105,15 @@ class Settings(BaseSettings):
         20, ge=0, description="Conversions an offer needs on the day before that check applies."
     )
 
-    prior_alpha: float = Field(1.0, gt=0, description="Beta prior alpha of every offer's conversion rate.")
-    prior_beta: float = Field(1.0, gt=0, description="Beta prior beta of every offer's conversion rate.")
+    prior_alpha: float = Field(
+        1.0, gt=0, description="Beta prior alpha of an offer whose list and placement have no data yet."
+    )
+    prior_beta: float = Field(
+        1.0, gt=0, description="Beta prior beta of an offer whose list and placement have no data yet."
+    )
+    prior_impressions: float = Field(
+        10.0, gt=0, description="Impressions an offer's prior, its list's pooled conversion rate, weighs."
+    )
 
     vacuum_retention_hours: int = Field(168, ge=168, description="Least history VACUUM keeps (Delta's minimum: 168 h).")
     keep_ranking_versions: int = Field(

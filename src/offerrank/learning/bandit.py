@@ -1,7 +1,10 @@
 """Beta-Bernoulli Thompson sampling: the ranking math of the auto-optimization model, on one group of offers.
 
 Every offer of a placement x channel has a Beta(alpha, beta) posterior of its conversion rate (`posteriors`, from
-the daily facts of the model's look-back window). The ranking publishes per offer:
+the daily facts of the model's look-back window). Its prior comes from the offer's list (`list_priors`, empirical
+Bayes): the pooled rate of all offers of that model x placement x channel x segment in the window, worth a few
+impressions, so an offer never shown scores about what its list converts at, not 0.5. The ranking publishes per
+offer:
 - `score`: the posterior mean alpha / (alpha + beta);
 - `p_best`: the probability that the offer has the highest rate, by Monte-Carlo over the posteriors with a
   seed derived from the run (so a rerun gives the same figures);
@@ -17,20 +20,67 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from offerrank.tables import OFFER_CONVERSION_RATES, Reason
+from offerrank.tables import ALL_SEGMENTS, OFFER_CONVERSION_RATES, Reason
 
 if TYPE_CHECKING:
     from offerrank.catalog import AIModel
+    from offerrank.settings import Settings
 
 DRAWS = 20_000
 QUANTILES = 256  # quantiles per posterior in the tables Thompson draws read (see offerrank.serving.policy)
 RATE_KEYS = ["offer_id", "placement_id", "channel", "segment"]
+LIST_KEYS = ["model_name", "placement_id", "channel", "segment"]
+
+
+@dataclass(frozen=True)
+class Prior:
+    """How an offer's Beta prior is set: its list's pooled rate p (smoothed by the global Beta(alpha, beta), so
+    it is never 0 or 1) weighing `impressions` impressions: Beta(impressions * p, impressions * (1 - p)); the global
+    Beta(alpha, beta) itself where neither the list nor its placement's all-traffic list has data."""
+
+    impressions: float
+    alpha: float
+    beta: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Prior:
+        return cls(settings.prior_impressions, settings.prior_alpha, settings.prior_beta)
+
+
+def list_priors(lists: pd.DataFrame, rates: pd.DataFrame, prior: Prior) -> pd.DataFrame:
+    """Each list of `lists` (model_name, placement_id, channel, segment) with its offers' Beta prior (`prior_alpha`,
+    `prior_beta`), from the window's counts `rates` (LIST_KEYS, impressions, conversions: one row per offer): the
+    list's pooled rate; for a segment's list without data, its placement's all-traffic list's (segment `*`); else
+    the global prior."""
+    pooled = (
+        rates.reindex(columns=[*LIST_KEYS, "impressions", "conversions"])
+        .groupby(LIST_KEYS, as_index=False, dropna=False)[["impressions", "conversions"]]
+        .sum()
+    )
+    pooled = pooled[pooled["impressions"] > 0]
+    everyone = pooled[pooled["segment"] == ALL_SEGMENTS].drop(columns="segment")
+    priced = (
+        lists[LIST_KEYS]
+        .drop_duplicates()
+        .merge(pooled, on=LIST_KEYS, how="left")
+        .merge(everyone, on=LIST_KEYS[:-1], how="left", suffixes=("", "_all"))
+    )
+    own = priced["impressions"].notna().to_numpy()
+    impressions = np.where(own, priced["impressions"], priced["impressions_all"]).astype(float)
+    conversions = np.where(own, priced["conversions"], priced["conversions_all"]).astype(float)
+    rate = (conversions + prior.alpha) / (impressions + prior.alpha + prior.beta)
+    known = ~np.isnan(rate)
+    return priced[LIST_KEYS].assign(
+        prior_alpha=np.where(known, prior.impressions * rate, prior.alpha),
+        prior_beta=np.where(known, prior.impressions * (1 - rate), prior.beta),
+    )
 
 
 def facts_of(facts: pd.DataFrame, datasets: Iterable[str], counts: Iterable[str]) -> pd.DataFrame:
@@ -51,15 +101,14 @@ def posteriors(
     model: AIModel,
     placements: list[tuple[str, str]],
     as_of: date,
-    prior_alpha: float,
-    prior_beta: float,
+    prior: Prior,
 ) -> pd.DataFrame:
     """The `model`'s Beta posteriors as of `as_of`, per offer x placement x channel x segment it ranks on its
     `placements` (placement, channel), from daily facts `stats` (event_date, offer_id, placement_id, channel,
     segment, impressions, conversions; other days, placements, segments and columns are ignored): the look-back
-    window's counts, each day weighing 0.5 ^ (age / half-life) when the model decays, alpha = prior + conversions,
-    beta = prior + non-converting impressions, a 95% credible interval and cold start: the rows of
-    `offer_conversion_rates`."""
+    window's counts, each day weighing 0.5 ^ (age / half-life) when the model decays, alpha = the list's prior alpha
+    + conversions, beta = its prior beta + non-converting impressions (`list_priors`), a 95% credible interval and
+    cold start: the rows of `offer_conversion_rates`."""
     from scipy.special import betaincinv
 
     first = model.window_start(as_of)
@@ -73,14 +122,17 @@ def posteriors(
     rates = window.groupby(RATE_KEYS, as_index=False, sort=True)[
         ["impressions", "conversions", "effective_impressions", "effective_conversions"]
     ].sum()
+    rates = rates.assign(model_name=model.name)
+    rates = rates.merge(list_priors(rates, rates, prior), on=LIST_KEYS, how="left")
     impressions, conversions = rates["impressions"].to_numpy(), rates["conversions"].to_numpy()
-    alpha = prior_alpha + rates["effective_conversions"].to_numpy(float)
-    beta = prior_beta + np.maximum((rates["effective_impressions"] - rates["effective_conversions"]).to_numpy(), 0.0)
+    alpha = rates["prior_alpha"].to_numpy(float) + rates["effective_conversions"].to_numpy(float)
+    beta = rates["prior_beta"].to_numpy(float) + np.maximum(
+        (rates["effective_impressions"] - rates["effective_conversions"]).to_numpy(), 0.0
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(impressions > 0, conversions / np.maximum(impressions, 1), np.nan)
     rates = rates.assign(
         as_of_date=as_of,
-        model_name=model.name,
         conversion_rate=rate,
         alpha=alpha,
         beta=beta,

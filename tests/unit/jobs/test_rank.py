@@ -126,3 +126,25 @@ def test_candidates_are_the_offers_live_on_the_serving_day_and_each_segment_gets
     assert restricted in offers_of["*"] and restricted in offers_of["loyal-customers"]
     assert restricted not in offers_of["new-visitors"] and restricted not in offers_of["bargain-hunters"]
     assert offers_of["new-visitors"] == offers_of["*"] - {restricted}
+
+
+def test_an_offer_without_data_gets_its_lists_prior_as_the_posteriors_of_the_others_do():
+    """One place sets the prior (`list_priors`): rank fills a never-shown offer with what `posteriors` built on."""
+    from offerrank.jobs.rank import with_posteriors
+    from offerrank.learning.bandit import Prior
+
+    candidates = frame("ai_model", [(offer, 1, None, False, None, None, None) for offer in ("a", "b", "new")])
+    candidates = candidates.drop(columns=["alpha", "beta", "impressions", "conversions", "cold_start"])
+    rates = pd.DataFrame(
+        [
+            {"model_name": "m", "offer_id": offer, "placement_id": "p", "channel": "web", "segment": "*"}
+            | {"alpha": 0.5 + conversions, "beta": 9.5 + shown - conversions, "impressions": shown}
+            | {"conversions": conversions, "cold_start": False}
+            for offer, shown, conversions in (("a", 1000, 40), ("b", 998, 18))
+        ]
+    )
+    joined = with_posteriors(candidates, rates, Prior(impressions=10.0, alpha=1.0, beta=1.0)).set_index("offer_id")
+    pooled = (58 + 1) / (1998 + 2)
+    assert joined.loc["new", ["alpha", "beta"]].tolist() == pytest.approx([10 * pooled, 10 * (1 - pooled)])
+    assert joined.loc["new", "cold_start"] and joined.loc["new", "impressions"] == 0
+    assert joined.loc["a", "alpha"] == 40.5

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from offerrank.catalog import AIModel
-from offerrank.learning.bandit import posteriors, probability_best, run_seed, thompson_rank
+from offerrank.learning.bandit import Prior, list_priors, posteriors, probability_best, run_seed, thompson_rank
 from offerrank.tables import OFFER_CONVERSION_RATES
 
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 HERO = [("hero", "web")]
+PRIOR = Prior(impressions=10.0, alpha=1.0, beta=1.0)
 
 
 def facts(rows, segment="*"):
@@ -35,11 +36,12 @@ def test_posteriors_credible_intervals_and_cold_start():
             (D1, "o1", "home", "web", 500, 50),  # not a placement of the model
         ]
     )
-    rates = posteriors(daily, model(lookback_days=3), HERO, D3, 1.0, 1.0)
+    rates = posteriors(daily, model(lookback_days=3), HERO, D3, PRIOR)
     assert list(rates.columns) == OFFER_CONVERSION_RATES.column_names
     o1, o2 = (row for _, row in rates.sort_values("offer_id").iterrows())
     assert (o1.impressions, o1.conversions, o1.conversion_rate) == (1000, 50, 0.05)
-    assert (o1.alpha, o1.beta) == (51.0, 951.0)
+    pooled = (50 + 9 + 1) / (1000 + 90 + 2)  # the list's rate, under the global Beta(1, 1)
+    assert (o1.alpha, o1.beta) == pytest.approx((50 + 10 * pooled, 950 + 10 * (1 - pooled)))
     assert o1.ci_low < 0.05 < o1.ci_high and o1.ci_high - o1.ci_low == pytest.approx(0.027, abs=0.003)
     assert not o1.cold_start and o2.cold_start  # o2: 90 impressions < 100
     assert (o1.as_of_date, o1.model_name) == (D3, "m")
@@ -47,7 +49,7 @@ def test_posteriors_credible_intervals_and_cold_start():
 
 def test_time_decay_halves_the_weight_of_older_days():
     daily = facts([(D1, "o1", "hero", "web", 1000, 100), (D3, "o1", "hero", "web", 1000, 10)])
-    (row,) = (r for _, r in posteriors(daily, model(lookback_days=7, half_life_days=2), HERO, D3, 1, 1).iterrows())
+    (row,) = (r for _, r in posteriors(daily, model(lookback_days=7, half_life_days=2), HERO, D3, PRIOR).iterrows())
     assert row.effective_impressions == pytest.approx(1500)  # D1 is two days (one half-life) old
     assert row.effective_conversions == pytest.approx(60)
     assert (row.impressions, row.conversions) == (2000, 110)
@@ -62,11 +64,70 @@ def test_a_personalized_model_rates_all_traffic_and_each_of_its_segments():
         ]
     )
     personalized = AIModel(name="p", type="personalized", datasets=["events"], segments=["loyal"], lookback_days=3)
-    rates = posteriors(daily, personalized, [("push", "push")], D1, 1, 1)
+    rates = posteriors(daily, personalized, [("push", "push")], D1, PRIOR)
     counts = {r.segment: (r.impressions, r.conversions) for _, r in rates.iterrows()}
     assert counts == {"*": (100, 10), "loyal": (40, 8)}
-    assert set(posteriors(daily, model(lookback_days=3), [("push", "push")], D1, 1, 1)["segment"]) == {"*"}
-    assert posteriors(daily.iloc[:0], personalized, [("push", "push")], D1, 1, 1).empty
+    assert set(posteriors(daily, model(lookback_days=3), [("push", "push")], D1, PRIOR)["segment"]) == {"*"}
+    assert posteriors(daily.iloc[:0], personalized, [("push", "push")], D1, PRIOR).empty
+
+
+def lists_and_counts(rows):
+    columns = ["model_name", "placement_id", "channel", "segment", "impressions", "conversions"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_an_offers_prior_is_its_lists_pooled_rate_worth_a_few_impressions():
+    counts = lists_and_counts(
+        [
+            ("m", "hero", "web", "*", 900, 18),
+            ("m", "hero", "web", "*", 98, 2),  # a second offer of the same list: pooled with the first
+            ("m", "hero", "web", "loyal", 400, 40),
+            ("m", "app", "mobileApp", "*", 500, 0),  # no conversion yet: the prior stays a proper Beta
+            ("other", "hero", "web", "*", 1000, 500),  # another model's list of the same placement
+        ]
+    )
+    lists = lists_and_counts(
+        [
+            ("m", "hero", "web", "*", 0, 0),
+            ("m", "hero", "web", "loyal", 0, 0),
+            ("m", "hero", "web", "bargain", 0, 0),  # a segment without data: its placement's all-traffic rate
+            ("m", "app", "mobileApp", "*", 0, 0),
+            ("m", "push", "push", "*", 0, 0),  # no data at all: the global prior
+        ]
+    )
+    priors = list_priors(lists, counts, PRIOR).set_index(["placement_id", "segment"])
+    every = (20 + 1) / (998 + 2)
+    assert priors.loc[("hero", "*"), ["prior_alpha", "prior_beta"]].tolist() == pytest.approx(
+        [10 * every, 10 - 10 * every]
+    )
+    assert priors.loc[("hero", "loyal"), "prior_alpha"] == pytest.approx(10 * 41 / 402)
+    assert priors.loc[("hero", "bargain"), "prior_alpha"] == pytest.approx(10 * every)
+    assert 0 < priors.loc[("app", "*"), "prior_alpha"] < 0.03
+    assert priors.loc[("push", "*"), ["prior_alpha", "prior_beta"]].tolist() == [1.0, 1.0]
+    assert priors[["prior_alpha", "prior_beta"]].sum(axis=1).iloc[:4].tolist() == pytest.approx([10.0] * 4)
+
+
+def test_a_never_shown_offer_scores_about_its_lists_rate_and_gets_no_model_traffic():
+    """The Beta(1, 1) prior's mean 0.5 beat every trained offer's rate of a few percent; the list's prior does not."""
+    prior = list_priors(
+        lists_and_counts([("m", "hero", "web", "*", 0, 0)]),
+        lists_and_counts([("m", "hero", "web", "*", 3000, 90)]),
+        PRIOR,
+    ).iloc[0]
+    ranked = thompson_rank(
+        group(
+            [
+                ("a", 61.0, 1941.0, False),
+                ("b", 31.0, 971.0, False),
+                ("new", prior["prior_alpha"], prior["prior_beta"], True),
+            ]
+        ),
+        exploration_share=0.1,
+        seed=1,
+    ).set_index("offer_id")
+    assert ranked.loc["new", "score"] == pytest.approx(91 / 3002)
+    assert ranked.loc["new", "traffic_share"] == pytest.approx(0.1)  # the exploration share, nothing more
+    assert ranked.loc["new", "p_best"] < 0.5  # with Beta(1, 1) it would be above 0.95
 
 
 def group(rows, priorities=None):
