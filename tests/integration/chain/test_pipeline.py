@@ -94,9 +94,17 @@ def test_channel_lookups_serve_the_published_ranking_of_the_profiles_segment(spa
 
 def test_a_new_offer_without_data_is_published_in_cold_start(spark, world):
     settings, _ = world
-    (new,) = rankings(spark, settings).filter(F.col("offer_id") == "offer-new").collect()
-    assert (new.reason, new.impressions, new.alpha, new.beta) == ("cold_start", 0, 1.0, 1.0)
+    ranked = rankings(spark, settings).filter(F.col("placement_id") == "home-hero").toPandas()
+    new = ranked[ranked["offer_id"] == "offer-new"].iloc[0]
+    others = ranked[ranked["offer_id"] != "offer-new"]
+    assert (new.reason, new.impressions) == ("cold_start", 0)
     assert new.traffic_share > 0
+    # its prior is its list's pooled rate worth OFFERRANK_PRIOR_IMPRESSIONS impressions, not Beta(1, 1) (mean 0.5):
+    # it is published about where the list's offers convert, not first
+    assert new.alpha + new.beta == pytest.approx(settings.prior_impressions)
+    pooled = others["conversions"].sum() / others["impressions"].sum()
+    assert new.score == pytest.approx(new.alpha / (new.alpha + new.beta)) == pytest.approx(pooled, abs=0.005)
+    assert new["rank"] > 1
 
 
 def test_rates_and_facts_come_from_the_days_data(spark, world):
