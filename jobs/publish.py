@@ -228,7 +228,7 @@ class Publisher:
         served = published[-1] if published else None
         staged = self.staged(run_date, run_id)
         staged_at = staging_time(staged)
-        ranked, refusal, kept = self.gate(catalog, run_date, run_id, staged, validation, served)
+        ranked, refusal, kept = self.gate(catalog, run_date, run_id, staged, staged_at, validation, served)
         placements = placement_count(ranked)
         if refusal is not None:
             if not dry_run:
@@ -281,12 +281,13 @@ class Publisher:
         run_date: date,
         run_id: str,
         staged: pd.DataFrame,
+        staged_at: datetime | None,
         validation: DayValidation,
         served: dict | None,
     ) -> tuple[pd.DataFrame, str | None, list[str]]:
-        """The ranking to publish: the run's `staged` lists, plus the served lists of the ranking methods it did not
-        stage or holds back (their model's dataset did not pass); why it must not be published (None: it may); and
-        which methods' lists were kept, and why."""
+        """The ranking to publish: the run's `staged` lists (staged at `staged_at`, see `staging_time`), plus the
+        served lists of the ranking methods it did not stage or holds back (their model's dataset did not pass); why
+        it must not be published (None: it may); and which methods' lists were kept, and why."""
         nothing = pd.DataFrame(columns=PUBLISHED_COLUMNS)
         held = held_back(self.settings, catalog, run_date, validation)
         # a run whose every method is held back stages nothing, and keeps the served lists: not a stale run
@@ -294,7 +295,7 @@ class Publisher:
         refusal = (
             validation.refusal()
             or older_than_served(run_date, served)
-            or staged_before_served(run_id, run_date, staging_time(staged), served, expects_lists)
+            or staged_before_served(run_id, run_date, staged_at, served, expects_lists)
         )
         if refusal is not None:
             return nothing, refusal, []
